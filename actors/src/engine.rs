@@ -1,0 +1,219 @@
+//! `Engine`: the handle the edge (`src/`) holds. Starts the supervisor and the group
+//! committer, routes calls to tenant actors with timeouts, and exposes the log as a stream.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorRef};
+use tokio::sync::watch;
+
+use crate::committer::Committer;
+use crate::error::EngineError;
+use crate::event::Event;
+use crate::store::{EventLog, LogEntry};
+use crate::supervisor::{Routes, Supervisor, SupervisorArgs, SupervisorMsg};
+use crate::tenant::{Outcome, TenantArgs};
+
+/// Engine settings (from the service config).
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// How long an accepted `event_id` is remembered (server clock).
+    pub dedupe_window: Duration,
+    /// Most remembered ids per tenant; past it the oldest are forgotten early (counted).
+    pub dedupe_capacity: usize,
+    /// Timeout on every call into an actor.
+    pub call_timeout: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            dedupe_window: Duration::from_secs(300),
+            dedupe_capacity: 5_000_000,
+            call_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A running engine. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    log: Arc<dyn EventLog>,
+    committer: Committer,
+    config: EngineConfig,
+    routes: Routes,
+    heads: RwLock<HashMap<String, Arc<watch::Sender<u64>>>>,
+    supervisor: ActorRef<SupervisorMsg>,
+}
+
+impl Engine {
+    /// Start the supervisor with one tenant actor per id in `tenants`.
+    pub async fn start(
+        log: Arc<dyn EventLog>,
+        tenants: &[String],
+        config: EngineConfig,
+    ) -> Result<Engine, EngineError> {
+        let committer = Committer::start(log.clone());
+        let routes: Routes = Arc::new(RwLock::new(HashMap::new()));
+        let mut heads = HashMap::new();
+        let mut args = Vec::new();
+        for t in tenants {
+            let head = Arc::new(watch::channel(0).0);
+            heads.insert(t.clone(), head.clone());
+            args.push(tenant_args(t, &log, &committer, head, &config));
+        }
+        let (supervisor, _) = Actor::spawn(
+            None,
+            Supervisor,
+            SupervisorArgs {
+                routes: routes.clone(),
+                tenants: args,
+            },
+        )
+        .await
+        .map_err(|e| EngineError::ActorUnavailable(e.to_string()))?;
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                log,
+                committer,
+                config,
+                routes,
+                heads: RwLock::new(heads),
+                supervisor,
+            }),
+        })
+    }
+
+    /// Start an actor for a tenant created at run time (no-op if it exists).
+    pub async fn add_tenant(&self, tenant: &str) -> Result<(), EngineError> {
+        let head = {
+            let mut heads = self.inner.heads.write().expect("heads");
+            heads
+                .entry(tenant.to_owned())
+                .or_insert_with(|| Arc::new(watch::channel(0).0))
+                .clone()
+        };
+        let i = &self.inner;
+        let args = tenant_args(tenant, &i.log, &i.committer, head, &i.config);
+        match i
+            .supervisor
+            .call(
+                |r| SupervisorMsg::AddTenant(args, r),
+                Some(i.config.call_timeout),
+            )
+            .await
+        {
+            Ok(CallResult::Success(())) => Ok(()),
+            other => Err(EngineError::ActorUnavailable(format!("{other:?}"))),
+        }
+    }
+
+    /// Dedupe and durably log `events` for `tenant`. Returns one outcome per event, in order,
+    /// only after every accepted event is fsync'd.
+    pub async fn ingest(
+        &self,
+        tenant: &str,
+        events: Vec<Event>,
+    ) -> Result<Vec<Outcome>, EngineError> {
+        if !self.inner.log.healthy() {
+            return Err(EngineError::Unavailable);
+        }
+        let actor = self
+            .inner
+            .routes
+            .read()
+            .expect("routes")
+            .get(tenant)
+            .cloned()
+            .ok_or_else(|| EngineError::UnknownTenant(tenant.to_owned()))?;
+        let call = actor
+            .call(
+                |reply| crate::tenant::TenantMsg::Ingest { events, reply },
+                Some(self.inner.config.call_timeout),
+            )
+            .await;
+        match call {
+            Ok(CallResult::Success(result)) => result,
+            Ok(CallResult::Timeout) => Err(EngineError::ActorUnavailable("timed out".into())),
+            Ok(CallResult::SenderError) => Err(EngineError::ActorUnavailable(
+                "actor stopped mid-call".into(),
+            )),
+            Err(e) => Err(EngineError::ActorUnavailable(e.to_string())),
+        }
+    }
+
+    /// Up to `max` durable log entries of `tenant` from position `from`.
+    pub fn read_log(
+        &self,
+        tenant: &str,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<LogEntry>, EngineError> {
+        let head = self.durable_head(tenant).map(|h| *h.borrow()).unwrap_or(0);
+        let mut entries = self.inner.log.read_from(tenant, from, max)?;
+        entries.retain(|e| e.seq <= head);
+        Ok(entries)
+    }
+
+    /// The durable head of `tenant`'s log: the last position every consumer may read.
+    pub fn durable_head(&self, tenant: &str) -> Option<watch::Receiver<u64>> {
+        self.inner
+            .heads
+            .read()
+            .expect("heads")
+            .get(tenant)
+            .map(|h| h.subscribe())
+    }
+
+    /// Whether the store can persist right now.
+    pub fn healthy(&self) -> bool {
+        self.inner.log.healthy()
+    }
+
+    /// The event log (for consumers that read ranges directly).
+    pub fn log(&self) -> &Arc<dyn EventLog> {
+        &self.inner.log
+    }
+
+    /// The current actor of a tenant (tests use it to inject faults).
+    pub fn tenant_actor(&self, tenant: &str) -> Option<ActorRef<crate::tenant::TenantMsg>> {
+        self.inner
+            .routes
+            .read()
+            .expect("routes")
+            .get(tenant)
+            .cloned()
+    }
+
+    /// Stop the supervisor and its children.
+    pub async fn shutdown(&self) {
+        self.inner.supervisor.stop(None);
+    }
+}
+
+fn tenant_args(
+    tenant: &str,
+    log: &Arc<dyn EventLog>,
+    committer: &Committer,
+    head: Arc<watch::Sender<u64>>,
+    config: &EngineConfig,
+) -> TenantArgs {
+    TenantArgs {
+        tenant: tenant.to_owned(),
+        log: log.clone(),
+        committer: committer.clone(),
+        head,
+        dedupe_window_ms: i64::try_from(config.dedupe_window.as_millis()).unwrap_or(i64::MAX),
+        dedupe_capacity: config.dedupe_capacity,
+    }
+}
+
+#[cfg(test)]
+#[path = "engine/tests.rs"]
+mod tests;

@@ -1,0 +1,157 @@
+//! Actor suite for the engine: ingest, dedupe, durability handoff, supervision, restart.
+
+use super::*;
+use crate::store::SledLog;
+use chrono::Utc;
+use serde_json::json;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+fn event(id: &str) -> Event {
+    let v = json!({
+        "event_id": id, "type": "match.completed", "actor": {"user_id": "u1"},
+        "occurred_at": "2025-11-18T12:34:56Z", "attrs": {"score": 1}
+    });
+    Event::from_json(v, "acme", Utc::now()).unwrap()
+}
+
+async fn eventually<F: Fn() -> bool>(what: &str, f: F) {
+    for _ in 0..200 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("never happened: {what}");
+}
+
+async fn start(dir: &std::path::Path) -> Engine {
+    let log: Arc<dyn EventLog> = Arc::new(SledLog::open(dir, 1 << 22).unwrap());
+    Engine::start(
+        log,
+        &["acme".into(), "other".into()],
+        EngineConfig::default(),
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn accepts_then_dedupes_and_advances_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = start(dir.path()).await;
+    let out = engine
+        .ingest("acme", vec![event("a"), event("b"), event("a")])
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        vec![
+            Outcome::Accepted { seq: 1 },
+            Outcome::Accepted { seq: 2 },
+            Outcome::Duplicate { seq: 1 }
+        ]
+    );
+    let again = engine.ingest("acme", vec![event("b")]).await.unwrap();
+    assert_eq!(again, vec![Outcome::Duplicate { seq: 2 }]);
+    assert_eq!(*engine.durable_head("acme").unwrap().borrow(), 2);
+    // Tenants are independent: the same id is new for another tenant.
+    let other = engine.ingest("other", vec![event("a")]).await.unwrap();
+    assert_eq!(other, vec![Outcome::Accepted { seq: 1 }]);
+    assert_eq!(engine.read_log("acme", 1, 10).unwrap().len(), 2);
+    assert!(matches!(
+        engine.ingest("nobody", vec![event("a")]).await,
+        Err(EngineError::UnknownTenant(_))
+    ));
+}
+
+#[tokio::test]
+async fn dedupe_window_and_positions_survive_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let engine = start(dir.path()).await;
+        engine
+            .ingest("acme", vec![event("a"), event("b")])
+            .await
+            .unwrap();
+        engine.shutdown().await;
+    }
+    // Give the supervisor a moment to stop before the store is reopened.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let engine = start(dir.path()).await;
+    let out = engine
+        .ingest("acme", vec![event("b"), event("c")])
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        vec![Outcome::Duplicate { seq: 2 }, Outcome::Accepted { seq: 3 }]
+    );
+}
+
+#[tokio::test]
+async fn panicking_tenant_actor_is_restarted_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = start(dir.path()).await;
+    engine.ingest("acme", vec![event("a")]).await.unwrap();
+    let before = engine.tenant_actor("acme").unwrap();
+    before.cast(crate::tenant::TenantMsg::Panic).unwrap();
+    eventually("tenant actor replaced", || {
+        engine.tenant_actor("acme").map(|a| a.get_id()) != Some(before.get_id())
+    })
+    .await;
+    let out = engine
+        .ingest("acme", vec![event("a"), event("z")])
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        vec![Outcome::Duplicate { seq: 1 }, Outcome::Accepted { seq: 2 }]
+    );
+}
+
+/// A log whose `sync` fails on demand, to prove nothing is acknowledged without fsync.
+struct FlakyLog {
+    inner: SledLog,
+    fail_sync: AtomicBool,
+}
+
+impl EventLog for FlakyLog {
+    fn append(&self, t: &str, s: u64, ms: i64, ev: &[(&str, &str)]) -> Result<(), EngineError> {
+        self.inner.append(t, s, ms, ev)
+    }
+    fn sync(&self) -> Result<(), EngineError> {
+        if self.fail_sync.load(Ordering::SeqCst) {
+            return Err(EngineError::Storage("injected fsync failure".into()));
+        }
+        self.inner.sync()
+    }
+    fn read_from(&self, t: &str, f: u64, m: usize) -> Result<Vec<LogEntry>, EngineError> {
+        self.inner.read_from(t, f, m)
+    }
+    fn next_seq(&self, t: &str) -> Result<u64, EngineError> {
+        self.inner.next_seq(t)
+    }
+    fn recent_ids(&self, t: &str, s: i64) -> Result<Vec<(String, u64, i64)>, EngineError> {
+        self.inner.recent_ids(t, s)
+    }
+    /// Always claims health, so the failure is met on the commit path itself.
+    fn healthy(&self) -> bool {
+        true
+    }
+}
+
+#[tokio::test]
+async fn failed_fsync_is_never_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(FlakyLog {
+        inner: SledLog::open(dir.path(), 1 << 22).unwrap(),
+        fail_sync: AtomicBool::new(false),
+    });
+    let engine = Engine::start(log.clone(), &["acme".into()], EngineConfig::default())
+        .await
+        .unwrap();
+    engine.ingest("acme", vec![event("a")]).await.unwrap();
+    log.fail_sync.store(true, Ordering::SeqCst);
+    assert!(engine.ingest("acme", vec![event("b")]).await.is_err());
+    assert_eq!(*engine.durable_head("acme").unwrap().borrow(), 1);
+}

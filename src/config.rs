@@ -1,0 +1,273 @@
+//! The service configuration: one typed TOML tree, env overrides, validation with paths.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// A secret string: never printed by `Debug`, never logged.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+/// Whether a tenant may use the API.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TenantStatus {
+    #[default]
+    Active,
+    /// Authenticated requests get 403 FORBIDDEN.
+    Suspended,
+}
+
+/// One tenant: its id (the `X-Tenant-Id` header) and HMAC secret.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// Tenant id: 1–64 of `A-Z a-z 0-9 - _ .`.
+    pub id: String,
+    /// HMAC-SHA256 key for the tenant's signed requests (at least 16 bytes).
+    pub secret: Secret,
+    /// `active` (default) or `suspended`.
+    #[serde(default)]
+    pub status: TenantStatus,
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on; port 0 picks a free port. Env: `PHOENIX_LISTEN`.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Where sled keeps the event log and state. Env: `PHOENIX_DATA_DIR`.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Bearer token for `/metrics`, `/v1/admin/*` and the dashboard. Env: `PHOENIX_OPERATOR_TOKEN`.
+    pub operator_token: Secret,
+    /// How long an accepted `event_id` is remembered for dedupe (seed default 300 s).
+    #[serde(default = "default_dedupe_window")]
+    pub dedupe_window_seconds: u64,
+    /// Most remembered event ids per tenant; bounds memory (oldest forgotten first).
+    #[serde(default = "default_dedupe_capacity")]
+    pub dedupe_capacity: usize,
+    /// sled page cache size in MiB.
+    #[serde(default = "default_cache_mb")]
+    pub cache_mb: u64,
+    /// Requests served at once; further requests wait (backpressure at the edge).
+    #[serde(default = "default_max_concurrency")]
+    pub max_concurrent_requests: usize,
+    /// The tenants.
+    #[serde(default)]
+    pub tenants: Vec<TenantConfig>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./data")
+}
+fn default_dedupe_window() -> u64 {
+    300
+}
+fn default_dedupe_capacity() -> usize {
+    5_000_000
+}
+fn default_cache_mb() -> u64 {
+    256
+}
+fn default_max_concurrency() -> usize {
+    4096
+}
+
+/// Why a configuration could not be used; lists every problem found.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid configuration:\n  {}", .0.join("\n  "))]
+    Invalid(Vec<String>),
+}
+
+impl Config {
+    /// Read `path`, apply `PHOENIX_*` env overrides, validate.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config = Config::from_toml(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })?;
+        config.apply_env(|k| std::env::var(k).ok());
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parse TOML text (no env, no validation).
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::new(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Apply `PHOENIX_LISTEN`, `PHOENIX_DATA_DIR`, `PHOENIX_OPERATOR_TOKEN`.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
+        if let Some(v) = get("PHOENIX_LISTEN") {
+            self.listen = v;
+        }
+        if let Some(v) = get("PHOENIX_DATA_DIR") {
+            self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("PHOENIX_OPERATOR_TOKEN") {
+            self.operator_token = Secret(v);
+        }
+    }
+
+    /// Every problem, each with its path.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            problems.push(format!(
+                "listen: {:?} is not an address like 127.0.0.1:8080",
+                self.listen
+            ));
+        }
+        if self.operator_token.expose().len() < 8 {
+            problems.push("operator_token: must be at least 8 characters".into());
+        }
+        if self.dedupe_window_seconds == 0 {
+            problems.push("dedupe_window_seconds: must be at least 1".into());
+        }
+        if self.dedupe_capacity == 0 {
+            problems.push("dedupe_capacity: must be at least 1".into());
+        }
+        if self.max_concurrent_requests == 0 {
+            problems.push("max_concurrent_requests: must be at least 1".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, t) in self.tenants.iter().enumerate() {
+            if !valid_tenant_id(&t.id) {
+                problems.push(format!(
+                    "tenants[{i}].id: {:?} must be 1-64 characters of A-Z a-z 0-9 - _ .",
+                    t.id
+                ));
+            }
+            if !seen.insert(&t.id) {
+                problems.push(format!("tenants[{i}].id: {:?} is declared twice", t.id));
+            }
+            if t.secret.expose().len() < 16 {
+                problems.push(format!("tenants[{i}].secret: must be at least 16 bytes"));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+}
+
+/// Tenant ids appear in URLs, sled tree names and metric labels: keep them plain.
+pub fn valid_tenant_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        listen = "127.0.0.1:0"
+        data_dir = "/tmp/x"
+        operator_token = "operator-secret"
+        [[tenants]]
+        id = "acme"
+        secret = "0123456789abcdef"
+    "#;
+
+    #[test]
+    fn parses_with_defaults() {
+        let c = Config::from_toml(GOOD).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.dedupe_window_seconds, 300);
+        assert_eq!(c.tenants[0].status, TenantStatus::Active);
+        assert!(
+            !format!("{c:?}").contains("0123456789abcdef"),
+            "secrets are masked"
+        );
+    }
+
+    #[test]
+    fn env_overrides() {
+        let mut c = Config::from_toml(GOOD).unwrap();
+        c.apply_env(|k| (k == "PHOENIX_DATA_DIR").then(|| "/elsewhere".to_string()));
+        assert_eq!(c.data_dir, PathBuf::from("/elsewhere"));
+        assert_eq!(c.listen, "127.0.0.1:0");
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let err = Config::from_toml(&format!("{GOOD}\nbogus = 1")).unwrap_err();
+        assert!(err.to_string().contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn reports_every_problem_with_its_path() {
+        let text = r#"
+            listen = "nowhere"
+            operator_token = "x"
+            dedupe_window_seconds = 0
+            [[tenants]]
+            id = "bad id"
+            secret = "short"
+            [[tenants]]
+            id = "bad id"
+            secret = "0123456789abcdef"
+        "#;
+        let err = Config::from_toml(text)
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        for needle in [
+            "listen:",
+            "operator_token:",
+            "dedupe_window_seconds:",
+            "tenants[0].id:",
+            "tenants[0].secret:",
+            "tenants[1].id: \"bad id\" is declared twice",
+        ] {
+            assert!(err.contains(needle), "{needle} missing from {err}");
+        }
+    }
+}

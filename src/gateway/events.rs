@@ -1,0 +1,222 @@
+//! `POST /v1/events`, `POST /v1/events/bulk` (seed 000 §2–§8) and `GET /v1/events` (read the
+//! tenant's durable log from a position).
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use chrono::{TimeZone, Utc};
+use phoenix_actors::{Event, Outcome};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{parse_json, utf8_body};
+use crate::error::ApiError;
+use crate::server::AppState;
+
+/// Most events in one bulk request.
+pub const MAX_BULK: usize = 100;
+
+fn outcome_status(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Accepted { .. } => "accepted",
+        Outcome::Duplicate { .. } => "duplicate",
+    }
+}
+
+fn count(endpoint: &'static str, status: &str, n: u64) {
+    metrics::counter!("phoenix_ingest_events_total", "endpoint" => endpoint, "status" => status.to_owned())
+        .increment(n);
+}
+
+/// `POST /v1/events`: one event → 202 `{"event_id", "status": "accepted"|"duplicate"}`.
+pub async fn ingest_one(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let result = ingest_one_inner(&app, &headers, body).await;
+    if let Err(e) = &result {
+        count("single", e.code(), 1);
+    }
+    result
+}
+
+async fn ingest_one_inner(
+    app: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let body = utf8_body(body)?;
+    let tenant = app
+        .tenants
+        .authenticate(headers, "POST", "/v1/events", &body)?;
+    let engine = app.require_engine()?;
+    let event = Event::from_json(parse_json(&body)?, &tenant, Utc::now())
+        .map_err(|e| ApiError::Validation(e.to_string()))?;
+    let event_id = event.event_id.clone();
+    let outcome = engine.ingest(&tenant, vec![event]).await?;
+    let status = outcome_status(outcome[0]);
+    count("single", status, 1);
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"event_id": event_id, "status": status})),
+    ))
+}
+
+/// `POST /v1/events/bulk`: `{"events": [...]}` with 1..=100 events, each validated alone.
+pub async fn ingest_bulk(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let result = ingest_bulk_inner(&app, &headers, body).await;
+    if let Err(e) = &result {
+        count("bulk", e.code(), 1);
+    }
+    result
+}
+
+async fn ingest_bulk_inner(
+    app: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let body = utf8_body(body)?;
+    let tenant = app
+        .tenants
+        .authenticate(headers, "POST", "/v1/events/bulk", &body)?;
+    let engine = app.require_engine()?;
+    let list = match parse_json(&body)? {
+        Value::Object(mut o) => match o.remove("events") {
+            Some(Value::Array(list)) => list,
+            Some(_) => return Err(ApiError::Validation("events must be an array".into())),
+            None => return Err(ApiError::Validation("events is required".into())),
+        },
+        _ => {
+            return Err(ApiError::Validation(
+                r#"Body must be {"events": [...]}"#.into(),
+            ))
+        }
+    };
+    if list.is_empty() {
+        return Err(ApiError::Validation(
+            "Bulk request must contain at least 1 event".into(),
+        ));
+    }
+    if list.len() > MAX_BULK {
+        return Err(ApiError::Validation(format!(
+            "Bulk request can contain maximum {MAX_BULK} events"
+        )));
+    }
+    let now = Utc::now();
+    let total = list.len();
+    // Per slot: Ok(index into `valid`) or Err((event_id if any, message)).
+    let mut slots: Vec<Result<usize, (Value, String)>> = Vec::with_capacity(total);
+    let mut valid = Vec::with_capacity(total);
+    for v in list {
+        let id = v
+            .get("event_id")
+            .filter(|i| i.is_string())
+            .cloned()
+            .unwrap_or(Value::Null);
+        match Event::from_json(v, &tenant, now) {
+            Ok(e) => {
+                slots.push(Ok(valid.len()));
+                valid.push(e);
+            }
+            Err(e) => slots.push(Err((id, e.to_string()))),
+        }
+    }
+    let ids: Vec<String> = valid.iter().map(|e| e.event_id.clone()).collect();
+    let outcomes = if valid.is_empty() {
+        Vec::new()
+    } else {
+        engine.ingest(&tenant, valid).await?
+    };
+    let (mut accepted, mut duplicates, mut failed) = (0u64, 0u64, 0u64);
+    let results: Vec<Value> = slots
+        .into_iter()
+        .map(|slot| match slot {
+            Ok(i) => {
+                let status = outcome_status(outcomes[i]);
+                if status == "accepted" {
+                    accepted += 1;
+                } else {
+                    duplicates += 1;
+                }
+                json!({"event_id": ids[i], "status": status})
+            }
+            Err((id, message)) => {
+                failed += 1;
+                json!({"event_id": id, "status": "failed", "error": message})
+            }
+        })
+        .collect();
+    count("bulk", "accepted", accepted);
+    count("bulk", "duplicate", duplicates);
+    count("bulk", "failed", failed);
+    let status = if failed == 0 {
+        "accepted"
+    } else if failed as usize == total {
+        "failed"
+    } else {
+        "partial"
+    };
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "status": status, "total": total, "accepted": accepted,
+            "duplicates": duplicates, "failed": failed, "results": results
+        })),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LogQuery {
+    /// First position to return (default 1).
+    #[serde(default)]
+    from: Option<u64>,
+    /// Most entries (default 100, max 1000).
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// `GET /v1/events?from=&limit=`: the tenant's durable log, in order (signed with body "").
+pub async fn read_log(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<LogQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = app
+        .tenants
+        .authenticate(&headers, "GET", "/v1/events", b"")?;
+    let Query(q) = query.map_err(|e| ApiError::Validation(e.body_text()))?;
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > 1000 {
+        return Err(ApiError::Validation(
+            "limit must be between 1 and 1000".into(),
+        ));
+    }
+    let engine = app.require_engine()?;
+    let from = q.from.unwrap_or(1).max(1);
+    let entries = engine.read_log(&tenant, from, limit)?;
+    let head = engine
+        .durable_head(&tenant)
+        .map(|h| *h.borrow())
+        .unwrap_or(0);
+    let next = entries.last().map(|e| e.seq + 1).unwrap_or(from);
+    let events: Vec<Value> = entries
+        .into_iter()
+        .map(|e| {
+            let event: Value = serde_json::from_str(&e.json).unwrap_or(Value::Null);
+            let accepted_at = Utc
+                .timestamp_millis_opt(e.accepted_ms)
+                .single()
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+            json!({"seq": e.seq, "accepted_at": accepted_at, "event": event})
+        })
+        .collect();
+    Ok(Json(json!({"events": events, "next": next, "head": head})))
+}

@@ -1,0 +1,21 @@
+//! `GET /health` (liveness) and `GET /ready` (can we persist right now?).
+
+use axum::extract::State;
+use axum::Json;
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+use crate::server::AppState;
+
+pub async fn health() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+pub async fn ready(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+    match app.engine() {
+        Some(engine) if engine.healthy() => Ok(Json(json!({"status": "ready"}))),
+        _ => Err(ApiError::Unavailable(
+            "Persistence is unavailable: events cannot be stored".into(),
+        )),
+    }
+}

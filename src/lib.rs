@@ -1,0 +1,14 @@
+//! The `phoenix` service: config, auth, the HTTP gateways, and `run()`.
+//!
+//! The engine (actors, log, dedupe) lives in the `phoenix-actors` crate; this crate is the
+//! edge. Dependencies point one way: `src/ → actors/`.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod gateway;
+pub mod server;
+pub mod tenants;
+
+pub use config::Config;
+pub use server::{app, run, AppState};

@@ -1,0 +1,184 @@
+//! `run(config, listener, shutdown)`: the whole service, started by `main` and by tests on
+//! `127.0.0.1:0`. `app(state)` builds the router.
+
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Router;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use phoenix_actors::{Engine, EngineConfig, EventLog, SledLog};
+use tokio::net::TcpListener;
+use tokio::sync::OnceCell;
+use tower::limit::GlobalConcurrencyLimitLayer;
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::gateway::{self, events, health};
+use crate::tenants::Tenants;
+
+/// Shared state of every handler. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub tenants: Tenants,
+    /// Set once the store is open; until then the service is alive but not ready.
+    engine: Arc<OnceCell<Engine>>,
+    metrics: PrometheusHandle,
+}
+
+impl AppState {
+    pub fn engine(&self) -> Option<&Engine> {
+        self.engine.get()
+    }
+
+    /// The engine, or 503 while persistence is unavailable.
+    pub fn require_engine(&self) -> Result<&Engine, ApiError> {
+        match self.engine.get() {
+            Some(e) if e.healthy() => Ok(e),
+            _ => Err(ApiError::Unavailable(
+                "Persistence is unavailable; events cannot be stored. Retry later".into(),
+            )),
+        }
+    }
+
+    /// Check `Authorization: Bearer <operator_token>` in constant time.
+    pub fn require_operator(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if crate::auth::constant_time_eq(
+            presented.as_bytes(),
+            self.config.operator_token.expose().as_bytes(),
+        ) {
+            Ok(())
+        } else {
+            Err(ApiError::Unauthorized("Operator token required".into()))
+        }
+    }
+}
+
+/// The process-wide Prometheus recorder (installed once, shared by every `run`).
+fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0,
+                ])
+                .expect("static buckets")
+                .set_buckets_for_metric(
+                    Matcher::Suffix("batch_size".into()),
+                    &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0],
+                )
+                .expect("static buckets")
+                .install_recorder()
+                .expect("install the Prometheus recorder once")
+        })
+        .clone()
+}
+
+async fn metrics_endpoint(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    app.require_operator(&headers)?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(),
+    ))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("No such endpoint".into())
+}
+
+/// The router, shared by `run` and tests.
+pub fn app(state: AppState) -> Router {
+    let limit = state.config.max_concurrent_requests;
+    Router::new()
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .route("/metrics", get(metrics_endpoint))
+        .route("/v1/events", post(events::ingest_one).get(events::read_log))
+        .route("/v1/events/bulk", post(events::ingest_bulk))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(gateway::BODY_LIMIT))
+        .layer(GlobalConcurrencyLimitLayer::new(limit))
+        .with_state(state)
+}
+
+fn open_engine_blocking(config: &Config) -> Result<Arc<dyn EventLog>, String> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
+    let log = SledLog::open(&config.data_dir, config.cache_mb * 1024 * 1024)
+        .map_err(|e| e.to_string())?;
+    Ok(Arc::new(log))
+}
+
+async fn open_engine(config: &Config, tenants: &[String]) -> Result<Engine, String> {
+    let log = open_engine_blocking(config)?;
+    Engine::start(
+        log,
+        tenants,
+        EngineConfig {
+            dedupe_window: Duration::from_secs(config.dedupe_window_seconds),
+            dedupe_capacity: config.dedupe_capacity,
+            call_timeout: Duration::from_secs(10),
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())
+}
+
+/// Serve until `shutdown` resolves. If the store cannot be opened the service still starts
+/// (`/health` 200, `/ready` 503, ingestion 503) and retries opening it every second.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let config = Arc::new(config);
+    let tenants = Tenants::from_config(&config.tenants);
+    let cell: Arc<OnceCell<Engine>> = Arc::new(OnceCell::new());
+    let ids = tenants.ids();
+    match open_engine(&config, &ids).await {
+        Ok(engine) => {
+            let _ = cell.set(engine);
+        }
+        Err(e) => {
+            tracing::error!(error = %e, data_dir = %config.data_dir.display(), "store unavailable; retrying every second");
+            let (config, cell) = (config.clone(), cell.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    if let Ok(engine) = open_engine(&config, &ids).await {
+                        tracing::info!("store opened; ready");
+                        let _ = cell.set(engine);
+                        break;
+                    }
+                }
+            });
+        }
+    }
+    let state = AppState {
+        config,
+        tenants,
+        engine: cell.clone(),
+        metrics: metrics_handle(),
+    };
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    if let Some(engine) = cell.get() {
+        engine.shutdown().await;
+    }
+    Ok(())
+}
