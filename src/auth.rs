@@ -70,9 +70,9 @@ pub fn tenant_headers(headers: &HeaderMap) -> Result<TenantHeaders<'_>, ApiError
             .ok_or_else(|| ApiError::Unauthorized(format!("Missing or unreadable {name} header")))
     };
     Ok(TenantHeaders {
-        tenant: get("x-tenant-id")?,
-        timestamp: get("x-timestamp")?,
-        signature: get("x-signature")?,
+        tenant: get("X-Tenant-Id")?,
+        timestamp: get("X-Timestamp")?,
+        signature: get("X-Signature")?,
     })
 }
 

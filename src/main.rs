@@ -5,6 +5,10 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// glibc malloc dominated ingest profiles (many threads, 10–100 KB batch buffers).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "phoenix", version, about = "Real-time gamification engine")]
 struct Cli {

@@ -5,7 +5,11 @@
 //! log stores and what leaderboards score.
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
-use serde_json::{Map, Value};
+use std::borrow::Cow;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+use serde_json::Value;
 
 /// Longest accepted `event_id`, `type` or `actor.user_id`, in bytes.
 pub const MAX_ID_LEN: usize = 256;
@@ -38,70 +42,180 @@ fn fail<T>(msg: impl Into<String>) -> Result<T, EventError> {
     Err(EventError(msg.into()))
 }
 
-fn required_str<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<&'a str, EventError> {
-    match obj.get(field) {
-        None | Some(Value::Null) => fail(format!("{field} is required")),
-        Some(Value::String(s)) if s.trim().is_empty() => fail(format!("{field} cannot be empty")),
-        Some(Value::String(s)) if s.len() > MAX_ID_LEN => {
-            fail(format!("{field} is longer than {MAX_ID_LEN} bytes"))
+/// The members of one JSON object, borrowed from the input: keys (unescaped only when they
+/// contain escapes) and raw values. Parsing this is the only pass over an event's bytes.
+struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
         }
-        Some(Value::String(s)) => Ok(s),
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
+                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+                    let v: &'de RawValue = map.next_value()?;
+                    out.push((k, v));
+                }
+                Ok(Members(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+impl<'a> Members<'a> {
+    fn parse(raw: &'a str, what: &str) -> Result<Members<'a>, EventError> {
+        match raw.trim_start().as_bytes().first() {
+            Some(b'{') => serde_json::from_str(raw)
+                .map_err(|e| EventError(format!("Malformed JSON in {what}: {e}"))),
+            _ => fail(format!("{what} must be an object")),
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<&'a str> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.get())
+    }
+
+    fn first_duplicate(&self) -> Option<&str> {
+        let mut keys: Vec<&str> = self.0.iter().map(|(k, _)| k.as_ref()).collect();
+        keys.sort_unstable();
+        keys.windows(2).find(|w| w[0] == w[1]).map(|w| w[0])
+    }
+}
+
+/// JSON kind of a raw value, from its first byte.
+fn kind(raw: &str) -> u8 {
+    raw.as_bytes().first().copied().unwrap_or(b'n')
+}
+
+fn required_str(raw: Option<&str>, field: &str) -> Result<String, EventError> {
+    match raw {
+        None | Some("null") => fail(format!("{field} is required")),
+        Some(r) if kind(r) == b'"' => {
+            let s: String = serde_json::from_str(r).map_err(|e| EventError(e.to_string()))?;
+            if s.trim().is_empty() {
+                fail(format!("{field} cannot be empty"))
+            } else if s.len() > MAX_ID_LEN {
+                fail(format!("{field} is longer than {MAX_ID_LEN} bytes"))
+            } else {
+                Ok(s)
+            }
+        }
         Some(_) => fail(format!("{field} must be a string")),
     }
 }
 
+fn optional_object(raw: Option<&str>, field: &str) -> Result<(), EventError> {
+    match raw {
+        None | Some("null") => Ok(()),
+        Some(r) if kind(r) == b'{' => Ok(()),
+        Some(_) => fail(format!("{field} must be an object")),
+    }
+}
+
 impl Event {
-    /// Validate one event and normalise it for `tenant`. `now` bounds `occurred_at`.
+    /// Validate one event (a JSON value) and normalise it for `tenant`.
     pub fn from_json(value: Value, tenant: &str, now: DateTime<Utc>) -> Result<Event, EventError> {
-        let Value::Object(mut obj) = value else {
-            return fail("event must be a JSON object");
-        };
-        let event_id = required_str(&obj, "event_id")?.to_owned();
-        let event_type = required_str(&obj, "type")
-            .map_err(|e| EventError(e.0.replace("type ", "event_type ")))?
-            .to_owned();
-        let user_id = match obj.get("actor") {
-            None | Some(Value::Null) => return fail("actor is required"),
-            Some(Value::Object(actor)) => required_str(actor, "user_id")
-                .map_err(|e| EventError(format!("actor.{}", e.0)))?
-                .to_owned(),
-            Some(_) => return fail("actor must be an object"),
-        };
-        if let Some(Value::Object(actor)) = obj.get("actor") {
-            match actor.get("metadata") {
-                None | Some(Value::Null) | Some(Value::Object(_)) => {}
-                Some(_) => return fail("actor.metadata must be an object"),
+        Event::from_str(&value.to_string(), tenant, now)
+    }
+
+    /// Validate one event given as JSON text and normalise it for `tenant`: `tenant_id` is
+    /// overwritten, `occurred_at` rewritten in UTC, every other member kept byte for byte and
+    /// in order. `now` bounds `occurred_at`.
+    pub fn from_str(raw: &str, tenant: &str, now: DateTime<Utc>) -> Result<Event, EventError> {
+        let members = match Members::parse(raw, "event") {
+            Err(e) if e.0 == "event must be an object" => {
+                return fail("event must be a JSON object")
             }
+            other => other?,
+        };
+        if let Some(dup) = members.first_duplicate() {
+            return fail(format!("field {dup} appears more than once"));
         }
-        match obj.get("subject") {
-            None | Some(Value::Null) | Some(Value::Object(_)) => {}
-            Some(_) => return fail("subject must be an object"),
-        }
-        match obj.get("attrs") {
-            None | Some(Value::Null) => return fail("attrs is required (use {} when empty)"),
-            Some(Value::Object(_)) => {}
+        let event_id = required_str(members.get("event_id"), "event_id")?;
+        let event_type = required_str(members.get("type"), "event_type")?;
+        let user_id = match members.get("actor") {
+            None | Some("null") => return fail("actor is required"),
+            Some(r) => {
+                let actor = Members::parse(r, "actor")?;
+                let user = required_str(actor.get("user_id"), "actor.user_id")?;
+                optional_object(actor.get("metadata"), "actor.metadata")?;
+                user
+            }
+        };
+        optional_object(members.get("subject"), "subject")?;
+        match members.get("attrs") {
+            None | Some("null") => return fail("attrs is required (use {} when empty)"),
+            Some(r) if kind(r) == b'{' => {}
             Some(_) => return fail("attrs must be an object"),
         }
-        let occurred_at = match obj.get("occurred_at") {
-            None | Some(Value::Null) => return fail("occurred_at is required"),
-            Some(Value::String(s)) => DateTime::parse_from_rfc3339(s)
-                .map_err(|_| {
-                    EventError(format!(
-                        "occurred_at must be an ISO 8601 timestamp with a time zone, got {s:?}"
-                    ))
-                })?
-                .with_timezone(&Utc),
+        let occurred_at = match members.get("occurred_at") {
+            None | Some("null") => return fail("occurred_at is required"),
+            Some(r) if kind(r) == b'"' => {
+                let s: Cow<str> = serde_json::from_str(r).map_err(|e| EventError(e.to_string()))?;
+                DateTime::parse_from_rfc3339(&s)
+                    .map_err(|_| {
+                        EventError(format!(
+                            "occurred_at must be an ISO 8601 timestamp with a time zone, got {s:?}"
+                        ))
+                    })?
+                    .with_timezone(&Utc)
+            }
             Some(_) => return fail("occurred_at must be a string"),
         };
         if occurred_at > now + MAX_FUTURE {
             return fail("occurred_at cannot be more than 1 hour in the future");
         }
-        obj.insert("tenant_id".into(), Value::String(tenant.to_owned()));
-        obj.insert(
-            "occurred_at".into(),
-            Value::String(occurred_at.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
-        );
-        let json = serde_json::to_string(&Value::Object(obj)).expect("a Value always serialises");
+        let mut json = String::with_capacity(raw.len() + tenant.len() + 48);
+        json.push_str("{\"tenant_id\":");
+        json.push_str(&Value::from(tenant).to_string());
+        json.push_str(",\"occurred_at\":\"");
+        json.push_str(&occurred_at.to_rfc3339_opts(SecondsFormat::AutoSi, true));
+        json.push('"');
+        for (k, v) in &members.0 {
+            if k == "tenant_id" || k == "occurred_at" {
+                continue;
+            }
+            json.push(',');
+            match k {
+                Cow::Borrowed(k)
+                    if !k.contains(['"', '\\']) && !k.chars().any(char::is_control) =>
+                {
+                    json.push('"');
+                    json.push_str(k);
+                    json.push('"');
+                }
+                _ => json.push_str(&Value::from(k.as_ref()).to_string()),
+            }
+            json.push(':');
+            json.push_str(v.get());
+        }
+        json.push('}');
         Ok(Event {
             event_id,
             event_type,
@@ -203,11 +317,37 @@ mod tests {
     }
 
     #[test]
+    fn members_are_kept_in_order_and_byte_for_byte() {
+        let raw = r#"{"event_id":"e\u0041","type":"t","actor":{"user_id":"u"},"tenant_id":"evil","attrs":{"big":12345678901234567890,"f":1.50},"occurred_at":"2025-11-18T12:00:00+01:00","w\"eird":[1, 2]}"#;
+        let e = Event::from_str(raw, "acme", now()).unwrap();
+        assert_eq!(e.event_id, "eA");
+        assert_eq!(
+            e.json,
+            r#"{"tenant_id":"acme","occurred_at":"2025-11-18T11:00:00Z","event_id":"e\u0041","type":"t","actor":{"user_id":"u"},"attrs":{"big":12345678901234567890,"f":1.50},"w\"eird":[1, 2]}"#
+        );
+        let v: Value = serde_json::from_str(&e.json).unwrap();
+        assert_eq!(v["w\"eird"], json!([1, 2]));
+    }
+
+    #[test]
+    fn duplicate_fields_are_refused() {
+        let raw = r#"{"event_id":"a","event_id":"b","type":"t","actor":{"user_id":"u"},"attrs":{},"occurred_at":"2025-11-18T12:00:00Z"}"#;
+        let err = Event::from_str(raw, "acme", now()).unwrap_err();
+        assert!(err.0.contains("event_id appears more than once"), "{err}");
+    }
+
+    #[test]
     fn non_object_is_refused() {
         assert!(Event::from_json(json!([1, 2]), "t", now()).is_err());
     }
 
     proptest! {
+        /// Arbitrary text never panics the validator.
+        #[test]
+        fn garbage_never_panics(s in ".{0,200}") {
+            let _ = Event::from_str(&s, "t", now());
+        }
+
         /// Arbitrary JSON never panics the validator, and any accepted event round-trips.
         #[test]
         fn never_panics(s in ".{0,64}", n in any::<i64>()) {

@@ -11,7 +11,7 @@ use crate::committer::Committer;
 use crate::dedupe::DedupeWindow;
 use crate::error::EngineError;
 use crate::event::Event;
-use crate::store::EventLog;
+use crate::store::{EventLog, MAX_RECORD_BYTES};
 
 /// What happened to one event of a batch. Both are successes; neither is an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +42,8 @@ pub struct TenantState {
     args: TenantArgs,
     next_seq: u64,
     dedupe: DedupeWindow,
+    /// Early evictions already counted in metrics.
+    evicted_reported: u64,
 }
 
 /// Messages to a tenant actor.
@@ -86,6 +88,7 @@ impl Actor for TenantActor {
             args,
             next_seq,
             dedupe,
+            evicted_reported: 0,
         })
     }
 
@@ -130,19 +133,29 @@ fn ingest(
         }
     }
     let tenant = state.args.tenant.clone();
-    if !fresh.is_empty() {
-        let records: Vec<(&str, &str)> = fresh
+    // One record per chunk of at most MAX_RECORD_BYTES. Each chunk advances the position
+    // and the dedupe window as soon as it is written, so a failure part-way leaves no
+    // logged event that a retry could log again.
+    for chunk in chunks(&fresh, MAX_RECORD_BYTES) {
+        let seq = state.next_seq;
+        let records: Vec<(&str, &str)> = chunk
             .iter()
             .map(|e| (e.event_id.as_str(), e.json.as_str()))
             .collect();
-        if let Err(e) = state.args.log.append(&tenant, first_seq, now, &records) {
+        if let Err(e) = state.args.log.append(&tenant, seq, now, &records) {
             let _ = reply.send(Err(e));
             return;
         }
-        for (i, e) in fresh.iter().enumerate() {
-            state.dedupe.insert(&e.event_id, first_seq + i as u64, now);
+        for (i, e) in chunk.iter().enumerate() {
+            state.dedupe.insert(&e.event_id, seq + i as u64, now);
         }
-        state.next_seq += fresh.len() as u64;
+        state.next_seq += chunk.len() as u64;
+    }
+    let evicted = state.dedupe.evicted_early();
+    if evicted > state.evicted_reported {
+        metrics::counter!("phoenix_dedupe_evicted_early_total", "tenant" => tenant.clone())
+            .increment(evicted - state.evicted_reported);
+        state.evicted_reported = evicted;
     }
     let accepted = fresh.len() as u64;
     let duplicates = events.len() as u64 - accepted;
@@ -165,4 +178,57 @@ fn ingest(
                 let _ = reply.send(Err(e));
             }
         }));
+}
+
+/// Split `events` into runs whose JSON adds up to at most `max_bytes` (at least one each).
+fn chunks<'a>(events: &'a [&'a Event], max_bytes: usize) -> Vec<&'a [&'a Event]> {
+    let mut out = Vec::new();
+    let (mut start, mut size) = (0, 0);
+    for (i, e) in events.iter().enumerate() {
+        let len = e.json.len() + e.event_id.len();
+        if i > start && size + len > max_bytes {
+            out.push(&events[start..i]);
+            (start, size) = (i, 0);
+        }
+        size += len;
+    }
+    if start < events.len() {
+        out.push(&events[start..]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ev(id: usize, pad: usize) -> Event {
+        Event {
+            event_id: format!("e{id}"),
+            event_type: "t".into(),
+            user_id: "u".into(),
+            occurred_at: chrono::Utc::now(),
+            json: "x".repeat(pad),
+        }
+    }
+
+    proptest! {
+        /// Chunks cover the batch in order, each within the limit unless a single event is
+        /// bigger than the limit on its own.
+        #[test]
+        fn chunks_cover_in_order(sizes in proptest::collection::vec(0usize..300, 0..60), max in 1usize..1000) {
+            let events: Vec<Event> = sizes.iter().enumerate().map(|(i, s)| ev(i, *s)).collect();
+            let refs: Vec<&Event> = events.iter().collect();
+            let parts = chunks(&refs, max);
+            let flat: Vec<&str> = parts.iter().flat_map(|c| c.iter().map(|e| e.event_id.as_str())).collect();
+            let want: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+            prop_assert_eq!(flat, want);
+            for c in &parts {
+                prop_assert!(!c.is_empty());
+                let total: usize = c.iter().map(|e| e.json.len() + e.event_id.len()).sum();
+                prop_assert!(c.len() == 1 || total <= max);
+            }
+        }
+    }
 }

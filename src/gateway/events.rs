@@ -9,6 +9,7 @@ use axum::Json;
 use chrono::{TimeZone, Utc};
 use phoenix_actors::{Event, Outcome};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::{parse_json, utf8_body};
@@ -53,8 +54,15 @@ async fn ingest_one_inner(
         .tenants
         .authenticate(headers, "POST", "/v1/events", &body)?;
     let engine = app.require_engine()?;
-    let event = Event::from_json(parse_json(&body)?, &tenant, Utc::now())
-        .map_err(|e| ApiError::Validation(e.to_string()))?;
+    let text = std::str::from_utf8(&body).expect("utf8_body checked");
+    let event = Event::from_str(text, &tenant, Utc::now()).map_err(|e| {
+        // A body that is not JSON at all is a request-level problem, not a schema one.
+        if e.0.starts_with("Malformed JSON") {
+            ApiError::Validation(e.0)
+        } else {
+            ApiError::Validation(e.to_string())
+        }
+    })?;
     let event_id = event.event_id.clone();
     let outcome = engine.ingest(&tenant, vec![event]).await?;
     let status = outcome_status(outcome[0]);
@@ -88,18 +96,8 @@ async fn ingest_bulk_inner(
         .tenants
         .authenticate(headers, "POST", "/v1/events/bulk", &body)?;
     let engine = app.require_engine()?;
-    let list = match parse_json(&body)? {
-        Value::Object(mut o) => match o.remove("events") {
-            Some(Value::Array(list)) => list,
-            Some(_) => return Err(ApiError::Validation("events must be an array".into())),
-            None => return Err(ApiError::Validation("events is required".into())),
-        },
-        _ => {
-            return Err(ApiError::Validation(
-                r#"Body must be {"events": [...]}"#.into(),
-            ))
-        }
-    };
+    let text = std::str::from_utf8(&body).expect("utf8_body checked");
+    let list = bulk_events(text)?;
     if list.is_empty() {
         return Err(ApiError::Validation(
             "Bulk request must contain at least 1 event".into(),
@@ -115,18 +113,20 @@ async fn ingest_bulk_inner(
     // Per slot: Ok(index into `valid`) or Err((event_id if any, message)).
     let mut slots: Vec<Result<usize, (Value, String)>> = Vec::with_capacity(total);
     let mut valid = Vec::with_capacity(total);
-    for v in list {
-        let id = v
-            .get("event_id")
-            .filter(|i| i.is_string())
-            .cloned()
-            .unwrap_or(Value::Null);
-        match Event::from_json(v, &tenant, now) {
+    for raw in list {
+        match Event::from_str(raw.get(), &tenant, now) {
             Ok(e) => {
                 slots.push(Ok(valid.len()));
                 valid.push(e);
             }
-            Err(e) => slots.push(Err((id, e.to_string()))),
+            Err(e) => {
+                // Slow path only for failures: pick the event_id out if there is one.
+                let id = serde_json::from_str::<Value>(raw.get())
+                    .ok()
+                    .and_then(|v| v.get("event_id").filter(|i| i.is_string()).cloned())
+                    .unwrap_or(Value::Null);
+                slots.push(Err((id, e.to_string())));
+            }
         }
     }
     let ids: Vec<String> = valid.iter().map(|e| e.event_id.clone()).collect();
@@ -171,6 +171,29 @@ async fn ingest_bulk_inner(
             "duplicates": duplicates, "failed": failed, "results": results
         })),
     ))
+}
+
+/// The `events` array of a bulk body, each event left as raw JSON for `Event::from_str`.
+fn bulk_events(text: &str) -> Result<Vec<&RawValue>, ApiError> {
+    #[derive(Deserialize)]
+    struct Envelope<'a> {
+        #[serde(borrow)]
+        events: Option<&'a RawValue>,
+    }
+    if !text.trim_start().starts_with('{') {
+        parse_json(text.as_bytes())?;
+        return Err(ApiError::Validation(
+            r#"Body must be {"events": [...]}"#.into(),
+        ));
+    }
+    let envelope: Envelope = serde_json::from_str(text)
+        .map_err(|e| ApiError::Validation(format!("Malformed JSON: {e}")))?;
+    match envelope.events.map(|r| r.get()) {
+        None | Some("null") => Err(ApiError::Validation("events is required".into())),
+        Some(r) if r.starts_with('[') => serde_json::from_str(r)
+            .map_err(|e| ApiError::Validation(format!("Malformed JSON: {e}"))),
+        Some(_) => Err(ApiError::Validation("events must be an array".into())),
+    }
 }
 
 #[derive(Debug, Deserialize)]

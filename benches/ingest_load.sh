@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Durable ingestion throughput and ack latency, with baselines measured in the same run.
+# Usage: benches/ingest_load.sh [seconds-per-run] [repeats]     (from the repository root)
+# Starts Phoenix (release, fresh temp data dir) and the baseline servers on 127.0.0.1, runs
+# examples/loadgen against each, prints one line per run. Everything stays on loopback.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-8}
+reps=${2:-3}
+cargo build --release --quiet --bin phoenix --example loadgen --example baseline_server
+work=$(mktemp -d)
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$work"' EXIT
+
+start() { # name port cmd...
+  local port=$2; shift 2
+  "$@" >"$work/$port.out" 2>"$work/$port.err" &
+  pids+=($!)
+  for _ in $(seq 50); do grep -q listening "$work/$port.out" 2>/dev/null && return; sleep 0.1; done
+  echo "server on $port did not start"; cat "$work/$port.err"; exit 1
+}
+lg() { ./target/release/examples/loadgen --duration "$secs" "$@"; }
+
+PHOENIX_DATA_DIR="$work/data" PHOENIX_LISTEN=127.0.0.1:18180 PHOENIX_LOG=warn \
+  start phoenix 18180 ./target/release/phoenix serve --config phoenix.example.toml
+start baseline-signed 18190 ./target/release/examples/baseline_server --mode signed --listen 127.0.0.1:18190
+start baseline-noop 18191 ./target/release/examples/baseline_server --mode noop --listen 127.0.0.1:18191
+
+echo "# $(date -u +%FT%TZ) $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+for r in $(seq "$reps"); do
+  for target in "phoenix 18180" "baseline-signed 18190" "baseline-noop 18191"; do
+    set -- $target
+    lg --label "$1" --addr 127.0.0.1:$2 --mode single --connections 128
+    lg --label "$1" --addr 127.0.0.1:$2 --mode bulk --connections 16
+  done
+  # Latency at half the target rates (open loop, latency from the scheduled send time).
+  lg --label phoenix --addr 127.0.0.1:18180 --mode single --connections 64 --rate 20000
+  lg --label phoenix --addr 127.0.0.1:18180 --mode bulk --connections 16 --rate 125000
+  lg --label baseline-signed --addr 127.0.0.1:18190 --mode single --connections 64 --rate 20000
+  lg --label baseline-signed --addr 127.0.0.1:18190 --mode bulk --connections 16 --rate 125000
+done
+echo "# phoenix data dir after the run: $(du -sh "$work/data" | cut -f1)"

@@ -1,0 +1,259 @@
+//! Test harness: start the real `phoenix` binary on 127.0.0.1:0 with a temp data dir, and a
+//! signing HTTP client.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub const TENANT: &str = "demo";
+pub const SECRET: &str = "demo-secret-0123456789";
+pub const OTHER: &str = "other";
+pub const OTHER_SECRET: &str = "other-secret-0123456789";
+pub const OPERATOR: &str = "test-operator-token";
+
+/// The standard test configuration; `data_dir` and extra TOML are filled in.
+pub fn config_text(data_dir: &Path, extra: &str) -> String {
+    format!(
+        r#"
+listen = "127.0.0.1:0"
+data_dir = "{}"
+operator_token = "{OPERATOR}"
+{extra}
+[[tenants]]
+id = "{TENANT}"
+secret = "{SECRET}"
+
+[[tenants]]
+id = "{OTHER}"
+secret = "{OTHER_SECRET}"
+
+[[tenants]]
+id = "paused"
+secret = "paused-secret-0123456789"
+status = "suspended"
+"#,
+        data_dir.display()
+    )
+}
+
+/// A running `phoenix serve` child process.
+pub struct Server {
+    child: Child,
+    pub base: String,
+    pub config: PathBuf,
+}
+
+impl Server {
+    /// Start with the standard config under `dir` (data in `dir/data`).
+    pub fn start(dir: &Path) -> Server {
+        Server::start_with(dir, &config_text(&dir.join("data"), ""))
+    }
+
+    /// Start with a given config text, written to `dir/phoenix.toml`.
+    pub fn start_with(dir: &Path, config: &str) -> Server {
+        let path = dir.join("phoenix.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_phoenix"))
+            .args(["serve", "--config"])
+            .arg(&path)
+            .env("PHOENIX_LOG", "warn")
+            .env_remove("PHOENIX_LISTEN")
+            .env_remove("PHOENIX_DATA_DIR")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn phoenix");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("phoenix listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Server {
+            child,
+            base,
+            config: path,
+        }
+    }
+
+    /// SIGKILL: no shutdown hooks, no final flush.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(&self.base, TENANT, SECRET)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A tenant-signing HTTP client.
+#[derive(Clone)]
+pub struct Client {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub tenant: String,
+    pub secret: String,
+}
+
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+impl Client {
+    pub fn new(base: &str, tenant: &str, secret: &str) -> Client {
+        Client {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            base: base.to_owned(),
+            tenant: tenant.to_owned(),
+            secret: secret.to_owned(),
+        }
+    }
+
+    /// POST `body` to `path`, signed with timestamp `ts`.
+    pub async fn post_at(&self, path: &str, body: &[u8], ts: i64) -> (u16, Value) {
+        let ts = ts.to_string();
+        let sig = phoenix::auth::sign(self.secret.as_bytes(), "POST", path, &ts, body);
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("X-Tenant-Id", &self.tenant)
+            .header("X-Timestamp", ts)
+            .header("X-Signature", sig)
+            .header("Content-Type", "application/json")
+            .body(body.to_vec())
+            .send()
+            .await
+            .expect("request");
+        decode(resp).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.post_at(path, body.to_string().as_bytes(), now()).await
+    }
+
+    /// GET `path?query`, signing the path only with body "".
+    pub async fn get(&self, path: &str, query: &str) -> (u16, Value) {
+        let ts = now().to_string();
+        let sig = phoenix::auth::sign(self.secret.as_bytes(), "GET", path, &ts, b"");
+        let url = if query.is_empty() {
+            format!("{}{path}", self.base)
+        } else {
+            format!("{}{path}?{query}", self.base)
+        };
+        let resp = self
+            .http
+            .get(url)
+            .header("X-Tenant-Id", &self.tenant)
+            .header("X-Timestamp", ts)
+            .header("X-Signature", sig)
+            .send()
+            .await
+            .expect("request");
+        decode(resp).await
+    }
+
+    /// Every durable log entry of this tenant, in order.
+    pub async fn log(&self) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut from = 1u64;
+        loop {
+            let (status, page) = self
+                .get("/v1/events", &format!("from={from}&limit=1000"))
+                .await;
+            assert_eq!(status, 200, "{page}");
+            let events = page["events"].as_array().unwrap().clone();
+            if events.is_empty() {
+                return out;
+            }
+            from = page["next"].as_u64().unwrap();
+            out.extend(events);
+        }
+    }
+}
+
+pub async fn decode(resp: reqwest::Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body)
+}
+
+/// A valid event in the seed's shape.
+pub fn event(id: &str, user: &str, score: i64) -> Value {
+    serde_json::json!({
+        "tenant_id": "placeholder",
+        "event_id": id,
+        "type": "match.completed",
+        "actor": {"user_id": user, "metadata": {"region": "na-east", "platform": "ios"}},
+        "subject": {"type": "match", "id": "match-987"},
+        "occurred_at": chrono::Utc::now().to_rfc3339(),
+        "attrs": {"score": score, "duration_seconds": 480, "victory": true}
+    })
+}
+
+/// Assert the seed's error envelope.
+pub fn assert_envelope(status: u16, body: &Value, want_status: u16, code: &str) {
+    assert_eq!(status, want_status, "body: {body}");
+    assert_eq!(body["error"]["code"], code, "body: {body}");
+    assert_eq!(body["error"]["status"], want_status, "body: {body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "body: {body}"
+    );
+}
+
+/// Poll `f` until it returns true (or fail after ~10 s).
+pub async fn eventually<F, Fut>(what: &str, f: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..200 {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("never happened: {what}");
+}
+
+impl Client {
+    /// Like `post`, but `None` on a transport error (the server was killed).
+    pub async fn http_post_json(&self, path: &str, body: &Value) -> Option<(u16, Value)> {
+        let body = body.to_string();
+        let ts = now().to_string();
+        let sig = phoenix::auth::sign(self.secret.as_bytes(), "POST", path, &ts, body.as_bytes());
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("X-Tenant-Id", &self.tenant)
+            .header("X-Timestamp", ts)
+            .header("X-Signature", sig)
+            .body(body)
+            .send()
+            .await
+            .ok()?;
+        let status = resp.status().as_u16();
+        let body = resp.json().await.ok()?;
+        Some((status, body))
+    }
+}
