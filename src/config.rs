@@ -45,6 +45,27 @@ pub struct TenantConfig {
     /// `active` (default) or `suspended`.
     #[serde(default)]
     pub status: TenantStatus,
+    /// Leaderboards declared here (same fields as the API, plus `id`); applied at start-up.
+    #[serde(default)]
+    pub leaderboards: Vec<toml::Table>,
+}
+
+impl TenantConfig {
+    /// The declared leaderboards as `(id, definition JSON)`.
+    pub fn leaderboard_json(&self) -> Vec<(String, serde_json::Value)> {
+        self.leaderboards
+            .iter()
+            .map(|t| {
+                let id = t
+                    .get("id")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_owned();
+                let json = serde_json::to_value(t).unwrap_or(serde_json::Value::Null);
+                (id, json)
+            })
+            .collect()
+    }
 }
 
 /// The whole configuration file.
@@ -71,9 +92,22 @@ pub struct Config {
     /// Requests served at once; further requests wait (backpressure at the edge).
     #[serde(default = "default_max_concurrency")]
     pub max_concurrent_requests: usize,
+    /// Minimum seconds between leaderboard checkpoints (recovery replays at most this much).
+    #[serde(default = "default_checkpoint_interval")]
+    pub checkpoint_interval_seconds: u64,
+    /// Frozen leaderboard windows that ended more than this many days ago are dropped.
+    #[serde(default = "default_history_retention")]
+    pub history_retention_days: u64,
     /// The tenants.
     #[serde(default)]
     pub tenants: Vec<TenantConfig>,
+}
+
+fn default_checkpoint_interval() -> u64 {
+    5
+}
+fn default_history_retention() -> u64 {
+    400
 }
 
 fn default_listen() -> String {
@@ -184,6 +218,18 @@ impl Config {
             if t.secret.expose().len() < 16 {
                 problems.push(format!("tenants[{i}].secret: must be at least 16 bytes"));
             }
+            let mut ids = std::collections::HashSet::new();
+            for (j, (id, json)) in t.leaderboard_json().into_iter().enumerate() {
+                let at = format!("tenants[{i}].leaderboards[{j}]");
+                if !ids.insert(id.clone()) {
+                    problems.push(format!("{at}.id: {id:?} is declared twice"));
+                }
+                if let Err(e) =
+                    phoenix_actors::leaderboard::definition::Definition::from_json(&id, &json)
+                {
+                    problems.push(format!("{at}.{e}"));
+                }
+            }
         }
         if problems.is_empty() {
             Ok(())
@@ -253,6 +299,9 @@ mod tests {
             [[tenants]]
             id = "bad id"
             secret = "0123456789abcdef"
+            [[tenants.leaderboards]]
+            id = "xp"
+            rules = [{ event_type = "*", points_expression = "1 +" }]
         "#;
         let err = Config::from_toml(text)
             .unwrap()
@@ -266,6 +315,7 @@ mod tests {
             "tenants[0].id:",
             "tenants[0].secret:",
             "tenants[1].id: \"bad id\" is declared twice",
+            "tenants[1].leaderboards[0].rules[0].points_expression: at position 3",
         ] {
             assert!(err.contains(needle), "{needle} missing from {err}");
         }

@@ -2,6 +2,7 @@
 
 pub mod events;
 pub mod health;
+pub mod leaderboards;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;

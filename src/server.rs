@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use phoenix_actors::{Engine, EngineConfig, EventLog, SledLog};
@@ -18,7 +18,7 @@ use tower::limit::GlobalConcurrencyLimitLayer;
 
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::gateway::{self, events, health};
+use crate::gateway::{self, events, health, leaderboards as lb};
 use crate::tenants::Tenants;
 
 /// Shared state of every handler. Cheap to clone.
@@ -109,33 +109,50 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics_endpoint))
         .route("/v1/events", post(events::ingest_one).get(events::read_log))
         .route("/v1/events/bulk", post(events::ingest_bulk))
+        .route("/v1/leaderboards", get(lb::list))
+        .route(
+            "/v1/leaderboards/{id}",
+            put(lb::put).get(lb::get).delete(lb::delete),
+        )
+        .route("/v1/leaderboards/{id}/standings", get(lb::standings))
+        .route("/v1/leaderboards/{id}/users/{user_id}", get(lb::user))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(gateway::BODY_LIMIT))
         .layer(GlobalConcurrencyLimitLayer::new(limit))
         .with_state(state)
 }
 
-fn open_engine_blocking(config: &Config) -> Result<Arc<dyn EventLog>, String> {
+async fn open_engine(config: &Config, tenants: &[String]) -> Result<Engine, String> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
     let log = SledLog::open(&config.data_dir, config.cache_mb * 1024 * 1024)
         .map_err(|e| e.to_string())?;
-    Ok(Arc::new(log))
-}
-
-async fn open_engine(config: &Config, tenants: &[String]) -> Result<Engine, String> {
-    let log = open_engine_blocking(config)?;
-    Engine::start(
+    let db = log.db().clone();
+    let log: Arc<dyn EventLog> = Arc::new(log);
+    let engine = Engine::start(
         log,
+        db,
         tenants,
         EngineConfig {
             dedupe_window: Duration::from_secs(config.dedupe_window_seconds),
             dedupe_capacity: config.dedupe_capacity,
             call_timeout: Duration::from_secs(10),
+            checkpoint_interval: Duration::from_secs(config.checkpoint_interval_seconds),
+            history_retention: Duration::from_secs(config.history_retention_days * 86_400),
         },
     )
     .await
-    .map_err(|e| e.to_string())
+    .map_err(|e| e.to_string())?;
+    // Leaderboards declared in the config (validated at load); identical ones are untouched.
+    for t in &config.tenants {
+        for (id, json) in t.leaderboard_json() {
+            engine
+                .put_leaderboard(&t.id, &id, &json)
+                .await
+                .map_err(|e| format!("tenants.{}.leaderboards.{id}: {e}", t.id))?;
+        }
+    }
+    Ok(engine)
 }
 
 /// Serve until `shutdown` resolves. If the store cannot be opened the service still starts

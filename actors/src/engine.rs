@@ -13,7 +13,7 @@ use crate::committer::Committer;
 use crate::error::EngineError;
 use crate::event::Event;
 use crate::store::{EventLog, LogEntry};
-use crate::supervisor::{Routes, Supervisor, SupervisorArgs, SupervisorMsg};
+use crate::supervisor::{BoardRoutes, Routes, Supervisor, SupervisorArgs, SupervisorMsg};
 use crate::tenant::{Outcome, TenantArgs};
 
 /// Engine settings (from the service config).
@@ -25,6 +25,10 @@ pub struct EngineConfig {
     pub dedupe_capacity: usize,
     /// Timeout on every call into an actor.
     pub call_timeout: Duration,
+    /// Minimum time between leaderboard checkpoints.
+    pub checkpoint_interval: Duration,
+    /// Frozen leaderboard windows that ended longer ago than this are dropped.
+    pub history_retention: Duration,
 }
 
 impl Default for EngineConfig {
@@ -33,6 +37,8 @@ impl Default for EngineConfig {
             dedupe_window: Duration::from_secs(300),
             dedupe_capacity: 5_000_000,
             call_timeout: Duration::from_secs(10),
+            checkpoint_interval: Duration::from_secs(5),
+            history_retention: Duration::from_secs(400 * 86_400),
         }
     }
 }
@@ -45,6 +51,9 @@ pub struct Engine {
 
 struct Inner {
     log: Arc<dyn EventLog>,
+    /// State other than the log: definitions, checkpoints, history.
+    db: sled::Db,
+    boards: BoardRoutes,
     committer: Committer,
     config: EngineConfig,
     routes: Routes,
@@ -53,14 +62,17 @@ struct Inner {
 }
 
 impl Engine {
-    /// Start the supervisor with one tenant actor per id in `tenants`.
+    /// Start the supervisor with one tenant actor per id in `tenants`, and every leaderboard
+    /// stored in `db`.
     pub async fn start(
         log: Arc<dyn EventLog>,
+        db: sled::Db,
         tenants: &[String],
         config: EngineConfig,
     ) -> Result<Engine, EngineError> {
         let committer = Committer::start(log.clone());
         let routes: Routes = Arc::new(RwLock::new(HashMap::new()));
+        let boards: BoardRoutes = Arc::new(RwLock::new(HashMap::new()));
         let mut heads = HashMap::new();
         let mut args = Vec::new();
         for t in tenants {
@@ -73,21 +85,26 @@ impl Engine {
             Supervisor,
             SupervisorArgs {
                 routes: routes.clone(),
+                boards: boards.clone(),
                 tenants: args,
             },
         )
         .await
         .map_err(|e| EngineError::ActorUnavailable(e.to_string()))?;
-        Ok(Engine {
+        let engine = Engine {
             inner: Arc::new(Inner {
                 log,
+                db,
+                boards,
                 committer,
                 config,
                 routes,
                 heads: RwLock::new(heads),
                 supervisor,
             }),
-        })
+        };
+        engine.start_stored_boards().await?;
+        Ok(engine)
     }
 
     /// Start an actor for a tenant created at run time (no-op if it exists).
@@ -171,6 +188,17 @@ impl Engine {
             .map(|h| h.subscribe())
     }
 
+    /// Wait until everything written so far (log and state) is durable: one trip through the
+    /// group committer. (In production the state db is the log's sled db, so the log's fsync
+    /// covers both.)
+    pub async fn persist(&self) -> Result<(), EngineError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.inner.committer.submit(Box::new(move |r| {
+            let _ = tx.send(r);
+        }));
+        rx.await.map_err(|_| EngineError::Unavailable)?
+    }
+
     /// Whether the store can persist right now.
     pub fn healthy(&self) -> bool {
         self.inner.log.healthy()
@@ -213,6 +241,8 @@ fn tenant_args(
         dedupe_capacity: config.dedupe_capacity,
     }
 }
+
+mod leaderboards;
 
 #[cfg(test)]
 #[path = "engine/tests.rs"]

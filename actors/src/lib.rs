@@ -19,6 +19,7 @@ pub mod dedupe;
 pub mod engine;
 pub mod error;
 pub mod event;
+pub mod leaderboard;
 pub mod store;
 pub mod supervisor;
 pub mod tenant;

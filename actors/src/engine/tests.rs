@@ -25,14 +25,15 @@ async fn eventually<F: Fn() -> bool>(what: &str, f: F) {
 }
 
 async fn start(dir: &std::path::Path) -> Engine {
-    let log: Arc<dyn EventLog> = Arc::new(SledLog::open(dir, 1 << 22).unwrap());
-    Engine::start(
-        log,
-        &["acme".into(), "other".into()],
-        EngineConfig::default(),
-    )
-    .await
-    .unwrap()
+    let log = Arc::new(SledLog::open(dir, 1 << 22).unwrap());
+    let db = log.db().clone();
+    let config = EngineConfig {
+        checkpoint_interval: Duration::from_millis(100),
+        ..EngineConfig::default()
+    };
+    Engine::start(log, db, &["acme".into(), "other".into()], config)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -147,11 +148,121 @@ async fn failed_fsync_is_never_acknowledged() {
         inner: SledLog::open(dir.path(), 1 << 22).unwrap(),
         fail_sync: AtomicBool::new(false),
     });
-    let engine = Engine::start(log.clone(), &["acme".into()], EngineConfig::default())
+    let db = sled::Config::new().temporary(true).open().unwrap();
+    let engine = Engine::start(log.clone(), db, &["acme".into()], EngineConfig::default())
         .await
         .unwrap();
     engine.ingest("acme", vec![event("a")]).await.unwrap();
     log.fail_sync.store(true, Ordering::SeqCst);
     assert!(engine.ingest("acme", vec![event("b")]).await.is_err());
     assert_eq!(*engine.durable_head("acme").unwrap().borrow(), 1);
+}
+
+async fn top(engine: &Engine, board: &str) -> Vec<(String, f64)> {
+    use crate::leaderboard::actor::WindowSel;
+    use crate::leaderboard::window::Timeframe;
+    match engine
+        .standings(
+            "acme",
+            board,
+            Timeframe::AllTime,
+            WindowSel::Current,
+            0,
+            100,
+        )
+        .await
+    {
+        Ok(s) => s
+            .entries
+            .into_iter()
+            .map(|e| (e.user_id, e.score))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+async fn eventually_top(engine: &Engine, board: &str, want: Vec<(String, f64)>) {
+    for _ in 0..300 {
+        if top(engine, board).await == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "board {board}: wanted {want:?}, have {:?}",
+        top(engine, board).await
+    );
+}
+
+fn scored(id: &str, user: &str, score: i64) -> Event {
+    let v = json!({
+        "event_id": id, "type": "match.completed", "actor": {"user_id": user},
+        "occurred_at": Utc::now().to_rfc3339(), "attrs": {"score": score}
+    });
+    Event::from_json(v, "acme", Utc::now()).unwrap()
+}
+
+#[tokio::test]
+async fn panicking_board_restarts_from_checkpoint_and_log_without_double_counting() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = start(dir.path()).await;
+    let def = json!({"rules": [{"event_type": "*", "points_expression": "attrs.score"}]});
+    engine.put_leaderboard("acme", "b", &def).await.unwrap();
+    engine
+        .ingest("acme", vec![scored("1", "ann", 5), scored("2", "bo", 3)])
+        .await
+        .unwrap();
+    eventually_top(&engine, "b", vec![("ann".into(), 5.0), ("bo".into(), 3.0)]).await;
+    // Let a checkpoint happen, add more, then crash the board.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    engine
+        .ingest("acme", vec![scored("3", "bo", 10)])
+        .await
+        .unwrap();
+    eventually_top(&engine, "b", vec![("bo".into(), 13.0), ("ann".into(), 5.0)]).await;
+    let before = engine.board("acme", "b").unwrap();
+    before
+        .cast(crate::leaderboard::actor::LeaderboardMsg::Panic)
+        .unwrap();
+    eventually("board replaced", || {
+        engine.board("acme", "b").map(|a| a.get_id()) != Some(before.get_id())
+    })
+    .await;
+    eventually_top(&engine, "b", vec![("bo".into(), 13.0), ("ann".into(), 5.0)]).await;
+    engine
+        .ingest("acme", vec![scored("4", "ann", 20)])
+        .await
+        .unwrap();
+    eventually_top(
+        &engine,
+        "b",
+        vec![("ann".into(), 25.0), ("bo".into(), 13.0)],
+    )
+    .await;
+    assert_eq!(engine.board_applied("acme", "b").await.unwrap(), 4);
+}
+
+#[tokio::test]
+async fn boards_recover_after_an_engine_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let def = json!({"rules": [{"event_type": "*", "points_expression": "attrs.score"}]});
+    {
+        let engine = start(dir.path()).await;
+        engine.put_leaderboard("acme", "b", &def).await.unwrap();
+        engine
+            .ingest("acme", vec![scored("1", "ann", 5)])
+            .await
+            .unwrap();
+        eventually_top(&engine, "b", vec![("ann".into(), 5.0)]).await;
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        engine
+            .ingest("acme", vec![scored("2", "ann", 1)])
+            .await
+            .unwrap();
+        eventually_top(&engine, "b", vec![("ann".into(), 6.0)]).await;
+        engine.shutdown().await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let engine = start(dir.path()).await;
+    eventually_top(&engine, "b", vec![("ann".into(), 6.0)]).await;
 }

@@ -1,0 +1,231 @@
+//! The engine's leaderboard API: definitions (persisted in sled, one actor each) and
+//! standings queries routed to the board's actor.
+
+use std::sync::Arc;
+
+use ractor::rpc::CallResult;
+use ractor::{ActorRef, RpcReplyPort};
+use serde_json::Value;
+
+use super::Engine;
+use crate::error::EngineError;
+use crate::leaderboard::actor::{
+    BoardArgs, LeaderboardMsg, QueryError, Standings, UserStanding, WindowSel,
+};
+use crate::leaderboard::definition::Definition;
+use crate::leaderboard::window::Timeframe;
+use crate::supervisor::SupervisorMsg;
+
+fn def_key(tenant: &str, id: &str) -> Vec<u8> {
+    format!("{tenant}/{id}").into_bytes()
+}
+
+impl Engine {
+    fn defs(&self) -> Result<sled::Tree, EngineError> {
+        Ok(self.inner.db.open_tree("defs")?)
+    }
+
+    fn board_args(&self, tenant: &str, def: Arc<Definition>) -> Result<BoardArgs, EngineError> {
+        let head = self
+            .durable_head(tenant)
+            .ok_or_else(|| EngineError::UnknownTenant(tenant.to_owned()))?;
+        Ok(BoardArgs {
+            tenant: tenant.to_owned(),
+            def,
+            log: self.inner.log.clone(),
+            db: self.inner.db.clone(),
+            head,
+            checkpoint_interval: self.inner.config.checkpoint_interval,
+            history_retention: self.inner.config.history_retention,
+        })
+    }
+
+    async fn supervise<T: Send + 'static>(
+        &self,
+        msg: impl FnOnce(RpcReplyPort<T>) -> SupervisorMsg,
+    ) -> Result<T, EngineError> {
+        match self
+            .inner
+            .supervisor
+            .call(msg, Some(self.inner.config.call_timeout))
+            .await
+        {
+            Ok(CallResult::Success(t)) => Ok(t),
+            Ok(CallResult::Timeout) => {
+                Err(EngineError::ActorUnavailable("supervisor timed out".into()))
+            }
+            Ok(CallResult::SenderError) | Err(_) => {
+                Err(EngineError::ActorUnavailable("supervisor stopped".into()))
+            }
+        }
+    }
+
+    /// Start an actor for every stored definition of a running tenant.
+    pub(super) async fn start_stored_boards(&self) -> Result<(), EngineError> {
+        let defs = self.defs()?;
+        for kv in defs.iter() {
+            let (k, v) = kv?;
+            let key = String::from_utf8_lossy(&k).into_owned();
+            let Some((tenant, id)) = key.split_once('/') else {
+                continue;
+            };
+            if self.durable_head(tenant).is_none() {
+                continue;
+            }
+            let json: Value = serde_json::from_slice(&v).map_err(|e| EngineError::Corrupt {
+                tenant: tenant.to_owned(),
+                seq: 0,
+                reason: format!("definition {id}: {e}"),
+            })?;
+            match Definition::from_json(id, &json) {
+                Ok(def) => {
+                    let args = self.board_args(tenant, Arc::new(def))?;
+                    self.supervise(|r| SupervisorMsg::StartBoard(args, r))
+                        .await?
+                        .map_err(EngineError::ActorUnavailable)?;
+                }
+                Err(e) => {
+                    tracing::error!(tenant, board = id, error = %e, "stored definition no longer valid; not started")
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Create or replace a leaderboard. A changed definition is rebuilt from the retained log;
+    /// an identical one is left running. Returns the stored definition and whether it was new.
+    pub async fn put_leaderboard(
+        &self,
+        tenant: &str,
+        id: &str,
+        json: &Value,
+    ) -> Result<(Value, bool), QueryError> {
+        let def = Definition::from_json(id, json).map_err(|e| QueryError::Invalid(e.0))?;
+        let canonical = def.to_json();
+        let bytes = canonical.to_string();
+        let defs = self.defs()?;
+        let key = def_key(tenant, id);
+        let existing = defs.get(&key).map_err(EngineError::from)?;
+        let created = existing.is_none();
+        if existing.as_deref() == Some(bytes.as_bytes()) && self.board(tenant, id).is_some() {
+            return Ok((canonical, false));
+        }
+        let args = self.board_args(tenant, Arc::new(def))?;
+        defs.insert(&key, bytes.as_bytes())
+            .map_err(EngineError::from)?;
+        self.supervise(|r| SupervisorMsg::StartBoard(args, r))
+            .await?
+            .map_err(|e| QueryError::Engine(EngineError::ActorUnavailable(e)))?;
+        // Acknowledge only once the definition (and the new board's reset) is durable.
+        self.persist().await?;
+        Ok((canonical, created))
+    }
+
+    pub fn get_leaderboard(&self, tenant: &str, id: &str) -> Result<Option<Value>, EngineError> {
+        Ok(self
+            .defs()?
+            .get(def_key(tenant, id))?
+            .and_then(|v| serde_json::from_slice(&v).ok()))
+    }
+
+    pub fn list_leaderboards(&self, tenant: &str) -> Result<Vec<Value>, EngineError> {
+        let mut out = Vec::new();
+        for kv in self.defs()?.scan_prefix(format!("{tenant}/")) {
+            let (_, v) = kv?;
+            if let Ok(v) = serde_json::from_slice(&v) {
+                out.push(v);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Delete a leaderboard, its checkpoint and its history. `false` if it did not exist.
+    pub async fn delete_leaderboard(&self, tenant: &str, id: &str) -> Result<bool, EngineError> {
+        let defs = self.defs()?;
+        if defs.remove(def_key(tenant, id))?.is_none() {
+            return Ok(false);
+        }
+        let (t, i) = (tenant.to_owned(), id.to_owned());
+        self.supervise(|r| SupervisorMsg::StopBoard(t, i, r))
+            .await?;
+        crate::leaderboard::actor::meta_tree(&self.inner.db, tenant, id)?.clear()?;
+        crate::leaderboard::history::History::open(&self.inner.db, tenant, id)?.clear()?;
+        self.persist().await?;
+        Ok(true)
+    }
+
+    pub(crate) fn board(&self, tenant: &str, id: &str) -> Option<ActorRef<LeaderboardMsg>> {
+        self.inner
+            .boards
+            .read()
+            .expect("boards")
+            .get(&(tenant.to_owned(), id.to_owned()))
+            .cloned()
+    }
+
+    async fn ask<T: Send + 'static>(
+        &self,
+        tenant: &str,
+        id: &str,
+        msg: impl FnOnce(RpcReplyPort<T>) -> LeaderboardMsg,
+    ) -> Result<T, QueryError> {
+        let board = self
+            .board(tenant, id)
+            .ok_or_else(|| QueryError::NoBoard(id.to_owned()))?;
+        match board.call(msg, Some(self.inner.config.call_timeout)).await {
+            Ok(CallResult::Success(t)) => Ok(t),
+            Ok(CallResult::Timeout) => Err(QueryError::Engine(EngineError::ActorUnavailable(
+                format!("leaderboard {id} timed out"),
+            ))),
+            Ok(CallResult::SenderError) | Err(_) => Err(QueryError::Engine(
+                EngineError::ActorUnavailable(format!("leaderboard {id} stopped mid-call")),
+            )),
+        }
+    }
+
+    /// A page of standings.
+    pub async fn standings(
+        &self,
+        tenant: &str,
+        id: &str,
+        tf: Timeframe,
+        window: WindowSel,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Standings, QueryError> {
+        self.ask(tenant, id, |reply| LeaderboardMsg::Standings {
+            tf,
+            window,
+            offset,
+            limit,
+            reply,
+        })
+        .await?
+    }
+
+    /// A user's rank, score and neighbourhood.
+    pub async fn user_standing(
+        &self,
+        tenant: &str,
+        id: &str,
+        tf: Timeframe,
+        window: WindowSel,
+        user: &str,
+        around: usize,
+    ) -> Result<UserStanding, QueryError> {
+        let user = user.to_owned();
+        self.ask(tenant, id, |reply| LeaderboardMsg::User {
+            tf,
+            window,
+            user,
+            around,
+            reply,
+        })
+        .await?
+    }
+
+    /// The last log position a board has applied.
+    pub async fn board_applied(&self, tenant: &str, id: &str) -> Result<u64, QueryError> {
+        self.ask(tenant, id, LeaderboardMsg::Applied).await
+    }
+}

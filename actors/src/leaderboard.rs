@@ -1,0 +1,11 @@
+//! Leaderboards: definitions, scoring, event-time windows, the rank index, board state, the
+//! frozen-window history, and the `LeaderboardActor` that consumes a tenant's log.
+
+pub mod actor;
+pub mod definition;
+pub mod expr;
+pub mod history;
+pub mod matcher;
+pub mod rank;
+pub mod state;
+pub mod window;

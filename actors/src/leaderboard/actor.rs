@@ -1,0 +1,440 @@
+//! `LeaderboardActor`: one per leaderboard. Follows its tenant's durable log from its last
+//! checkpoint, scores each event into its windows, freezes closed windows into history,
+//! checkpoints, and answers standings queries.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::definition::Definition;
+use super::history::History;
+use super::rank::Entry;
+use super::state::BoardState;
+use super::window::{Timeframe, WindowKey};
+use crate::error::EngineError;
+use crate::store::EventLog;
+
+/// Log entries applied per message, so queries interleave with a long catch-up.
+const CATCH_UP_CHUNK: usize = 4096;
+
+#[derive(Debug)]
+pub struct LeaderboardActor;
+
+/// Everything a (re)started board needs.
+#[derive(Clone)]
+pub struct BoardArgs {
+    pub tenant: String,
+    pub def: Arc<Definition>,
+    pub log: Arc<dyn EventLog>,
+    pub db: sled::Db,
+    /// The tenant's durable head.
+    pub head: watch::Receiver<u64>,
+    /// Minimum time between checkpoints.
+    pub checkpoint_interval: Duration,
+    /// Frozen windows that ended longer ago than this are dropped.
+    pub history_retention: Duration,
+}
+
+pub struct BoardActorState {
+    args: BoardArgs,
+    board: BoardState,
+    meta: sled::Tree,
+    history: History,
+    /// A `CatchUp` is queued; the watcher does not queue another.
+    pending: Arc<AtomicBool>,
+    tasks: Vec<JoinHandle<()>>,
+    last_checkpoint: Instant,
+    checkpointed: u64,
+}
+
+/// Which window of a timeframe a query means.
+#[derive(Debug, Clone)]
+pub enum WindowSel {
+    /// The window containing the server's current time (follows rollover).
+    Current,
+    Key(WindowKey),
+}
+
+/// A page of standings.
+#[derive(Debug, Clone)]
+pub struct Standings {
+    pub window: WindowKey,
+    pub total: usize,
+    pub entries: Vec<Entry>,
+}
+
+/// One user's place and neighbourhood.
+#[derive(Debug, Clone)]
+pub struct UserStanding {
+    pub window: WindowKey,
+    pub rank: usize,
+    pub score: f64,
+    pub entries: Vec<Entry>,
+}
+
+/// Why a leaderboard call has no answer: 400s, 404s and faults.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum QueryError {
+    /// The definition or a parameter is invalid (the message names the field).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("leaderboard {0} not found")]
+    NoBoard(String),
+    #[error("this leaderboard has no {0} timeframe")]
+    NoTimeframe(&'static str),
+    #[error("no standings for window {0}")]
+    NoWindow(String),
+    #[error("user {0} has no score in window {1}")]
+    NoUser(String, String),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// Messages to a leaderboard actor.
+pub enum LeaderboardMsg {
+    /// New durable events may be in the log: apply the next chunk.
+    CatchUp,
+    /// Periodic: freeze closed windows, apply retention, checkpoint.
+    Tick,
+    /// A page of a window's standings.
+    Standings {
+        tf: Timeframe,
+        window: WindowSel,
+        offset: usize,
+        limit: usize,
+        reply: RpcReplyPort<Result<Standings, QueryError>>,
+    },
+    /// A user's rank, score and `around` neighbours on each side.
+    User {
+        tf: Timeframe,
+        window: WindowSel,
+        user: String,
+        around: usize,
+        reply: RpcReplyPort<Result<UserStanding, QueryError>>,
+    },
+    /// The last applied log position.
+    Applied(RpcReplyPort<u64>),
+    /// Fault injection for supervision tests.
+    #[cfg(test)]
+    Panic,
+}
+
+const CKPT_KEY: &[u8] = b"checkpoint";
+
+/// The sled tree holding a board's checkpoint.
+pub fn meta_tree(db: &sled::Db, tenant: &str, board: &str) -> Result<sled::Tree, EngineError> {
+    Ok(db.open_tree(format!("lb/{tenant}/{board}"))?)
+}
+
+/// Load the checkpoint if it was taken under the same definition; otherwise start empty
+/// (and drop any history of an older definition).
+fn recover(
+    args: &BoardArgs,
+    meta: &sled::Tree,
+    history: &History,
+) -> Result<BoardState, EngineError> {
+    let def_json = args.def.to_json().to_string();
+    if let Some(buf) = meta.get(CKPT_KEY)? {
+        let len = buf
+            .get(..4)
+            .map(|b| u32::from_be_bytes(b.try_into().expect("4")) as usize);
+        if let Some(len) = len {
+            if buf.get(4..4 + len) == Some(def_json.as_bytes()) {
+                match BoardState::decode(args.def.clone(), &buf[4 + len..]) {
+                    Ok(s) => return Ok(s),
+                    Err(e) => {
+                        tracing::warn!(board = %args.def.id, error = %e, "unreadable checkpoint; rebuilding from the log")
+                    }
+                }
+            }
+        }
+    }
+    history.clear()?;
+    meta.remove(CKPT_KEY)?;
+    Ok(BoardState::new(args.def.clone()))
+}
+
+impl Actor for LeaderboardActor {
+    type Msg = LeaderboardMsg;
+    type State = BoardActorState;
+    type Arguments = BoardArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: BoardArgs,
+    ) -> Result<BoardActorState, ActorProcessingErr> {
+        let meta = meta_tree(&args.db, &args.tenant, &args.def.id)?;
+        let history = History::open(&args.db, &args.tenant, &args.def.id)?;
+        let board = recover(&args, &meta, &history)?;
+        tracing::info!(tenant = %args.tenant, board = %args.def.id, applied = board.applied, "leaderboard started");
+        Ok(BoardActorState {
+            checkpointed: board.applied,
+            args,
+            board,
+            meta,
+            history,
+            pending: Arc::new(AtomicBool::new(false)),
+            tasks: Vec::new(),
+            last_checkpoint: Instant::now(),
+        })
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        state: &mut BoardActorState,
+    ) -> Result<(), ActorProcessingErr> {
+        let (me, pending, mut head) = (
+            myself.clone(),
+            state.pending.clone(),
+            state.args.head.clone(),
+        );
+        state.tasks.push(tokio::spawn(async move {
+            loop {
+                if !pending.swap(true, Ordering::SeqCst)
+                    && me.cast(LeaderboardMsg::CatchUp).is_err()
+                {
+                    return;
+                }
+                if head.changed().await.is_err() {
+                    return;
+                }
+            }
+        }));
+        let me = myself.clone();
+        state.tasks.push(tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                if me.cast(LeaderboardMsg::Tick).is_err() {
+                    return;
+                }
+            }
+        }));
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut BoardActorState,
+    ) -> Result<(), ActorProcessingErr> {
+        for t in state.tasks.drain(..) {
+            t.abort();
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: LeaderboardMsg,
+        state: &mut BoardActorState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            LeaderboardMsg::CatchUp => catch_up(&myself, state)?,
+            LeaderboardMsg::Tick => tick(state)?,
+            LeaderboardMsg::Standings {
+                tf,
+                window,
+                offset,
+                limit,
+                reply,
+            } => {
+                let _ = reply.send(standings(state, tf, window, offset, limit));
+            }
+            LeaderboardMsg::User {
+                tf,
+                window,
+                user,
+                around,
+                reply,
+            } => {
+                let _ = reply.send(user_standing(state, tf, window, &user, around));
+            }
+            LeaderboardMsg::Applied(reply) => {
+                let _ = reply.send(state.board.applied);
+            }
+            #[cfg(test)]
+            LeaderboardMsg::Panic => panic!("injected leaderboard panic"),
+        }
+        Ok(())
+    }
+}
+
+fn labels(state: &BoardActorState) -> [(&'static str, String); 2] {
+    [
+        ("tenant", state.args.tenant.clone()),
+        ("board", state.args.def.id.clone()),
+    ]
+}
+
+fn catch_up(
+    myself: &ActorRef<LeaderboardMsg>,
+    state: &mut BoardActorState,
+) -> Result<(), EngineError> {
+    state.pending.store(false, Ordering::SeqCst);
+    let head = *state.args.head.borrow();
+    if state.board.applied >= head {
+        return Ok(());
+    }
+    let entries =
+        state
+            .args
+            .log
+            .read_from(&state.args.tenant, state.board.applied + 1, CATCH_UP_CHUNK)?;
+    let (mut late, mut unscored) = (0u64, 0u64);
+    for e in entries.iter().take_while(|e| e.seq <= head) {
+        let applied = match serde_json::from_str(&e.json) {
+            Ok(v) => state.board.apply(e.seq, e.accepted_ms, &v),
+            Err(_) => {
+                state.board.applied = e.seq;
+                continue;
+            }
+        };
+        late += u64::from(applied.late);
+        unscored += u64::from(applied.no_score || applied.malformed);
+    }
+    let l = labels(state);
+    metrics::counter!("phoenix_leaderboard_late_total", &l).increment(late);
+    metrics::counter!("phoenix_leaderboard_unscored_total", &l).increment(unscored);
+    metrics::gauge!("phoenix_leaderboard_apply_lag", &l)
+        .set(head.saturating_sub(state.board.applied) as f64);
+    if state.board.applied < head && !state.pending.swap(true, Ordering::SeqCst) {
+        myself
+            .cast(LeaderboardMsg::CatchUp)
+            .map_err(|e| EngineError::ActorUnavailable(e.to_string()))?;
+    }
+    Ok(())
+}
+
+fn tick(state: &mut BoardActorState) -> Result<(), EngineError> {
+    let head = *state.args.head.borrow();
+    if state.board.applied >= head {
+        // Caught up: nothing accepted before now - margin is still on its way to us.
+        let margin_ms = 5_000;
+        state.board.watermark_ms = state
+            .board
+            .watermark_ms
+            .max(Utc::now().timestamp_millis() - margin_ms);
+    }
+    for (tf, key) in state.board.due_for_freeze() {
+        if let Some(w) = state.board.freeze(tf, key) {
+            state.history.write(tf, key, &w)?;
+            tracing::debug!(board = %state.args.def.id, window = %key, users = w.accs.len(), "window frozen");
+        }
+    }
+    let retention =
+        chrono::Duration::from_std(state.args.history_retention).unwrap_or(chrono::Duration::MAX);
+    if let Some(cutoff) = Utc::now().checked_sub_signed(retention) {
+        for (tf, key) in state.board.forget_frozen_before(cutoff) {
+            state.history.drop_window(tf, key)?;
+        }
+    }
+    let due = state.last_checkpoint.elapsed() >= state.args.checkpoint_interval;
+    if due && state.board.applied > state.checkpointed {
+        checkpoint(state)?;
+    }
+    Ok(())
+}
+
+fn checkpoint(state: &mut BoardActorState) -> Result<(), EngineError> {
+    let started = Instant::now();
+    let def_json = state.args.def.to_json().to_string();
+    let body = state.board.encode();
+    let mut buf = Vec::with_capacity(4 + def_json.len() + body.len());
+    buf.extend_from_slice(&(def_json.len() as u32).to_be_bytes());
+    buf.extend_from_slice(def_json.as_bytes());
+    buf.extend_from_slice(&body);
+    state.meta.insert(CKPT_KEY, buf)?;
+    state.checkpointed = state.board.applied;
+    state.last_checkpoint = Instant::now();
+    metrics::histogram!("phoenix_checkpoint_seconds").record(started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn resolve(
+    state: &BoardActorState,
+    tf: Timeframe,
+    sel: WindowSel,
+) -> Result<WindowKey, QueryError> {
+    if !state.board.def.timeframes.contains(&tf) {
+        return Err(QueryError::NoTimeframe(tf.as_str()));
+    }
+    Ok(match sel {
+        WindowSel::Current => tf.window_of(Utc::now()),
+        WindowSel::Key(k) => k,
+    })
+}
+
+fn standings(
+    state: &BoardActorState,
+    tf: Timeframe,
+    sel: WindowSel,
+    offset: usize,
+    limit: usize,
+) -> Result<Standings, QueryError> {
+    let current = matches!(sel, WindowSel::Current);
+    let window = resolve(state, tf, sel)?;
+    if let Some(w) = state.board.window(tf, window) {
+        return Ok(Standings {
+            window,
+            total: w.ranks.len(),
+            entries: w.ranks.range(offset, limit),
+        });
+    }
+    if let Some(total) = state.history.total(tf, window)? {
+        return Ok(Standings {
+            window,
+            total,
+            entries: state.history.range(tf, window, offset, limit)?,
+        });
+    }
+    if current {
+        // The current window simply has no scores yet.
+        return Ok(Standings {
+            window,
+            total: 0,
+            entries: Vec::new(),
+        });
+    }
+    Err(QueryError::NoWindow(window.to_string()))
+}
+
+fn user_standing(
+    state: &BoardActorState,
+    tf: Timeframe,
+    sel: WindowSel,
+    user: &str,
+    around: usize,
+) -> Result<UserStanding, QueryError> {
+    let window = resolve(state, tf, sel)?;
+    let none = || QueryError::NoUser(user.to_owned(), window.to_string());
+    if let Some(w) = state.board.window(tf, window) {
+        let (rank, score, _) = w.ranks.get(user).ok_or_else(none)?;
+        let entries = w.ranks.around(user, around).unwrap_or_default();
+        return Ok(UserStanding {
+            window,
+            rank,
+            score,
+            entries,
+        });
+    }
+    let (rank, score) = state.history.user(tf, window, user)?.ok_or_else(none)?;
+    let from = rank.saturating_sub(around + 1);
+    let entries = state
+        .history
+        .range(tf, window, from, rank - from + around)?;
+    Ok(UserStanding {
+        window,
+        rank,
+        score,
+        entries,
+    })
+}

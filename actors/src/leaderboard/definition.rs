@@ -1,0 +1,398 @@
+//! A leaderboard definition (SPEC §3): parsed and checked once when saved, then used to score
+//! every event. Pure and synchronous.
+
+use serde_json::{json, Value};
+
+use super::expr::Expr;
+use super::matcher::{event_type_matches, validate_event_type_pattern, Conditions};
+use super::rank::SortOrder;
+use super::window::Timeframe;
+
+/// Most rules in one definition.
+pub const MAX_RULES: usize = 64;
+
+/// How the points of one user in one window combine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Aggregation {
+    Sum,
+    Count,
+    Max,
+    Min,
+    Avg,
+}
+
+impl Aggregation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Aggregation::Sum => "sum",
+            Aggregation::Count => "count",
+            Aggregation::Max => "max",
+            Aggregation::Min => "min",
+            Aggregation::Avg => "avg",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Aggregation> {
+        Some(match s {
+            "sum" => Aggregation::Sum,
+            "count" => Aggregation::Count,
+            "max" => Aggregation::Max,
+            "min" => Aggregation::Min,
+            "avg" => Aggregation::Avg,
+            _ => return None,
+        })
+    }
+}
+
+/// One scoring rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub event_type: String,
+    pub conditions: Conditions,
+    pub points: Expr,
+    /// The expression as the tenant wrote it (returned by GET).
+    pub points_source: String,
+}
+
+/// A validated leaderboard definition.
+#[derive(Debug, Clone)]
+pub struct Definition {
+    pub id: String,
+    pub name: String,
+    pub scope: Conditions,
+    pub rules: Vec<Rule>,
+    pub aggregation: Aggregation,
+    pub timeframes: Vec<Timeframe>,
+    pub sort_order: SortOrder,
+    pub late_grace_seconds: u64,
+}
+
+/// Why a definition was refused: the field path and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefinitionError(pub String);
+
+impl std::fmt::Display for DefinitionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn bad<T>(msg: impl Into<String>) -> Result<T, DefinitionError> {
+    Err(DefinitionError(msg.into()))
+}
+
+/// Leaderboard ids appear in URLs and sled keys: keep them plain.
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+impl Definition {
+    /// Parse and check a definition; every error names its field.
+    pub fn from_json(id: &str, v: &Value) -> Result<Definition, DefinitionError> {
+        if !valid_id(id) {
+            return bad(format!(
+                "id: {id:?} must be 1-64 characters of A-Z a-z 0-9 - _ ."
+            ));
+        }
+        let Some(obj) = v.as_object() else {
+            return bad("definition must be a JSON object");
+        };
+        const KNOWN: [&str; 8] = [
+            "name",
+            "scope",
+            "rules",
+            "aggregation",
+            "timeframes",
+            "sort_order",
+            "late_grace_seconds",
+            "id",
+        ];
+        if let Some(k) = obj.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+            return bad(format!("{k}: unknown field"));
+        }
+        let name = match obj.get("name") {
+            None | Some(Value::Null) => id.to_owned(),
+            Some(Value::String(s)) if s.len() <= 200 => s.clone(),
+            Some(_) => return bad("name: must be a string of at most 200 characters"),
+        };
+        let scope = match obj.get("scope") {
+            None | Some(Value::Null) => Conditions::from_json(&Value::Null, "scope"),
+            Some(s) => Conditions::from_json(s, "scope"),
+        }
+        .map_err(DefinitionError)?;
+        let rules = match obj.get("rules") {
+            Some(Value::Array(list)) if !list.is_empty() && list.len() <= MAX_RULES => list
+                .iter()
+                .enumerate()
+                .map(|(i, r)| parse_rule(i, r))
+                .collect::<Result<Vec<_>, _>>()?,
+            Some(Value::Array(_)) => {
+                return bad(format!("rules: must hold 1 to {MAX_RULES} rules"))
+            }
+            None | Some(Value::Null) => return bad("rules: required"),
+            Some(_) => return bad("rules: must be an array"),
+        };
+        let aggregation = match obj.get("aggregation") {
+            None | Some(Value::Null) => Aggregation::Sum,
+            Some(Value::String(s)) => Aggregation::parse(s).ok_or_else(|| {
+                DefinitionError(format!(
+                    "aggregation: unknown aggregation {s:?} (expected sum, count, max, min or avg)"
+                ))
+            })?,
+            Some(_) => return bad("aggregation: must be a string"),
+        };
+        let timeframes = match obj.get("timeframes") {
+            None | Some(Value::Null) => vec![Timeframe::AllTime],
+            Some(Value::Array(list)) if !list.is_empty() => {
+                let mut out = Vec::new();
+                for (i, t) in list.iter().enumerate() {
+                    let tf = t
+                        .as_str()
+                        .ok_or_else(|| {
+                            DefinitionError(format!("timeframes[{i}]: must be a string"))
+                        })?
+                        .parse::<Timeframe>()
+                        .map_err(|e| DefinitionError(format!("timeframes[{i}]: {e}")))?;
+                    if out.contains(&tf) {
+                        return bad(format!("timeframes[{i}]: {} is listed twice", tf.as_str()));
+                    }
+                    out.push(tf);
+                }
+                out
+            }
+            Some(_) => return bad("timeframes: must be a non-empty array"),
+        };
+        let sort_order = match obj.get("sort_order") {
+            None | Some(Value::Null) => SortOrder::Desc,
+            Some(Value::String(s)) => s
+                .parse()
+                .map_err(|e| DefinitionError(format!("sort_order: {e}")))?,
+            Some(_) => return bad("sort_order: must be \"desc\" or \"asc\""),
+        };
+        let late_grace_seconds = match obj.get("late_grace_seconds") {
+            None | Some(Value::Null) => 3600,
+            Some(v) => match v.as_u64() {
+                Some(n) if n <= 366 * 86_400 => n,
+                _ => return bad("late_grace_seconds: must be an integer from 0 to 31622400"),
+            },
+        };
+        Ok(Definition {
+            id: id.to_owned(),
+            name,
+            scope,
+            rules,
+            aggregation,
+            timeframes,
+            sort_order,
+            late_grace_seconds,
+        })
+    }
+
+    /// The definition as the API returns it.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "name": self.name,
+            "scope": self.scope.to_json(),
+            "rules": self.rules.iter().map(|r| json!({
+                "event_type": r.event_type,
+                "conditions": r.conditions.to_json(),
+                "points_expression": r.points_source,
+            })).collect::<Vec<_>>(),
+            "aggregation": self.aggregation.as_str(),
+            "timeframes": self.timeframes.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
+            "sort_order": self.sort_order.as_str(),
+            "late_grace_seconds": self.late_grace_seconds,
+        })
+    }
+
+    /// The points `event` (type `ty`) earns on this board, or `None` if it does not score:
+    /// the scope must hold; every rule whose type and conditions match and whose expression
+    /// evaluates contributes its points (summed). No rule producing a number → no score.
+    pub fn score(&self, ty: &str, event: &Value) -> Option<f64> {
+        if !self.scope.matches(event) {
+            return None;
+        }
+        let mut total: Option<f64> = None;
+        for r in &self.rules {
+            if event_type_matches(&r.event_type, ty) && r.conditions.matches(event) {
+                if let Some(p) = r.points.eval(event) {
+                    total = Some(total.unwrap_or(0.0) + p);
+                }
+            }
+        }
+        total.filter(|t| t.is_finite())
+    }
+}
+
+fn parse_rule(i: usize, v: &Value) -> Result<Rule, DefinitionError> {
+    let at = |f: &str| format!("rules[{i}].{f}");
+    let Some(obj) = v.as_object() else {
+        return bad(format!("rules[{i}]: must be an object"));
+    };
+    if let Some(k) = obj
+        .keys()
+        .find(|k| !["event_type", "conditions", "points_expression"].contains(&k.as_str()))
+    {
+        return bad(format!("{}: unknown field", at(k)));
+    }
+    let event_type = match obj.get("event_type") {
+        Some(Value::String(s)) => {
+            validate_event_type_pattern(s)
+                .map_err(|e| DefinitionError(format!("{}: {e}", at("event_type"))))?;
+            s.clone()
+        }
+        _ => return bad(format!("{}: required string", at("event_type"))),
+    };
+    let conditions = Conditions::from_json(
+        obj.get("conditions").unwrap_or(&Value::Null),
+        &at("conditions"),
+    )
+    .map_err(DefinitionError)?;
+    let (points, points_source) = match obj.get("points_expression") {
+        Some(Value::String(s)) => (
+            Expr::parse(s)
+                .map_err(|e| DefinitionError(format!("{}: {e}", at("points_expression"))))?,
+            s.clone(),
+        ),
+        Some(Value::Number(n)) => {
+            let s = n.to_string();
+            (
+                Expr::parse(&s)
+                    .map_err(|e| DefinitionError(format!("{}: {e}", at("points_expression"))))?,
+                s,
+            )
+        }
+        _ => return bad(format!("{}: required string", at("points_expression"))),
+    };
+    Ok(Rule {
+        event_type,
+        conditions,
+        points,
+        points_source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec_example() -> Value {
+        json!({ "name": "Weekly ranked score",
+          "scope": { "actor.metadata.region": { "eq": "na-east" } },
+          "rules": [ { "event_type": "match.completed",
+                       "conditions": { "attrs.mode": { "eq": "ranked" } },
+                       "points_expression": "attrs.score * 0.1 + max(attrs.kills - 3, 0)" } ],
+          "aggregation": "sum",
+          "timeframes": ["hourly", "daily", "weekly", "monthly", "all_time"],
+          "sort_order": "desc",
+          "late_grace_seconds": 3600 })
+    }
+
+    fn ev(region: &str, mode: &str, score: f64, kills: f64) -> Value {
+        json!({"type": "match.completed", "actor": {"user_id": "u", "metadata": {"region": region}},
+               "attrs": {"mode": mode, "score": score, "kills": kills}})
+    }
+
+    #[test]
+    fn the_spec_example_parses_and_scores() {
+        let d = Definition::from_json("weekly", &spec_example()).unwrap();
+        assert_eq!(d.timeframes.len(), 5);
+        assert_eq!(
+            d.score("match.completed", &ev("na-east", "ranked", 1550.0, 5.0)),
+            Some(157.0)
+        );
+        assert_eq!(
+            d.score("match.completed", &ev("na-east", "ranked", 100.0, 1.0)),
+            Some(10.0)
+        );
+        assert_eq!(
+            d.score("match.completed", &ev("na-east", "casual", 1550.0, 5.0)),
+            None,
+            "condition"
+        );
+        assert_eq!(
+            d.score("match.completed", &ev("eu-west", "ranked", 1550.0, 5.0)),
+            None,
+            "scope"
+        );
+        assert_eq!(
+            d.score("match.started", &ev("na-east", "ranked", 1550.0, 5.0)),
+            None,
+            "type"
+        );
+        let back = Definition::from_json("weekly", &d.to_json()).unwrap();
+        assert_eq!(back.to_json(), d.to_json());
+    }
+
+    #[test]
+    fn every_rule_that_matches_contributes() {
+        let d = Definition::from_json(
+            "x",
+            &json!({"rules": [
+                {"event_type": "*", "points_expression": "1"},
+                {"event_type": "match.*", "points_expression": "attrs.score"},
+                {"event_type": "match.completed", "points_expression": "attrs.missing"}
+            ]}),
+        )
+        .unwrap();
+        assert_eq!(
+            d.score("match.completed", &ev("x", "r", 10.0, 0.0)),
+            Some(11.0)
+        );
+        assert_eq!(d.score("login", &ev("x", "r", 10.0, 0.0)), Some(1.0));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            (json!({"rules": []}), "rules: must hold"),
+            (json!({}), "rules: required"),
+            (
+                json!({"rules": [{"event_type": "a", "points_expression": "1 +"}]}),
+                "rules[0].points_expression: at position 3",
+            ),
+            (
+                json!({"rules": [{"event_type": "a", "points_expression": "1", "conditions": {"attrs.x": {"like": 1}}}]}),
+                "rules[0].conditions",
+            ),
+            (
+                json!({"rules": [{"event_type": "a", "points_expression": "1"}], "aggregation": "median"}),
+                "aggregation: unknown aggregation \"median\"",
+            ),
+            (
+                json!({"rules": [{"event_type": "a", "points_expression": "1"}], "timeframes": ["yearly"]}),
+                "timeframes[0]:",
+            ),
+            (
+                json!({"rules": [{"event_type": "a", "points_expression": "1"}], "sort_order": "up"}),
+                "sort_order:",
+            ),
+            (
+                json!({"rules": [{"event_type": "a", "points_expression": "1"}], "scope": {"x": {"eq": 1, "bogus": 2}}}),
+                "scope",
+            ),
+            (
+                json!({"rules": [{"event_type": "a*b", "points_expression": "1"}]}),
+                "rules[0].event_type",
+            ),
+            (
+                json!({"rules": [{"event_type": "a", "points_expression": "1"}], "colour": "red"}),
+                "colour: unknown field",
+            ),
+            (
+                json!({"rules": [{"event_type": "a", "points_expression": "1"}], "late_grace_seconds": -1}),
+                "late_grace_seconds",
+            ),
+        ];
+        for (v, want) in cases {
+            let err = Definition::from_json("x", &v).unwrap_err().0;
+            assert!(err.contains(want), "{err:?} should contain {want:?}");
+        }
+        assert!(Definition::from_json("bad id", &spec_example()).is_err());
+    }
+}

@@ -1,0 +1,133 @@
+//! Frozen windows in sled, queryable by key with O(log n + k) lookups: one tree per board.
+//!
+//! Keys (big-endian, so scans come back in rank order):
+//! - `m | tf | window` → total entries (marks the window as frozen and complete)
+//! - `r | tf | window | rank:u32` → `user_len:u16 | user | score:f64`
+//! - `u | tf | window | user` → `rank:u32 | score:f64`
+
+use super::rank::Entry;
+use super::state::Window;
+use super::window::{Timeframe, WindowKey};
+use crate::error::EngineError;
+
+#[derive(Clone)]
+pub struct History {
+    tree: sled::Tree,
+}
+
+fn prefix(kind: u8, tf: Timeframe, key: WindowKey) -> Vec<u8> {
+    let mut p = Vec::with_capacity(16);
+    p.push(kind);
+    p.push(Timeframe::ALL.iter().position(|t| *t == tf).expect("known") as u8);
+    p.extend_from_slice(&key.to_sortable_bytes());
+    p
+}
+
+impl History {
+    pub fn open(db: &sled::Db, tenant: &str, board: &str) -> Result<History, EngineError> {
+        Ok(History {
+            tree: db.open_tree(format!("hist/{tenant}/{board}"))?,
+        })
+    }
+
+    /// Store a frozen window atomically.
+    pub fn write(&self, tf: Timeframe, key: WindowKey, w: &Window) -> Result<(), EngineError> {
+        let mut batch = sled::Batch::default();
+        let rp = prefix(b'r', tf, key);
+        let up = prefix(b'u', tf, key);
+        for e in w.ranks.iter() {
+            let rank = u32::try_from(e.rank).unwrap_or(u32::MAX);
+            let mut k = rp.clone();
+            k.extend_from_slice(&rank.to_be_bytes());
+            let mut v = Vec::with_capacity(10 + e.user_id.len());
+            v.extend_from_slice(&(e.user_id.len() as u16).to_be_bytes());
+            v.extend_from_slice(e.user_id.as_bytes());
+            v.extend_from_slice(&e.score.to_bits().to_be_bytes());
+            batch.insert(k, v);
+            let mut k = up.clone();
+            k.extend_from_slice(e.user_id.as_bytes());
+            let mut v = rank.to_be_bytes().to_vec();
+            v.extend_from_slice(&e.score.to_bits().to_be_bytes());
+            batch.insert(k, v);
+        }
+        let total = u32::try_from(w.ranks.len()).unwrap_or(u32::MAX);
+        batch.insert(prefix(b'm', tf, key), total.to_be_bytes().to_vec());
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Total entries of a frozen window, or `None` if it is not in history.
+    pub fn total(&self, tf: Timeframe, key: WindowKey) -> Result<Option<usize>, EngineError> {
+        Ok(self
+            .tree
+            .get(prefix(b'm', tf, key))?
+            .map(|v| u32::from_be_bytes(v[..4].try_into().expect("4 bytes")) as usize))
+    }
+
+    /// Entries with rank in `offset+1 ..= offset+limit`.
+    pub fn range(
+        &self,
+        tf: Timeframe,
+        key: WindowKey,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<Entry>, EngineError> {
+        let rp = prefix(b'r', tf, key);
+        let mut start = rp.clone();
+        start.extend_from_slice(&u32::try_from(offset + 1).unwrap_or(u32::MAX).to_be_bytes());
+        let mut out = Vec::new();
+        for kv in self.tree.range(start..).take(limit) {
+            let (k, v) = kv?;
+            if !k.starts_with(&rp) {
+                break;
+            }
+            let rank = u32::from_be_bytes(k[rp.len()..].try_into().expect("4 bytes")) as usize;
+            let len = u16::from_be_bytes(v[..2].try_into().expect("2 bytes")) as usize;
+            let user = String::from_utf8_lossy(&v[2..2 + len]).into_owned();
+            let score = f64::from_bits(u64::from_be_bytes(
+                v[2 + len..10 + len].try_into().expect("8 bytes"),
+            ));
+            out.push(Entry {
+                rank,
+                user_id: user,
+                score,
+            });
+        }
+        Ok(out)
+    }
+
+    /// A user's (rank, score) in a frozen window.
+    pub fn user(
+        &self,
+        tf: Timeframe,
+        key: WindowKey,
+        user: &str,
+    ) -> Result<Option<(usize, f64)>, EngineError> {
+        let mut k = prefix(b'u', tf, key);
+        k.extend_from_slice(user.as_bytes());
+        Ok(self.tree.get(k)?.map(|v| {
+            let rank = u32::from_be_bytes(v[..4].try_into().expect("4 bytes")) as usize;
+            let score = f64::from_bits(u64::from_be_bytes(v[4..12].try_into().expect("8 bytes")));
+            (rank, score)
+        }))
+    }
+
+    /// Drop one window (retention).
+    pub fn drop_window(&self, tf: Timeframe, key: WindowKey) -> Result<(), EngineError> {
+        for kind in [b'm', b'r', b'u'] {
+            let p = prefix(kind, tf, key);
+            let mut batch = sled::Batch::default();
+            for k in self.tree.scan_prefix(&p).keys() {
+                batch.remove(k?);
+            }
+            self.tree.apply_batch(batch)?;
+        }
+        Ok(())
+    }
+
+    /// Drop everything (definition changed or board deleted).
+    pub fn clear(&self) -> Result<(), EngineError> {
+        self.tree.clear()?;
+        Ok(())
+    }
+}

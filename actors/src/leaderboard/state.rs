@@ -1,0 +1,517 @@
+//! The live state of one leaderboard: per timeframe, the open windows (per-user accumulators
+//! plus a rank index), which windows are frozen, and how far into the log it has applied.
+//! Pure and synchronous; the actor feeds it log entries in order.
+//!
+//! Determinism: an event is late for a window when the server time it was *accepted* at
+//! (stored in the log) is past the window's end + grace — not the time it is applied — so
+//! replaying the log after a crash rebuilds exactly the same standings.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::Value;
+
+use super::definition::{Aggregation, Definition};
+use super::rank::{RankIndex, SortOrder};
+use super::window::{Timeframe, WindowKey};
+
+/// Everything one user contributed to one window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Acc {
+    pub sum: f64,
+    pub count: u64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Acc {
+    fn new(p: f64) -> Acc {
+        Acc {
+            sum: p,
+            count: 1,
+            min: p,
+            max: p,
+        }
+    }
+
+    fn add(&mut self, p: f64) {
+        self.sum += p;
+        self.count += 1;
+        self.min = self.min.min(p);
+        self.max = self.max.max(p);
+    }
+
+    /// The user's score in the window under `agg`.
+    pub fn score(&self, agg: Aggregation) -> f64 {
+        match agg {
+            Aggregation::Sum => self.sum,
+            Aggregation::Count => self.count as f64,
+            Aggregation::Max => self.max,
+            Aggregation::Min => self.min,
+            Aggregation::Avg => self.sum / self.count as f64,
+        }
+    }
+}
+
+/// One open window.
+#[derive(Debug)]
+pub struct Window {
+    pub accs: HashMap<Box<str>, Acc>,
+    pub ranks: RankIndex,
+}
+
+impl Window {
+    fn new(order: SortOrder) -> Window {
+        Window {
+            accs: HashMap::new(),
+            ranks: RankIndex::new(order),
+        }
+    }
+}
+
+/// What applying one event did (counted in metrics, never an error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Applied {
+    /// Windows whose standings changed.
+    pub windows_updated: u32,
+    /// Windows the event missed because they had closed (end + grace passed at acceptance).
+    pub late: u32,
+    /// The event matched no rule / scope, or its expression gave no number.
+    pub no_score: bool,
+    /// The event JSON lacked `type`, `actor.user_id` or a parsable `occurred_at`.
+    pub malformed: bool,
+}
+
+/// A board's state.
+#[derive(Debug)]
+pub struct BoardState {
+    pub def: Arc<Definition>,
+    /// Last applied log position (0 = none).
+    pub applied: u64,
+    /// Latest acceptance time seen (ms), or the clock when caught up: windows whose
+    /// end + grace is before it can be frozen.
+    pub watermark_ms: i64,
+    open: BTreeMap<(Timeframe, WindowKey), Window>,
+    frozen: BTreeSet<(Timeframe, WindowKey)>,
+}
+
+impl BoardState {
+    pub fn new(def: Arc<Definition>) -> BoardState {
+        BoardState {
+            def,
+            applied: 0,
+            watermark_ms: i64::MIN,
+            open: BTreeMap::new(),
+            frozen: BTreeSet::new(),
+        }
+    }
+
+    /// Apply the event at log position `seq`, accepted at `accepted_ms`.
+    pub fn apply(&mut self, seq: u64, accepted_ms: i64, event: &Value) -> Applied {
+        let mut out = Applied::default();
+        self.applied = self.applied.max(seq);
+        self.watermark_ms = self.watermark_ms.max(accepted_ms);
+        let ty = event.get("type").and_then(Value::as_str);
+        let user = event.pointer("/actor/user_id").and_then(Value::as_str);
+        let at = event
+            .get("occurred_at")
+            .and_then(Value::as_str)
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok());
+        let (Some(ty), Some(user), Some(at)) = (ty, user, at) else {
+            out.malformed = true;
+            return out;
+        };
+        let Some(points) = self.def.score(ty, event) else {
+            out.no_score = true;
+            return out;
+        };
+        let accepted = Utc
+            .timestamp_millis_opt(accepted_ms)
+            .single()
+            .unwrap_or_else(Utc::now);
+        let at = at.with_timezone(&Utc);
+        let (agg, order, grace) = (
+            self.def.aggregation,
+            self.def.sort_order,
+            self.def.late_grace_seconds,
+        );
+        for &tf in &self.def.timeframes {
+            let key = tf.window_of(at);
+            if !key.is_open(accepted, grace) || self.frozen.contains(&(tf, key)) {
+                out.late += 1;
+                continue;
+            }
+            let w = self
+                .open
+                .entry((tf, key))
+                .or_insert_with(|| Window::new(order));
+            let before = w.accs.get(user).map(|a| a.score(agg));
+            let after = match w.accs.get_mut(user) {
+                Some(a) => {
+                    a.add(points);
+                    a.score(agg)
+                }
+                None => {
+                    let a = Acc::new(points);
+                    w.accs.insert(user.into(), a);
+                    a.score(agg)
+                }
+            };
+            if before.map(f64::to_bits) != Some(after.to_bits()) {
+                w.ranks.upsert(user, after, seq);
+                out.windows_updated += 1;
+            }
+        }
+        out
+    }
+
+    /// The open window, if any.
+    pub fn window(&self, tf: Timeframe, key: WindowKey) -> Option<&Window> {
+        self.open.get(&(tf, key))
+    }
+
+    pub fn is_frozen(&self, tf: Timeframe, key: WindowKey) -> bool {
+        self.frozen.contains(&(tf, key))
+    }
+
+    /// Open windows whose end + grace is before the watermark.
+    pub fn due_for_freeze(&self) -> Vec<(Timeframe, WindowKey)> {
+        let Some(wm) = Utc.timestamp_millis_opt(self.watermark_ms).single() else {
+            return Vec::new();
+        };
+        self.open
+            .keys()
+            .filter(|(_, k)| !k.is_open(wm, self.def.late_grace_seconds))
+            .copied()
+            .collect()
+    }
+
+    /// Remove a window from the live state and remember it as frozen.
+    pub fn freeze(&mut self, tf: Timeframe, key: WindowKey) -> Option<Window> {
+        self.frozen.insert((tf, key));
+        self.open.remove(&(tf, key))
+    }
+
+    /// Forget frozen windows that ended before `cutoff` (their history was dropped).
+    pub fn forget_frozen_before(&mut self, cutoff: DateTime<Utc>) -> Vec<(Timeframe, WindowKey)> {
+        let old: Vec<_> = self
+            .frozen
+            .iter()
+            .filter(|(_, k)| k.end().is_some_and(|e| e < cutoff))
+            .copied()
+            .collect();
+        for k in &old {
+            self.frozen.remove(k);
+        }
+        old
+    }
+
+    /// Number of users across open windows (for metrics).
+    pub fn open_entries(&self) -> usize {
+        self.open.values().map(|w| w.accs.len()).sum()
+    }
+
+    /// Serialise for a checkpoint (see [`BoardState::decode`]).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(64 + self.open_entries() * 64);
+        b.push(CKPT_VERSION);
+        b.extend_from_slice(&self.applied.to_be_bytes());
+        b.extend_from_slice(&self.watermark_ms.to_be_bytes());
+        b.extend_from_slice(&(self.frozen.len() as u32).to_be_bytes());
+        for (tf, k) in &self.frozen {
+            b.push(tf_byte(*tf));
+            b.extend_from_slice(&k.to_sortable_bytes());
+        }
+        b.extend_from_slice(&(self.open.len() as u32).to_be_bytes());
+        for ((tf, k), w) in &self.open {
+            b.push(tf_byte(*tf));
+            b.extend_from_slice(&k.to_sortable_bytes());
+            b.extend_from_slice(&(w.accs.len() as u32).to_be_bytes());
+            for (user, a) in &w.accs {
+                let reached = w.ranks.get(user).map(|(_, _, r)| r).unwrap_or(0);
+                b.extend_from_slice(&(user.len() as u16).to_be_bytes());
+                b.extend_from_slice(user.as_bytes());
+                for x in [
+                    a.sum.to_bits(),
+                    a.count,
+                    a.min.to_bits(),
+                    a.max.to_bits(),
+                    reached,
+                ] {
+                    b.extend_from_slice(&x.to_be_bytes());
+                }
+            }
+        }
+        b
+    }
+
+    /// Rebuild a state from [`BoardState::encode`] output.
+    pub fn decode(def: Arc<Definition>, buf: &[u8]) -> Result<BoardState, String> {
+        let mut r = Reader { buf, at: 0 };
+        if r.u8()? != CKPT_VERSION {
+            return Err("unknown checkpoint version".into());
+        }
+        let mut s = BoardState::new(def);
+        s.applied = r.u64()?;
+        s.watermark_ms = r.u64()? as i64;
+        for _ in 0..r.u32()? {
+            let tf = byte_tf(r.u8()?)?;
+            let key = WindowKey::from_sortable_bytes(tf, r.take(8)?)?;
+            s.frozen.insert((tf, key));
+        }
+        let (agg, order) = (s.def.aggregation, s.def.sort_order);
+        for _ in 0..r.u32()? {
+            let tf = byte_tf(r.u8()?)?;
+            let key = WindowKey::from_sortable_bytes(tf, r.take(8)?)?;
+            let mut w = Window::new(order);
+            for _ in 0..r.u32()? {
+                let len = r.u16()? as usize;
+                let user = std::str::from_utf8(r.take(len)?).map_err(|e| e.to_string())?;
+                let a = Acc {
+                    sum: f64::from_bits(r.u64()?),
+                    count: r.u64()?,
+                    min: f64::from_bits(r.u64()?),
+                    max: f64::from_bits(r.u64()?),
+                };
+                let reached = r.u64()?;
+                w.ranks.upsert(user, a.score(agg), reached);
+                w.accs.insert(user.into(), a);
+            }
+            s.open.insert((tf, key), w);
+        }
+        Ok(s)
+    }
+}
+
+const CKPT_VERSION: u8 = 1;
+
+fn tf_byte(tf: Timeframe) -> u8 {
+    Timeframe::ALL
+        .iter()
+        .position(|t| *t == tf)
+        .expect("known timeframe") as u8
+}
+
+fn byte_tf(b: u8) -> Result<Timeframe, String> {
+    Timeframe::ALL
+        .get(b as usize)
+        .copied()
+        .ok_or_else(|| format!("bad timeframe byte {b}"))
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        let s = self
+            .buf
+            .get(self.at..self.at + n)
+            .ok_or("truncated checkpoint")?;
+        self.at += n;
+        Ok(s)
+    }
+    fn u8(&mut self) -> Result<u8, String> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, String> {
+        Ok(u16::from_be_bytes(self.take(2)?.try_into().expect("2")))
+    }
+    fn u32(&mut self) -> Result<u32, String> {
+        Ok(u32::from_be_bytes(self.take(4)?.try_into().expect("4")))
+    }
+    fn u64(&mut self) -> Result<u64, String> {
+        Ok(u64::from_be_bytes(self.take(8)?.try_into().expect("8")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn def(agg: &str, grace: u64) -> Arc<Definition> {
+        Arc::new(
+            Definition::from_json(
+                "b",
+                &json!({"rules": [{"event_type": "*", "points_expression": "attrs.p"}],
+                        "aggregation": agg, "timeframes": ["hourly", "daily", "all_time"],
+                        "late_grace_seconds": grace}),
+            )
+            .unwrap(),
+        )
+    }
+
+    fn ev(user: &str, p: f64, at: &str) -> Value {
+        json!({"type": "x", "actor": {"user_id": user}, "occurred_at": at, "attrs": {"p": p}})
+    }
+
+    fn ms(s: &str) -> i64 {
+        s.parse::<DateTime<Utc>>().unwrap().timestamp_millis()
+    }
+
+    fn top(s: &BoardState, tf: Timeframe, key: &str) -> Vec<(String, f64)> {
+        let k = WindowKey::parse(tf, key).unwrap();
+        s.window(tf, k)
+            .map(|w| {
+                w.ranks
+                    .range(0, 100)
+                    .into_iter()
+                    .map(|e| (e.user_id, e.score))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn each_aggregation() {
+        let pts = [3.0, 1.0, 5.0];
+        for (agg, want) in [
+            ("sum", 9.0),
+            ("count", 3.0),
+            ("max", 5.0),
+            ("min", 1.0),
+            ("avg", 3.0),
+        ] {
+            let mut s = BoardState::new(def(agg, 0));
+            for (i, p) in pts.iter().enumerate() {
+                s.apply(
+                    i as u64 + 1,
+                    ms("2025-11-18T12:30:00Z"),
+                    &ev("a", *p, "2025-11-18T12:00:00Z"),
+                );
+            }
+            assert_eq!(
+                top(&s, Timeframe::AllTime, "all_time"),
+                vec![("a".into(), want)],
+                "{agg}"
+            );
+        }
+    }
+
+    #[test]
+    fn ties_go_to_whoever_reached_the_score_first() {
+        let mut s = BoardState::new(def("sum", 0));
+        let t = ms("2025-11-18T12:30:00Z");
+        s.apply(1, t, &ev("zed", 10.0, "2025-11-18T12:00:00Z"));
+        s.apply(2, t, &ev("amy", 10.0, "2025-11-18T12:00:00Z"));
+        let order: Vec<String> = top(&s, Timeframe::AllTime, "all_time")
+            .into_iter()
+            .map(|e| e.0)
+            .collect();
+        assert_eq!(order, ["zed", "amy"]);
+    }
+
+    #[test]
+    fn windows_and_late_grace_use_acceptance_time() {
+        let mut s = BoardState::new(def("sum", 600));
+        // Occurred 12:59:59, accepted 13:09:59 (inside a 10 min grace): lands in hour 12.
+        let a = s.apply(
+            1,
+            ms("2025-11-18T13:09:59Z"),
+            &ev("a", 1.0, "2025-11-18T12:59:59Z"),
+        );
+        assert_eq!((a.windows_updated, a.late), (3, 0));
+        assert_eq!(top(&s, Timeframe::Hourly, "2025-11-18T12").len(), 1);
+        // Accepted at 13:10:00: the hourly window is closed, daily and all_time still open.
+        let b = s.apply(
+            2,
+            ms("2025-11-18T13:10:00Z"),
+            &ev("b", 1.0, "2025-11-18T12:59:59Z"),
+        );
+        assert_eq!((b.windows_updated, b.late), (2, 1));
+        assert_eq!(top(&s, Timeframe::Hourly, "2025-11-18T12").len(), 1);
+        assert_eq!(top(&s, Timeframe::Daily, "2025-11-18").len(), 2);
+        // 13:00:00 exactly is the next hour.
+        s.apply(
+            3,
+            ms("2025-11-18T13:10:00Z"),
+            &ev("c", 1.0, "2025-11-18T13:00:00Z"),
+        );
+        assert_eq!(top(&s, Timeframe::Hourly, "2025-11-18T13").len(), 1);
+    }
+
+    #[test]
+    fn frozen_windows_take_no_more_events() {
+        let mut s = BoardState::new(def("sum", 0));
+        s.apply(
+            1,
+            ms("2025-11-18T12:30:00Z"),
+            &ev("a", 1.0, "2025-11-18T12:00:00Z"),
+        );
+        s.watermark_ms = ms("2025-11-18T13:00:01Z");
+        let due = s.due_for_freeze();
+        assert_eq!(
+            due.len(),
+            1,
+            "only the hourly window is past end + grace: {due:?}"
+        );
+        let (tf, k) = due[0];
+        assert!(s.freeze(tf, k).is_some());
+        let a = s.apply(
+            2,
+            ms("2025-11-18T12:59:00Z"),
+            &ev("a", 1.0, "2025-11-18T12:10:00Z"),
+        );
+        assert_eq!(a.late, 1);
+        assert!(s.window(tf, k).is_none());
+    }
+
+    #[test]
+    fn unscored_and_malformed_events_change_nothing() {
+        let mut s = BoardState::new(def("sum", 0));
+        let t = ms("2025-11-18T12:30:00Z");
+        assert!(s.apply(1, t, &json!({"type": "x", "actor": {"user_id": "a"}, "occurred_at": "2025-11-18T12:00:00Z", "attrs": {}})).no_score);
+        assert!(s.apply(2, t, &json!({"type": "x"})).malformed);
+        assert_eq!(s.open_entries(), 0);
+        assert_eq!(s.applied, 2);
+    }
+
+    proptest! {
+        /// A checkpoint round-trips to identical standings, and replaying the rest of the log
+        /// on top of a checkpoint equals applying the whole log at once.
+        #[test]
+        fn checkpoint_plus_replay_equals_full_apply(
+            evs in proptest::collection::vec((0u8..6, -5i32..20, 0i64..3 * 3600, 0i64..7200), 1..80),
+            cut in 0usize..80,
+            agg in prop_oneof![Just("sum"), Just("count"), Just("max"), Just("min"), Just("avg")],
+        ) {
+            let base = ms("2025-11-18T10:00:00Z");
+            let events: Vec<(i64, Value)> = evs.iter().map(|(u, p, occ, delay)| {
+                let at = Utc.timestamp_millis_opt(base + occ * 1000).unwrap();
+                (base + (occ + delay) * 1000, ev(&format!("u{u}"), f64::from(*p), &at.to_rfc3339()))
+            }).collect();
+            let d = def(agg, 900);
+            let mut full = BoardState::new(d.clone());
+            for (i, (acc, e)) in events.iter().enumerate() {
+                full.apply(i as u64 + 1, *acc, e);
+            }
+            let cut = cut.min(events.len());
+            let mut first = BoardState::new(d.clone());
+            for (i, (acc, e)) in events[..cut].iter().enumerate() {
+                first.apply(i as u64 + 1, *acc, e);
+            }
+            let mut resumed = BoardState::decode(d.clone(), &first.encode()).unwrap();
+            prop_assert_eq!(resumed.applied, cut as u64);
+            for (i, (acc, e)) in events.iter().enumerate().skip(cut) {
+                resumed.apply(i as u64 + 1, *acc, e);
+            }
+            prop_assert_eq!(resumed.open.len(), full.open.len());
+            for (key, w) in &full.open {
+                let r = &resumed.open[key];
+                let a: Vec<_> = w.ranks.iter().map(|e| (e.user_id.to_owned(), e.score.to_bits(), e.reached_at)).collect();
+                let b: Vec<_> = r.ranks.iter().map(|e| (e.user_id.to_owned(), e.score.to_bits(), e.reached_at)).collect();
+                prop_assert_eq!(a, b);
+            }
+        }
+
+        #[test]
+        fn garbage_checkpoints_never_panic(buf in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = BoardState::decode(def("sum", 0), &buf);
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! Leaderboard definitions (`PUT|GET|DELETE /v1/leaderboards/{id}`, `GET /v1/leaderboards`)
+//! and queries (`…/{id}/standings`, `…/{id}/users/{user_id}`), all tenant-HMAC signed.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::Json;
+use phoenix_actors::leaderboard::actor::{QueryError, WindowSel};
+use phoenix_actors::leaderboard::rank::Entry;
+use phoenix_actors::leaderboard::window::{Timeframe, WindowKey};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{parse_json, utf8_body};
+use crate::error::ApiError;
+use crate::server::AppState;
+
+/// Most entries one standings page returns.
+pub const MAX_LIMIT: usize = 1000;
+
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> Self {
+        match e {
+            QueryError::Invalid(m) => ApiError::Validation(m),
+            QueryError::Engine(e) => e.into(),
+            other => ApiError::NotFound(other.to_string()),
+        }
+    }
+}
+
+/// Authenticate a tenant request whose signed path is the request path (no query).
+fn tenant_of(
+    app: &AppState,
+    headers: &HeaderMap,
+    method: &str,
+    uri: &Uri,
+    body: &[u8],
+) -> Result<String, ApiError> {
+    app.tenants.authenticate(headers, method, uri.path(), body)
+}
+
+pub async fn put(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let body = utf8_body(body)?;
+    let tenant = tenant_of(&app, &headers, "PUT", &uri, &body)?;
+    let engine = app.require_engine()?;
+    let json = parse_json(&body)?;
+    let (def, created) = engine.put_leaderboard(&tenant, &id, &json).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(def)))
+}
+
+pub async fn get(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = tenant_of(&app, &headers, "GET", &uri, b"")?;
+    let engine = app.require_engine()?;
+    engine
+        .get_leaderboard(&tenant, &id)?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("leaderboard {id} not found")))
+}
+
+pub async fn list(
+    State(app): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = tenant_of(&app, &headers, "GET", &uri, b"")?;
+    let engine = app.require_engine()?;
+    Ok(Json(
+        json!({"leaderboards": engine.list_leaderboards(&tenant)?}),
+    ))
+}
+
+pub async fn delete(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let tenant = tenant_of(&app, &headers, "DELETE", &uri, b"")?;
+    let engine = app.require_engine()?;
+    if engine.delete_leaderboard(&tenant, &id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound(format!("leaderboard {id} not found")))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ViewQuery {
+    timeframe: Option<String>,
+    window: Option<String>,
+    limit: Option<usize>,
+    offset: Option<usize>,
+    around: Option<usize>,
+}
+
+fn parse_query(raw: Option<String>) -> Result<ViewQuery, ApiError> {
+    let raw = raw.unwrap_or_default();
+    Query::<ViewQuery>::try_from_uri(
+        &format!("/?{raw}")
+            .parse()
+            .map_err(|_| ApiError::Validation("bad query string".into()))?,
+    )
+    .map(|q| q.0)
+    .map_err(|e| ApiError::Validation(format!("query: {}", e.body_text())))
+}
+
+fn view(q: &ViewQuery) -> Result<(Timeframe, WindowSel), ApiError> {
+    let tf: Timeframe = q
+        .timeframe
+        .as_deref()
+        .unwrap_or("all_time")
+        .parse()
+        .map_err(|e: String| ApiError::Validation(format!("timeframe: {e}")))?;
+    let window = match q.window.as_deref() {
+        None | Some("current") => WindowSel::Current,
+        Some(k) => WindowSel::Key(
+            WindowKey::parse(tf, k).map_err(|e| ApiError::Validation(format!("window: {e}")))?,
+        ),
+    };
+    Ok((tf, window))
+}
+
+fn entries(list: &[Entry]) -> Vec<Value> {
+    list.iter()
+        .map(|e| json!({"rank": e.rank, "user_id": e.user_id, "score": e.score}))
+        .collect()
+}
+
+pub async fn standings(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = tenant_of(&app, &headers, "GET", &uri, b"")?;
+    let q = parse_query(raw)?;
+    let (tf, window) = view(&q)?;
+    let limit = q.limit.unwrap_or(10);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::Validation(format!(
+            "limit: must be 1 to {MAX_LIMIT}"
+        )));
+    }
+    let engine = app.require_engine()?;
+    let s = engine
+        .standings(&tenant, &id, tf, window, q.offset.unwrap_or(0), limit)
+        .await?;
+    Ok(Json(json!({
+        "leaderboard": id, "timeframe": tf.as_str(), "window": s.window.to_string(),
+        "total": s.total, "entries": entries(&s.entries),
+    })))
+}
+
+pub async fn user(
+    State(app): State<AppState>,
+    Path((id, user)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = tenant_of(&app, &headers, "GET", &uri, b"")?;
+    let q = parse_query(raw)?;
+    let (tf, window) = view(&q)?;
+    let around = q.around.unwrap_or(5);
+    if around > 100 {
+        return Err(ApiError::Validation("around: must be 0 to 100".into()));
+    }
+    let engine = app.require_engine()?;
+    let u = engine
+        .user_standing(&tenant, &id, tf, window, &user, around)
+        .await?;
+    Ok(Json(json!({
+        "leaderboard": id, "timeframe": tf.as_str(), "window": u.window.to_string(),
+        "user_id": user, "rank": u.rank, "score": u.score, "entries": entries(&u.entries),
+    })))
+}
