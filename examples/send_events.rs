@@ -4,6 +4,8 @@
 //!   cargo run --example send_events -- single --user alice --score 1550
 //!   cargo run --example send_events -- bulk --count 100
 //!   cargo run --example send_events -- log
+//!   cargo run --example send_events -- board --id score --def '{"rules":[{"event_type":"match.*","points_expression":"attrs.score"}],"timeframes":["daily","all_time"]}'
+//!   cargo run --example send_events -- standings --id score --timeframe daily
 //! Options: --url (default http://127.0.0.1:8080), --tenant (demo), --secret (the demo secret).
 
 use clap::{Parser, Subcommand};
@@ -46,6 +48,36 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         from: u64,
     },
+    /// PUT /v1/leaderboards/ID: create or replace a leaderboard.
+    Board {
+        #[arg(long)]
+        id: String,
+        /// The definition JSON (SPEC §3).
+        #[arg(long)]
+        def: String,
+    },
+    /// GET /v1/leaderboards/ID/standings.
+    Standings {
+        #[arg(long)]
+        id: String,
+        #[arg(long, default_value = "all_time")]
+        timeframe: String,
+        #[arg(long, default_value = "current")]
+        window: String,
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+    },
+    /// GET /v1/leaderboards/ID/users/USER: rank, score and neighbours.
+    User {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        user: String,
+        #[arg(long, default_value = "all_time")]
+        timeframe: String,
+        #[arg(long, default_value_t = 2)]
+        around: usize,
+    },
 }
 
 fn event(id: &str, event_type: &str, user: &str, score: i64) -> Value {
@@ -70,10 +102,10 @@ async fn send(args: &Args, method: &str, path: &str, query: &str, body: String) 
     let sig = phoenix::auth::sign(args.secret.as_bytes(), method, path, &ts, body.as_bytes());
     let client = reqwest::Client::new();
     let url = format!("{}{path}{query}", args.url);
-    let req = if method == "GET" {
-        client.get(url)
-    } else {
-        client.post(url).body(body)
+    let req = match method {
+        "GET" => client.get(url),
+        "PUT" => client.put(url).body(body),
+        _ => client.post(url).body(body),
     };
     let resp = req
         .header("X-Tenant-Id", &args.tenant)
@@ -132,6 +164,30 @@ async fn main() {
                 String::new(),
             )
             .await
+        }
+        Cmd::Board { id, def } => {
+            let path = format!("/v1/leaderboards/{id}");
+            send(&args, "PUT", &path, "", def.clone()).await
+        }
+        Cmd::Standings {
+            id,
+            timeframe,
+            window,
+            limit,
+        } => {
+            let q = format!("?timeframe={timeframe}&window={window}&limit={limit}");
+            let path = format!("/v1/leaderboards/{id}/standings");
+            send(&args, "GET", &path, &q, String::new()).await
+        }
+        Cmd::User {
+            id,
+            user,
+            timeframe,
+            around,
+        } => {
+            let q = format!("?timeframe={timeframe}&around={around}");
+            let path = format!("/v1/leaderboards/{id}/users/{user}");
+            send(&args, "GET", &path, &q, String::new()).await
         }
     };
     println!("HTTP {status}");

@@ -282,6 +282,7 @@ fn catch_up(
     state.pending.store(false, Ordering::SeqCst);
     let head = *state.args.head.borrow();
     if state.board.applied >= head {
+        metrics::gauge!("phoenix_leaderboard_apply_lag", &labels(state)).set(0.0);
         return Ok(());
     }
     let entries =

@@ -131,3 +131,68 @@ impl History {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::leaderboard::definition::Definition;
+    use crate::leaderboard::state::BoardState;
+    use chrono::{DateTime, Utc};
+    use serde_json::json;
+    use std::sync::Arc;
+
+    /// A frozen window reads back page by page and user by user, and can be dropped.
+    #[test]
+    fn frozen_window_round_trip() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let h = History::open(&db, "t", "b").unwrap();
+        let def = Definition::from_json(
+            "b",
+            &json!({"rules": [{"event_type": "*", "points_expression": "attrs.p"}],
+                    "timeframes": ["daily"], "late_grace_seconds": 0}),
+        )
+        .unwrap();
+        let mut s = BoardState::new(Arc::new(def));
+        let at = "2025-11-18T10:00:00Z";
+        let accepted = at.parse::<DateTime<Utc>>().unwrap().timestamp_millis();
+        for (i, (u, p)) in [("a", 5.0), ("b", 9.0), ("c", 1.0), ("d", 7.0)]
+            .iter()
+            .enumerate()
+        {
+            let e =
+                json!({"type": "x", "actor": {"user_id": u}, "occurred_at": at, "attrs": {"p": p}});
+            s.apply(i as u64 + 1, accepted, &e);
+        }
+        s.watermark_ms = accepted + 86_400_000;
+        let (tf, key) = s.due_for_freeze()[0];
+        let w = s.freeze(tf, key).unwrap();
+        h.write(tf, key, &w).unwrap();
+
+        assert_eq!(h.total(tf, key).unwrap(), Some(4));
+        let users: Vec<(usize, String, f64)> = h
+            .range(tf, key, 0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.rank, e.user_id, e.score))
+            .collect();
+        assert_eq!(
+            users,
+            vec![
+                (1, "b".into(), 9.0),
+                (2, "d".into(), 7.0),
+                (3, "a".into(), 5.0),
+                (4, "c".into(), 1.0)
+            ]
+        );
+        assert_eq!(h.range(tf, key, 2, 1).unwrap()[0].user_id, "a");
+        assert!(h.range(tf, key, 4, 10).unwrap().is_empty());
+        assert_eq!(h.user(tf, key, "d").unwrap(), Some((2, 7.0)));
+        assert_eq!(h.user(tf, key, "zz").unwrap(), None);
+        let other = Timeframe::Daily.window_of("2025-11-19T00:00:00Z".parse().unwrap());
+        assert_eq!(h.total(tf, other).unwrap(), None);
+
+        h.drop_window(tf, key).unwrap();
+        assert_eq!(h.total(tf, key).unwrap(), None);
+        assert!(h.range(tf, key, 0, 10).unwrap().is_empty());
+    }
+}

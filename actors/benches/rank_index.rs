@@ -1,0 +1,93 @@
+//! Rank index at 1,000,000 users: update, rank-of-user, top-10 and around-user, against a
+//! plain `BTreeMap` ordered set (which cannot answer ranks in O(log n)) in the same run.
+//!
+//! Run: cargo bench -p phoenix-actors --bench rank_index
+//! (prints memory per entry first; criterion prints median times)
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use phoenix_actors::leaderboard::rank::{RankIndex, SortOrder};
+
+const USERS: u64 = 1_000_000;
+
+/// A small deterministic generator (xorshift), so runs are comparable.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn build() -> (RankIndex, Vec<String>) {
+    let users: Vec<String> = (0..USERS).map(|i| format!("user-{i:07}")).collect();
+    let mut idx = RankIndex::new(SortOrder::Desc);
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    for (i, u) in users.iter().enumerate() {
+        idx.upsert(u, (rng.next() % 1_000_000) as f64, i as u64);
+    }
+    (idx, users)
+}
+
+fn bench(c: &mut Criterion) {
+    let (mut idx, users) = build();
+    eprintln!(
+        "rank index: {} users, {:.1} bytes/entry (approx heap incl. user ids)",
+        idx.len(),
+        idx.approx_heap_bytes() as f64 / idx.len() as f64
+    );
+    let mut rng = Rng(42);
+    let mut pos = USERS;
+    c.bench_function("rank_index/upsert_1m", |b| {
+        b.iter(|| {
+            let u = &users[(rng.next() % USERS) as usize];
+            pos += 1;
+            black_box(idx.upsert(u, (rng.next() % 1_000_000) as f64, pos))
+        })
+    });
+    c.bench_function("rank_index/rank_of_1m", |b| {
+        b.iter(|| black_box(idx.rank_of(&users[(rng.next() % USERS) as usize])))
+    });
+    c.bench_function("rank_index/top10_1m", |b| {
+        b.iter(|| black_box(idx.range(0, 10)))
+    });
+    c.bench_function("rank_index/around5_1m", |b| {
+        b.iter(|| black_box(idx.around(&users[(rng.next() % USERS) as usize], 5)))
+    });
+
+    // Baseline: an ordered set keyed like the index, plus a user → key map (no ranks).
+    let mut set: BTreeMap<(u64, u64, String), ()> = BTreeMap::new();
+    let mut by_user: std::collections::HashMap<String, (u64, u64)> = Default::default();
+    let mut r = Rng(0x9E37_79B9_7F4A_7C15);
+    for (i, u) in users.iter().enumerate() {
+        let k = (u64::MAX - r.next() % 1_000_000, i as u64);
+        set.insert((k.0, k.1, u.clone()), ());
+        by_user.insert(u.clone(), k);
+    }
+    let mut pick = Rng(7);
+    c.bench_function("baseline_btreemap/update_1m", |b| {
+        b.iter_batched(
+            || users[(pick.next() % USERS) as usize].clone(),
+            |u| {
+                pos += 1;
+                let old = by_user[&u];
+                set.remove(&(old.0, old.1, u.clone()));
+                let k = (u64::MAX - rng.next() % 1_000_000, pos);
+                set.insert((k.0, k.1, u.clone()), ());
+                by_user.insert(u, k);
+            },
+            BatchSize::SmallInput,
+        )
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(50).measurement_time(std::time::Duration::from_secs(4));
+    targets = bench
+}
+criterion_main!(benches);
