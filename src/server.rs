@@ -185,15 +185,29 @@ pub async fn run(
             });
         }
     }
+    let metrics = metrics_handle();
+    // The recorder keeps histogram samples until upkeep folds them in: run it, or memory
+    // grows with every fsync until someone scrapes /metrics.
+    let upkeep = {
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                every.tick().await;
+                metrics.run_upkeep();
+            }
+        })
+    };
     let state = AppState {
         config,
         tenants,
         engine: cell.clone(),
-        metrics: metrics_handle(),
+        metrics,
     };
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
         .await?;
+    upkeep.abort();
     if let Some(engine) = cell.get() {
         engine.shutdown().await;
     }

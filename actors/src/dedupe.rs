@@ -3,19 +3,34 @@
 //! Entries expire `window_ms` after they were accepted (server clock). The set is also capped
 //! at `capacity` entries; when full, the oldest entry is evicted early and counted, so memory
 //! stays bounded whatever the ingest rate.
+//!
+//! The ids live in [`SHARDS`] separate hash maps: a map that doubles rehashes all of its keys
+//! at once, and at millions of ids that took the tenant actor (and every ack behind it)
+//! hundreds of milliseconds. Sharding divides each of those pauses by the shard count, and
+//! [`DedupeWindow::maintain`] grows at most one shard per batch, ahead of need, so shards
+//! that fill in lockstep do not all rehash in the same few batches. The expiry order is kept
+//! in fixed-size blocks for the same reason: one big queue would copy tens of MB when it
+//! doubles.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+
+/// Number of hash maps the ids are spread over.
+pub const SHARDS: usize = 64;
 
 /// Recent event ids of one tenant with the log position each was stored at.
 #[derive(Debug)]
 pub struct DedupeWindow {
     window_ms: i64,
     capacity: usize,
-    seen: HashMap<Arc<str>, u64>,
-    /// Insertion order: (accepted_ms, id). Accepted times are non-decreasing in practice;
-    /// eviction only trusts the front, so a clock step backwards merely delays expiry.
-    order: VecDeque<(i64, Arc<str>)>,
+    len: usize,
+    seen: Vec<HashMap<Arc<str>, u64>>,
+    /// Insertion order: (accepted_ms, id), in blocks of [`BLOCK`]. Accepted times are
+    /// non-decreasing in practice; eviction only trusts the front, so a clock step backwards
+    /// merely delays expiry.
+    order: Order,
+    /// Next shard [`DedupeWindow::maintain`] looks at.
+    next_shard: usize,
     evicted_early: u64,
 }
 
@@ -24,58 +39,116 @@ impl DedupeWindow {
         DedupeWindow {
             window_ms,
             capacity: capacity.max(1),
-            seen: HashMap::new(),
-            order: VecDeque::new(),
+            len: 0,
+            seen: (0..SHARDS).map(|_| HashMap::new()).collect(),
+            order: Order::default(),
+            next_shard: 0,
             evicted_early: 0,
         }
+    }
+
+    fn shard(id: &str) -> usize {
+        // FNV-1a: cheap, and only picks a shard (each map still uses SipHash).
+        let h = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        (h % SHARDS as u64) as usize
+    }
+
+    /// Grow one shard (round robin) if it is three-quarters full: call once per batch.
+    pub fn maintain(&mut self) {
+        let shard = &mut self.seen[self.next_shard];
+        if shard.len() >= 1024 && shard.capacity() - shard.len() < shard.capacity() / 4 {
+            shard.reserve(shard.capacity());
+        }
+        self.next_shard = (self.next_shard + 1) % SHARDS;
     }
 
     /// Whether `id` is a duplicate at `now_ms` (cheap path: expire first, then look up).
     pub fn check(&mut self, id: &str, now_ms: i64) -> Option<u64> {
         self.expire(now_ms);
-        self.seen.get(id).copied()
+        self.seen[Self::shard(id)].get(id).copied()
     }
 
     /// Record `id` as accepted at `accepted_ms` with log position `seq`.
     pub fn insert(&mut self, id: &str, seq: u64, accepted_ms: i64) {
-        if self.seen.contains_key(id) {
+        let shard = Self::shard(id);
+        if self.seen[shard].contains_key(id) {
             return;
         }
-        while self.seen.len() >= self.capacity {
+        while self.len >= self.capacity {
             if let Some((_, old)) = self.order.pop_front() {
-                self.seen.remove(&old);
+                self.seen[Self::shard(&old)].remove(&old);
+                self.len -= 1;
                 self.evicted_early += 1;
             } else {
                 break;
             }
         }
         let key: Arc<str> = Arc::from(id);
-        self.seen.insert(key.clone(), seq);
+        self.seen[shard].insert(key.clone(), seq);
+        self.len += 1;
         self.order.push_back((accepted_ms, key));
     }
 
     /// Drop entries accepted at or before `now_ms - window_ms`.
     pub fn expire(&mut self, now_ms: i64) {
-        while let Some((accepted, _)) = self.order.front() {
+        while let Some(&(accepted, _)) = self.order.front() {
             if accepted + self.window_ms > now_ms {
                 break;
             }
             let (_, id) = self.order.pop_front().expect("front exists");
-            self.seen.remove(&id);
+            self.seen[Self::shard(&id)].remove(&id);
+            self.len -= 1;
         }
     }
 
     pub fn len(&self) -> usize {
-        self.seen.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.seen.is_empty()
+        self.len == 0
     }
 
     /// How many entries were evicted before their window ended because of the capacity cap.
     pub fn evicted_early(&self) -> u64 {
         self.evicted_early
+    }
+}
+
+/// Entries per block of the expiry order.
+const BLOCK: usize = 4096;
+
+/// A FIFO of blocks: pushing never reallocates more than one block.
+#[derive(Debug, Default)]
+struct Order {
+    blocks: VecDeque<VecDeque<(i64, Arc<str>)>>,
+}
+
+impl Order {
+    fn push_back(&mut self, item: (i64, Arc<str>)) {
+        match self.blocks.back_mut() {
+            Some(b) if b.len() < BLOCK => b.push_back(item),
+            _ => {
+                let mut b = VecDeque::with_capacity(BLOCK);
+                b.push_back(item);
+                self.blocks.push_back(b);
+            }
+        }
+    }
+
+    fn front(&self) -> Option<&(i64, Arc<str>)> {
+        self.blocks.front().and_then(|b| b.front())
+    }
+
+    fn pop_front(&mut self) -> Option<(i64, Arc<str>)> {
+        let first = self.blocks.front_mut()?;
+        let item = first.pop_front();
+        if first.is_empty() {
+            self.blocks.pop_front();
+        }
+        item
     }
 }
 
@@ -114,6 +187,28 @@ mod tests {
         assert_eq!(w.check("a", 6), Some(1));
     }
 
+    #[test]
+    fn order_blocks_expire_and_evict_across_block_boundaries() {
+        let n = 3 * BLOCK as i64 + 17;
+        let mut w = DedupeWindow::new(1_000_000, 2 * BLOCK);
+        for i in 0..n {
+            w.maintain();
+            w.insert(&format!("id-{i}"), i as u64, i);
+        }
+        assert_eq!(w.len(), 2 * BLOCK, "capacity holds across blocks");
+        assert_eq!(w.evicted_early(), (n as usize - 2 * BLOCK) as u64);
+        let oldest_kept = n - 2 * BLOCK as i64;
+        assert_eq!(w.check(&format!("id-{}", oldest_kept - 1), n), None);
+        assert_eq!(
+            w.check(&format!("id-{oldest_kept}"), n),
+            Some(oldest_kept as u64)
+        );
+        // Entries expire once accepted + window <= now: keep the last 10 (n-10 .. n-1).
+        w.expire(n - 11 + 1_000_000);
+        assert_eq!(w.len(), 10);
+        assert_eq!(w.check(&format!("id-{}", n - 1), n), Some(n as u64 - 1));
+    }
+
     proptest! {
         /// Against a naive model: an id is a duplicate iff it was inserted less than
         /// `window` ms ago (capacity large enough not to interfere).
@@ -128,6 +223,7 @@ mod tests {
                 let id = format!("e{id}");
                 let expect = model.get(&id).filter(|(_, t)| t + window > now).map(|(s, _)| *s);
                 prop_assert_eq!(w.check(&id, now), expect);
+                w.maintain();
                 if expect.is_none() {
                     w.insert(&id, seq as u64, now);
                     model.insert(id, (seq as u64, now));

@@ -114,6 +114,7 @@ fn ingest(
 ) {
     let now = chrono::Utc::now().timestamp_millis();
     state.dedupe.expire(now);
+    state.dedupe.maintain();
     let first_seq = state.next_seq;
     let mut outcomes = Vec::with_capacity(events.len());
     let mut fresh: Vec<&Event> = Vec::with_capacity(events.len());
