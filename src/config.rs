@@ -98,9 +98,34 @@ pub struct Config {
     /// Frozen leaderboard windows that ended more than this many days ago are dropped.
     #[serde(default = "default_history_retention")]
     pub history_retention_days: u64,
+    /// WebSocket: least milliseconds between two pushes of one view (coalescing).
+    #[serde(default = "default_push_interval")]
+    pub ws_push_interval_ms: u64,
+    /// WebSocket: frames queued per connection before a slow client is resynced.
+    #[serde(default = "default_ws_queue")]
+    pub ws_outbound_queue: usize,
+    /// WebSocket: seconds a connection may stay unable to take frames before it is closed.
+    #[serde(default = "default_ws_stall")]
+    pub ws_stall_timeout_seconds: u64,
+    /// WebSocket: unacknowledged streamed events per connection; further frames wait.
+    #[serde(default = "default_ws_inflight")]
+    pub ws_max_inflight_events: usize,
     /// The tenants.
     #[serde(default)]
     pub tenants: Vec<TenantConfig>,
+}
+
+fn default_push_interval() -> u64 {
+    50
+}
+fn default_ws_queue() -> usize {
+    64
+}
+fn default_ws_stall() -> u64 {
+    10
+}
+fn default_ws_inflight() -> usize {
+    1000
 }
 
 fn default_checkpoint_interval() -> u64 {
@@ -200,6 +225,12 @@ impl Config {
         }
         if self.dedupe_capacity == 0 {
             problems.push("dedupe_capacity: must be at least 1".into());
+        }
+        if self.ws_outbound_queue == 0 || self.ws_max_inflight_events < 100 {
+            problems.push(
+                "ws_outbound_queue / ws_max_inflight_events: need at least 1 frame and 100 events"
+                    .into(),
+            );
         }
         if self.max_concurrent_requests == 0 {
             problems.push("max_concurrent_requests: must be at least 1".into());

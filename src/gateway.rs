@@ -3,6 +3,8 @@
 pub mod events;
 pub mod health;
 pub mod leaderboards;
+pub mod tokens;
+pub mod ws;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;

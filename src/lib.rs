@@ -9,6 +9,7 @@ pub mod error;
 pub mod gateway;
 pub mod server;
 pub mod tenants;
+pub mod tokens;
 
 pub use config::Config;
 pub use server::{app, run, AppState};

@@ -18,7 +18,7 @@ use tower::limit::GlobalConcurrencyLimitLayer;
 
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::gateway::{self, events, health, leaderboards as lb};
+use crate::gateway::{self, events, health, leaderboards as lb, tokens, ws};
 use crate::tenants::Tenants;
 
 /// Shared state of every handler. Cheap to clone.
@@ -109,6 +109,8 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics_endpoint))
         .route("/v1/events", post(events::ingest_one).get(events::read_log))
         .route("/v1/events/bulk", post(events::ingest_bulk))
+        .route("/v1/tokens", post(tokens::create))
+        .route("/v1/ws", get(ws::upgrade))
         .route("/v1/leaderboards", get(lb::list))
         .route(
             "/v1/leaderboards/{id}",
@@ -139,6 +141,7 @@ async fn open_engine(config: &Config, tenants: &[String]) -> Result<Engine, Stri
             call_timeout: Duration::from_secs(10),
             checkpoint_interval: Duration::from_secs(config.checkpoint_interval_seconds),
             history_retention: Duration::from_secs(config.history_retention_days * 86_400),
+            push_interval: Duration::from_millis(config.ws_push_interval_ms),
         },
     )
     .await

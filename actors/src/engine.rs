@@ -29,6 +29,8 @@ pub struct EngineConfig {
     pub checkpoint_interval: Duration,
     /// Frozen leaderboard windows that ended longer ago than this are dropped.
     pub history_retention: Duration,
+    /// Least time between two pushes of one live view (20 frames/s at 50 ms).
+    pub push_interval: Duration,
 }
 
 impl Default for EngineConfig {
@@ -39,6 +41,7 @@ impl Default for EngineConfig {
             call_timeout: Duration::from_secs(10),
             checkpoint_interval: Duration::from_secs(5),
             history_retention: Duration::from_secs(400 * 86_400),
+            push_interval: Duration::from_millis(50),
         }
     }
 }

@@ -8,4 +8,5 @@ pub mod history;
 pub mod matcher;
 pub mod rank;
 pub mod state;
+pub mod views;
 pub mod window;

@@ -37,6 +37,7 @@ impl Engine {
             head,
             checkpoint_interval: self.inner.config.checkpoint_interval,
             history_retention: self.inner.config.history_retention,
+            push_interval: self.inner.config.push_interval,
         })
     }
 
@@ -222,6 +223,17 @@ impl Engine {
             reply,
         })
         .await?
+    }
+
+    /// Watch a live view of a board: its snapshot now and a stream of later frames.
+    pub async fn subscribe_view(
+        &self,
+        tenant: &str,
+        id: &str,
+        key: crate::leaderboard::views::ViewKey,
+    ) -> Result<crate::leaderboard::actor::Subscription, QueryError> {
+        self.ask(tenant, id, |reply| LeaderboardMsg::Subscribe { key, reply })
+            .await?
     }
 
     /// The last log position a board has applied.

@@ -15,9 +15,12 @@ use super::definition::Definition;
 use super::history::History;
 use super::rank::Entry;
 use super::state::BoardState;
+use super::views::{View, ViewFrame, ViewKey, ViewKind};
 use super::window::{Timeframe, WindowKey};
 use crate::error::EngineError;
 use crate::store::EventLog;
+use std::collections::HashMap;
+use tokio::sync::broadcast;
 
 /// Log entries applied per message, so queries interleave with a long catch-up.
 const CATCH_UP_CHUNK: usize = 4096;
@@ -38,6 +41,9 @@ pub struct BoardArgs {
     pub checkpoint_interval: Duration,
     /// Frozen windows that ended longer ago than this are dropped.
     pub history_retention: Duration,
+    /// Least time between two pushes of a view (coalescing); a change after a quiet period
+    /// goes out at once.
+    pub push_interval: Duration,
 }
 
 pub struct BoardActorState {
@@ -50,7 +56,17 @@ pub struct BoardActorState {
     tasks: Vec<JoinHandle<()>>,
     last_checkpoint: Instant,
     checkpointed: u64,
+    /// Live views with subscribers, shared by every session watching the same thing.
+    views: HashMap<ViewKey, View>,
+    /// Standings changed since the last publish.
+    dirty: bool,
+    last_publish: Instant,
+    /// A `Publish` is scheduled.
+    publish_pending: bool,
 }
+
+/// A view subscription: the current snapshot and the stream of later frames.
+pub type Subscription = (ViewFrame, broadcast::Receiver<Arc<ViewFrame>>);
 
 /// Which window of a timeframe a query means.
 #[derive(Debug, Clone)]
@@ -119,6 +135,13 @@ pub enum LeaderboardMsg {
     },
     /// The last applied log position.
     Applied(RpcReplyPort<u64>),
+    /// Watch a view: its snapshot now, its changes later.
+    Subscribe {
+        key: ViewKey,
+        reply: RpcReplyPort<Result<Subscription, QueryError>>,
+    },
+    /// Push pending view changes (scheduled by coalescing).
+    Publish,
     /// Fault injection for supervision tests.
     #[cfg(test)]
     Panic,
@@ -182,6 +205,10 @@ impl Actor for LeaderboardActor {
             pending: Arc::new(AtomicBool::new(false)),
             tasks: Vec::new(),
             last_checkpoint: Instant::now(),
+            views: HashMap::new(),
+            dirty: false,
+            last_publish: Instant::now(),
+            publish_pending: false,
         })
     }
 
@@ -238,8 +265,28 @@ impl Actor for LeaderboardActor {
         state: &mut BoardActorState,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            LeaderboardMsg::CatchUp => catch_up(&myself, state)?,
-            LeaderboardMsg::Tick => tick(state)?,
+            LeaderboardMsg::CatchUp => {
+                catch_up(&myself, state)?;
+                maybe_publish(&myself, state)?;
+            }
+            LeaderboardMsg::Tick => {
+                tick(state)?;
+                let now = Utc::now();
+                let rolled = state
+                    .views
+                    .iter()
+                    .any(|(k, v)| k.window.is_none() && k.tf.window_of(now) != v.window);
+                if rolled {
+                    publish(state)?;
+                }
+            }
+            LeaderboardMsg::Subscribe { key, reply } => {
+                let _ = reply.send(subscribe(state, key));
+            }
+            LeaderboardMsg::Publish => {
+                state.publish_pending = false;
+                publish(state)?;
+            }
             LeaderboardMsg::Standings {
                 tf,
                 window,
@@ -299,6 +346,7 @@ fn catch_up(
                 continue;
             }
         };
+        state.dirty |= applied.windows_updated > 0;
         late += u64::from(applied.late);
         unscored += u64::from(applied.no_score || applied.malformed);
     }
@@ -438,4 +486,91 @@ fn user_standing(
         score,
         entries,
     })
+}
+
+/// The entries a view shows right now.
+fn view_entries(
+    state: &BoardActorState,
+    tf: Timeframe,
+    window: WindowKey,
+    kind: &ViewKind,
+) -> Result<Vec<Entry>, EngineError> {
+    if let Some(w) = state.board.window(tf, window) {
+        return Ok(match kind {
+            ViewKind::Top(n) => w.ranks.range(0, *n),
+            ViewKind::Around { user, radius } => w.ranks.around(user, *radius).unwrap_or_default(),
+        });
+    }
+    match kind {
+        ViewKind::Top(n) => state.history.range(tf, window, 0, *n),
+        ViewKind::Around { user, radius } => match state.history.user(tf, window, user)? {
+            Some((rank, _)) => {
+                let from = rank.saturating_sub(radius + 1);
+                state.history.range(tf, window, from, rank - from + radius)
+            }
+            None => Ok(Vec::new()),
+        },
+    }
+}
+
+fn view_window(key: &ViewKey) -> WindowKey {
+    key.window.unwrap_or_else(|| key.tf.window_of(Utc::now()))
+}
+
+fn subscribe(state: &mut BoardActorState, key: ViewKey) -> Result<Subscription, QueryError> {
+    if !state.board.def.timeframes.contains(&key.tf) {
+        return Err(QueryError::NoTimeframe(key.tf.as_str()));
+    }
+    if let Some(view) = state.views.get(&key) {
+        // Same view already live: share it. Its snapshot is current as of the last publish;
+        // anything newer is still pending and arrives as an update.
+        return Ok((view.snapshot(), view.tx.subscribe()));
+    }
+    let window = view_window(&key);
+    let entries = view_entries(state, key.tf, window, &key.kind)?;
+    let view = View::new(window, entries);
+    let sub = (view.snapshot(), view.tx.subscribe());
+    state.views.insert(key, view);
+    metrics::gauge!("phoenix_ws_views", &labels(state)).set(state.views.len() as f64);
+    Ok(sub)
+}
+
+/// Publish now if the last push was long enough ago, else schedule one for when it is.
+fn maybe_publish(
+    myself: &ActorRef<LeaderboardMsg>,
+    state: &mut BoardActorState,
+) -> Result<(), EngineError> {
+    if !state.dirty || state.views.is_empty() {
+        state.dirty = false;
+        return Ok(());
+    }
+    let since = state.last_publish.elapsed();
+    if since >= state.args.push_interval {
+        return publish(state);
+    }
+    if !state.publish_pending {
+        state.publish_pending = true;
+        myself.send_after(state.args.push_interval - since, || LeaderboardMsg::Publish);
+    }
+    Ok(())
+}
+
+/// Recompute every live view once and push what changed.
+fn publish(state: &mut BoardActorState) -> Result<(), EngineError> {
+    state.dirty = false;
+    state.last_publish = Instant::now();
+    state.views.retain(|_, v| v.tx.receiver_count() > 0);
+    let keys: Vec<ViewKey> = state.views.keys().cloned().collect();
+    let mut sent = 0u64;
+    for key in keys {
+        let window = view_window(&key);
+        let entries = view_entries(state, key.tf, window, &key.kind)?;
+        if let Some(view) = state.views.get_mut(&key) {
+            sent += u64::from(view.advance(window, entries));
+        }
+    }
+    let l = labels(state);
+    metrics::counter!("phoenix_ws_view_frames_total", &l).increment(sent);
+    metrics::gauge!("phoenix_ws_views", &l).set(state.views.len() as f64);
+    Ok(())
 }

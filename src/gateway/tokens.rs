@@ -1,0 +1,72 @@
+//! `POST /v1/tokens`: a tenant mints a read-only client token for one of its players.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use chrono::{TimeZone, Utc};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::utf8_body;
+use crate::error::ApiError;
+use crate::server::AppState;
+use crate::tokens::{mint, Claims};
+
+/// Longest token lifetime: 7 days.
+pub const MAX_TTL: i64 = 7 * 86_400;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenRequest {
+    user_id: String,
+    #[serde(default)]
+    leaderboards: Option<Vec<String>>,
+    #[serde(default)]
+    ttl_seconds: Option<i64>,
+}
+
+pub async fn create(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let body = utf8_body(body)?;
+    let tenant = app
+        .tenants
+        .authenticate(&headers, "POST", "/v1/tokens", &body)?;
+    let req: TokenRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::Validation(format!("token request: {e}")))?;
+    if req.user_id.trim().is_empty() || req.user_id.len() > 256 {
+        return Err(ApiError::Validation(
+            "user_id: must be 1 to 256 bytes".into(),
+        ));
+    }
+    let ttl = req.ttl_seconds.unwrap_or(3600);
+    if !(1..=MAX_TTL).contains(&ttl) {
+        return Err(ApiError::Validation(format!(
+            "ttl_seconds: must be 1 to {MAX_TTL}"
+        )));
+    }
+    let exp = Utc::now().timestamp() + ttl;
+    let claims = Claims {
+        t: tenant.clone(),
+        u: req.user_id.clone(),
+        exp,
+        lb: req.leaderboards,
+    };
+    let secret = app
+        .tenants
+        .get(&tenant)
+        .ok_or_else(|| ApiError::Unauthorized("Unknown tenant".into()))?
+        .secret;
+    let token = mint(secret.expose().as_bytes(), &claims);
+    let expires_at = Utc.timestamp_opt(exp, 0).single().map(|t| t.to_rfc3339());
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            json!({"token": token, "tenant": tenant, "user_id": req.user_id, "leaderboards": claims.lb, "expires_at": expires_at}),
+        ),
+    ))
+}

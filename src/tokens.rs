@@ -1,0 +1,125 @@
+//! Client tokens for game clients: read-only, one user, one tenant, expiring.
+//!
+//! Format (so a backend can mint its own): `pxt1.<payload>.<sig>` where `<payload>` is the
+//! base64url (no padding) of the JSON `{"t": tenant, "u": user_id, "exp": unix_seconds,
+//! "lb": [board ids] | null}` and `<sig>` is the lowercase hex HMAC-SHA256, keyed with the
+//! tenant secret, of the ASCII text `pxt1.<payload>`. `POST /v1/tokens` mints them.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::config::TenantStatus;
+use crate::error::ApiError;
+use crate::tenants::Tenants;
+
+const PREFIX: &str = "pxt1.";
+
+/// What a client token grants.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Claims {
+    /// Tenant.
+    pub t: String,
+    /// User the token was minted for.
+    pub u: String,
+    /// Expiry, Unix seconds.
+    pub exp: i64,
+    /// Leaderboards it may watch (`None`: all of the tenant's).
+    pub lb: Option<Vec<String>>,
+}
+
+fn mac(secret: &[u8], signed: &str) -> Hmac<Sha256> {
+    let mut m = Hmac::<Sha256>::new_from_slice(secret).expect("any key length");
+    m.update(signed.as_bytes());
+    m
+}
+
+/// Mint a token for `claims` with the tenant's `secret`.
+pub fn mint(secret: &[u8], claims: &Claims) -> String {
+    let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).expect("claims serialise"));
+    let signed = format!("{PREFIX}{payload}");
+    let sig = hex::encode(mac(secret, &signed).finalize().into_bytes());
+    format!("{signed}.{sig}")
+}
+
+/// Check a token's signature (constant time), tenant, and expiry against `now`.
+pub fn verify(tenants: &Tenants, token: &str, now: i64) -> Result<Claims, ApiError> {
+    let bad = || ApiError::Unauthorized("Invalid client token".into());
+    let rest = token.strip_prefix(PREFIX).ok_or_else(bad)?;
+    let (payload, sig) = rest.rsplit_once('.').ok_or_else(bad)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload).map_err(|_| bad())?;
+    let claims: Claims = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    let tenant = tenants.get(&claims.t).ok_or_else(bad)?;
+    let sig = hex::decode(sig).map_err(|_| bad())?;
+    mac(
+        tenant.secret.expose().as_bytes(),
+        &token[..PREFIX.len() + payload.len()],
+    )
+    .verify_slice(&sig)
+    .map_err(|_| bad())?;
+    if claims.exp <= now {
+        return Err(ApiError::Unauthorized("Client token expired".into()));
+    }
+    if tenant.status == TenantStatus::Suspended {
+        return Err(ApiError::Forbidden(
+            "Tenant is inactive/suspended. Contact Phoenix support.".into(),
+        ));
+    }
+    Ok(claims)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TenantConfig;
+
+    fn tenants() -> Tenants {
+        let cfg: TenantConfig =
+            toml::from_str("id = \"acme\"\nsecret = \"acme-secret-0123456789\"").unwrap();
+        Tenants::from_config(&[cfg])
+    }
+
+    fn claims(exp: i64) -> Claims {
+        Claims {
+            t: "acme".into(),
+            u: "alice".into(),
+            exp,
+            lb: Some(vec!["weekly".into()]),
+        }
+    }
+
+    #[test]
+    fn mint_then_verify() {
+        let tok = mint(b"acme-secret-0123456789", &claims(2_000));
+        assert_eq!(verify(&tenants(), &tok, 1_000).unwrap(), claims(2_000));
+    }
+
+    #[test]
+    fn expired_forged_and_foreign_tokens_are_refused() {
+        let t = tenants();
+        assert!(
+            verify(&t, &mint(b"acme-secret-0123456789", &claims(1_000)), 1_000).is_err(),
+            "expired"
+        );
+        assert!(
+            verify(&t, &mint(b"another-secret-00000000", &claims(2_000)), 1_000).is_err(),
+            "wrong key"
+        );
+        let mut other = claims(2_000);
+        other.t = "nobody".into();
+        assert!(
+            verify(&t, &mint(b"acme-secret-0123456789", &other), 1_000).is_err(),
+            "unknown tenant"
+        );
+        // Swapping in another payload invalidates the signature.
+        let good = mint(b"acme-secret-0123456789", &claims(2_000));
+        let forged_payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims(9_999)).unwrap());
+        let sig = good.rsplit_once('.').unwrap().1;
+        assert!(verify(&t, &format!("{PREFIX}{forged_payload}.{sig}"), 1_000).is_err());
+        for junk in ["", "pxt1.", "pxt1.x.y", "nope"] {
+            assert!(verify(&t, junk, 1_000).is_err());
+        }
+    }
+}
