@@ -513,3 +513,74 @@ async fn reconnect_and_resubscribe_resumes_from_a_fresh_snapshot() {
     };
     assert_eq!(rows(&snap, "entries"), vec![("zed".into(), json!(1))]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coalescing_caps_a_hot_board_but_never_delays_a_quiet_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        dir.path(),
+        &config_text(&dir.path().join("data"), "ws_push_interval_ms = 300"),
+    );
+    let c = server.client();
+    put_board(&c, "b", &sum_board()).await;
+    let mut ws = backend(&server.base, TENANT, SECRET).await.unwrap();
+    send(&mut ws, subscribe("t", json!({"top": 3}))).await;
+    next_of(&mut ws, "snapshot").await;
+    // A second session on the same view shares it: one view computed, two subscribers.
+    let mut ws2 = backend(&server.base, TENANT, SECRET).await.unwrap();
+    send(&mut ws2, subscribe("same", json!({"top": 3}))).await;
+    next_of(&mut ws2, "snapshot").await;
+    let text = reqwest::Client::new()
+        .get(format!("{}/metrics", server.base))
+        .bearer_auth(OPERATOR)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("phoenix_ws_views{tenant=\"demo\",board=\"b\"} 1"),
+        "{text}"
+    );
+
+    // Quiet board: the first change goes out at once, not after the 300 ms coalescing tick.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let t0 = std::time::Instant::now();
+    c.post("/v1/events", &event("q1", "quiet", 5)).await;
+    next_of(&mut ws, "update").await;
+    let quiet = t0.elapsed();
+    assert!(
+        quiet < Duration::from_millis(250),
+        "quiet-board push took {quiet:?}"
+    );
+
+    // Hot board: events every ~10 ms for 1.5 s, at most one frame per 300 ms gets pushed.
+    let hot = {
+        let c = c.clone();
+        tokio::spawn(async move {
+            for i in 0..150 {
+                c.post(
+                    "/v1/events",
+                    &event(&format!("h{i}"), &format!("hot{}", i % 5), i),
+                )
+                .await;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let start = std::time::Instant::now();
+    let mut frames = 0;
+    while start.elapsed() < Duration::from_millis(1500) {
+        if let Ok(Some(Ok(Message::Text(_)))) =
+            tokio::time::timeout(Duration::from_millis(100), ws.next()).await
+        {
+            frames += 1;
+        }
+    }
+    hot.abort();
+    assert!(
+        (2..=7).contains(&frames),
+        "{frames} frames in 1.5 s at a 300 ms push interval"
+    );
+}

@@ -17,8 +17,10 @@ use crate::supervisor::{BoardRoutes, Routes, Supervisor, SupervisorArgs, Supervi
 use crate::tenant::{Outcome, TenantArgs};
 
 /// Engine settings (from the service config).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EngineConfig {
+    /// The server clock (tests substitute one they can move).
+    pub clock: crate::leaderboard::actor::Clock,
     /// How long an accepted `event_id` is remembered (server clock).
     pub dedupe_window: Duration,
     /// Most remembered ids per tenant; past it the oldest are forgotten early (counted).
@@ -33,9 +35,20 @@ pub struct EngineConfig {
     pub push_interval: Duration,
 }
 
+impl std::fmt::Debug for EngineConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineConfig")
+            .field("dedupe_window", &self.dedupe_window)
+            .field("dedupe_capacity", &self.dedupe_capacity)
+            .field("push_interval", &self.push_interval)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
+            clock: crate::leaderboard::actor::system_clock(),
             dedupe_window: Duration::from_secs(300),
             dedupe_capacity: 5_000_000,
             call_timeout: Duration::from_secs(10),

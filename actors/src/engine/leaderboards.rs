@@ -30,6 +30,7 @@ impl Engine {
             .durable_head(tenant)
             .ok_or_else(|| EngineError::UnknownTenant(tenant.to_owned()))?;
         Ok(BoardArgs {
+            clock: self.inner.config.clock.clone(),
             tenant: tenant.to_owned(),
             def,
             log: self.inner.log.clone(),

@@ -266,3 +266,62 @@ async fn boards_recover_after_an_engine_restart() {
     let engine = start(dir.path()).await;
     eventually_top(&engine, "b", vec![("ann".into(), 6.0)]).await;
 }
+
+#[tokio::test]
+async fn current_views_follow_the_window_as_it_rolls_over() {
+    use crate::leaderboard::views::{ViewFrame, ViewKey, ViewKind};
+    use crate::leaderboard::window::Timeframe;
+    use std::sync::atomic::AtomicI64;
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(SledLog::open(dir.path(), 1 << 22).unwrap());
+    let db = log.db().clone();
+    // A clock we can move: real time plus an offset.
+    let offset = Arc::new(AtomicI64::new(0));
+    let o = offset.clone();
+    let clock: crate::leaderboard::actor::Clock =
+        Arc::new(move || Utc::now() + chrono::Duration::milliseconds(o.load(Ordering::SeqCst)));
+    let config = EngineConfig {
+        clock: clock.clone(),
+        ..EngineConfig::default()
+    };
+    let engine = Engine::start(log, db, &["acme".into()], config)
+        .await
+        .unwrap();
+    let def = json!({"rules": [{"event_type": "*", "points_expression": "attrs.score"}],
+                     "timeframes": ["hourly", "all_time"]});
+    engine.put_leaderboard("acme", "b", &def).await.unwrap();
+    engine
+        .ingest("acme", vec![scored("1", "ann", 5)])
+        .await
+        .unwrap();
+    eventually_top(&engine, "b", vec![("ann".into(), 5.0)]).await;
+    let key = ViewKey {
+        tf: Timeframe::Hourly,
+        window: None,
+        kind: ViewKind::Top(5),
+    };
+    let (snap, mut rx) = engine.subscribe_view("acme", "b", key).await.unwrap();
+    let first = Timeframe::Hourly.window_of(clock());
+    assert!(
+        matches!(&snap, ViewFrame::Snapshot { window, entries, .. } if *window == first && entries.len() == 1)
+    );
+    // An hour later the current window is a new, empty one: a snapshot of it is pushed.
+    offset.store(3_600_000, Ordering::SeqCst);
+    let frame = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    match &*frame {
+        ViewFrame::Snapshot {
+            window,
+            entries,
+            seq,
+        } => {
+            assert_eq!(*window, Timeframe::Hourly.window_of(clock()));
+            assert_ne!(*window, first);
+            assert!(entries.is_empty());
+            assert_eq!(*seq, snap.seq() + 1);
+        }
+        other => panic!("expected a rollover snapshot, got {other:?}"),
+    }
+}

@@ -28,9 +28,19 @@ const CATCH_UP_CHUNK: usize = 4096;
 #[derive(Debug)]
 pub struct LeaderboardActor;
 
+/// The server clock, injectable so tests can roll windows over.
+pub type Clock = Arc<dyn Fn() -> chrono::DateTime<Utc> + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(Utc::now)
+}
+
 /// Everything a (re)started board needs.
 #[derive(Clone)]
 pub struct BoardArgs {
+    /// "Now" for current windows, freezing and retention.
+    pub clock: Clock,
     pub tenant: String,
     pub def: Arc<Definition>,
     pub log: Arc<dyn EventLog>,
@@ -271,7 +281,7 @@ impl Actor for LeaderboardActor {
             }
             LeaderboardMsg::Tick => {
                 tick(state)?;
-                let now = Utc::now();
+                let now = (state.args.clock)();
                 let rolled = state
                     .views
                     .iter()
@@ -371,7 +381,7 @@ fn tick(state: &mut BoardActorState) -> Result<(), EngineError> {
         state.board.watermark_ms = state
             .board
             .watermark_ms
-            .max(Utc::now().timestamp_millis() - margin_ms);
+            .max((state.args.clock)().timestamp_millis() - margin_ms);
     }
     for (tf, key) in state.board.due_for_freeze() {
         if let Some(w) = state.board.freeze(tf, key) {
@@ -381,7 +391,7 @@ fn tick(state: &mut BoardActorState) -> Result<(), EngineError> {
     }
     let retention =
         chrono::Duration::from_std(state.args.history_retention).unwrap_or(chrono::Duration::MAX);
-    if let Some(cutoff) = Utc::now().checked_sub_signed(retention) {
+    if let Some(cutoff) = (state.args.clock)().checked_sub_signed(retention) {
         for (tf, key) in state.board.forget_frozen_before(cutoff) {
             state.history.drop_window(tf, key)?;
         }
@@ -417,7 +427,7 @@ fn resolve(
         return Err(QueryError::NoTimeframe(tf.as_str()));
     }
     Ok(match sel {
-        WindowSel::Current => tf.window_of(Utc::now()),
+        WindowSel::Current => tf.window_of((state.args.clock)()),
         WindowSel::Key(k) => k,
     })
 }
@@ -513,8 +523,9 @@ fn view_entries(
     }
 }
 
-fn view_window(key: &ViewKey) -> WindowKey {
-    key.window.unwrap_or_else(|| key.tf.window_of(Utc::now()))
+fn view_window(state: &BoardActorState, key: &ViewKey) -> WindowKey {
+    key.window
+        .unwrap_or_else(|| key.tf.window_of((state.args.clock)()))
 }
 
 fn subscribe(state: &mut BoardActorState, key: ViewKey) -> Result<Subscription, QueryError> {
@@ -526,7 +537,7 @@ fn subscribe(state: &mut BoardActorState, key: ViewKey) -> Result<Subscription, 
         // anything newer is still pending and arrives as an update.
         return Ok((view.snapshot(), view.tx.subscribe()));
     }
-    let window = view_window(&key);
+    let window = view_window(state, &key);
     let entries = view_entries(state, key.tf, window, &key.kind)?;
     let view = View::new(window, entries);
     let sub = (view.snapshot(), view.tx.subscribe());
@@ -563,7 +574,7 @@ fn publish(state: &mut BoardActorState) -> Result<(), EngineError> {
     let keys: Vec<ViewKey> = state.views.keys().cloned().collect();
     let mut sent = 0u64;
     for key in keys {
-        let window = view_window(&key);
+        let window = view_window(state, &key);
         let entries = view_entries(state, key.tf, window, &key.kind)?;
         if let Some(view) = state.views.get_mut(&key) {
             sent += u64::from(view.advance(window, entries));
