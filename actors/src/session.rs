@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use crate::engine::Engine;
 use crate::leaderboard::actor::QueryError;
 use crate::leaderboard::rank::Entry;
-use crate::leaderboard::views::{ViewFrame, ViewKey};
+use crate::leaderboard::views::{Published, ViewFrame, ViewKey};
 
 #[derive(Debug)]
 pub struct SessionActor;
@@ -114,14 +114,20 @@ fn entries_json(list: &[Entry]) -> Vec<Value> {
 
 /// Render a view frame for subscription `id`.
 pub fn render(id: &str, board: &str, key: &ViewKey, frame: &ViewFrame) -> String {
+    with_id(id, &render_body(board, key, frame))
+}
+
+/// The frame without its subscription id: the same for every session watching the view, so
+/// it is rendered once per published frame (`Published::rendered`).
+fn render_body(board: &str, key: &ViewKey, frame: &ViewFrame) -> String {
     let tf = key.tf.as_str();
     match frame {
         ViewFrame::Snapshot { seq, window, entries } => json!({
-            "type": "snapshot", "id": id, "leaderboard": board, "timeframe": tf,
+            "type": "snapshot", "leaderboard": board, "timeframe": tf,
             "window": window.to_string(), "seq": seq, "entries": entries_json(entries),
         }),
         ViewFrame::Update { seq, window, changes } => json!({
-            "type": "update", "id": id, "leaderboard": board, "timeframe": tf,
+            "type": "update", "leaderboard": board, "timeframe": tf,
             "window": window.to_string(), "seq": seq,
             "changes": changes.iter().map(|c| json!({
                 "user_id": c.user_id, "rank": c.rank, "score": c.score, "previous_rank": c.previous_rank,
@@ -129,6 +135,17 @@ pub fn render(id: &str, board: &str, key: &ViewKey, frame: &ViewFrame) -> String
         }),
     }
     .to_string()
+}
+
+/// `{"id":…,` spliced in front of a rendered body `{…}`.
+fn with_id(id: &str, body: &str) -> String {
+    let id = Value::from(id).to_string();
+    let mut out = String::with_capacity(body.len() + id.len() + 8);
+    out.push_str("{\"id\":");
+    out.push_str(&id);
+    out.push(',');
+    out.push_str(&body[1..]);
+    out
 }
 
 /// An error frame in the seed's envelope fields.
@@ -152,7 +169,7 @@ fn query_error_frame(id: &str, e: &QueryError) -> String {
 
 /// Copy one subscription's frames into the outbound queue until it ends.
 async fn forward(args: Arc<SessionArgs>, id: String, board: String, key: ViewKey) {
-    let mut rx: broadcast::Receiver<Arc<ViewFrame>>;
+    let mut rx: broadcast::Receiver<Arc<Published>>;
     // Subscribe and send the snapshot; also used to resync after lagging or dropping.
     macro_rules! snapshot {
         () => {{
@@ -187,7 +204,11 @@ async fn forward(args: Arc<SessionArgs>, id: String, board: String, key: ViewKey
     rx = snapshot!();
     loop {
         match rx.recv().await {
-            Ok(frame) => match args.out.try_send(render(&id, &board, &key, &frame)) {
+            Ok(p) => match args.out.try_send(with_id(
+                &id,
+                p.rendered
+                    .get_or_init(|| render_body(&board, &key, &p.frame)),
+            )) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     metrics::counter!("phoenix_ws_frames_dropped_total").increment(1);

@@ -311,7 +311,7 @@ async fn current_views_follow_the_window_as_it_rolls_over() {
         .await
         .unwrap()
         .unwrap();
-    match &*frame {
+    match &frame.frame {
         ViewFrame::Snapshot {
             window,
             entries,

@@ -15,7 +15,7 @@ use super::definition::Definition;
 use super::history::History;
 use super::rank::Entry;
 use super::state::BoardState;
-use super::views::{View, ViewFrame, ViewKey, ViewKind};
+use super::views::{Published, View, ViewFrame, ViewKey, ViewKind};
 use super::window::{Timeframe, WindowKey};
 use crate::error::EngineError;
 use crate::store::EventLog;
@@ -76,7 +76,7 @@ pub struct BoardActorState {
 }
 
 /// A view subscription: the current snapshot and the stream of later frames.
-pub type Subscription = (ViewFrame, broadcast::Receiver<Arc<ViewFrame>>);
+pub type Subscription = (ViewFrame, broadcast::Receiver<Arc<Published>>);
 
 /// Which window of a timeframe a query means.
 #[derive(Debug, Clone)]

@@ -56,6 +56,14 @@ pub enum ViewFrame {
     },
 }
 
+/// A frame as published: the frame plus its JSON body, rendered once by the first session
+/// that forwards it and shared by all the others.
+#[derive(Debug)]
+pub struct Published {
+    pub frame: ViewFrame,
+    pub rendered: std::sync::OnceLock<String>,
+}
+
 impl ViewFrame {
     pub fn seq(&self) -> u64 {
         match self {
@@ -96,7 +104,7 @@ pub fn diff(old: &[Entry], new: &[Entry]) -> Vec<Change> {
 /// One shared view's state.
 #[derive(Debug)]
 pub struct View {
-    pub tx: broadcast::Sender<Arc<ViewFrame>>,
+    pub tx: broadcast::Sender<Arc<Published>>,
     pub window: WindowKey,
     pub seq: u64,
     pub last: Vec<Entry>,
@@ -143,7 +151,10 @@ impl View {
             }
         };
         // No receivers is fine: the view is dropped at the next tick.
-        let _ = self.tx.send(Arc::new(frame));
+        let _ = self.tx.send(Arc::new(Published {
+            frame,
+            rendered: std::sync::OnceLock::new(),
+        }));
         true
     }
 }
@@ -207,9 +218,9 @@ mod tests {
         assert!(v.advance(w1, vec![e(1, "a", 2.0)]));
         assert!(v.advance(w2, vec![]));
         let f1 = rx.try_recv().unwrap();
-        assert!(matches!(&*f1, ViewFrame::Update { seq: 2, .. }));
+        assert!(matches!(&f1.frame, ViewFrame::Update { seq: 2, .. }));
         let f2 = rx.try_recv().unwrap();
-        assert!(matches!(&*f2, ViewFrame::Snapshot { seq: 3, window, .. } if *window == w2));
+        assert!(matches!(&f2.frame, ViewFrame::Snapshot { seq: 3, window, .. } if *window == w2));
     }
 
     #[test]
