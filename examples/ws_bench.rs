@@ -226,7 +226,6 @@ async fn push(a: &Args, subscribers: usize, samples: usize, rate: u64, seconds: 
                 event(&format!("{run}-s{k}"), &format!("s{k}"), 2_000_000 + k)
             })
             .collect();
-        let last = format!("s{}", i * per_batch + per_batch - 1);
         let status = http(
             a,
             &client,
@@ -237,12 +236,12 @@ async fn push(a: &Args, subscribers: usize, samples: usize, rate: u64, seconds: 
         .await;
         assert_eq!(status, 202);
         let now = Instant::now();
-        let mut m = acks.lock().unwrap();
-        for j in 0..per_batch {
-            m.insert(format!("s{}", i * per_batch + j), now);
+        {
+            let mut m = acks.lock().unwrap();
+            for j in 0..per_batch {
+                m.insert(format!("s{}", i * per_batch + j), now);
+            }
         }
-        drop(m);
-        let _ = last;
         i += 1;
         next += interval;
         if next > Instant::now() {
