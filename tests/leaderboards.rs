@@ -38,37 +38,13 @@ fn match_event(
 }
 
 async fn put_board(c: &Client, id: &str, def: &Value) -> (u16, Value) {
-    let body = def.to_string();
-    let path = format!("/v1/leaderboards/{id}");
-    let ts = now().to_string();
-    let sig = phoenix::auth::sign(c.secret.as_bytes(), "PUT", &path, &ts, body.as_bytes());
-    let resp = c
-        .http
-        .put(format!("{}{path}", c.base))
-        .header("X-Tenant-Id", &c.tenant)
-        .header("X-Timestamp", ts)
-        .header("X-Signature", sig)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    decode(resp).await
+    c.put_board(id, def).await
 }
 
 async fn delete_board(c: &Client, id: &str) -> u16 {
-    let path = format!("/v1/leaderboards/{id}");
-    let ts = now().to_string();
-    let sig = phoenix::auth::sign(c.secret.as_bytes(), "DELETE", &path, &ts, b"");
-    c.http
-        .delete(format!("{}{path}", c.base))
-        .header("X-Tenant-Id", &c.tenant)
-        .header("X-Timestamp", ts)
-        .header("X-Signature", sig)
-        .send()
+    c.request("DELETE", &format!("/v1/leaderboards/{id}"), b"")
         .await
-        .unwrap()
-        .status()
-        .as_u16()
+        .0
 }
 
 async fn standings(c: &Client, id: &str, query: &str) -> (u16, Value) {

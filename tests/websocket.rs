@@ -69,21 +69,8 @@ async fn next_of(ws: &mut Ws, ty: &str) -> Value {
 }
 
 async fn put_board(c: &Client, id: &str, def: &Value) {
-    let body = def.to_string();
-    let path = format!("/v1/leaderboards/{id}");
-    let ts = now().to_string();
-    let sig = phoenix::auth::sign(c.secret.as_bytes(), "PUT", &path, &ts, body.as_bytes());
-    let resp = c
-        .http
-        .put(format!("{}{path}", c.base))
-        .header("X-Tenant-Id", &c.tenant)
-        .header("X-Timestamp", ts)
-        .header("X-Signature", sig)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    let (s, body) = c.put_board(id, def).await;
+    assert!(s < 300, "{body}");
 }
 
 fn sum_board() -> Value {

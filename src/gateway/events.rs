@@ -108,52 +108,16 @@ async fn ingest_bulk_inner(
             "Bulk request can contain maximum {MAX_BULK} events"
         )));
     }
-    let now = Utc::now();
     let total = list.len();
-    // Per slot: Ok(index into `valid`) or Err((event_id if any, message)).
-    let mut slots: Vec<Result<usize, (Value, String)>> = Vec::with_capacity(total);
-    let mut valid = Vec::with_capacity(total);
-    for raw in list {
-        match Event::from_str(raw.get(), &tenant, now) {
-            Ok(e) => {
-                slots.push(Ok(valid.len()));
-                valid.push(e);
-            }
-            Err(e) => {
-                // Slow path only for failures: pick the event_id out if there is one.
-                let id = serde_json::from_str::<Value>(raw.get())
-                    .ok()
-                    .and_then(|v| v.get("event_id").filter(|i| i.is_string()).cloned())
-                    .unwrap_or(Value::Null);
-                slots.push(Err((id, e.to_string())));
-            }
-        }
-    }
-    let ids: Vec<String> = valid.iter().map(|e| e.event_id.clone()).collect();
-    let outcomes = if valid.is_empty() {
+    let mut batch = Batch::validate(&list, &tenant, Utc::now());
+    let outcomes = if batch.valid.is_empty() {
         Vec::new()
     } else {
-        engine.ingest(&tenant, valid).await?
+        engine
+            .ingest(&tenant, std::mem::take(&mut batch.valid))
+            .await?
     };
-    let (mut accepted, mut duplicates, mut failed) = (0u64, 0u64, 0u64);
-    let results: Vec<Value> = slots
-        .into_iter()
-        .map(|slot| match slot {
-            Ok(i) => {
-                let status = outcome_status(outcomes[i]);
-                if status == "accepted" {
-                    accepted += 1;
-                } else {
-                    duplicates += 1;
-                }
-                json!({"event_id": ids[i], "status": status})
-            }
-            Err((id, message)) => {
-                failed += 1;
-                json!({"event_id": id, "status": "failed", "error": message})
-            }
-        })
-        .collect();
+    let (results, accepted, duplicates, failed) = batch.results(&outcomes);
     count("bulk", "accepted", accepted);
     count("bulk", "duplicate", duplicates);
     count("bulk", "failed", failed);
@@ -171,6 +135,67 @@ async fn ingest_bulk_inner(
             "duplicates": duplicates, "failed": failed, "results": results
         })),
     ))
+}
+
+/// A batch of raw events checked one by one: what to log, and how to answer for each slot.
+/// Shared by HTTP bulk and WebSocket `ingest`.
+pub struct Batch {
+    /// Per input slot: `Ok(index into the valid events)` or `Err((event_id if any, message))`.
+    slots: Vec<Result<usize, (Value, String)>>,
+    ids: Vec<String>,
+    /// The events that passed validation, in order; hand these to the engine.
+    pub valid: Vec<Event>,
+}
+
+impl Batch {
+    pub fn validate(raws: &[&RawValue], tenant: &str, now: chrono::DateTime<Utc>) -> Batch {
+        let mut slots = Vec::with_capacity(raws.len());
+        let mut valid = Vec::with_capacity(raws.len());
+        for raw in raws {
+            match Event::from_str(raw.get(), tenant, now) {
+                Ok(e) => {
+                    slots.push(Ok(valid.len()));
+                    valid.push(e);
+                }
+                Err(e) => {
+                    // Slow path only for failures: pick the event_id out if there is one.
+                    let id = serde_json::from_str::<Value>(raw.get())
+                        .ok()
+                        .and_then(|v| v.get("event_id").filter(|i| i.is_string()).cloned())
+                        .unwrap_or(Value::Null);
+                    slots.push(Err((id, e.to_string())));
+                }
+            }
+        }
+        let ids = valid.iter().map(|e| e.event_id.clone()).collect();
+        Batch { slots, ids, valid }
+    }
+
+    /// Per-slot results given the engine's outcomes for the valid events, with the counts
+    /// `(results, accepted, duplicates, failed)`.
+    pub fn results(self, outcomes: &[Outcome]) -> (Vec<Value>, u64, u64, u64) {
+        let (mut accepted, mut duplicates, mut failed) = (0u64, 0u64, 0u64);
+        let results = self
+            .slots
+            .into_iter()
+            .map(|slot| match slot {
+                Ok(i) => {
+                    let status = outcome_status(outcomes[i]);
+                    if status == "accepted" {
+                        accepted += 1;
+                    } else {
+                        duplicates += 1;
+                    }
+                    json!({"event_id": self.ids[i], "status": status})
+                }
+                Err((id, message)) => {
+                    failed += 1;
+                    json!({"event_id": id, "status": "failed", "error": message})
+                }
+            })
+            .collect();
+        (results, accepted, duplicates, failed)
+    }
 }
 
 /// The `events` array of a bulk body, each event left as raw JSON for `Event::from_str`.

@@ -15,13 +15,14 @@ use futures_util::{SinkExt, StreamExt};
 use phoenix_actors::leaderboard::views::{ViewKey, ViewKind};
 use phoenix_actors::leaderboard::window::{Timeframe, WindowKey};
 use phoenix_actors::session::{error_frame, SessionArgs, SessionHandle};
-use phoenix_actors::{Engine, Event, Outcome};
+use phoenix_actors::Engine;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::error::ApiError;
+use crate::gateway::events::Batch;
 use crate::server::AppState;
 use crate::tokens::{self, Claims};
 
@@ -365,24 +366,7 @@ async fn ingest(
     let Ok(permits) = inflight.clone().acquire_many_owned(n).await else {
         return;
     };
-    let now = Utc::now();
-    let mut slots: Vec<Result<usize, (Value, String)>> = Vec::with_capacity(raws.len());
-    let mut valid = Vec::new();
-    for raw in &raws {
-        match Event::from_str(raw.get(), &who.tenant, now) {
-            Ok(e) => {
-                slots.push(Ok(valid.len()));
-                valid.push(e);
-            }
-            Err(e) => {
-                let eid = serde_json::from_str::<Value>(raw.get())
-                    .ok()
-                    .and_then(|v| v.get("event_id").filter(|i| i.is_string()).cloned())
-                    .unwrap_or(Value::Null);
-                slots.push(Err((eid, e.to_string())));
-            }
-        }
-    }
+    let mut batch = Batch::validate(&raws, &who.tenant, Utc::now());
     let (engine, tenant, out, id) = (
         engine.clone(),
         who.tenant.clone(),
@@ -390,7 +374,7 @@ async fn ingest(
         id.map(str::to_owned),
     );
     tokio::spawn(async move {
-        let ids: Vec<String> = valid.iter().map(|e| e.event_id.clone()).collect();
+        let valid = std::mem::take(&mut batch.valid);
         let outcomes = if valid.is_empty() {
             Ok(Vec::new())
         } else {
@@ -398,18 +382,7 @@ async fn ingest(
         };
         let frame = match outcomes {
             Ok(outcomes) => {
-                let results: Vec<Value> = slots
-                    .into_iter()
-                    .map(|s| match s {
-                        Ok(i) => json!({"event_id": ids[i], "status": match outcomes[i] {
-                            Outcome::Accepted { .. } => "accepted",
-                            Outcome::Duplicate { .. } => "duplicate",
-                        }}),
-                        Err((eid, msg)) => {
-                            json!({"event_id": eid, "status": "failed", "error": msg})
-                        }
-                    })
-                    .collect();
+                let (results, ..) = batch.results(&outcomes);
                 json!({"type": "ack", "id": id, "results": results}).to_string()
             }
             Err(e) => {

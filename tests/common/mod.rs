@@ -148,6 +148,33 @@ impl Client {
         self.post_at(path, body.to_string().as_bytes(), now()).await
     }
 
+    /// Any signed request (`body` may be empty).
+    pub async fn request(&self, method: &str, path: &str, body: &[u8]) -> (u16, Value) {
+        let ts = now().to_string();
+        let sig = phoenix::auth::sign(self.secret.as_bytes(), method, path, &ts, body);
+        let resp = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", self.base))
+            .header("X-Tenant-Id", &self.tenant)
+            .header("X-Timestamp", ts)
+            .header("X-Signature", sig)
+            .body(body.to_vec())
+            .send()
+            .await
+            .expect("request");
+        decode(resp).await
+    }
+
+    /// Create or replace a leaderboard.
+    pub async fn put_board(&self, id: &str, def: &Value) -> (u16, Value) {
+        self.request(
+            "PUT",
+            &format!("/v1/leaderboards/{id}"),
+            def.to_string().as_bytes(),
+        )
+        .await
+    }
+
     /// GET `path?query`, signing the path only with body "".
     pub async fn get(&self, path: &str, query: &str) -> (u16, Value) {
         let ts = now().to_string();
