@@ -48,6 +48,12 @@ pub struct TenantConfig {
     /// Leaderboards declared here (same fields as the API, plus `id`); applied at start-up.
     #[serde(default)]
     pub leaderboards: Vec<toml::Table>,
+    /// The Ninja Metrics app mapped to this tenant (`POST /event`).
+    #[serde(default)]
+    pub ninja_metrics: Option<crate::ninja::NmConfig>,
+    /// GAMEMONITORING vote rewards for this tenant.
+    #[serde(default)]
+    pub gamemonitoring: Option<crate::gamemonitoring::GmConfig>,
 }
 
 impl TenantConfig {

@@ -6,7 +6,9 @@
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod gamemonitoring;
 pub mod gateway;
+pub mod ninja;
 pub mod server;
 pub mod tenants;
 pub mod tokens;

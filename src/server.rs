@@ -118,6 +118,8 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/leaderboards/{id}/standings", get(lb::standings))
         .route("/v1/leaderboards/{id}/users/{user_id}", get(lb::user))
+        .merge(crate::ninja::routes())
+        .merge(crate::gamemonitoring::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(gateway::BODY_LIMIT))
         .layer(GlobalConcurrencyLimitLayer::new(limit))

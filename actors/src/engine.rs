@@ -220,6 +220,11 @@ impl Engine {
         self.inner.log.healthy()
     }
 
+    /// The state database (sled) for other concerns: dimensions, rewards, players.
+    pub fn db(&self) -> &sled::Db {
+        &self.inner.db
+    }
+
     /// The event log (for consumers that read ranges directly).
     pub fn log(&self) -> &Arc<dyn EventLog> {
         &self.inner.log

@@ -1,0 +1,23 @@
+//! The Ninja Metrics HTTPS & JSON event interface (seed 003, SPEC §6): `POST /event`.
+
+use axum::Router;
+use serde::Deserialize;
+
+use crate::config::Secret;
+use crate::server::AppState;
+
+/// `[tenants.ninja_metrics]`: which Ninja Metrics app maps to this tenant.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NmConfig {
+    pub client_id: String,
+    pub app_id: String,
+    /// The app's access token; when set, `app_pwd` is required and compared in constant time.
+    #[serde(default)]
+    pub app_pwd: Option<Secret>,
+}
+
+/// Routes of this protocol.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+}
