@@ -21,3 +21,15 @@ pub struct NmConfig {
 pub fn routes() -> Router<AppState> {
     Router::new()
 }
+
+/// The sled tree mapping lower-cased character names (Ninja Metrics #11 `character_name`) to
+/// the owning `account_id`.
+pub fn character_names(db: &sled::Db, tenant: &str) -> sled::Result<sled::Tree> {
+    db.open_tree(format!("nm/{tenant}/character_names"))
+}
+
+/// The account a Ninja Metrics character name belongs to (case-insensitive), if any.
+pub fn character_owner(db: &sled::Db, tenant: &str, name: &str) -> Option<String> {
+    let v = character_names(db, tenant).ok()?.get(name.to_lowercase()).ok()??;
+    String::from_utf8(v.to_vec()).ok()
+}
