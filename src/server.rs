@@ -29,6 +29,8 @@ pub struct AppState {
     /// Set once the store is open; until then the service is alive but not ready.
     engine: Arc<OnceCell<Engine>>,
     metrics: PrometheusHandle,
+    /// Ninja Metrics dimension trees per tenant.
+    pub ninja: crate::ninja::NinjaState,
 }
 
 impl AppState {
@@ -209,6 +211,7 @@ pub async fn run(
         tenants,
         engine: cell.clone(),
         metrics,
+        ninja: Default::default(),
     };
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
