@@ -3,6 +3,7 @@
 //! The engine (actors, log, dedupe) lives in the `phoenix-actors` crate; this crate is the
 //! edge. Dependencies point one way: `src/ → actors/`.
 
+pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod error;

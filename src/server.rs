@@ -120,6 +120,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/leaderboards/{id}/standings", get(lb::standings))
         .route("/v1/leaderboards/{id}/users/{user_id}", get(lb::user))
+        .merge(crate::admin::routes())
         .merge(crate::ninja::routes())
         .merge(crate::gamemonitoring::routes())
         .fallback(not_found)
@@ -176,15 +177,21 @@ pub async fn run(
     let ids = tenants.ids();
     match open_engine(&config, &ids).await {
         Ok(engine) => {
+            if let Err(e) = crate::admin::restore(&engine, &tenants).await {
+                tracing::error!(error = %e, "could not restore tenants changed through the admin API");
+            }
             let _ = cell.set(engine);
         }
         Err(e) => {
             tracing::error!(error = %e, data_dir = %config.data_dir.display(), "store unavailable; retrying every second");
-            let (config, cell) = (config.clone(), cell.clone());
+            let (config, cell, tenants) = (config.clone(), cell.clone(), tenants.clone());
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     if let Ok(engine) = open_engine(&config, &ids).await {
+                        if let Err(e) = crate::admin::restore(&engine, &tenants).await {
+                            tracing::error!(error = %e, "could not restore admin tenant changes");
+                        }
                         tracing::info!("store opened; ready");
                         let _ = cell.set(engine);
                         break;

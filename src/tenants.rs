@@ -14,6 +14,8 @@ use crate::error::ApiError;
 pub struct Tenant {
     pub secret: Secret,
     pub status: TenantStatus,
+    /// The secret before the last rotation, accepted until the Unix time given (overlap).
+    pub previous: Option<(Secret, i64)>,
 }
 
 /// Shared, concurrently readable registry (the admin API will mutate it).
@@ -31,6 +33,7 @@ impl Tenants {
                 Tenant {
                     secret: c.secret.clone(),
                     status: c.status,
+                    previous: None,
                 },
             );
         }
@@ -43,6 +46,22 @@ impl Tenants {
 
     pub fn get(&self, id: &str) -> Option<Tenant> {
         self.map.get(id).map(|e| e.value().clone())
+    }
+
+    /// Add or replace a tenant (admin API).
+    pub fn upsert(&self, id: &str, tenant: Tenant) {
+        self.map.insert(id.to_owned(), tenant);
+    }
+
+    /// Every tenant, sorted by id.
+    pub fn list(&self) -> Vec<(String, Tenant)> {
+        let mut v: Vec<_> = self
+            .map
+            .iter()
+            .map(|e| (e.key().clone(), e.value().clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
     }
 
     /// Verify tenant HMAC on a request and return the tenant id. Order: headers, known
@@ -58,14 +77,24 @@ impl Tenants {
         let bad = || ApiError::Unauthorized("Invalid tenant signature".into());
         let tenant = self.get(h.tenant).ok_or_else(bad)?;
         auth::check_timestamp(h.timestamp, chrono::Utc::now().timestamp())?;
-        if !auth::verify(
-            tenant.secret.expose().as_bytes(),
-            method,
-            path,
-            h.timestamp,
-            body,
-            h.signature,
-        ) {
+        let verify = |secret: &Secret| {
+            auth::verify(
+                secret.expose().as_bytes(),
+                method,
+                path,
+                h.timestamp,
+                body,
+                h.signature,
+            )
+        };
+        let now = chrono::Utc::now().timestamp();
+        let previous_ok = || {
+            tenant
+                .previous
+                .as_ref()
+                .is_some_and(|(old, until)| now < *until && verify(old))
+        };
+        if !verify(&tenant.secret) && !previous_ok() {
             return Err(bad());
         }
         if tenant.status == TenantStatus::Suspended {

@@ -1,0 +1,255 @@
+//! Operator API (`/v1/admin/*`, operator token): list, create, suspend/resume tenants, and
+//! rotate a tenant's secret with an overlap period during which both secrets verify.
+//! Changes are persisted in sled and re-applied over the config at start-up.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use phoenix_actors::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::config::{valid_tenant_id, Secret, TenantStatus};
+use crate::error::ApiError;
+use crate::gateway::utf8_body;
+use crate::server::AppState;
+use crate::tenants::{Tenant, Tenants};
+
+/// Longest secret-rotation overlap: 7 days.
+pub const MAX_OVERLAP: i64 = 7 * 86_400;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/admin/tenants", get(list).post(create))
+        .route("/v1/admin/tenants/{id}/suspend", post(suspend))
+        .route("/v1/admin/tenants/{id}/resume", post(resume))
+        .route("/v1/admin/tenants/{id}/rotate", post(rotate))
+}
+
+/// A tenant as persisted in sled (`admin/tenants`).
+#[derive(Debug, Serialize, Deserialize)]
+struct Stored {
+    secret: String,
+    status: TenantStatus,
+    previous: Option<(String, i64)>,
+}
+
+fn tree(engine: &Engine) -> Result<sled::Tree, ApiError> {
+    engine
+        .db()
+        .open_tree("admin/tenants")
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// Re-apply persisted admin changes over the configured tenants and start actors for tenants
+/// created at run time. Called once the store is open.
+pub async fn restore(engine: &Engine, tenants: &Tenants) -> Result<(), String> {
+    let tree = engine
+        .db()
+        .open_tree("admin/tenants")
+        .map_err(|e| e.to_string())?;
+    for kv in tree.iter() {
+        let (k, v) = kv.map_err(|e| e.to_string())?;
+        let id = String::from_utf8_lossy(&k).into_owned();
+        let s: Stored = serde_json::from_slice(&v).map_err(|e| format!("tenant {id}: {e}"))?;
+        tenants.upsert(
+            &id,
+            Tenant {
+                secret: Secret::new(s.secret),
+                status: s.status,
+                previous: s.previous.map(|(p, until)| (Secret::new(p), until)),
+            },
+        );
+        engine.add_tenant(&id).await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+async fn save(engine: &Engine, id: &str, t: &Tenant) -> Result<(), ApiError> {
+    let stored = Stored {
+        secret: t.secret.expose().to_owned(),
+        status: t.status,
+        previous: t
+            .previous
+            .as_ref()
+            .map(|(p, u)| (p.expose().to_owned(), *u)),
+    };
+    tree(engine)?
+        .insert(
+            id.as_bytes(),
+            serde_json::to_vec(&stored).expect("serialises"),
+        )
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    // Acknowledge only once durable.
+    engine.persist().await.map_err(ApiError::from)
+}
+
+fn view(id: &str, t: &Tenant) -> Value {
+    let overlap = t
+        .previous
+        .as_ref()
+        .and_then(|(_, until)| chrono::DateTime::from_timestamp(*until, 0))
+        .filter(|u| *u > chrono::Utc::now())
+        .map(|u| u.to_rfc3339());
+    json!({"id": id, "status": t.status, "previous_secret_valid_until": overlap})
+}
+
+/// 24 random bytes from the OS, hex.
+fn random_secret() -> Result<String, ApiError> {
+    use std::io::Read;
+    let mut buf = [0u8; 24];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .map_err(|e| ApiError::Internal(format!("no randomness: {e}")))?;
+    Ok(hex::encode(buf))
+}
+
+async fn list(State(app): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    app.require_operator(&headers)?;
+    let list: Vec<Value> = app
+        .tenants
+        .list()
+        .iter()
+        .map(|(id, t)| view(id, t))
+        .collect();
+    Ok(Json(json!({"tenants": list})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTenant {
+    id: String,
+    #[serde(default)]
+    secret: Option<String>,
+}
+
+async fn create(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    app.require_operator(&headers)?;
+    let body = utf8_body(body)?;
+    let req: CreateTenant =
+        serde_json::from_slice(&body).map_err(|e| ApiError::Validation(format!("tenant: {e}")))?;
+    if !valid_tenant_id(&req.id) {
+        return Err(ApiError::Validation(
+            "id: must be 1-64 characters of A-Z a-z 0-9 - _ .".into(),
+        ));
+    }
+    if app.tenants.get(&req.id).is_some() {
+        return Err(ApiError::Validation(format!(
+            "id: tenant {:?} already exists",
+            req.id
+        )));
+    }
+    let secret = match req.secret {
+        Some(s) if s.len() >= 16 => s,
+        Some(_) => {
+            return Err(ApiError::Validation(
+                "secret: must be at least 16 bytes".into(),
+            ))
+        }
+        None => random_secret()?,
+    };
+    let engine = app.require_engine()?;
+    let t = Tenant {
+        secret: Secret::new(secret.clone()),
+        status: TenantStatus::Active,
+        previous: None,
+    };
+    save(engine, &req.id, &t).await?;
+    engine.add_tenant(&req.id).await?;
+    app.tenants.upsert(&req.id, t.clone());
+    let mut v = view(&req.id, &t);
+    v["secret"] = json!(secret);
+    Ok((StatusCode::CREATED, Json(v)))
+}
+
+async fn set_status(
+    app: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+    status: TenantStatus,
+) -> Result<Json<Value>, ApiError> {
+    app.require_operator(headers)?;
+    let mut t = app
+        .tenants
+        .get(id)
+        .ok_or_else(|| ApiError::NotFound(format!("tenant {id:?} not found")))?;
+    t.status = status;
+    save(app.require_engine()?, id, &t).await?;
+    app.tenants.upsert(id, t.clone());
+    Ok(Json(view(id, &t)))
+}
+
+async fn suspend(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    set_status(&app, &headers, &id, TenantStatus::Suspended).await
+}
+
+async fn resume(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    set_status(&app, &headers, &id, TenantStatus::Active).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Rotate {
+    #[serde(default)]
+    secret: Option<String>,
+    /// How long the old secret keeps working (default 3600 s).
+    #[serde(default)]
+    overlap_seconds: Option<i64>,
+}
+
+async fn rotate(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    app.require_operator(&headers)?;
+    let body = utf8_body(body)?;
+    let req: Rotate = if body.is_empty() {
+        Rotate::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::Validation(format!("rotate: {e}")))?
+    };
+    let overlap = req.overlap_seconds.unwrap_or(3600);
+    if !(0..=MAX_OVERLAP).contains(&overlap) {
+        return Err(ApiError::Validation(format!(
+            "overlap_seconds: must be 0 to {MAX_OVERLAP}"
+        )));
+    }
+    let secret = match req.secret {
+        Some(s) if s.len() >= 16 => s,
+        Some(_) => {
+            return Err(ApiError::Validation(
+                "secret: must be at least 16 bytes".into(),
+            ))
+        }
+        None => random_secret()?,
+    };
+    let mut t = app
+        .tenants
+        .get(&id)
+        .ok_or_else(|| ApiError::NotFound(format!("tenant {id:?} not found")))?;
+    let until = chrono::Utc::now().timestamp() + overlap;
+    t.previous = Some((t.secret.clone(), until));
+    t.secret = Secret::new(secret.clone());
+    save(app.require_engine()?, &id, &t).await?;
+    app.tenants.upsert(&id, t.clone());
+    let mut v = view(&id, &t);
+    v["secret"] = json!(secret);
+    Ok(Json(v))
+}
