@@ -308,6 +308,44 @@ async fn client_tokens_are_read_only_scoped_and_expiring() {
         .await
         .unwrap_err()
         .contains("401"));
+    // The same token reads standings over HTTP (read-only), only for its boards.
+    let http = reqwest::Client::new();
+    let get = |path: &str, tok: &str| {
+        http.get(format!("{}{path}", server.base))
+            .bearer_auth(tok.to_owned())
+            .send()
+    };
+    let (s, v) = decode(
+        get("/v1/leaderboards/b/standings?timeframe=all_time", &token)
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, v["leaderboard"].as_str()), (200, Some("b")), "{v}");
+    let (s, e) = decode(
+        get("/v1/leaderboards/secret-board/standings", &token)
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_envelope(s, &e, 403, "FORBIDDEN");
+    let (s, e) = decode(
+        get("/v1/leaderboards/b/standings", "pxt1.bogus.00")
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_envelope(s, &e, 401, "UNAUTHORIZED");
+    let (s, e) = decode(
+        http.put(format!("{}/v1/leaderboards/b", server.base))
+            .bearer_auth(&token)
+            .body("{}")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_envelope(s, &e, 401, "UNAUTHORIZED");
     // Token requests are validated.
     let (s, e) = c
         .post("/v1/tokens", &json!({"user_id": "", "ttl_seconds": 60}))

@@ -122,6 +122,37 @@ fn parse_query(raw: Option<String>) -> Result<ViewQuery, ApiError> {
     .map_err(|e| ApiError::Validation(format!("query: {}", e.body_text())))
 }
 
+/// Read-only queries take tenant HMAC, or a client token (`Authorization: Bearer pxt1…`)
+/// scoped to its tenant and, if it names any, its leaderboards.
+fn reader_of(
+    app: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    board: &str,
+) -> Result<String, ApiError> {
+    let bearer = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match bearer {
+        Some(token) => {
+            let claims =
+                crate::tokens::verify(&app.tenants, token, chrono::Utc::now().timestamp())?;
+            if claims
+                .lb
+                .as_ref()
+                .is_some_and(|lb| !lb.iter().any(|b| b == board))
+            {
+                return Err(ApiError::Forbidden(
+                    "this token may not read that leaderboard".into(),
+                ));
+            }
+            Ok(claims.t)
+        }
+        None => tenant_of(app, headers, "GET", uri, b""),
+    }
+}
+
 fn view(q: &ViewQuery) -> Result<(Timeframe, WindowSel), ApiError> {
     let tf: Timeframe = q
         .timeframe
@@ -151,7 +182,7 @@ pub async fn standings(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = tenant_of(&app, &headers, "GET", &uri, b"")?;
+    let tenant = reader_of(&app, &headers, &uri, &id)?;
     let q = parse_query(raw)?;
     let (tf, window) = view(&q)?;
     let limit = q.limit.unwrap_or(10);
@@ -177,7 +208,7 @@ pub async fn user(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = tenant_of(&app, &headers, "GET", &uri, b"")?;
+    let tenant = reader_of(&app, &headers, &uri, &id)?;
     let q = parse_query(raw)?;
     let (tf, window) = view(&q)?;
     let around = q.around.unwrap_or(5);
