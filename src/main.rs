@@ -33,16 +33,33 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormat,
     },
+    /// Run the server with the example config, demo leaderboards and simulated traffic.
+    Demo {
+        /// The TOML configuration file.
+        #[arg(long, short, default_value = "phoenix.example.toml")]
+        config: PathBuf,
+        /// Simulated events per second, per active tenant.
+        #[arg(long, default_value_t = 200)]
+        rate: u64,
+        /// Log format.
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: LogFormat,
+    },
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config, log_format } => serve(config, log_format),
+        Command::Serve { config, log_format } => serve(config, log_format, None),
+        Command::Demo {
+            config,
+            rate,
+            log_format,
+        } => serve(config, log_format, Some(rate)),
     }
 }
 
-fn serve(path: PathBuf, log_format: LogFormat) -> std::process::ExitCode {
+fn serve(path: PathBuf, log_format: LogFormat, demo_rate: Option<u64>) -> std::process::ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PHOENIX_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let fmt = tracing_subscriber::fmt()
@@ -73,6 +90,14 @@ fn serve(path: PathBuf, log_format: LogFormat) -> std::process::ExitCode {
         };
         let addr = listener.local_addr().expect("bound address");
         println!("phoenix listening on http://{addr}");
+        if let Some(rate) = demo_rate {
+            println!(
+                "demo: {rate} simulated events/s per active tenant; boards ranked, xp, spenders; operator token {:?}",
+                config.operator_token.expose()
+            );
+            println!("demo: watch live with `cargo run --example watch -- --url ws://{addr} --leaderboard ranked`");
+            tokio::spawn(phoenix::demo::simulate(config.clone(), format!("http://{addr}"), rate));
+        }
         let _ = std::io::stdout().flush();
         tracing::info!(%addr, data_dir = %config.data_dir.display(), tenants = config.tenants.len(), "serving");
         match phoenix::run(config, listener, shutdown_signal()).await {
