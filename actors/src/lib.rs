@@ -20,6 +20,7 @@ pub mod engine;
 pub mod error;
 pub mod event;
 pub mod leaderboard;
+pub mod rewards;
 pub mod session;
 pub mod store;
 pub mod supervisor;
