@@ -121,6 +121,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/leaderboards/{id}/standings", get(lb::standings))
         .route("/v1/leaderboards/{id}/users/{user_id}", get(lb::user))
         .merge(crate::admin::routes())
+        .merge(crate::dashboard::routes())
         .merge(crate::ninja::routes())
         .merge(crate::gamemonitoring::routes())
         .fallback(not_found)
