@@ -3,16 +3,24 @@
 //! Supervision tree:
 //!
 //! ```text
-//! Supervisor (supervisor.rs)
-//!  ├── TenantActor "acme"   (tenant.rs)  dedupe window + log position; restarted from sled
-//!  └── TenantActor "…"
-//! Committer thread (committer.rs)        one fsync acknowledges every batch queued before it
-//! SledLog (store.rs)                     one sled tree per tenant, one record per batch
+//! Supervisor (supervisor.rs)                restarts a failed child from sled
+//!  ├── TenantActor "acme"   (tenant.rs)     dedupe window + log position
+//!  ├── LeaderboardActor "acme/weekly"       (leaderboard/actor.rs) follows the tenant's
+//!  │                                         durable head; checkpoint + replay on restart;
+//!  │                                         shared live views for push subscribers
+//!  └── …
+//! SessionActor (session.rs)                 one per WebSocket connection, owned by the edge;
+//!                                            bounded outbound queue, resync or close
+//! Committer thread (committer.rs)           one fsync acknowledges every batch queued before it
+//! SledLog (store.rs)                        one sled tree per tenant, ≤ 64 KB records
+//! RewardStore (rewards.rs)                  vote-reward dedupe + grants, one transaction each
 //! ```
 //!
 //! Data flow: the edge validates an [`event::Event`], calls [`engine::Engine::ingest`]; the
-//! tenant actor dedupes, appends one record, hands its reply to the committer, which answers
-//! after `fsync` and advances the tenant's durable head — the position log consumers follow.
+//! tenant actor dedupes, appends, hands its reply to the committer, which answers after
+//! `fsync` and advances the tenant's durable head. Leaderboard actors read the log up to that
+//! head, score events into event-time windows (rank index per window), checkpoint, freeze
+//! closed windows into history, and publish view changes to sessions.
 
 pub mod committer;
 pub mod dedupe;
