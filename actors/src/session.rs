@@ -15,7 +15,6 @@ use tokio::task::JoinHandle;
 
 use crate::engine::Engine;
 use crate::leaderboard::actor::QueryError;
-use crate::leaderboard::rank::Entry;
 use crate::leaderboard::views::{Published, ViewFrame, ViewKey};
 
 #[derive(Debug)]
@@ -106,12 +105,6 @@ impl Actor for SessionActor {
     }
 }
 
-fn entries_json(list: &[Entry]) -> Vec<Value> {
-    list.iter()
-        .map(|e| json!({"rank": e.rank, "user_id": e.user_id, "score": e.score}))
-        .collect()
-}
-
 /// Render a view frame for subscription `id`.
 pub fn render(id: &str, board: &str, key: &ViewKey, frame: &ViewFrame) -> String {
     with_id(id, &render_body(board, key, frame))
@@ -124,7 +117,7 @@ fn render_body(board: &str, key: &ViewKey, frame: &ViewFrame) -> String {
     match frame {
         ViewFrame::Snapshot { seq, window, entries } => json!({
             "type": "snapshot", "leaderboard": board, "timeframe": tf,
-            "window": window.to_string(), "seq": seq, "entries": entries_json(entries),
+            "window": window.to_string(), "seq": seq, "entries": entries,
         }),
         ViewFrame::Update { seq, window, changes } => json!({
             "type": "update", "leaderboard": board, "timeframe": tf,

@@ -7,7 +7,6 @@ use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::Json;
 use phoenix_actors::leaderboard::actor::{QueryError, WindowSel};
-use phoenix_actors::leaderboard::rank::Entry;
 use phoenix_actors::leaderboard::window::{Timeframe, WindowKey};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -169,12 +168,6 @@ fn view(q: &ViewQuery) -> Result<(Timeframe, WindowSel), ApiError> {
     Ok((tf, window))
 }
 
-fn entries(list: &[Entry]) -> Vec<Value> {
-    list.iter()
-        .map(|e| json!({"rank": e.rank, "user_id": e.user_id, "score": e.score}))
-        .collect()
-}
-
 pub async fn standings(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -197,7 +190,7 @@ pub async fn standings(
         .await?;
     Ok(Json(json!({
         "leaderboard": id, "timeframe": tf.as_str(), "window": s.window.to_string(),
-        "total": s.total, "entries": entries(&s.entries),
+        "total": s.total, "entries": s.entries,
     })))
 }
 
@@ -221,6 +214,6 @@ pub async fn user(
         .await?;
     Ok(Json(json!({
         "leaderboard": id, "timeframe": tf.as_str(), "window": u.window.to_string(),
-        "user_id": user, "rank": u.rank, "score": u.score, "entries": entries(&u.entries),
+        "user_id": user, "rank": u.rank, "score": u.score, "entries": u.entries,
     })))
 }

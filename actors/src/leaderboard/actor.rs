@@ -485,11 +485,10 @@ fn user_standing(
             entries,
         });
     }
-    let (rank, score) = state.history.user(tf, window, user)?.ok_or_else(none)?;
-    let from = rank.saturating_sub(around + 1);
-    let entries = state
+    let (rank, score, entries) = state
         .history
-        .range(tf, window, from, rank - from + around)?;
+        .around(tf, window, user, around)?
+        .ok_or_else(none)?;
     Ok(UserStanding {
         window,
         rank,
@@ -513,13 +512,11 @@ fn view_entries(
     }
     match kind {
         ViewKind::Top(n) => state.history.range(tf, window, 0, *n),
-        ViewKind::Around { user, radius } => match state.history.user(tf, window, user)? {
-            Some((rank, _)) => {
-                let from = rank.saturating_sub(radius + 1);
-                state.history.range(tf, window, from, rank - from + radius)
-            }
-            None => Ok(Vec::new()),
-        },
+        ViewKind::Around { user, radius } => Ok(state
+            .history
+            .around(tf, window, user, *radius)?
+            .map(|(_, _, entries)| entries)
+            .unwrap_or_default()),
     }
 }
 

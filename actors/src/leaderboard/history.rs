@@ -112,6 +112,22 @@ impl History {
         }))
     }
 
+    /// A user's (rank, score) and up to `radius` neighbours on each side, in rank order.
+    pub fn around(
+        &self,
+        tf: Timeframe,
+        key: WindowKey,
+        user: &str,
+        radius: usize,
+    ) -> Result<Option<(usize, f64, Vec<Entry>)>, EngineError> {
+        let Some((rank, score)) = self.user(tf, key, user)? else {
+            return Ok(None);
+        };
+        let from = rank.saturating_sub(radius + 1);
+        let entries = self.range(tf, key, from, rank - from + radius)?;
+        Ok(Some((rank, score, entries)))
+    }
+
     /// Drop one window (retention).
     pub fn drop_window(&self, tf: Timeframe, key: WindowKey) -> Result<(), EngineError> {
         for kind in [b'm', b'r', b'u'] {
@@ -188,6 +204,13 @@ mod tests {
         assert!(h.range(tf, key, 4, 10).unwrap().is_empty());
         assert_eq!(h.user(tf, key, "d").unwrap(), Some((2, 7.0)));
         assert_eq!(h.user(tf, key, "zz").unwrap(), None);
+        let (rank, score, near) = h.around(tf, key, "a", 1).unwrap().unwrap();
+        assert_eq!((rank, score), (3, 5.0));
+        let near: Vec<&str> = near.iter().map(|e| e.user_id.as_str()).collect();
+        assert_eq!(near, ["d", "a", "c"]);
+        let (_, _, top) = h.around(tf, key, "b", 2).unwrap().unwrap();
+        assert_eq!(top.len(), 3, "clipped at rank 1");
+        assert!(h.around(tf, key, "zz", 1).unwrap().is_none());
         let other = Timeframe::Daily.window_of("2025-11-19T00:00:00Z".parse().unwrap());
         assert_eq!(h.total(tf, other).unwrap(), None);
 
