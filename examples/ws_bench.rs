@@ -18,6 +18,7 @@ use clap::{Parser, Subcommand};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
 #[global_allocator]
@@ -74,7 +75,10 @@ async fn connect(a: &Args) -> Ws {
     req.headers_mut().insert("X-Timestamp", ts.parse().unwrap());
     req.headers_mut()
         .insert("X-Signature", sig.parse().unwrap());
-    tokio_tungstenite::connect_async(req)
+    // tungstenite zero-fills its whole read buffer (128 KiB by default) before every read;
+    // frames here are ~1 KiB, so a small buffer keeps the client's own cost per frame down.
+    let config = WebSocketConfig::default().read_buffer_size(8 * 1024);
+    tokio_tungstenite::connect_async_with_config(req, Some(config), false)
         .await
         .expect("connect")
         .0
