@@ -176,6 +176,8 @@ pub async fn run(
     let tenants = Tenants::from_config(&config.tenants);
     let cell: Arc<OnceCell<Engine>> = Arc::new(OnceCell::new());
     let ids = tenants.ids();
+    // Before the engine starts: actors look their counters up once, when they start.
+    let metrics = metrics_handle();
     match open_engine(&config, &ids).await {
         Ok(engine) => {
             if let Err(e) = crate::admin::restore(&engine, &tenants).await {
@@ -201,7 +203,6 @@ pub async fn run(
             });
         }
     }
-    let metrics = metrics_handle();
     // The recorder keeps histogram samples until upkeep folds them in: run it, or memory
     // grows with every fsync until someone scrapes /metrics.
     let upkeep = {

@@ -1,9 +1,11 @@
 //! The durable event log: the [`EventLog`] trait and its embedded sled implementation.
 //!
-//! One sled tree per tenant (`log/<tenant>`). Each ingest batch is **one** record, keyed by
-//! the big-endian sequence number of its first event, so a 100-event bulk request costs one
-//! sled insert, and scans come back in log order. Appends are buffered; [`EventLog::sync`]
-//! (called by the group-commit [`crate::committer::Committer`]) makes them durable.
+//! One sled tree per tenant (`log/<tenant>`). A record holds a run of consecutive events (up
+//! to [`MAX_RECORD_BYTES`]), keyed by the big-endian sequence number of its first event: the
+//! group-commit [`crate::committer::Committer`] writes everything a tenant logged during one
+//! commit round as few records as that allows, so many single-event requests cost one sled
+//! insert, and scans come back in log order. Appends are buffered; [`EventLog::sync`] makes
+//! them durable.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -15,6 +17,9 @@ use crate::error::EngineError;
 /// Target size of one log record; a batch larger than this is split into several records.
 /// Keeps sled pages inline (see [`SledLog::open`]).
 pub const MAX_RECORD_BYTES: usize = 64 * 1024;
+
+/// One event to log: `(accepted_ms, event_id, json)`.
+pub type NewEntry<'a> = (i64, &'a str, &'a str);
 
 /// One logged event as read back from the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,13 +38,13 @@ pub struct LogEntry {
 /// sled is the embedded default. A replicated log (e.g. NATS JetStream, whose `Nats-Msg-Id`
 /// dedupe window and quorum acks match these semantics) can implement the same trait.
 pub trait EventLog: Send + Sync + 'static {
-    /// Buffer one batch whose first event gets `first_seq`. All-or-nothing; not yet durable.
+    /// Buffer one run of `(accepted_ms, event_id, json)` whose first event gets `first_seq`.
+    /// All-or-nothing; not yet durable.
     fn append(
         &self,
         tenant: &str,
         first_seq: u64,
-        accepted_ms: i64,
-        events: &[(&str, &str)],
+        events: &[NewEntry<'_>],
     ) -> Result<(), EngineError>;
     /// Make every batch appended before this call durable (fsync).
     fn sync(&self) -> Result<(), EngineError>;
@@ -128,14 +133,13 @@ impl EventLog for SledLog {
         &self,
         tenant: &str,
         first_seq: u64,
-        accepted_ms: i64,
-        events: &[(&str, &str)],
+        events: &[NewEntry<'_>],
     ) -> Result<(), EngineError> {
         if !self.healthy() {
             return Err(EngineError::Unavailable);
         }
         let tree = self.tree(tenant)?;
-        let record = codec::encode(accepted_ms, events);
+        let record = codec::encode(events);
         tree.insert(first_seq.to_be_bytes(), record)
             .map_err(|e| self.fail(e))?;
         Ok(())
@@ -164,13 +168,12 @@ impl EventLog for SledLog {
         for kv in tree.range(start..) {
             let (k, v) = kv?;
             let first = key_seq(&k);
-            let (accepted_ms, events) =
-                codec::decode(&v).map_err(|reason| EngineError::Corrupt {
-                    tenant: tenant.to_owned(),
-                    seq: first,
-                    reason,
-                })?;
-            for (i, (id, json)) in events.into_iter().enumerate() {
+            let events = codec::decode(&v).map_err(|reason| EngineError::Corrupt {
+                tenant: tenant.to_owned(),
+                seq: first,
+                reason,
+            })?;
+            for (i, (accepted_ms, id, json)) in events.into_iter().enumerate() {
                 let seq = first + i as u64;
                 if seq < from {
                     continue;
@@ -215,17 +218,20 @@ impl EventLog for SledLog {
         for kv in tree.iter().rev() {
             let (k, v) = kv?;
             let first = key_seq(&k);
-            let (accepted_ms, events) =
-                codec::decode(&v).map_err(|reason| EngineError::Corrupt {
-                    tenant: tenant.to_owned(),
-                    seq: first,
-                    reason,
-                })?;
-            if accepted_ms < since_ms {
-                break;
+            let events = codec::decode(&v).map_err(|reason| EngineError::Corrupt {
+                tenant: tenant.to_owned(),
+                seq: first,
+                reason,
+            })?;
+            for (i, (accepted_ms, id, _)) in events.iter().enumerate().rev() {
+                if *accepted_ms >= since_ms {
+                    out.push(((*id).to_owned(), first + i as u64, *accepted_ms));
+                }
             }
-            for (i, (id, _)) in events.into_iter().enumerate().rev() {
-                out.push((id.to_owned(), first + i as u64, accepted_ms));
+            // Records are written in acceptance order: one that starts before `since_ms`
+            // is the last that can hold anything recent.
+            if events.first().is_none_or(|(ms, ..)| *ms < since_ms) {
+                break;
             }
         }
         out.reverse();
@@ -243,22 +249,27 @@ fn key_seq(k: &[u8]) -> u64 {
     u64::from_be_bytes(b)
 }
 
-/// Record layout: `v1 | accepted_ms i64 | n u32 | n × (id_len u16 | id | json_len u32 | json)`,
-/// integers big-endian.
+/// Record layout (integers big-endian):
+/// - v2: `2 | n u32 | n × (accepted_ms i64 | id_len u16 | id | json_len u32 | json)`, written
+///   since one record may hold events accepted by several requests;
+/// - v1 (still read): `1 | accepted_ms i64 | n u32 | n × (id_len u16 | id | json_len u32 | json)`.
 pub(crate) mod codec {
-    const VERSION: u8 = 1;
+    use super::NewEntry;
 
-    pub fn encode(accepted_ms: i64, events: &[(&str, &str)]) -> Vec<u8> {
-        let size: usize = events.iter().map(|(i, j)| 6 + i.len() + j.len()).sum();
-        let mut out = Vec::with_capacity(13 + size);
-        out.push(VERSION);
-        out.extend_from_slice(&accepted_ms.to_be_bytes());
+    const V1: u8 = 1;
+    const V2: u8 = 2;
+
+    pub fn encode(events: &[NewEntry<'_>]) -> Vec<u8> {
+        let size: usize = events.iter().map(|(_, i, j)| 14 + i.len() + j.len()).sum();
+        let mut out = Vec::with_capacity(5 + size);
+        out.push(V2);
         out.extend_from_slice(
             &u32::try_from(events.len())
                 .expect("batch fits u32")
                 .to_be_bytes(),
         );
-        for (id, json) in events {
+        for (ms, id, json) in events {
+            out.extend_from_slice(&ms.to_be_bytes());
             let id_len = u16::try_from(id.len()).expect("event_id length is validated");
             out.extend_from_slice(&id_len.to_be_bytes());
             out.extend_from_slice(id.as_bytes());
@@ -269,25 +280,31 @@ pub(crate) mod codec {
         out
     }
 
-    fn header(buf: &[u8]) -> Result<(i64, u32), String> {
-        if buf.len() < 13 || buf[0] != VERSION {
-            return Err("bad record header".into());
+    /// `(version, record-wide accepted_ms for v1, n, where the entries start)`.
+    fn header(buf: &[u8]) -> Result<(u8, i64, u32, usize), String> {
+        match buf.first() {
+            Some(&V1) if buf.len() >= 13 => {
+                let ms = i64::from_be_bytes(buf[1..9].try_into().expect("8 bytes"));
+                let n = u32::from_be_bytes(buf[9..13].try_into().expect("4 bytes"));
+                Ok((V1, ms, n, 13))
+            }
+            Some(&V2) if buf.len() >= 5 => {
+                let n = u32::from_be_bytes(buf[1..5].try_into().expect("4 bytes"));
+                Ok((V2, 0, n, 5))
+            }
+            _ => Err("bad record header".into()),
         }
-        let ms = i64::from_be_bytes(buf[1..9].try_into().expect("8 bytes"));
-        let n = u32::from_be_bytes(buf[9..13].try_into().expect("4 bytes"));
-        Ok((ms, n))
     }
 
     pub fn count(buf: &[u8]) -> Result<u32, String> {
-        header(buf).map(|(_, n)| n)
+        header(buf).map(|(_, _, n, _)| n)
     }
 
-    /// A decoded record: accepted time and `(event_id, json)` pairs borrowed from the buffer.
-    pub type Decoded<'a> = (i64, Vec<(&'a str, &'a str)>);
+    /// A decoded record: `(accepted_ms, event_id, json)` borrowed from the buffer.
+    pub type Decoded<'a> = Vec<NewEntry<'a>>;
 
     pub fn decode(buf: &[u8]) -> Result<Decoded<'_>, String> {
-        let (ms, n) = header(buf)?;
-        let mut at = 13usize;
+        let (version, record_ms, n, mut at) = header(buf)?;
         let mut take = |len: usize| -> Result<&[u8], String> {
             let s = buf.get(at..at + len).ok_or("truncated record")?;
             at += len;
@@ -296,13 +313,33 @@ pub(crate) mod codec {
         // Each entry takes at least 6 bytes: never trust `n` for the allocation.
         let mut out = Vec::with_capacity((n as usize).min(buf.len() / 6));
         for _ in 0..n {
+            let ms = if version == V2 {
+                i64::from_be_bytes(take(8)?.try_into().expect("8 bytes"))
+            } else {
+                record_ms
+            };
             let id_len = u16::from_be_bytes(take(2)?.try_into().expect("2 bytes")) as usize;
             let id = std::str::from_utf8(take(id_len)?).map_err(|e| e.to_string())?;
             let json_len = u32::from_be_bytes(take(4)?.try_into().expect("4 bytes")) as usize;
             let json = std::str::from_utf8(take(json_len)?).map_err(|e| e.to_string())?;
-            out.push((id, json));
+            out.push((ms, id, json));
         }
-        Ok((ms, out))
+        Ok(out)
+    }
+
+    /// The v1 layout, kept to prove logs written before v2 still read back.
+    #[cfg(test)]
+    pub fn encode_v1(accepted_ms: i64, events: &[(&str, &str)]) -> Vec<u8> {
+        let mut out = vec![V1];
+        out.extend_from_slice(&accepted_ms.to_be_bytes());
+        out.extend_from_slice(&(events.len() as u32).to_be_bytes());
+        for (id, json) in events {
+            out.extend_from_slice(&(id.len() as u16).to_be_bytes());
+            out.extend_from_slice(id.as_bytes());
+            out.extend_from_slice(&(json.len() as u32).to_be_bytes());
+            out.extend_from_slice(json.as_bytes());
+        }
+        out
     }
 
     #[cfg(test)]
@@ -312,12 +349,19 @@ pub(crate) mod codec {
 
         proptest! {
             #[test]
-            fn round_trips(ms in any::<i64>(), evs in proptest::collection::vec((".{0,20}", ".{0,60}"), 0..20)) {
+            fn round_trips(evs in proptest::collection::vec((any::<i64>(), ".{0,20}", ".{0,60}"), 0..20)) {
+                let refs: Vec<NewEntry<'_>> = evs.iter().map(|(m, a, b)| (*m, a.as_str(), b.as_str())).collect();
+                let buf = encode(&refs);
+                prop_assert_eq!(decode(&buf).unwrap(), refs);
+                prop_assert_eq!(count(&buf).unwrap() as usize, evs.len());
+            }
+
+            #[test]
+            fn v1_records_still_read(ms in any::<i64>(), evs in proptest::collection::vec((".{0,20}", ".{0,60}"), 0..20)) {
                 let refs: Vec<(&str, &str)> = evs.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
-                let buf = encode(ms, &refs);
-                let (ms2, back) = decode(&buf).unwrap();
-                prop_assert_eq!(ms2, ms);
-                prop_assert_eq!(back, refs);
+                let buf = encode_v1(ms, &refs);
+                let want: Vec<NewEntry<'_>> = refs.iter().map(|(a, b)| (ms, *a, *b)).collect();
+                prop_assert_eq!(decode(&buf).unwrap(), want);
                 prop_assert_eq!(count(&buf).unwrap() as usize, evs.len());
             }
 
@@ -338,9 +382,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = SledLog::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(log.next_seq("t").unwrap(), 1);
-        log.append("t", 1, 10, &[("a", "{}"), ("b", "{}")]).unwrap();
-        log.append("t", 3, 20, &[("c", "{\"x\":1}")]).unwrap();
-        log.append("u", 1, 20, &[("z", "{}")]).unwrap();
+        log.append("t", 1, &[(10, "a", "{}"), (10, "b", "{}")])
+            .unwrap();
+        log.append("t", 3, &[(20, "c", "{\"x\":1}")]).unwrap();
+        log.append("u", 1, &[(20, "z", "{}")]).unwrap();
         log.sync().unwrap();
         assert_eq!(log.next_seq("t").unwrap(), 4);
         let all = log.read_from("t", 0, 100).unwrap();
@@ -360,11 +405,47 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let log = SledLog::open(dir.path(), 1 << 20).unwrap();
-            log.append("t", 1, 10, &[("a", "{}")]).unwrap();
+            log.append("t", 1, &[(10, "a", "{}")]).unwrap();
             log.sync().unwrap();
         }
         let log = SledLog::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(log.next_seq("t").unwrap(), 2);
         assert_eq!(log.read_from("t", 1, 10).unwrap()[0].event_id, "a");
+    }
+
+    /// One record may hold events accepted at different times (several requests in one
+    /// commit round); each keeps its own time, and logs written as v1 still read.
+    #[test]
+    fn per_event_acceptance_times_and_v1_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = SledLog::open(dir.path(), 1 << 20).unwrap();
+        let v1 = codec::encode_v1(5, &[("old1", "{}"), ("old2", "{}")]);
+        log.tree("t")
+            .unwrap()
+            .insert(1u64.to_be_bytes(), v1)
+            .unwrap();
+        log.append("t", 3, &[(10, "a", "{}"), (30, "b", "{}"), (31, "c", "{}")])
+            .unwrap();
+        assert_eq!(log.next_seq("t").unwrap(), 6);
+        let all = log.read_from("t", 0, 100).unwrap();
+        let got: Vec<(u64, i64, &str)> = all
+            .iter()
+            .map(|e| (e.seq, e.accepted_ms, e.event_id.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (1, 5, "old1"),
+                (2, 5, "old2"),
+                (3, 10, "a"),
+                (4, 30, "b"),
+                (5, 31, "c")
+            ]
+        );
+        assert_eq!(
+            log.recent_ids("t", 30).unwrap(),
+            vec![("b".to_string(), 4, 30), ("c".to_string(), 5, 31)]
+        );
+        assert_eq!(log.recent_ids("t", 5).unwrap().len(), 5);
     }
 }

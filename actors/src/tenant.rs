@@ -7,11 +7,11 @@ use std::sync::Arc;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::watch;
 
-use crate::committer::Committer;
+use crate::committer::{Append, Committer, Completion};
 use crate::dedupe::DedupeWindow;
 use crate::error::EngineError;
 use crate::event::Event;
-use crate::store::{EventLog, MAX_RECORD_BYTES};
+use crate::store::EventLog;
 
 /// What happened to one event of a batch. Both are successes; neither is an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,10 +40,15 @@ pub struct TenantArgs {
 
 pub struct TenantState {
     args: TenantArgs,
+    /// `args.tenant`, shared with the committer's jobs.
+    tenant: Arc<str>,
     next_seq: u64,
     dedupe: DedupeWindow,
     /// Early evictions already counted in metrics.
     evicted_reported: u64,
+    /// `phoenix_events_{accepted,duplicate}_total` for this tenant, looked up once.
+    accepted_total: metrics::Counter,
+    duplicate_total: metrics::Counter,
 }
 
 /// Messages to a tenant actor.
@@ -84,7 +89,11 @@ impl Actor for TenantActor {
             (last > *h).then(|| *h = last).is_some()
         });
         tracing::info!(tenant = %args.tenant, next_seq, dedupe_entries = recent.len(), "tenant actor started");
+        let label = args.tenant.clone();
         Ok(TenantState {
+            accepted_total: metrics::counter!("phoenix_events_accepted_total", "tenant" => label.clone()),
+            duplicate_total: metrics::counter!("phoenix_events_duplicate_total", "tenant" => label),
+            tenant: args.tenant.as_str().into(),
             args,
             next_seq,
             dedupe,
@@ -112,14 +121,19 @@ fn ingest(
     events: Vec<Event>,
     reply: RpcReplyPort<Result<Vec<Outcome>, EngineError>>,
 ) {
+    if !state.args.log.healthy() {
+        let _ = reply.send(Err(EngineError::Unavailable));
+        return;
+    }
     let now = chrono::Utc::now().timestamp_millis();
     state.dedupe.expire(now);
     state.dedupe.maintain();
     let first_seq = state.next_seq;
-    let mut outcomes = Vec::with_capacity(events.len());
-    let mut fresh: Vec<&Event> = Vec::with_capacity(events.len());
-    let mut in_batch: HashMap<&str, u64> = HashMap::new();
-    for e in &events {
+    let total = events.len();
+    let mut outcomes = Vec::with_capacity(total);
+    let mut fresh: Vec<Event> = Vec::with_capacity(total);
+    let mut in_batch: HashMap<String, u64> = HashMap::new();
+    for e in events {
         let earlier = state
             .dedupe
             .check(&e.event_id, now)
@@ -129,107 +143,54 @@ fn ingest(
         } else {
             let seq = first_seq + fresh.len() as u64;
             outcomes.push(Outcome::Accepted { seq });
-            in_batch.insert(&e.event_id, seq);
+            if total > 1 {
+                in_batch.insert(e.event_id.clone(), seq);
+            }
             fresh.push(e);
         }
     }
-    let tenant = state.args.tenant.clone();
-    // One record per chunk of at most MAX_RECORD_BYTES. Each chunk advances the position
-    // and the dedupe window as soon as it is written, so a failure part-way leaves no
-    // logged event that a retry could log again.
-    for chunk in chunks(&fresh, MAX_RECORD_BYTES) {
-        let seq = state.next_seq;
-        let records: Vec<(&str, &str)> = chunk
-            .iter()
-            .map(|e| (e.event_id.as_str(), e.json.as_str()))
-            .collect();
-        if let Err(e) = state.args.log.append(&tenant, seq, now, &records) {
-            let _ = reply.send(Err(e));
-            return;
-        }
-        for (i, e) in chunk.iter().enumerate() {
-            state.dedupe.insert(&e.event_id, seq + i as u64, now);
-        }
-        state.next_seq += chunk.len() as u64;
+    // Positions and the dedupe window advance now; the committer writes the events in
+    // order and fsyncs before anyone is answered. If that fails the store is marked
+    // unhealthy and refuses every later write until a restart rebuilds this state from
+    // what the log really holds, so an id remembered here but never logged cannot turn a
+    // retry into a false "duplicate".
+    for (i, e) in fresh.iter().enumerate() {
+        state.dedupe.insert(&e.event_id, first_seq + i as u64, now);
     }
+    state.next_seq += fresh.len() as u64;
     let evicted = state.dedupe.evicted_early();
     if evicted > state.evicted_reported {
-        metrics::counter!("phoenix_dedupe_evicted_early_total", "tenant" => tenant.clone())
+        metrics::counter!("phoenix_dedupe_evicted_early_total", "tenant" => state.args.tenant.clone())
             .increment(evicted - state.evicted_reported);
         state.evicted_reported = evicted;
     }
     let accepted = fresh.len() as u64;
-    let duplicates = events.len() as u64 - accepted;
+    let duplicates = total as u64 - accepted;
     let last = state.next_seq - 1;
     let head = state.args.head.clone();
+    let (accepted_total, duplicate_total) =
+        (state.accepted_total.clone(), state.duplicate_total.clone());
     // Duplicates also wait: the original they point at may not be durable yet.
-    state
-        .args
-        .committer
-        .submit(Box::new(move |result| match result {
-            Ok(()) => {
-                head.send_if_modified(|h| (last > *h).then(|| *h = last).is_some());
-                metrics::counter!("phoenix_events_accepted_total", "tenant" => tenant.clone())
-                    .increment(accepted);
-                metrics::counter!("phoenix_events_duplicate_total", "tenant" => tenant)
-                    .increment(duplicates);
-                let _ = reply.send(Ok(outcomes));
-            }
-            Err(e) => {
-                let _ = reply.send(Err(e));
-            }
-        }));
-}
-
-/// Split `events` into runs whose JSON adds up to at most `max_bytes` (at least one each).
-fn chunks<'a>(events: &'a [&'a Event], max_bytes: usize) -> Vec<&'a [&'a Event]> {
-    let mut out = Vec::new();
-    let (mut start, mut size) = (0, 0);
-    for (i, e) in events.iter().enumerate() {
-        let len = e.json.len() + e.event_id.len();
-        if i > start && size + len > max_bytes {
-            out.push(&events[start..i]);
-            (start, size) = (i, 0);
+    let done: Completion = Box::new(move |result| match result {
+        Ok(()) => {
+            head.send_if_modified(|h| (last > *h).then(|| *h = last).is_some());
+            accepted_total.increment(accepted);
+            duplicate_total.increment(duplicates);
+            let _ = reply.send(Ok(outcomes));
         }
-        size += len;
-    }
-    if start < events.len() {
-        out.push(&events[start..]);
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn ev(id: usize, pad: usize) -> Event {
-        Event {
-            event_id: format!("e{id}"),
-            event_type: "t".into(),
-            user_id: "u".into(),
-            occurred_at: chrono::Utc::now(),
-            json: "x".repeat(pad),
+        Err(e) => {
+            let _ = reply.send(Err(e));
         }
-    }
-
-    proptest! {
-        /// Chunks cover the batch in order, each within the limit unless a single event is
-        /// bigger than the limit on its own.
-        #[test]
-        fn chunks_cover_in_order(sizes in proptest::collection::vec(0usize..300, 0..60), max in 1usize..1000) {
-            let events: Vec<Event> = sizes.iter().enumerate().map(|(i, s)| ev(i, *s)).collect();
-            let refs: Vec<&Event> = events.iter().collect();
-            let parts = chunks(&refs, max);
-            let flat: Vec<&str> = parts.iter().flat_map(|c| c.iter().map(|e| e.event_id.as_str())).collect();
-            let want: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
-            prop_assert_eq!(flat, want);
-            for c in &parts {
-                prop_assert!(!c.is_empty());
-                let total: usize = c.iter().map(|e| e.json.len() + e.event_id.len()).sum();
-                prop_assert!(c.len() == 1 || total <= max);
-            }
-        }
+    });
+    if fresh.is_empty() {
+        state.args.committer.submit(done);
+    } else {
+        let append = Append {
+            tenant: state.tenant.clone(),
+            first_seq,
+            accepted_ms: now,
+            events: fresh,
+        };
+        state.args.committer.append(append, done);
     }
 }

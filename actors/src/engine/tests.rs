@@ -1,7 +1,7 @@
 //! Actor suite for the engine: ingest, dedupe, durability handoff, supervision, restart.
 
 use super::*;
-use crate::store::SledLog;
+use crate::store::{NewEntry, SledLog};
 use chrono::Utc;
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -117,8 +117,8 @@ struct FlakyLog {
 }
 
 impl EventLog for FlakyLog {
-    fn append(&self, t: &str, s: u64, ms: i64, ev: &[(&str, &str)]) -> Result<(), EngineError> {
-        self.inner.append(t, s, ms, ev)
+    fn append(&self, t: &str, s: u64, ev: &[NewEntry<'_>]) -> Result<(), EngineError> {
+        self.inner.append(t, s, ev)
     }
     fn sync(&self) -> Result<(), EngineError> {
         if self.fail_sync.load(Ordering::SeqCst) {
