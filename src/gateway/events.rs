@@ -5,10 +5,11 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
 use axum::Json;
 use chrono::{TimeZone, Utc};
 use phoenix_actors::{Event, Outcome};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
@@ -26,9 +27,20 @@ fn outcome_status(o: Outcome) -> &'static str {
     }
 }
 
-fn count(endpoint: &'static str, status: &str, n: u64) {
-    metrics::counter!("phoenix_ingest_events_total", "endpoint" => endpoint, "status" => status.to_owned())
-        .increment(n);
+fn count(endpoint: &'static str, status: &'static str, n: u64) {
+    if n > 0 {
+        metrics::counter!("phoenix_ingest_events_total", "endpoint" => endpoint, "status" => status)
+            .increment(n);
+    }
+}
+
+/// The answer for one event (`error` only when it failed).
+#[derive(Debug, Serialize)]
+pub struct EventResult {
+    event_id: Value,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }
 
 /// `POST /v1/events`: one event → 202 `{"event_id", "status": "accepted"|"duplicate"}`.
@@ -36,7 +48,7 @@ pub async fn ingest_one(
     State(app): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<EventResult>), ApiError> {
     let result = ingest_one_inner(&app, &headers, body).await;
     if let Err(e) = &result {
         count("single", e.code(), 1);
@@ -48,7 +60,7 @@ async fn ingest_one_inner(
     app: &AppState,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<EventResult>), ApiError> {
     let body = utf8_body(body)?;
     let tenant = app
         .tenants
@@ -69,7 +81,11 @@ async fn ingest_one_inner(
     count("single", status, 1);
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"event_id": event_id, "status": status})),
+        Json(EventResult {
+            event_id: Value::String(event_id),
+            status,
+            error: None,
+        }),
     ))
 }
 
@@ -78,7 +94,7 @@ pub async fn ingest_bulk(
     State(app): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, impl IntoResponse), ApiError> {
     let result = ingest_bulk_inner(&app, &headers, body).await;
     if let Err(e) = &result {
         count("bulk", e.code(), 1);
@@ -90,7 +106,7 @@ async fn ingest_bulk_inner(
     app: &AppState,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, impl IntoResponse), ApiError> {
     let body = utf8_body(body)?;
     let tenant = app
         .tenants
@@ -128,12 +144,25 @@ async fn ingest_bulk_inner(
     } else {
         "partial"
     };
+    #[derive(Serialize)]
+    struct BulkAck {
+        status: &'static str,
+        total: usize,
+        accepted: u64,
+        duplicates: u64,
+        failed: u64,
+        results: Vec<EventResult>,
+    }
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({
-            "status": status, "total": total, "accepted": accepted,
-            "duplicates": duplicates, "failed": failed, "results": results
-        })),
+        Json(BulkAck {
+            status,
+            total,
+            accepted,
+            duplicates,
+            failed,
+            results,
+        }),
     ))
 }
 
@@ -173,7 +202,7 @@ impl Batch {
 
     /// Per-slot results given the engine's outcomes for the valid events, with the counts
     /// `(results, accepted, duplicates, failed)`.
-    pub fn results(self, outcomes: &[Outcome]) -> (Vec<Value>, u64, u64, u64) {
+    pub fn results(mut self, outcomes: &[Outcome]) -> (Vec<EventResult>, u64, u64, u64) {
         let (mut accepted, mut duplicates, mut failed) = (0u64, 0u64, 0u64);
         let results = self
             .slots
@@ -186,11 +215,19 @@ impl Batch {
                     } else {
                         duplicates += 1;
                     }
-                    json!({"event_id": self.ids[i], "status": status})
+                    EventResult {
+                        event_id: Value::String(std::mem::take(&mut self.ids[i])),
+                        status,
+                        error: None,
+                    }
                 }
                 Err((id, message)) => {
                     failed += 1;
-                    json!({"event_id": id, "status": "failed", "error": message})
+                    EventResult {
+                        event_id: id,
+                        status: "failed",
+                        error: Some(message),
+                    }
                 }
             })
             .collect();
