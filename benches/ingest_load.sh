@@ -32,7 +32,12 @@ for r in $(seq "$reps"); do
     set -- $target
     lg --label "$1" --addr 127.0.0.1:$2 --mode single --connections 128
     lg --label "$1" --addr 127.0.0.1:$2 --mode bulk --connections 16
+    lg --label "$1" --addr 127.0.0.1:$2 --mode bulk --connections 64
   done
+  # Sustained at the target rates (open loop): does the achieved rate keep up, and at what
+  # latency (measured from each request's scheduled send time)?
+  lg --label phoenix --addr 127.0.0.1:18180 --mode single --connections 128 --rate 40000
+  lg --label phoenix --addr 127.0.0.1:18180 --mode bulk --connections 64 --rate 250000
   # Latency at half the target rates (open loop, latency from the scheduled send time).
   lg --label phoenix --addr 127.0.0.1:18180 --mode single --connections 64 --rate 20000
   lg --label phoenix --addr 127.0.0.1:18180 --mode bulk --connections 16 --rate 125000

@@ -48,6 +48,9 @@ struct Args {
     /// Client worker threads.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Print every response slower than this many ms, with its time since the start.
+    #[arg(long)]
+    slow_ms: Option<u64>,
     /// A label printed with the result line.
     #[arg(long, default_value = "phoenix")]
     label: String,
@@ -145,6 +148,16 @@ async fn connection(args: Args, conn: usize, run: String, start: Instant, end: I
                 let ok = resp.status() == 202;
                 let _ = resp.into_body().collect().await;
                 let done = Instant::now();
+                if let Some(ms) = args.slow_ms {
+                    let lat = done.duration_since(from);
+                    if lat.as_millis() as u64 > ms {
+                        eprintln!(
+                            "slow: conn {conn} sent at {:.3} s, latency {:.1} ms",
+                            from.duration_since(start).as_secs_f64(),
+                            lat.as_secs_f64() * 1e3
+                        );
+                    }
+                }
                 if sent >= warmup_end {
                     tally.requests += 1;
                     if ok {
