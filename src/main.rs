@@ -81,7 +81,7 @@ fn serve(path: PathBuf, log_format: LogFormat, demo_rate: Option<u64>) -> std::p
         .build()
         .expect("tokio runtime");
     runtime.block_on(async move {
-        let listener = match tokio::net::TcpListener::bind(&config.listen).await {
+        let listener = match phoenix::server::bind(&config.listen).await {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("phoenix: cannot listen on {}: {e}", config.listen);

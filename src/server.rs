@@ -102,6 +102,28 @@ async fn not_found() -> ApiError {
     ApiError::NotFound("No such endpoint".into())
 }
 
+/// Listen on `addr` with a backlog of 1,024 connections. The standard library's 128 turns a
+/// burst of connects (clients reconnecting after a restart, a load test) into SYNs dropped
+/// and retried a second later.
+pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    for a in tokio::net::lookup_host(addr).await? {
+        let socket = if a.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(a) {
+            Ok(()) => return socket.listen(1024),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to listen on")
+    }))
+}
+
 /// The router, shared by `run` and tests.
 pub fn app(state: AppState) -> Router {
     let limit = state.config.max_concurrent_requests;
