@@ -8,7 +8,10 @@
 //! With `--rate` (events/s, open loop) latency is measured from each request's scheduled
 //! send time, so queueing delay is not hidden (no coordinated omission).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use tokio::sync::{watch, Barrier};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -71,7 +74,15 @@ fn event(id: &str, user: u64, occurred_at: &str) -> String {
     )
 }
 
-async fn connection(args: Args, conn: usize, run: String, start: Instant, end: Instant) -> Tally {
+/// One connection: connects, waits until every connection is up (the clock starts then, so
+/// connection setup is never counted as request latency), then sends until the end.
+async fn connection(
+    args: Args,
+    conn: usize,
+    run: String,
+    ready: Arc<Barrier>,
+    mut clock: watch::Receiver<Option<(Instant, Instant)>>,
+) -> Tally {
     let mut tally = Tally::default();
     let stream = tokio::net::TcpStream::connect(&args.addr)
         .await
@@ -81,6 +92,12 @@ async fn connection(args: Args, conn: usize, run: String, start: Instant, end: I
         .await
         .expect("handshake");
     tokio::spawn(driver);
+    ready.wait().await;
+    let (start, end) = clock
+        .wait_for(Option::is_some)
+        .await
+        .expect("clock")
+        .expect("set");
     let per_request = if args.mode == Mode::Bulk {
         args.batch
     } else {
@@ -200,11 +217,19 @@ fn main() {
         .expect("runtime");
     runtime.block_on(async move {
         let run = format!("lg{:x}", chrono::Utc::now().timestamp_micros());
-        let start = Instant::now();
-        let end = start + Duration::from_secs_f64(1.0 + args.duration);
+        let ready = Arc::new(Barrier::new(args.connections + 1));
+        let (clock, clock_rx) = watch::channel(None);
         let tasks: Vec<_> = (0..args.connections)
-            .map(|c| tokio::spawn(connection(args.clone(), c, run.clone(), start, end)))
+            .map(|c| {
+                let (ready, clock_rx) = (ready.clone(), clock_rx.clone());
+                tokio::spawn(connection(args.clone(), c, run.clone(), ready, clock_rx))
+            })
             .collect();
+        ready.wait().await;
+        let start = Instant::now();
+        clock
+            .send(Some((start, start + Duration::from_secs_f64(1.0 + args.duration))))
+            .expect("connections wait for the clock");
         let mut all = Tally::default();
         for t in tasks {
             let t = t.await.expect("connection task");
