@@ -20,6 +20,9 @@ use crate::error::EngineError;
 use crate::event::Event;
 use crate::store::{EventLog, NewEntry, MAX_RECORD_BYTES};
 
+/// A write round or fsync this long is logged: every ack behind it waited that long.
+const SLOW: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// What to run once the round it was submitted in is durable (or failed to become so).
 pub type Completion = Box<dyn FnOnce(Result<(), EngineError>) + Send>;
 
@@ -95,7 +98,15 @@ fn run(log: Arc<dyn EventLog>, rx: mpsc::Receiver<Job>) {
         batch.extend(rx.try_iter());
         let started = Instant::now();
         let written = write_round(log.as_ref(), &batch);
-        metrics::histogram!("phoenix_log_write_seconds").record(started.elapsed().as_secs_f64());
+        let took = started.elapsed();
+        metrics::histogram!("phoenix_log_write_seconds").record(took.as_secs_f64());
+        if took >= SLOW {
+            tracing::warn!(
+                ms = took.as_millis() as u64,
+                requests = batch.len(),
+                "slow log write"
+            );
+        }
         let done: Vec<Completion> = batch.drain(..).map(|j| j.done).collect();
         match written {
             // Everything in `done` is written before the syncer can take it, so the fsync
@@ -119,7 +130,15 @@ fn sync_rounds(log: Arc<dyn EventLog>, rx: mpsc::Receiver<Vec<Completion>>) {
         rx.try_iter().for_each(|r| batch.extend(r));
         let started = Instant::now();
         let result = log.sync();
-        metrics::histogram!("phoenix_fsync_seconds").record(started.elapsed().as_secs_f64());
+        let took = started.elapsed();
+        metrics::histogram!("phoenix_fsync_seconds").record(took.as_secs_f64());
+        if took >= SLOW {
+            tracing::warn!(
+                ms = took.as_millis() as u64,
+                requests = batch.len(),
+                "slow fsync"
+            );
+        }
         metrics::histogram!("phoenix_fsync_batch_size").record(batch.len() as f64);
         metrics::counter!("phoenix_fsyncs_total").increment(1);
         for done in batch.drain(..) {

@@ -11,14 +11,15 @@
 //!  └── …
 //! SessionActor (session.rs)                 one per WebSocket connection, owned by the edge;
 //!                                            bounded outbound queue, resync or close
-//! Committer thread (committer.rs)           one fsync acknowledges every batch queued before it
+//! Committer threads (committer.rs)          writer: each round's events as few log records as
+//!                                            fit; fsync: one fsync acknowledges whole rounds
 //! SledLog (store.rs)                        one sled tree per tenant, ≤ 64 KB records
 //! RewardStore (rewards.rs)                  vote-reward dedupe + grants, one transaction each
 //! ```
 //!
 //! Data flow: the edge validates an [`event::Event`], calls [`engine::Engine::ingest`]; the
-//! tenant actor dedupes, appends, hands its reply to the committer, which answers after
-//! `fsync` and advances the tenant's durable head. Leaderboard actors read the log up to that
+//! tenant actor dedupes and assigns positions, hands the events and its reply to the
+//! committer, which writes them, answers after `fsync` and advances the tenant's durable head. Leaderboard actors read the log up to that
 //! head, score events into event-time windows (rank index per window), checkpoint, freeze
 //! closed windows into history, and publish view changes to sessions.
 
