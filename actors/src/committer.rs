@@ -98,15 +98,12 @@ fn run(log: Arc<dyn EventLog>, rx: mpsc::Receiver<Job>) {
         batch.extend(rx.try_iter());
         let started = Instant::now();
         let written = write_round(log.as_ref(), &batch);
-        let took = started.elapsed();
-        metrics::histogram!("phoenix_log_write_seconds").record(took.as_secs_f64());
-        if took >= SLOW {
-            tracing::warn!(
-                ms = took.as_millis() as u64,
-                requests = batch.len(),
-                "slow log write"
-            );
-        }
+        timed(
+            "phoenix_log_write_seconds",
+            "slow log write",
+            started,
+            batch.len(),
+        );
         let done: Vec<Completion> = batch.drain(..).map(|j| j.done).collect();
         match written {
             // Everything in `done` is written before the syncer can take it, so the fsync
@@ -122,6 +119,15 @@ fn run(log: Arc<dyn EventLog>, rx: mpsc::Receiver<Job>) {
     }
 }
 
+/// Record a stage's time since `started` in `histogram`; log it when it was [`SLOW`].
+fn timed(histogram: &'static str, slow: &'static str, started: Instant, requests: usize) {
+    let took = started.elapsed();
+    metrics::histogram!(histogram).record(took.as_secs_f64());
+    if took >= SLOW {
+        tracing::warn!(ms = took.as_millis() as u64, requests, "{slow}");
+    }
+}
+
 /// The syncer: one fsync for every round written so far, then their completions.
 fn sync_rounds(log: Arc<dyn EventLog>, rx: mpsc::Receiver<Vec<Completion>>) {
     let mut batch: Vec<Completion> = Vec::new();
@@ -130,15 +136,7 @@ fn sync_rounds(log: Arc<dyn EventLog>, rx: mpsc::Receiver<Vec<Completion>>) {
         rx.try_iter().for_each(|r| batch.extend(r));
         let started = Instant::now();
         let result = log.sync();
-        let took = started.elapsed();
-        metrics::histogram!("phoenix_fsync_seconds").record(took.as_secs_f64());
-        if took >= SLOW {
-            tracing::warn!(
-                ms = took.as_millis() as u64,
-                requests = batch.len(),
-                "slow fsync"
-            );
-        }
+        timed("phoenix_fsync_seconds", "slow fsync", started, batch.len());
         metrics::histogram!("phoenix_fsync_batch_size").record(batch.len() as f64);
         metrics::counter!("phoenix_fsyncs_total").increment(1);
         for done in batch.drain(..) {
