@@ -12,7 +12,9 @@ PHOENIX_DATA_DIR="$work/data" PHOENIX_LISTEN=127.0.0.1:18380 PHOENIX_LOG=warn \
 pid=$!
 for _ in $(seq 100); do grep -q listening "$work/out" 2>/dev/null && break; sleep 0.05; done
 echo "# $(date -u +%FT%TZ) $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); push interval 50 ms"
-./target/release/examples/ws_bench --addr 127.0.0.1:18380 push --subscribers 1000 --samples 40 --rate 2000 --seconds 5
+for r in 1 2 3; do
+  ./target/release/examples/ws_bench --addr 127.0.0.1:18380 push --subscribers 1000 --samples 40 --rate 2000 --seconds 5
+done
 for r in 1 2 3; do
   ./target/release/examples/ws_bench --addr 127.0.0.1:18380 ingest --connections 8 --window 8 --seconds 8
   ./target/release/examples/loadgen --addr 127.0.0.1:18380 --mode bulk --connections 16 --duration 8 --label http-bulk-same-run

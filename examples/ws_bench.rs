@@ -88,10 +88,10 @@ async fn http(a: &Args, client: &reqwest::Client, method: &str, path: &str, body
     let ts = chrono::Utc::now().timestamp().to_string();
     let sig = phoenix::auth::sign(a.secret.as_bytes(), method, path, &ts, body.as_bytes());
     let url = format!("http://{}{path}", a.addr);
-    let req = if method == "PUT" {
-        client.put(url)
-    } else {
-        client.post(url)
+    let req = match method {
+        "PUT" => client.put(url),
+        "DELETE" => client.delete(url),
+        _ => client.post(url),
     };
     req.header("X-Tenant-Id", &a.tenant)
         .header("X-Timestamp", ts)
@@ -104,8 +104,10 @@ async fn http(a: &Args, client: &reqwest::Client, method: &str, path: &str, body
         .as_u16()
 }
 
-fn event(id: &str, user: &str, score: u64) -> Value {
-    json!({"event_id": id, "type": "bench.score", "actor": {"user_id": user},
+/// An event of this run only (`bench.<run>`): a board created by a later run against the
+/// same server must not replay earlier runs' higher scores into its top 10.
+fn event(run: &str, id: &str, user: &str, score: u64) -> Value {
+    json!({"event_id": id, "type": format!("bench.{run}"), "actor": {"user_id": user},
            "occurred_at": chrono::Utc::now().to_rfc3339(), "attrs": {"score": score}})
 }
 
@@ -121,7 +123,7 @@ async fn push(a: &Args, subscribers: usize, samples: usize, rate: u64, seconds: 
     let client = reqwest::Client::new();
     let run = format!("{:x}", chrono::Utc::now().timestamp_micros());
     let board = format!("wsbench{run}");
-    let def = json!({"rules": [{"event_type": "bench.*", "points_expression": "attrs.score"}], "aggregation": "max"});
+    let def = json!({"rules": [{"event_type": format!("bench.{run}"), "points_expression": "attrs.score"}], "aggregation": "max"});
     assert!(
         http(
             a,
@@ -183,7 +185,7 @@ async fn push(a: &Args, subscribers: usize, samples: usize, rate: u64, seconds: 
         tokio::time::sleep(Duration::from_millis(200)).await;
         log.lock().unwrap().clear();
         let user = format!("q{s}");
-        let body = event(&format!("{run}-q{s}"), &user, 1_000_000 + s as u64).to_string();
+        let body = event(&run, &format!("{run}-q{s}"), &user, 1_000_000 + s as u64).to_string();
         assert_eq!(http(a, &client, "POST", "/v1/events", body).await, 202);
         let acked = Instant::now();
         let deadline = acked + Duration::from_secs(2);
@@ -227,7 +229,12 @@ async fn push(a: &Args, subscribers: usize, samples: usize, rate: u64, seconds: 
         let events: Vec<Value> = (0..per_batch)
             .map(|j| {
                 let k = i * per_batch + j;
-                event(&format!("{run}-s{k}"), &format!("s{k}"), 2_000_000 + k)
+                event(
+                    &run,
+                    &format!("{run}-s{k}"),
+                    &format!("s{k}"),
+                    2_000_000 + k,
+                )
             })
             .collect();
         let status = http(
@@ -255,14 +262,16 @@ async fn push(a: &Args, subscribers: usize, samples: usize, rate: u64, seconds: 
     tokio::time::sleep(Duration::from_millis(500)).await;
     let elapsed = t0.elapsed().as_secs_f64();
     let frames = log.lock().unwrap().clone();
-    let m = acks.lock().unwrap();
-    let mut ages: Vec<f64> = frames
-        .iter()
-        .filter_map(|(t, u)| {
-            m.get(u)
-                .map(|a| t.saturating_duration_since(*a).as_secs_f64() * 1e3)
-        })
-        .collect();
+    let mut ages: Vec<f64> = {
+        let m = acks.lock().unwrap();
+        frames
+            .iter()
+            .filter_map(|(t, u)| {
+                m.get(u)
+                    .map(|a| t.saturating_duration_since(*a).as_secs_f64() * 1e3)
+            })
+            .collect()
+    };
     println!(
         "push sustained: {} events/s ingested for {seconds} s; {} frames delivered to {subscribers} subscribers = {:.0} frames/s; frame age (newest event's 202 → receipt) p50 {:.2} ms p99 {:.2} ms max {:.2} ms",
         rate,
@@ -272,6 +281,9 @@ async fn push(a: &Args, subscribers: usize, samples: usize, rate: u64, seconds: 
         pct(&mut ages, 0.99),
         pct(&mut ages, 1.0)
     );
+    // Every board reads the whole log: leave none behind to slow what runs next.
+    let path = format!("/v1/leaderboards/{board}");
+    assert!(http(a, &client, "DELETE", &path, String::new()).await < 300);
 }
 
 async fn ingest(a: Arc<Args>, connections: usize, seconds: u64, window: usize) {
