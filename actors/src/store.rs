@@ -39,7 +39,8 @@ pub struct LogEntry {
 /// dedupe window and quorum acks match these semantics) can implement the same trait.
 pub trait EventLog: Send + Sync + 'static {
     /// Buffer one run of `(accepted_ms, event_id, json)` whose first event gets `first_seq`.
-    /// All-or-nothing; not yet durable.
+    /// All-or-nothing; not yet durable. A failed append must leave the log unhealthy (no
+    /// further appends): later positions are already assigned, and the log has no gaps.
     fn append(
         &self,
         tenant: &str,
@@ -138,7 +139,11 @@ impl EventLog for SledLog {
         if !self.healthy() {
             return Err(EngineError::Unavailable);
         }
-        let tree = self.tree(tenant)?;
+        // Any failure here leaves the store unhealthy: tenant actors have already assigned
+        // these positions, so nothing may be written after a missing record (no gaps).
+        let tree = self.tree(tenant).inspect_err(|_| {
+            self.healthy.store(false, Ordering::SeqCst);
+        })?;
         let record = codec::encode(events);
         tree.insert(first_seq.to_be_bytes(), record)
             .map_err(|e| self.fail(e))?;
