@@ -39,7 +39,7 @@ struct Job {
     done: Completion,
 }
 
-/// Handle to the group-commit thread. Cloning shares the same thread.
+/// Handle to the group-commit threads. Cloning shares the same threads.
 #[derive(Clone)]
 pub struct Committer {
     tx: mpsc::Sender<Job>,
@@ -52,7 +52,7 @@ impl std::fmt::Debug for Committer {
 }
 
 impl Committer {
-    /// Start the committer thread for `log`. It stops when every handle is dropped.
+    /// Start the writer and fsync threads for `log`. They stop when every handle is dropped.
     pub fn start(log: Arc<dyn EventLog>) -> Committer {
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()

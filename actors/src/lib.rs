@@ -19,9 +19,10 @@
 //!
 //! Data flow: the edge validates an [`event::Event`], calls [`engine::Engine::ingest`]; the
 //! tenant actor dedupes and assigns positions, hands the events and its reply to the
-//! committer, which writes them, answers after `fsync` and advances the tenant's durable head. Leaderboard actors read the log up to that
-//! head, score events into event-time windows (rank index per window), checkpoint, freeze
-//! closed windows into history, and publish view changes to sessions.
+//! committer, which writes them, answers after `fsync` and advances the tenant's durable
+//! head. Leaderboard actors read the log up to that head, score events into event-time
+//! windows (rank index per window), checkpoint, freeze closed windows into history, and
+//! publish view changes to sessions.
 
 pub mod committer;
 pub mod dedupe;
