@@ -69,7 +69,7 @@ impl DedupeWindow {
         (h % SHARDS as u64) as usize
     }
 
-    /// Grow at most one shard that has reached its load ([`grow_at`]), looking at a few
+    /// Grow at most one shard that has reached its load (`grow_at`: 50–85 %), looking at a few
     /// shards round robin: call once per batch.
     pub fn maintain(&mut self) {
         for _ in 0..MAINTAIN_SCAN {
