@@ -1,6 +1,6 @@
 //! Black-box GAMEMONITORING vote rewards through the real binary, against a fake vote API
-//! served by the test on 127.0.0.1:0: signatures, rules, dedupe, API failures, unclaimed
-//! votes, concurrency, SIGKILL mid-delivery and a top-voters leaderboard.
+//! served by the test on 127.0.0.1:0: signatures, rules, dedupe, API failures, suspension,
+//! unclaimed votes, concurrency, SIGKILL mid-delivery and a top-voters leaderboard.
 
 mod common;
 
@@ -380,17 +380,24 @@ async fn unknown_nickname_waits_unclaimed_and_is_granted_once_on_link() {
     assert_eq!(w["nicknames"], json!(["ghost"]));
 }
 
-#[tokio::test]
-async fn twenty_concurrent_duplicates_grant_once() {
+/// A fake API, a server using it, and player u1 linked to "PlayerName", for whom the fake
+/// serves vote `vote_id` on server 1.
+async fn start_with_player(vote_id: &str) -> (Fake, tempfile::TempDir, Server, Client) {
     let fake = Fake::start().await;
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start_with(dir.path(), &gm_config(dir.path(), &fake.base(), 2000));
     let c = s.client();
     link(&c, "u1", "PlayerName").await;
     fake.add(
-        "v-c",
+        vote_id,
         json!({"nickname": "PlayerName", "server": {"id": 1}}),
     );
+    (fake, dir, s, c)
+}
+
+#[tokio::test]
+async fn twenty_concurrent_duplicates_grant_once() {
+    let (fake, _dir, s, c) = start_with_player("v-c").await;
     // Hold the API a little so the deliveries overlap inside the handler.
     fake.set(Mode::Delay(Duration::from_millis(200)));
     let body = delivery(json!("v-c"), "server.vote", false);
@@ -503,4 +510,37 @@ async fn a_monthly_top_voters_board_counts_votes() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("standings never showed alice 2, bob 1: {last}");
+}
+
+/// Suspend the tenant through the operator API (or resume it).
+async fn set_suspended(base: &str, suspended: bool) {
+    let action = if suspended { "suspend" } else { "resume" };
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/v1/admin/tenants/{TENANT}/{action}"))
+        .bearer_auth(OPERATOR)
+        .send()
+        .await
+        .expect("admin request");
+    assert_eq!(resp.status(), 200, "{action}");
+}
+
+#[tokio::test]
+async fn a_suspended_tenant_gets_403_and_nothing_changes_until_resumed() {
+    let (fake, _dir, s, c) = start_with_player("v-s").await;
+
+    set_suspended(&s.base, true).await;
+    let (st, body) = deliver(&s.base, &delivery(json!("v-s"), "server.vote", false)).await;
+    assert_envelope(st, &body, 403, "FORBIDDEN");
+    assert_eq!(
+        fake.calls(),
+        0,
+        "a suspended tenant's vote is not looked up"
+    );
+
+    // Resumed, the same delivery is new: looked up and granted once.
+    set_suspended(&s.base, false).await;
+    assert_eq!(vote(&s.base, "v-s").await, 204);
+    assert_eq!(vote(&s.base, "v-s").await, 204);
+    assert_eq!(fake.calls(), 1);
+    assert_eq!(balance(&c, "u1").await, 100);
 }
