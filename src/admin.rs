@@ -98,6 +98,17 @@ fn view(id: &str, t: &Tenant) -> Value {
 }
 
 /// 24 random bytes from the OS, hex.
+/// The secret the operator gave (at least 16 bytes), or a fresh random one.
+fn secret_or_random(given: Option<String>) -> Result<String, ApiError> {
+    match given {
+        Some(s) if s.len() >= 16 => Ok(s),
+        Some(_) => Err(ApiError::Validation(
+            "secret: must be at least 16 bytes".into(),
+        )),
+        None => random_secret(),
+    }
+}
+
 fn random_secret() -> Result<String, ApiError> {
     use std::io::Read;
     let mut buf = [0u8; 24];
@@ -146,15 +157,7 @@ async fn create(
             req.id
         )));
     }
-    let secret = match req.secret {
-        Some(s) if s.len() >= 16 => s,
-        Some(_) => {
-            return Err(ApiError::Validation(
-                "secret: must be at least 16 bytes".into(),
-            ))
-        }
-        None => random_secret()?,
-    };
+    let secret = secret_or_random(req.secret)?;
     let engine = app.require_engine()?;
     let t = Tenant {
         secret: Secret::new(secret.clone()),
@@ -231,15 +234,7 @@ async fn rotate(
             "overlap_seconds: must be 0 to {MAX_OVERLAP}"
         )));
     }
-    let secret = match req.secret {
-        Some(s) if s.len() >= 16 => s,
-        Some(_) => {
-            return Err(ApiError::Validation(
-                "secret: must be at least 16 bytes".into(),
-            ))
-        }
-        None => random_secret()?,
-    };
+    let secret = secret_or_random(req.secret)?;
     let mut t = app
         .tenants
         .get(&id)
