@@ -169,12 +169,7 @@ async fn operator_api_manages_tenants_and_survives_restart() {
         "overlap persisted"
     );
     assert_eq!(c2.post("/v1/events", &event("n6", "u", 1)).await.0, 202);
-    let ids: Vec<String> = c2
-        .log()
-        .await
-        .iter()
-        .map(|e| e["event"]["event_id"].as_str().unwrap().to_owned())
-        .collect();
+    let ids = c2.logged_ids().await;
     assert_eq!(ids, ["n1", "n2", "n3", "n4", "n5", "n6"]);
     let (s, _) = Client::new(&server.base, TENANT, SECRET)
         .post("/v1/events", &event("d2", "u", 1))

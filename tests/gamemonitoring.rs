@@ -182,10 +182,7 @@ async fn balance(c: &Client, user: &str) -> u64 {
 
 #[tokio::test]
 async fn votes_grant_by_rule_once_and_other_deliveries_grant_nothing() {
-    let fake = Fake::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let s = Server::start_with(dir.path(), &gm_config(dir.path(), &fake.base(), 2000));
-    let c = s.client();
+    let (fake, _dir, s, c) = start(2000).await;
     link(&c, "u1", "PlayerName").await;
     fake.add(
         "9824cabb-2203-437e-9b6c-aba43dde3e4b",
@@ -288,15 +285,7 @@ async fn votes_grant_by_rule_once_and_other_deliveries_grant_nothing() {
 
 #[tokio::test]
 async fn api_failures_grant_nothing_and_a_resend_grants_once() {
-    let fake = Fake::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let s = Server::start_with(dir.path(), &gm_config(dir.path(), &fake.base(), 300));
-    let c = s.client();
-    link(&c, "u1", "PlayerName").await;
-    fake.add(
-        "v-1",
-        json!({"nickname": "PlayerName", "server": {"id": 1}}),
-    );
+    let (fake, _dir, s, c) = start_with_player(300, "v-1").await;
 
     let check_5xx = |st: u16, b: &Value| {
         assert!((500..600).contains(&st), "{st} {b}");
@@ -350,10 +339,7 @@ async fn unreachable_api_is_a_5xx_without_internals() {
 
 #[tokio::test]
 async fn unknown_nickname_waits_unclaimed_and_is_granted_once_on_link() {
-    let fake = Fake::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let s = Server::start_with(dir.path(), &gm_config(dir.path(), &fake.base(), 2000));
-    let c = s.client();
+    let (fake, _dir, s, c) = start(2000).await;
     fake.add("v-g1", json!({"nickname": "Ghost", "server": {"id": 1}}));
     fake.add("v-g2", json!({"nickname": "ghost", "server": {"id": 5}}));
     assert_eq!(vote(&s.base, "v-g1").await, 204);
@@ -380,13 +366,22 @@ async fn unknown_nickname_waits_unclaimed_and_is_granted_once_on_link() {
     assert_eq!(w["nicknames"], json!(["ghost"]));
 }
 
-/// A fake API, a server using it, and player u1 linked to "PlayerName", for whom the fake
-/// serves vote `vote_id` on server 1.
-async fn start_with_player(vote_id: &str) -> (Fake, tempfile::TempDir, Server, Client) {
+/// A fake API and a server using it with this API timeout.
+async fn start(timeout_ms: u64) -> (Fake, tempfile::TempDir, Server, Client) {
     let fake = Fake::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start_with(dir.path(), &gm_config(dir.path(), &fake.base(), 2000));
+    let s = Server::start_with(dir.path(), &gm_config(dir.path(), &fake.base(), timeout_ms));
     let c = s.client();
+    (fake, dir, s, c)
+}
+
+/// [`start`], with player u1 linked to "PlayerName", for whom the fake serves vote
+/// `vote_id` on server 1.
+async fn start_with_player(
+    timeout_ms: u64,
+    vote_id: &str,
+) -> (Fake, tempfile::TempDir, Server, Client) {
+    let (fake, dir, s, c) = start(timeout_ms).await;
     link(&c, "u1", "PlayerName").await;
     fake.add(
         vote_id,
@@ -397,7 +392,7 @@ async fn start_with_player(vote_id: &str) -> (Fake, tempfile::TempDir, Server, C
 
 #[tokio::test]
 async fn twenty_concurrent_duplicates_grant_once() {
-    let (fake, _dir, s, c) = start_with_player("v-c").await;
+    let (fake, _dir, s, c) = start_with_player(2000, "v-c").await;
     // Hold the API a little so the deliveries overlap inside the handler.
     fake.set(Mode::Delay(Duration::from_millis(200)));
     let body = delivery(json!("v-c"), "server.vote", false);
@@ -465,10 +460,7 @@ async fn sigkill_mid_delivery_then_resend_grants_once() {
 
 #[tokio::test]
 async fn a_monthly_top_voters_board_counts_votes() {
-    let fake = Fake::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let s = Server::start_with(dir.path(), &gm_config(dir.path(), &fake.base(), 2000));
-    let c = s.client();
+    let (fake, _dir, s, c) = start(2000).await;
     let (st, b) = c
         .put_board(
             "top-voters",
@@ -526,7 +518,7 @@ async fn set_suspended(base: &str, suspended: bool) {
 
 #[tokio::test]
 async fn a_suspended_tenant_gets_403_and_nothing_changes_until_resumed() {
-    let (fake, _dir, s, c) = start_with_player("v-s").await;
+    let (fake, _dir, s, c) = start_with_player(2000, "v-s").await;
 
     set_suspended(&s.base, true).await;
     let (st, body) = deliver(&s.base, &delivery(json!("v-s"), "server.vote", false)).await;

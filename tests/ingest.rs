@@ -90,12 +90,7 @@ async fn duplicates_are_acknowledged_but_logged_once() {
     assert_eq!(body["accepted"], 1);
     assert_eq!(body["duplicates"], 2);
 
-    let ids: Vec<String> = c
-        .log()
-        .await
-        .iter()
-        .map(|e| e["event"]["event_id"].as_str().unwrap().to_owned())
-        .collect();
+    let ids = c.logged_ids().await;
     assert_eq!(ids, ["dup-1", "dup-2"]);
 }
 
@@ -411,13 +406,11 @@ async fn ready_is_503_while_storage_is_broken_and_recovers() {
         c.post("/v1/events", &event("now", "u", 1)).await.1["status"],
         "accepted"
     );
-    let ids: Vec<Value> = c
-        .log()
-        .await
-        .iter()
-        .map(|e| e["event"]["event_id"].clone())
-        .collect();
-    assert_eq!(ids, [json!("now")], "the refused event was never stored");
+    assert_eq!(
+        c.logged_ids().await,
+        ["now"],
+        "the refused event was never stored"
+    );
 }
 
 #[tokio::test]
@@ -441,14 +434,7 @@ async fn metrics_need_the_operator_token() {
     )
     .await;
     assert_envelope(s, &b, 401, "UNAUTHORIZED");
-    let resp = http
-        .get(format!("{}/metrics", server.base))
-        .bearer_auth(OPERATOR)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let text = resp.text().await.unwrap();
+    let text = server.metrics().await;
     assert!(
         text.contains("phoenix_events_accepted_total{tenant=\"demo\"} 1"),
         "{text}"

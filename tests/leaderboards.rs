@@ -192,30 +192,24 @@ async fn scores_windows_and_ranks_match_a_hand_computed_answer() {
         ]),
     )
     .await;
-    expect_standings(
-        &c,
-        "score",
-        &format!("timeframe=daily&window={day}"),
-        rows(&[
-            ("user-123", 1550.0),
-            ("alice", 1500.0),
-            ("carol", 1200.0),
-            ("bob", 1100.0),
-        ]),
-    )
-    .await;
-    expect_standings(
-        &c,
-        "score",
-        &format!("timeframe=weekly&window={week}"),
-        rows(&[
-            ("user-123", 1550.0),
-            ("alice", 1500.0),
-            ("carol", 1200.0),
-            ("bob", 1100.0),
-        ]),
-    )
-    .await;
+    // The day and the ISO week hold the same events (dave's is a week older).
+    for query in [
+        format!("timeframe=daily&window={day}"),
+        format!("timeframe=weekly&window={week}"),
+    ] {
+        expect_standings(
+            &c,
+            "score",
+            &query,
+            rows(&[
+                ("user-123", 1550.0),
+                ("alice", 1500.0),
+                ("carol", 1200.0),
+                ("bob", 1100.0),
+            ]),
+        )
+        .await;
+    }
     expect_standings(
         &c,
         "score",
@@ -541,12 +535,7 @@ async fn sigkill_mid_stream_then_restart_gives_identical_standings() {
     .await;
     assert_eq!(hourly, clean_hourly);
     // Every event is in the log exactly once.
-    let ids: Vec<String> = c
-        .log()
-        .await
-        .iter()
-        .map(|e| e["event"]["event_id"].as_str().unwrap().to_owned())
-        .collect();
+    let ids = c.logged_ids().await;
     assert_eq!(ids.len(), 2400);
     assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 2400);
 }

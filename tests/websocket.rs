@@ -379,12 +379,7 @@ async fn streaming_ingest_acks_after_durability_with_dedupe() {
         .collect();
     assert_eq!(statuses, ["accepted", "duplicate", "failed", "accepted"]);
     // Acknowledged means durable and visible in the log.
-    let ids: Vec<String> = c
-        .log()
-        .await
-        .iter()
-        .map(|e| e["event"]["event_id"].as_str().unwrap().to_owned())
-        .collect();
+    let ids = c.logged_ids().await;
     assert_eq!(ids, ["w1", "w2"]);
     send(
         &mut ws,
@@ -440,7 +435,6 @@ async fn a_client_that_never_reads_is_resynced_or_closed_not_buffered() {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let pad = "x".repeat(200);
     let mut round = 0;
-    let http = reqwest::Client::new();
     let metric = |text: &str, name: &str| -> f64 {
         text.lines()
             .filter(|l| l.starts_with(name))
@@ -459,15 +453,7 @@ async fn a_client_that_never_reads_is_resynced_or_closed_not_buffered() {
             .collect();
         c.post("/v1/events/bulk", &json!({"events": events})).await;
         round += 1;
-        let text = http
-            .get(format!("{}/metrics", server.base))
-            .bearer_auth(OPERATOR)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = server.metrics().await;
         if metric(&text, "phoenix_ws_slow_closed_total") >= 1.0
             || std::time::Instant::now() > deadline
         {
@@ -555,15 +541,7 @@ async fn coalescing_caps_a_hot_board_but_never_delays_a_quiet_one() {
     let mut ws2 = backend(&server.base, TENANT, SECRET).await.unwrap();
     send(&mut ws2, subscribe("same", json!({"top": 3}))).await;
     next_of(&mut ws2, "snapshot").await;
-    let text = reqwest::Client::new()
-        .get(format!("{}/metrics", server.base))
-        .bearer_auth(OPERATOR)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = server.metrics().await;
     assert!(
         text.contains("phoenix_ws_views{tenant=\"demo\",board=\"b\"} 1"),
         "{text}"

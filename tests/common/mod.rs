@@ -92,6 +92,18 @@ impl Server {
     pub fn client(&self) -> Client {
         Client::new(&self.base, TENANT, SECRET)
     }
+
+    /// `GET /metrics` with the operator token: the Prometheus text (the status must be 200).
+    pub async fn metrics(&self) -> String {
+        let resp = reqwest::Client::new()
+            .get(format!("{}/metrics", self.base))
+            .bearer_auth(OPERATOR)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), 200);
+        resp.text().await.expect("metrics text")
+    }
 }
 
 impl Drop for Server {
@@ -126,18 +138,35 @@ impl Client {
         }
     }
 
-    /// POST `body` to `path`, signed with timestamp `ts`.
-    pub async fn post_at(&self, path: &str, body: &[u8], ts: i64) -> (u16, Value) {
+    /// A request to `path` (plus `query`, which is not signed) signed with timestamp `ts`.
+    fn signed(
+        &self,
+        method: &str,
+        path: &str,
+        query: &str,
+        body: &[u8],
+        ts: i64,
+    ) -> reqwest::RequestBuilder {
         let ts = ts.to_string();
-        let sig = phoenix::auth::sign(self.secret.as_bytes(), "POST", path, &ts, body);
-        let resp = self
-            .http
-            .post(format!("{}{path}", self.base))
+        let sig = phoenix::auth::sign(self.secret.as_bytes(), method, path, &ts, body);
+        let url = if query.is_empty() {
+            format!("{}{path}", self.base)
+        } else {
+            format!("{}{path}?{query}", self.base)
+        };
+        self.http
+            .request(method.parse().unwrap(), url)
             .header("X-Tenant-Id", &self.tenant)
             .header("X-Timestamp", ts)
             .header("X-Signature", sig)
-            .header("Content-Type", "application/json")
             .body(body.to_vec())
+    }
+
+    /// POST `body` to `path`, signed with timestamp `ts`.
+    pub async fn post_at(&self, path: &str, body: &[u8], ts: i64) -> (u16, Value) {
+        let resp = self
+            .signed("POST", path, "", body, ts)
+            .header("Content-Type", "application/json")
             .send()
             .await
             .expect("request");
@@ -150,15 +179,8 @@ impl Client {
 
     /// Any signed request (`body` may be empty).
     pub async fn request(&self, method: &str, path: &str, body: &[u8]) -> (u16, Value) {
-        let ts = now().to_string();
-        let sig = phoenix::auth::sign(self.secret.as_bytes(), method, path, &ts, body);
         let resp = self
-            .http
-            .request(method.parse().unwrap(), format!("{}{path}", self.base))
-            .header("X-Tenant-Id", &self.tenant)
-            .header("X-Timestamp", ts)
-            .header("X-Signature", sig)
-            .body(body.to_vec())
+            .signed(method, path, "", body, now())
             .send()
             .await
             .expect("request");
@@ -177,19 +199,8 @@ impl Client {
 
     /// GET `path?query`, signing the path only with body "".
     pub async fn get(&self, path: &str, query: &str) -> (u16, Value) {
-        let ts = now().to_string();
-        let sig = phoenix::auth::sign(self.secret.as_bytes(), "GET", path, &ts, b"");
-        let url = if query.is_empty() {
-            format!("{}{path}", self.base)
-        } else {
-            format!("{}{path}?{query}", self.base)
-        };
         let resp = self
-            .http
-            .get(url)
-            .header("X-Tenant-Id", &self.tenant)
-            .header("X-Timestamp", ts)
-            .header("X-Signature", sig)
+            .signed("GET", path, query, b"", now())
             .send()
             .await
             .expect("request");
@@ -212,6 +223,15 @@ impl Client {
             from = page["next"].as_u64().unwrap();
             out.extend(events);
         }
+    }
+
+    /// The `event_id` of every durable log entry, in log order.
+    pub async fn logged_ids(&self) -> Vec<String> {
+        self.log()
+            .await
+            .iter()
+            .map(|e| e["event"]["event_id"].as_str().unwrap().to_owned())
+            .collect()
     }
 }
 
