@@ -11,6 +11,7 @@ pub mod demo;
 pub mod error;
 pub mod gamemonitoring;
 pub mod gateway;
+pub mod metrics;
 pub mod ninja;
 pub mod server;
 pub mod tenants;

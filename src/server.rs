@@ -200,6 +200,7 @@ pub async fn run(
     let ids = tenants.ids();
     // Before the engine starts: actors look their counters up once, when they start.
     let metrics = metrics_handle();
+    crate::metrics::describe_and_register();
     match open_engine(&config, &ids).await {
         Ok(engine) => {
             if let Err(e) = crate::admin::restore(&engine, &tenants).await {
