@@ -4,7 +4,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { PhoenixClient, PhoenixError } from '../src/index.js';
-import { Phoenix, TENANT, SECRET, SCORE_BOARD, event, eventually } from './helpers.js';
+import { Phoenix, TENANT, SECRET, SCORE_BOARD, event, eventually } from '../support/harness.js';
 
 let phoenix;
 let backend;

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 
 import { LiveView, LiveBoard, PhoenixSocket, PhoenixClient, Emitter } from '../src/index.js';
 import { NodeWebSocket } from '../src/node-ws.js';
-import { Phoenix, TENANT, SECRET, SCORE_BOARD, event, eventually, freePort } from './helpers.js';
+import { Phoenix, TENANT, SECRET, SCORE_BOARD, event, eventually, freePort } from '../support/harness.js';
 
 const snap = (seq, entries) => ({ id: 's', type: 'snapshot', seq, window: 'all_time', entries });
 const upd = (seq, changes) => ({ id: 's', type: 'update', seq, window: 'all_time', changes });

@@ -9,7 +9,7 @@ import crypto from 'node:crypto';
 
 import { NodeWebSocket, FrameParser } from '../src/node-ws.js';
 import { signedHeaders } from '../src/signing.js';
-import { Phoenix, TENANT, SECRET } from './helpers.js';
+import { Phoenix, TENANT, SECRET } from '../support/harness.js';
 
 /** A server frame: never masked. */
 function frame(opcode, payload, fin = true) {

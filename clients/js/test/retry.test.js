@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 
 import { PhoenixClient, PhoenixError } from '../src/index.js';
-import { event } from './helpers.js';
+import { event } from '../support/harness.js';
 
 /** A fake Phoenix whose answers come from `script` (one function per request, in order). */
 let server;

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 
 import { buildSignature, canonical, hmacHex, mintToken, signedHeaders, PhoenixClient, PhoenixError } from '../src/index.js';
-import { Phoenix, TENANT, SECRET, SCORE_BOARD } from './helpers.js';
+import { Phoenix, TENANT, SECRET, SCORE_BOARD } from '../support/harness.js';
 
 // The seed's Node snippet (000 §3), verbatim apart from the fixed timestamp.
 function seedSignature(secret, method, path, body, timestamp) {
