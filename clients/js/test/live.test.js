@@ -134,6 +134,22 @@ test('LiveBoard with a client token: snapshot, then live changes match the HTTP 
   }
 });
 
+test('LiveBoard around a user follows that user as they climb', async () => {
+  await backend.putLeaderboard('around', { ...SCORE_BOARD, rules: [{ event_type: 'around.scored', points_expression: 'attrs.score' }] });
+  const t = { type: 'around.scored' };
+  await backend.ingestBulk([1, 2, 3, 4, 5].map((n) => event(`ar-${n}`, `u${n}`, n * 10, t)));
+  await eventually('applied', async () => (await httpTop('around')).length === 5);
+  const board = new LiveBoard({ baseUrl: phoenix.base, tenant: TENANT, secret: SECRET, leaderboard: 'around', around: 'u2', radius: 1 });
+  try {
+    assert.deepEqual(await board.ready(), [E(3, 'u3', 30), E(4, 'u2', 20), E(5, 'u1', 10)]);
+    await backend.ingest(event('ar-6', 'u2', 25, t)); // u2: 45, between u4 (40) and u5 (50)
+    const want = [E(1, 'u5', 50), E(2, 'u2', 45), E(3, 'u4', 40)];
+    await eventually('u2 moved up', () => JSON.stringify(board.standings()) === JSON.stringify(want));
+  } finally {
+    board.close();
+  }
+});
+
 test('the server is killed and restarted during a LiveBoard session: the view is correct afterwards', async () => {
   await backend.putLeaderboard('restart', { ...SCORE_BOARD, rules: [{ event_type: 'restart.scored', points_expression: 'attrs.score' }] });
   const t = { type: 'restart.scored' };
