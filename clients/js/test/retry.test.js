@@ -138,3 +138,12 @@ test('single: a 5xx is retried with the same event, a 400 is not', async () => {
   await assert.rejects(client().ingest(event('s2', 'u', 1)), (e) => e.status === 400 && e.code === 'VALIDATION_ERROR' && !e.retryable);
   assert.equal(seen.length, 1);
 });
+
+test('backoff: exponential caps with jitter in [cap/2, cap], bounded by maxDelayMs', async () => {
+  const { Backoff } = await import('../src/index.js');
+  const lo = new Backoff({ baseDelayMs: 100, maxDelayMs: 1000, random: () => 0 });
+  const hi = new Backoff({ baseDelayMs: 100, maxDelayMs: 1000, random: () => 0.999999 });
+  assert.deepEqual([1, 2, 3, 4, 5, 50].map((n) => lo.delay(n)), [50, 100, 200, 400, 500, 500]);
+  assert.deepEqual([1, 2, 3, 4, 5, 50].map((n) => Math.round(hi.delay(n))), [100, 200, 400, 800, 1000, 1000]);
+  assert.throws(() => new Backoff({ baseDelayMs: 0 }), RangeError);
+});
