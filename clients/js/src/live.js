@@ -409,8 +409,8 @@ export class PhoenixSocket extends Emitter {
   }
 
   _sendIngest(p) {
-    p.attempts++;
-    this._send({ type: 'ingest', id: p.id, events: p.events });
+    // Counted only when it left: a frame queued while disconnected goes on the next open.
+    if (this._send({ type: 'ingest', id: p.id, events: p.events })) p.attempts++;
   }
 
   _onAck(frame) {
