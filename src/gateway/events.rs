@@ -285,7 +285,9 @@ pub async fn read_log(
         ));
     }
     let engine = app.require_engine()?;
-    let from = q.from.unwrap_or(1).max(1);
+    // Retention deletes the oldest records: a `from` below the oldest retained starts there.
+    let first = engine.first_seq(&tenant)?;
+    let from = q.from.unwrap_or(1).max(first);
     let entries = engine.read_log(&tenant, from, limit)?;
     let head = engine
         .durable_head(&tenant)
@@ -303,5 +305,7 @@ pub async fn read_log(
             json!({"seq": e.seq, "accepted_at": accepted_at, "event": event})
         })
         .collect();
-    Ok(Json(json!({"events": events, "next": next, "head": head})))
+    Ok(Json(
+        json!({"events": events, "first": first, "next": next, "head": head}),
+    ))
 }
