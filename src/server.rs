@@ -38,7 +38,15 @@ impl AppState {
         self.engine.get()
     }
 
-    /// The engine, or 503 while persistence is unavailable.
+    /// The engine for a read (standings, the log, dimensions, wallets): answers while writes
+    /// are refused (a failed store, low disk); 503 only before the store has opened.
+    pub fn read_engine(&self) -> Result<&Engine, ApiError> {
+        self.engine
+            .get()
+            .ok_or_else(|| ApiError::Unavailable("Persistence is unavailable; retry later".into()))
+    }
+
+    /// The engine for a write, or 503 while persistence is unavailable or the disk is low.
     pub fn require_engine(&self) -> Result<&Engine, ApiError> {
         match self.engine.get() {
             Some(e) => e.writable().map(|()| e).map_err(|err| match err {
