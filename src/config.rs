@@ -54,6 +54,10 @@ pub struct TenantConfig {
     /// GAMEMONITORING vote rewards for this tenant.
     #[serde(default)]
     pub gamemonitoring: Option<crate::gamemonitoring::GmConfig>,
+    /// Hours this tenant's log records are kept, overriding the top-level
+    /// `log_retention_hours`.
+    #[serde(default)]
+    pub log_retention_hours: Option<u64>,
 }
 
 impl TenantConfig {
@@ -116,9 +120,36 @@ pub struct Config {
     /// WebSocket: unacknowledged streamed events per connection; further frames wait.
     #[serde(default = "default_ws_inflight")]
     pub ws_max_inflight_events: usize,
+    /// Hours log records are kept (never less than the dedupe window, and never before every
+    /// board has checkpointed past them). Per tenant: `tenants[].log_retention_hours`.
+    #[serde(default = "default_log_retention")]
+    pub log_retention_hours: u64,
+    /// Seconds between two retention passes (each deletes in bounded steps).
+    #[serde(default = "default_retention_interval")]
+    pub retention_interval_seconds: u64,
+    /// Below this many MiB free on the data dir's filesystem, `/ready` and every write path
+    /// answer 503 "disk space low", before any write fails; they recover by themselves.
+    #[serde(default = "default_min_free_disk")]
+    pub min_free_disk_mb: u64,
+    /// Milliseconds between two free-space measurements.
+    #[serde(default = "default_disk_check_interval")]
+    pub disk_check_interval_ms: u64,
     /// The tenants.
     #[serde(default)]
     pub tenants: Vec<TenantConfig>,
+}
+
+fn default_log_retention() -> u64 {
+    168
+}
+fn default_retention_interval() -> u64 {
+    60
+}
+fn default_min_free_disk() -> u64 {
+    256
+}
+fn default_disk_check_interval() -> u64 {
+    1000
 }
 
 fn default_push_interval() -> u64 {
@@ -236,6 +267,11 @@ impl Config {
             problems.push(
                 "ws_outbound_queue / ws_max_inflight_events: need at least 1 frame and 100 events"
                     .into(),
+            );
+        }
+        if self.retention_interval_seconds == 0 || self.disk_check_interval_ms == 0 {
+            problems.push(
+                "retention_interval_seconds / disk_check_interval_ms: must be at least 1".into(),
             );
         }
         if self.max_concurrent_requests == 0 {

@@ -42,7 +42,7 @@ async fn boards(
         .get(&id)
         .ok_or_else(|| ApiError::NotFound(format!("tenant {id:?} not found")))?;
     Ok(Json(
-        json!({"leaderboards": app.require_engine()?.list_leaderboards(&id)?}),
+        json!({"leaderboards": app.read_engine()?.list_leaderboards(&id)?}),
     ))
 }
 

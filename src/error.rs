@@ -79,6 +79,9 @@ impl From<EngineError> for ApiError {
                 tracing::warn!(error = %e, "engine call failed");
                 ApiError::Unavailable("Ingestion is temporarily unavailable; retry later".into())
             }
+            EngineError::DiskLow => ApiError::Unavailable(
+                "Writes are refused: disk space low on the server; retry later".into(),
+            ),
             EngineError::UnknownTenant(_) => ApiError::Unauthorized("Unknown tenant".into()),
             other => ApiError::Internal(other.to_string()),
         }

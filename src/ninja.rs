@@ -314,7 +314,7 @@ async fn process(
 
 fn tenant_dims(app: &AppState, headers: &HeaderMap, uri: &Uri) -> Result<Dims, ApiError> {
     let tenant = app.tenants.authenticate(headers, "GET", uri.path(), b"")?;
-    let engine = app.require_engine()?;
+    let engine = app.read_engine()?;
     Ok(tenant_state(app, engine, &tenant)?.0)
 }
 

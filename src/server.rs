@@ -38,11 +38,24 @@ impl AppState {
         self.engine.get()
     }
 
-    /// The engine, or 503 while persistence is unavailable.
+    /// The engine for a read (standings, the log, dimensions, wallets): answers while writes
+    /// are refused (a failed store, low disk); 503 only before the store has opened.
+    pub fn read_engine(&self) -> Result<&Engine, ApiError> {
+        self.engine
+            .get()
+            .ok_or_else(|| ApiError::Unavailable("Persistence is unavailable; retry later".into()))
+    }
+
+    /// The engine for a write, or 503 while persistence is unavailable or the disk is low.
     pub fn require_engine(&self) -> Result<&Engine, ApiError> {
         match self.engine.get() {
-            Some(e) if e.healthy() => Ok(e),
-            _ => Err(ApiError::Unavailable(
+            Some(e) => e.writable().map(|()| e).map_err(|err| match err {
+                phoenix_actors::EngineError::DiskLow => ApiError::from(err),
+                _ => ApiError::Unavailable(
+                    "Persistence is unavailable; events cannot be stored. Retry later".into(),
+                ),
+            }),
+            None => Err(ApiError::Unavailable(
                 "Persistence is unavailable; events cannot be stored. Retry later".into(),
             )),
         }
@@ -152,6 +165,10 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
+fn hours(h: u64) -> Duration {
+    Duration::from_secs(h.saturating_mul(3600))
+}
+
 async fn open_engine(config: &Config, tenants: &[String]) -> Result<Engine, String> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
@@ -171,6 +188,16 @@ async fn open_engine(config: &Config, tenants: &[String]) -> Result<Engine, Stri
             checkpoint_interval: Duration::from_secs(config.checkpoint_interval_seconds),
             history_retention: Duration::from_secs(config.history_retention_days * 86_400),
             push_interval: Duration::from_millis(config.ws_push_interval_ms),
+            data_dir: Some(config.data_dir.clone()),
+            min_free_disk_bytes: config.min_free_disk_mb.saturating_mul(1 << 20),
+            disk_check_interval: Duration::from_millis(config.disk_check_interval_ms),
+            log_retention: hours(config.log_retention_hours),
+            retention_overrides: config
+                .tenants
+                .iter()
+                .filter_map(|t| t.log_retention_hours.map(|h| (t.id.clone(), hours(h))))
+                .collect(),
+            retention_interval: Duration::from_secs(config.retention_interval_seconds),
         },
     )
     .await

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use crate::committer::Committer;
 use crate::error::EngineError;
 use crate::event::Event;
+use crate::retention::DiskGuard;
 use crate::store::{EventLog, LogEntry};
 use crate::supervisor::{BoardRoutes, Routes, Supervisor, SupervisorArgs, SupervisorMsg};
 use crate::tenant::{Outcome, TenantArgs};
@@ -33,6 +34,19 @@ pub struct EngineConfig {
     pub history_retention: Duration,
     /// Least time between two pushes of one live view (20 frames/s at 50 ms).
     pub push_interval: Duration,
+    /// The data dir, whose filesystem's free space the disk guard watches (none: unwatched).
+    pub data_dir: Option<std::path::PathBuf>,
+    /// Below this many free bytes, writes are refused ("disk space low") before any fails.
+    pub min_free_disk_bytes: u64,
+    /// How often free space (and the store's size) is measured.
+    pub disk_check_interval: Duration,
+    /// How long log records are kept (at least the dedupe window, and until every board has
+    /// checkpointed past them).
+    pub log_retention: Duration,
+    /// Per-tenant retention, overriding `log_retention`.
+    pub retention_overrides: HashMap<String, Duration>,
+    /// How often retention runs.
+    pub retention_interval: Duration,
 }
 
 impl std::fmt::Debug for EngineConfig {
@@ -55,6 +69,12 @@ impl Default for EngineConfig {
             checkpoint_interval: Duration::from_secs(5),
             history_retention: Duration::from_secs(400 * 86_400),
             push_interval: Duration::from_millis(50),
+            data_dir: None,
+            min_free_disk_bytes: 256 << 20,
+            disk_check_interval: Duration::from_secs(1),
+            log_retention: Duration::from_secs(168 * 3600),
+            retention_overrides: HashMap::new(),
+            retention_interval: Duration::from_secs(60),
         }
     }
 }
@@ -75,6 +95,7 @@ struct Inner {
     routes: Routes,
     heads: RwLock<HashMap<String, Arc<watch::Sender<u64>>>>,
     supervisor: ActorRef<SupervisorMsg>,
+    disk: DiskGuard,
 }
 
 impl Engine {
@@ -107,6 +128,7 @@ impl Engine {
         )
         .await
         .map_err(|e| EngineError::ActorUnavailable(e.to_string()))?;
+        let disk = DiskGuard::new(config.data_dir.clone(), config.min_free_disk_bytes);
         let engine = Engine {
             inner: Arc::new(Inner {
                 log,
@@ -117,9 +139,11 @@ impl Engine {
                 routes,
                 heads: RwLock::new(heads),
                 supervisor,
+                disk,
             }),
         };
         engine.start_stored_boards().await?;
+        engine.start_maintenance();
         Ok(engine)
     }
 
@@ -154,9 +178,7 @@ impl Engine {
         tenant: &str,
         events: Vec<Event>,
     ) -> Result<Vec<Outcome>, EngineError> {
-        if !self.inner.log.healthy() {
-            return Err(EngineError::Unavailable);
-        }
+        self.writable()?;
         let actor = self
             .inner
             .routes
@@ -215,9 +237,20 @@ impl Engine {
         rx.await.map_err(|_| EngineError::Unavailable)?
     }
 
-    /// Whether the store can persist right now.
+    /// Whether the store can persist right now (and the disk has room).
     pub fn healthy(&self) -> bool {
-        self.inner.log.healthy()
+        self.writable().is_ok()
+    }
+
+    /// `Ok` when writes may proceed: the store is healthy and the disk guard is not low.
+    pub fn writable(&self) -> Result<(), EngineError> {
+        if !self.inner.log.healthy() {
+            return Err(EngineError::Unavailable);
+        }
+        if self.inner.disk.low() {
+            return Err(EngineError::DiskLow);
+        }
+        Ok(())
     }
 
     /// The state database (sled) for other concerns: dimensions, rewards, players.
@@ -264,6 +297,7 @@ fn tenant_args(
 }
 
 mod leaderboards;
+mod maintenance;
 
 #[cfg(test)]
 #[path = "engine/tests.rs"]

@@ -11,6 +11,9 @@ pub enum EngineError {
     /// The store is not open (data dir unavailable) or was marked failed.
     #[error("storage unavailable")]
     Unavailable,
+    /// Free disk space is below the configured minimum: writes are refused until it returns.
+    #[error("disk space low")]
+    DiskLow,
     /// No actor for this tenant.
     #[error("unknown tenant {0}")]
     UnknownTenant(String),

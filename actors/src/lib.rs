@@ -30,6 +30,7 @@ pub mod engine;
 pub mod error;
 pub mod event;
 pub mod leaderboard;
+pub mod retention;
 pub mod rewards;
 pub mod session;
 pub mod store;

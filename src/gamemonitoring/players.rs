@@ -126,7 +126,7 @@ pub async fn wallet(
     let tenant = app.tenants.authenticate(&headers, "GET", uri.path(), b"")?;
     gm_of(&app, &tenant)?;
     check_user(&user_id)?;
-    let engine = app.require_engine()?;
+    let engine = app.read_engine()?;
     let w = open_store(engine, &tenant)?
         .wallet(&user_id)
         .map_err(super::internal)?
@@ -173,7 +173,7 @@ pub async fn deliveries(
             ))
         }
     };
-    let engine = app.require_engine()?;
+    let engine = app.read_engine()?;
     let list = open_store(engine, &tenant)?
         .deliveries(after, limit)
         .map_err(super::internal)?;

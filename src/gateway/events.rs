@@ -284,8 +284,10 @@ pub async fn read_log(
             "limit must be between 1 and 1000".into(),
         ));
     }
-    let engine = app.require_engine()?;
-    let from = q.from.unwrap_or(1).max(1);
+    let engine = app.read_engine()?;
+    // Retention deletes the oldest records: a `from` below the oldest retained starts there.
+    let first = engine.first_seq(&tenant)?;
+    let from = q.from.unwrap_or(1).max(first);
     let entries = engine.read_log(&tenant, from, limit)?;
     let head = engine
         .durable_head(&tenant)
@@ -303,5 +305,7 @@ pub async fn read_log(
             json!({"seq": e.seq, "accepted_at": accepted_at, "event": event})
         })
         .collect();
-    Ok(Json(json!({"events": events, "next": next, "head": head})))
+    Ok(Json(
+        json!({"events": events, "first": first, "next": next, "head": head}),
+    ))
 }

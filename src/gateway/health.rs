@@ -13,8 +13,11 @@ pub async fn health() -> Json<Value> {
 
 pub async fn ready(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
     match app.engine() {
-        Some(engine) if engine.healthy() => Ok(Json(json!({"status": "ready"}))),
-        _ => Err(ApiError::Unavailable(
+        Some(engine) => {
+            engine.writable()?;
+            Ok(Json(json!({"status": "ready"})))
+        }
+        None => Err(ApiError::Unavailable(
             "Persistence is unavailable: events cannot be stored".into(),
         )),
     }

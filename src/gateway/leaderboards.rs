@@ -50,7 +50,12 @@ pub async fn put(
     let tenant = tenant_of(&app, &headers, "PUT", &uri, &body)?;
     let engine = app.require_engine()?;
     let json = parse_json(&body)?;
-    let (def, created) = engine.put_leaderboard(&tenant, &id, &json).await?;
+    let before = engine.get_leaderboard(&tenant, &id)?;
+    let (mut def, created) = engine.put_leaderboard(&tenant, &id, &json).await?;
+    if before.as_ref() != Some(&def) {
+        // A new or changed board is built from the retained log: say from where.
+        def["rebuilt_from"] = engine.first_seq(&tenant)?.into();
+    }
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -66,7 +71,7 @@ pub async fn get(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = tenant_of(&app, &headers, "GET", &uri, b"")?;
-    let engine = app.require_engine()?;
+    let engine = app.read_engine()?;
     engine
         .get_leaderboard(&tenant, &id)?
         .map(Json)
@@ -79,7 +84,7 @@ pub async fn list(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = tenant_of(&app, &headers, "GET", &uri, b"")?;
-    let engine = app.require_engine()?;
+    let engine = app.read_engine()?;
     Ok(Json(
         json!({"leaderboards": engine.list_leaderboards(&tenant)?}),
     ))
@@ -184,7 +189,7 @@ pub async fn standings(
             "limit: must be 1 to {MAX_LIMIT}"
         )));
     }
-    let engine = app.require_engine()?;
+    let engine = app.read_engine()?;
     let s = engine
         .standings(&tenant, &id, tf, window, q.offset.unwrap_or(0), limit)
         .await?;
@@ -208,7 +213,7 @@ pub async fn user(
     if around > 100 {
         return Err(ApiError::Validation("around: must be 0 to 100".into()));
     }
-    let engine = app.require_engine()?;
+    let engine = app.read_engine()?;
     let u = engine
         .user_standing(&tenant, &id, tf, window, &user, around)
         .await?;

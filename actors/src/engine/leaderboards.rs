@@ -62,6 +62,20 @@ impl Engine {
         }
     }
 
+    /// The lowest log position every board of `tenant` has durably checkpointed past
+    /// (`u64::MAX` without boards: nothing holds the log back).
+    pub(super) fn min_checkpointed(&self, tenant: &str) -> Result<u64, EngineError> {
+        let mut min = u64::MAX;
+        for kv in self.defs()?.scan_prefix(format!("{tenant}/")) {
+            let (k, _) = kv?;
+            let key = String::from_utf8_lossy(&k);
+            let id = &key[tenant.len() + 1..];
+            let meta = crate::leaderboard::actor::meta_tree(&self.inner.db, tenant, id)?;
+            min = min.min(crate::leaderboard::actor::checkpointed_seq(&meta)?);
+        }
+        Ok(min)
+    }
+
     /// Start an actor for every stored definition of a running tenant.
     pub(super) async fn start_stored_boards(&self) -> Result<(), EngineError> {
         let defs = self.defs()?;

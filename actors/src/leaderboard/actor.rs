@@ -164,6 +164,24 @@ pub fn meta_tree(db: &sled::Db, tenant: &str, board: &str) -> Result<sled::Tree,
     Ok(db.open_tree(format!("lb/{tenant}/{board}"))?)
 }
 
+/// The log position a board's durable checkpoint has applied (0 without one): retention
+/// never deletes past it.
+pub fn checkpointed_seq(meta: &sled::Tree) -> Result<u64, EngineError> {
+    let Some(buf) = meta.get(CKPT_KEY)? else {
+        return Ok(0);
+    };
+    let def_len = buf
+        .get(..4)
+        .map(|b| u32::from_be_bytes(b.try_into().expect("4")) as usize)
+        .unwrap_or(usize::MAX);
+    // After the definition: the checkpoint version byte, then `applied` (big-endian u64).
+    let at = def_len.saturating_add(5);
+    Ok(buf
+        .get(at..at.saturating_add(8))
+        .map(|b| u64::from_be_bytes(b.try_into().expect("8")))
+        .unwrap_or(0))
+}
+
 /// Load the checkpoint if it was taken under the same definition; otherwise start empty
 /// (and drop any history of an older definition).
 fn recover(
