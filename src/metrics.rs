@@ -52,6 +52,11 @@ const COUNTERS: &[CounterSpec] = &[
         labels: NO_LABELS,
     },
     CounterSpec {
+        name: "phoenix_log_purged_records_total",
+        help: "Log records deleted by retention.",
+        labels: NO_LABELS,
+    },
+    CounterSpec {
         name: "phoenix_fsyncs_total",
         help: "fsyncs of the event log (each answers every request written before it).",
         labels: NO_LABELS,
@@ -133,6 +138,16 @@ const GAUGES: &[(&str, Unit, &str)] = &[
         "Log positions durable but not yet applied by a board (log head - applied), per tenant and board.",
     ),
     ("phoenix_ws_sessions", Unit::Count, "Open WebSocket sessions."),
+    (
+        "phoenix_store_bytes",
+        Unit::Bytes,
+        "Bytes the embedded store (sled) occupies on disk.",
+    ),
+    (
+        "phoenix_disk_free_bytes",
+        Unit::Bytes,
+        "Bytes free on the data dir's filesystem; below min_free_disk_mb writes are refused.",
+    ),
     (
         "phoenix_ws_views",
         Unit::Count,
