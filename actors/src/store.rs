@@ -102,6 +102,8 @@ pub struct SledLog {
     file: std::fs::File,
     trees: RwLock<HashMap<String, sled::Tree>>,
     healthy: AtomicBool,
+    /// Write compressed (v3) records where that saves space (the default).
+    compress: bool,
 }
 
 impl std::fmt::Debug for SledLog {
@@ -132,7 +134,15 @@ impl SledLog {
             file,
             trees: RwLock::new(HashMap::new()),
             healthy: AtomicBool::new(true),
+            compress: true,
         })
+    }
+
+    /// Write records compressed (the default) or plain. Either way every layout reads back;
+    /// plain exists to measure what compression saves (`actors/examples/log_bytes.rs`).
+    pub fn with_compression(mut self, on: bool) -> SledLog {
+        self.compress = on;
+        self
     }
 
     /// The underlying database, for the other concerns (checkpoints, dimensions …).
@@ -174,7 +184,11 @@ impl EventLog for SledLog {
         let tree = self.tree(tenant).inspect_err(|_| {
             self.healthy.store(false, Ordering::SeqCst);
         })?;
-        let record = codec::encode(events);
+        let record = if self.compress {
+            codec::encode(events)
+        } else {
+            codec::encode_v2(events)
+        };
         tree.insert(first_seq.to_be_bytes(), record)
             .map_err(|e| self.fail(e))?;
         Ok(())
@@ -405,7 +419,7 @@ pub(crate) mod codec {
         Ok(Cow::Owned(out))
     }
 
-    fn encode_v2(events: &[NewEntry<'_>]) -> Vec<u8> {
+    pub fn encode_v2(events: &[NewEntry<'_>]) -> Vec<u8> {
         let size: usize = events.iter().map(|(_, i, j)| 14 + i.len() + j.len()).sum();
         let mut out = Vec::with_capacity(5 + size);
         out.push(V2);
