@@ -116,6 +116,10 @@ pub struct Config {
     /// WebSocket: unacknowledged streamed events per connection; further frames wait.
     #[serde(default = "default_ws_inflight")]
     pub ws_max_inflight_events: usize,
+    /// WebSocket: live subscriptions per connection; one more is refused with an error
+    /// frame (`phoenix_ws_subscriptions_refused_total`).
+    #[serde(default = "default_ws_max_subscriptions")]
+    pub ws_max_subscriptions: usize,
     /// The tenants.
     #[serde(default)]
     pub tenants: Vec<TenantConfig>,
@@ -132,6 +136,9 @@ fn default_ws_stall() -> u64 {
 }
 fn default_ws_inflight() -> usize {
     1000
+}
+fn default_ws_max_subscriptions() -> usize {
+    32
 }
 
 fn default_checkpoint_interval() -> u64 {
@@ -237,6 +244,9 @@ impl Config {
                 "ws_outbound_queue / ws_max_inflight_events: need at least 1 frame and 100 events"
                     .into(),
             );
+        }
+        if self.ws_max_subscriptions == 0 {
+            problems.push("ws_max_subscriptions: must be at least 1".into());
         }
         if self.max_concurrent_requests == 0 {
             problems.push("max_concurrent_requests: must be at least 1".into());

@@ -200,6 +200,7 @@ pub async fn run(
     let ids = tenants.ids();
     // Before the engine starts: actors look their counters up once, when they start.
     let metrics = metrics_handle();
+    crate::gateway::ws::register_metrics();
     match open_engine(&config, &ids).await {
         Ok(engine) => {
             if let Err(e) = crate::admin::restore(&engine, &tenants).await {
