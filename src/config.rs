@@ -116,6 +116,10 @@ pub struct Config {
     /// WebSocket: unacknowledged streamed events per connection; further frames wait.
     #[serde(default = "default_ws_inflight")]
     pub ws_max_inflight_events: usize,
+    /// WebSocket: open connections per process; one more upgrade is refused with 503
+    /// (`phoenix_ws_connections_refused_total`).
+    #[serde(default = "default_ws_max_connections")]
+    pub ws_max_connections: usize,
     /// WebSocket: live subscriptions per connection; one more is refused with an error
     /// frame (`phoenix_ws_subscriptions_refused_total`).
     #[serde(default = "default_ws_max_subscriptions")]
@@ -139,6 +143,9 @@ fn default_ws_inflight() -> usize {
 }
 fn default_ws_max_subscriptions() -> usize {
     32
+}
+fn default_ws_max_connections() -> usize {
+    10_000
 }
 
 fn default_checkpoint_interval() -> u64 {
@@ -247,6 +254,9 @@ impl Config {
         }
         if self.ws_max_subscriptions == 0 {
             problems.push("ws_max_subscriptions: must be at least 1".into());
+        }
+        if self.ws_max_connections == 0 {
+            problems.push("ws_max_connections: must be at least 1".into());
         }
         if self.max_concurrent_requests == 0 {
             problems.push("max_concurrent_requests: must be at least 1".into());

@@ -788,3 +788,49 @@ fn protocol_errors_get_a_close_code_and_reason_never_a_bare_close() {
     let body: Value = serde_json::from_str(resp.split("\r\n\r\n").nth(1).unwrap()).unwrap();
     assert_envelope(400, &body, 400, "VALIDATION_ERROR");
 }
+
+#[tokio::test]
+async fn connections_are_capped_per_process_with_a_503_envelope() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        dir.path(),
+        &config_text(&dir.path().join("data"), "ws_max_connections = 3"),
+    );
+    let c = server.client();
+    let tok = token(&c, 600).await;
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        open.push(backend(&server.base, TENANT, SECRET).await.unwrap());
+    }
+    open.push(with_token(&server.base, &tok).await.unwrap());
+    // The fourth is refused before the upgrade, in the envelope.
+    let refused = connect_async(format!("{}?token={tok}", ws_url(&server.base))).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            let body: Value = serde_json::from_slice(resp.body().as_deref().unwrap()).unwrap();
+            assert_envelope(resp.status().as_u16(), &body, 503, "UNAVAILABLE");
+        }
+        other => panic!("expected a 503, got {other:?}"),
+    }
+    // A bad credential is still a 401 (auth first), and uses no slot.
+    let err = with_token(&server.base, "garbage").await.unwrap_err();
+    assert!(err.contains("401"), "{err}");
+    // Closing one frees its slot.
+    let mut first = open.remove(0);
+    first.close(None).await.unwrap();
+    drop(first);
+    let mut again = None;
+    for _ in 0..100 {
+        if let Ok(ws) = backend(&server.base, TENANT, SECRET).await {
+            again = Some(ws);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    ping_ok(again.as_mut().expect("a slot again after a close")).await;
+    let text = server.metrics().await;
+    assert!(
+        metric(&text, "phoenix_ws_connections_refused_total") >= 1.0,
+        "{text}"
+    );
+}

@@ -11,6 +11,7 @@ mod frames;
 mod handshake;
 mod live;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,6 +44,33 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// Socket write buffer per connection beyond which writes wait (bounded memory).
 const MAX_WRITE_BUFFER: usize = 4 * 1024 * 1024;
 
+/// Open WebSocket connections of this process (`ws_max_connections`).
+static OPEN: AtomicUsize = AtomicUsize::new(0);
+
+/// One of the `ws_max_connections` slots, held for the life of a connection.
+struct Slot;
+
+impl Slot {
+    fn take(max: usize) -> Result<Slot, ApiError> {
+        OPEN.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .map(|_| Slot)
+        .map_err(|_| {
+            metrics::counter!("phoenix_ws_connections_refused_total").increment(1);
+            ApiError::Unavailable(format!(
+                "Too many WebSocket connections (at most {max}); retry later"
+            ))
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        OPEN.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 #[derive(Debug, Deserialize)]
 pub struct WsQuery {
     token: Option<String>,
@@ -65,6 +93,7 @@ pub fn register_metrics() {
         "phoenix_ws_resyncs_total",
         "phoenix_ws_subscriptions_refused_total",
         "phoenix_ws_revoked_total",
+        "phoenix_ws_connections_refused_total",
     ] {
         metrics::counter!(name).increment(0);
     }
@@ -101,14 +130,16 @@ pub async fn upgrade(
     };
     let engine = app.require_engine()?.clone();
     let upgrade = Upgrade::check(&mut req)?;
+    let slot = Slot::take(app.config.ws_max_connections)?;
     let limits = Limits::from(&app);
     let tenants = app.tenants.clone();
     let config = WebSocketConfig::default()
         .max_message_size(Some(crate::gateway::BODY_LIMIT))
         .max_frame_size(Some(crate::gateway::BODY_LIMIT))
         .max_write_buffer_size(MAX_WRITE_BUFFER);
-    Ok(upgrade.respond(config, move |ws, abort| {
-        session(ws, abort, engine, tenants, principal, cred, limits)
+    Ok(upgrade.respond(config, move |ws, abort| async move {
+        session(ws, abort, engine, tenants, principal, cred, limits).await;
+        drop(slot);
     }))
 }
 
