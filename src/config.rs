@@ -134,6 +134,14 @@ pub struct Config {
     /// Milliseconds between two free-space measurements.
     #[serde(default = "default_disk_check_interval")]
     pub disk_check_interval_ms: u64,
+    /// WebSocket: open connections per process; one more upgrade is refused with 503
+    /// (`phoenix_ws_connections_refused_total`).
+    #[serde(default = "default_ws_max_connections")]
+    pub ws_max_connections: usize,
+    /// WebSocket: live subscriptions per connection; one more is refused with an error
+    /// frame (`phoenix_ws_subscriptions_refused_total`).
+    #[serde(default = "default_ws_max_subscriptions")]
+    pub ws_max_subscriptions: usize,
     /// The tenants.
     #[serde(default)]
     pub tenants: Vec<TenantConfig>,
@@ -163,6 +171,12 @@ fn default_ws_stall() -> u64 {
 }
 fn default_ws_inflight() -> usize {
     1000
+}
+fn default_ws_max_subscriptions() -> usize {
+    32
+}
+fn default_ws_max_connections() -> usize {
+    10_000
 }
 
 fn default_checkpoint_interval() -> u64 {
@@ -273,6 +287,12 @@ impl Config {
             problems.push(
                 "retention_interval_seconds / disk_check_interval_ms: must be at least 1".into(),
             );
+        }
+        if self.ws_max_subscriptions == 0 {
+            problems.push("ws_max_subscriptions: must be at least 1".into());
+        }
+        if self.ws_max_connections == 0 {
+            problems.push("ws_max_connections: must be at least 1".into());
         }
         if self.max_concurrent_requests == 0 {
             problems.push("max_concurrent_requests: must be at least 1".into());

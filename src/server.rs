@@ -228,6 +228,7 @@ pub async fn run(
     // Before the engine starts: actors look their counters up once, when they start.
     let metrics = metrics_handle();
     crate::metrics::describe_and_register();
+    crate::gateway::ws::register_metrics();
     match open_engine(&config, &ids).await {
         Ok(engine) => {
             if let Err(e) = crate::admin::restore(&engine, &tenants).await {

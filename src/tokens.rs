@@ -44,30 +44,74 @@ pub fn mint(secret: &[u8], claims: &Claims) -> String {
     format!("{signed}.{sig}")
 }
 
+/// A verified token: its claims and until when it holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verified {
+    pub claims: Claims,
+    /// Unix time at which the token stops verifying: its expiry or, for a token signed with
+    /// the previous secret during a rotation overlap, the end of the overlap if sooner.
+    pub valid_until: i64,
+}
+
+/// Why a token does not verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Malformed, unknown tenant, or a signature no live secret of the tenant made
+    /// (including the previous secret once its rotation overlap is over).
+    #[error("Invalid client token")]
+    Invalid,
+    #[error("Client token expired")]
+    Expired,
+    #[error("{}", crate::tenants::SUSPENDED)]
+    Suspended,
+}
+
+impl From<TokenError> for ApiError {
+    fn from(e: TokenError) -> ApiError {
+        match e {
+            TokenError::Suspended => ApiError::Forbidden(e.to_string()),
+            _ => ApiError::Unauthorized(e.to_string()),
+        }
+    }
+}
+
 /// Check a token's signature (constant time), tenant, and expiry against `now`.
 pub fn verify(tenants: &Tenants, token: &str, now: i64) -> Result<Claims, ApiError> {
-    let bad = || ApiError::Unauthorized("Invalid client token".into());
+    Ok(check(tenants, token, now)?.claims)
+}
+
+/// Like [`verify`], also saying until when the token holds. A token verifies with the
+/// tenant's current secret or, during a rotation overlap, with the previous one (as signed
+/// requests do); after the overlap only with the current one.
+pub fn check(tenants: &Tenants, token: &str, now: i64) -> Result<Verified, TokenError> {
+    let bad = || TokenError::Invalid;
     let rest = token.strip_prefix(PREFIX).ok_or_else(bad)?;
     let (payload, sig) = rest.rsplit_once('.').ok_or_else(bad)?;
     let bytes = URL_SAFE_NO_PAD.decode(payload).map_err(|_| bad())?;
     let claims: Claims = serde_json::from_slice(&bytes).map_err(|_| bad())?;
     let tenant = tenants.get(&claims.t).ok_or_else(bad)?;
     let sig = hex::decode(sig).map_err(|_| bad())?;
-    mac(
-        tenant.secret.expose().as_bytes(),
-        &token[..PREFIX.len() + payload.len()],
-    )
-    .verify_slice(&sig)
-    .map_err(|_| bad())?;
+    let signed = &token[..PREFIX.len() + payload.len()];
+    let secret_until = tenant
+        .live_secrets(now)
+        .find(|(secret, _)| {
+            mac(secret.expose().as_bytes(), signed)
+                .verify_slice(&sig)
+                .is_ok()
+        })
+        .map(|(_, until)| until)
+        .ok_or_else(bad)?;
     if claims.exp <= now {
-        return Err(ApiError::Unauthorized("Client token expired".into()));
+        return Err(TokenError::Expired);
     }
     if tenant.status == TenantStatus::Suspended {
-        return Err(ApiError::Forbidden(
-            "Tenant is inactive/suspended. Contact Phoenix support.".into(),
-        ));
+        return Err(TokenError::Suspended);
     }
-    Ok(claims)
+    let valid_until = secret_until.map_or(claims.exp, |u| u.min(claims.exp));
+    Ok(Verified {
+        claims,
+        valid_until,
+    })
 }
 
 #[cfg(test)]
@@ -121,5 +165,27 @@ mod tests {
         for junk in ["", "pxt1.", "pxt1.x.y", "nope"] {
             assert!(verify(&t, junk, 1_000).is_err());
         }
+    }
+
+    #[test]
+    fn tokens_of_the_previous_secret_verify_only_during_the_overlap() {
+        let t = tenants();
+        let old = mint(b"acme-secret-0123456789", &claims(5_000));
+        let mut acme = t.get("acme").unwrap();
+        acme.previous = Some((acme.secret.clone(), 2_000));
+        acme.secret = crate::config::Secret::new("rotated-secret-0123456");
+        t.upsert("acme", acme);
+        let v = check(&t, &old, 1_000).unwrap();
+        assert_eq!(
+            v.valid_until, 2_000,
+            "until the overlap ends, not the expiry"
+        );
+        assert!(
+            verify(&t, &old, 2_000).is_err(),
+            "refused once the overlap is over"
+        );
+        let new = mint(b"rotated-secret-0123456", &claims(5_000));
+        assert_eq!(check(&t, &new, 2_500).unwrap().valid_until, 5_000);
+        assert!(verify(&t, &mint(b"another-secret-00000000", &claims(5_000)), 1_000).is_err());
     }
 }

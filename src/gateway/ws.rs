@@ -1,30 +1,75 @@
-//! `GET /v1/ws`: the WebSocket gateway (SPEC §5, docs/websocket.md). Authenticates before
-//! the upgrade, then runs three parts per connection: a writer task draining the bounded
-//! outbound queue, a `SessionActor` owning the view subscriptions, and this reader loop,
-//! which also runs streaming ingest with a bounded number of unacknowledged events.
+//! `GET /v1/ws`: the WebSocket gateway (SPEC §5, §9, docs/websocket.md). Authenticates before
+//! the upgrade, then runs four parts per connection: a writer task draining the bounded
+//! outbound queue, a `SessionActor` owning the view subscriptions, a watcher that ends the
+//! session when its credential stops holding (`live`), and this reader loop, which also runs
+//! streaming ingest with a bounded number of unacknowledged events.
+//!
+//! Every way a session ends is explicit: a slow client is reset at once (nothing flushed);
+//! revoked rights and protocol errors get a close frame with a code and a reason.
 
+mod frames;
+mod handshake;
+mod live;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
-use axum::http::HeaderMap;
+use axum::extract::{Query, Request, State};
 use axum::response::Response;
 use chrono::Utc;
+use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
-use phoenix_actors::leaderboard::views::{ViewKey, ViewKind};
-use phoenix_actors::leaderboard::window::{Timeframe, WindowKey};
-use phoenix_actors::session::{error_frame, SessionArgs, SessionHandle};
+use phoenix_actors::session::{error_frame, Closing, SessionArgs, SessionHandle};
 use phoenix_actors::Engine;
 use serde::Deserialize;
-use serde_json::value::RawValue;
-use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch, Semaphore};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::WebSocketStream;
 
 use crate::error::ApiError;
-use crate::gateway::events::Batch;
 use crate::server::AppState;
+use crate::tenants::Tenants;
 use crate::tokens::{self, Claims};
+use handshake::{Abort, Io, Upgrade};
+use live::Credential;
+
+pub use frames::MAX_FRAME_ID;
+
+/// How long a closing session may take to write its close frame (or its last acks).
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Socket write buffer per connection beyond which writes wait (bounded memory).
+const MAX_WRITE_BUFFER: usize = 4 * 1024 * 1024;
+
+/// Open WebSocket connections of this process (`ws_max_connections`).
+static OPEN: AtomicUsize = AtomicUsize::new(0);
+
+/// One of the `ws_max_connections` slots, held for the life of a connection.
+struct Slot;
+
+impl Slot {
+    fn take(max: usize) -> Result<Slot, ApiError> {
+        OPEN.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .map(|_| Slot)
+        .map_err(|_| {
+            metrics::counter!("phoenix_ws_connections_refused_total").increment(1);
+            ApiError::Unavailable(format!(
+                "Too many WebSocket connections (at most {max}); retry later"
+            ))
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        OPEN.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 #[derive(Debug, Deserialize)]
 pub struct WsQuery {
@@ -39,33 +84,63 @@ struct Principal {
     client: Option<Claims>,
 }
 
+/// Register this gateway's metrics at zero, so dashboards see them before they first move.
+pub fn register_metrics() {
+    metrics::gauge!("phoenix_ws_sessions").increment(0.0);
+    for name in [
+        "phoenix_ws_slow_closed_total",
+        "phoenix_ws_frames_dropped_total",
+        "phoenix_ws_resyncs_total",
+        "phoenix_ws_subscriptions_refused_total",
+        "phoenix_ws_revoked_total",
+        "phoenix_ws_connections_refused_total",
+    ] {
+        metrics::counter!(name).increment(0);
+    }
+    for reason in ["too_big", "invalid_utf8", "protocol"] {
+        metrics::counter!("phoenix_ws_protocol_closed_total", "reason" => reason).increment(0);
+    }
+}
+
 pub async fn upgrade(
     State(app): State<AppState>,
-    headers: HeaderMap,
     query: Result<Query<WsQuery>, axum::extract::rejection::QueryRejection>,
-    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    mut req: Request,
 ) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::Validation(e.body_text()))?;
-    let principal = match q.token {
+    let (principal, cred) = match q.token {
         Some(token) => {
-            let claims = tokens::verify(&app.tenants, &token, Utc::now().timestamp())?;
-            Principal {
+            let claims = tokens::check(&app.tenants, &token, Utc::now().timestamp())?.claims;
+            let p = Principal {
                 tenant: claims.t.clone(),
                 client: Some(claims),
-            }
+            };
+            (p, Credential::Client(token))
         }
-        None => Principal {
-            tenant: app.tenants.authenticate(&headers, "GET", "/v1/ws", b"")?,
-            client: None,
-        },
+        None => {
+            let (tenant, secret) =
+                app.tenants
+                    .authenticate_with(req.headers(), "GET", "/v1/ws", b"")?;
+            let p = Principal {
+                tenant,
+                client: None,
+            };
+            (p, Credential::Backend(secret))
+        }
     };
     let engine = app.require_engine()?.clone();
-    let ws = ws.map_err(|e| ApiError::Validation(format!("WebSocket upgrade required: {e}")))?;
+    let upgrade = Upgrade::check(&mut req)?;
+    let slot = Slot::take(app.config.ws_max_connections)?;
     let limits = Limits::from(&app);
-    Ok(ws
-        .max_message_size(crate::gateway::BODY_LIMIT)
-        .max_write_buffer_size(4 * 1024 * 1024)
-        .on_upgrade(move |socket| session(socket, engine, principal, limits)))
+    let tenants = app.tenants.clone();
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(crate::gateway::BODY_LIMIT))
+        .max_frame_size(Some(crate::gateway::BODY_LIMIT))
+        .max_write_buffer_size(MAX_WRITE_BUFFER);
+    Ok(upgrade.respond(config, move |ws, abort| async move {
+        session(ws, abort, engine, tenants, principal, cred, limits).await;
+        drop(slot);
+    }))
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -73,6 +148,7 @@ struct Limits {
     queue: usize,
     inflight: usize,
     stall: Duration,
+    subscriptions: usize,
 }
 
 impl From<&AppState> for Limits {
@@ -81,36 +157,67 @@ impl From<&AppState> for Limits {
             queue: app.config.ws_outbound_queue,
             inflight: app.config.ws_max_inflight_events,
             stall: Duration::from_secs(app.config.ws_stall_timeout_seconds),
+            subscriptions: app.config.ws_max_subscriptions,
         }
     }
 }
 
-async fn session(socket: WebSocket, engine: Engine, who: Principal, limits: Limits) {
-    let (mut sink, mut stream) = socket.split();
-    let (out, mut out_rx) = mpsc::channel::<String>(limits.queue);
-    let (close, mut close_rx) = watch::channel::<Option<String>>(None);
-    let writer = tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                frame = out_rx.recv() => match frame {
-                    Some(f) => if sink.send(Message::Text(f.into())).await.is_err() { return },
-                    None => return,
-                },
-                _ = close_rx.changed() => {
-                    let reason = close_rx.borrow().clone().unwrap_or_default();
-                    tracing::info!(%reason, "closing WebSocket");
-                    let _ = sink.send(Message::Close(Some(CloseFrame { code: 1008, reason: reason.into() }))).await;
-                    return;
-                }
-            }
-        }
-    });
+/// Resolves once a reason to end the session is set (or nobody can set one any more).
+async fn ending(rx: &mut watch::Receiver<Option<Closing>>) {
+    let _ = rx.wait_for(Option::is_some).await;
+}
+
+/// The close a read error calls for: 1009 for a frame or message over the limit, 1007 for
+/// invalid UTF-8, 1002 with the reason for other protocol errors; `None` when the peer is
+/// gone (nothing can be sent).
+fn protocol_close(e: &tungstenite::Error) -> Option<Closing> {
+    use tungstenite::Error as E;
+    let (code, label, reason) = match e {
+        E::Capacity(_) => (
+            1009,
+            "too_big",
+            format!(
+                "message too big: frames and messages over {} bytes are refused",
+                crate::gateway::BODY_LIMIT
+            ),
+        ),
+        E::Utf8(_) => (
+            1007,
+            "invalid_utf8",
+            "text frame is not valid UTF-8".to_owned(),
+        ),
+        E::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake)
+        | E::ConnectionClosed
+        | E::AlreadyClosed
+        | E::Io(_) => return None,
+        E::Protocol(p) => (1002, "protocol", format!("protocol error: {p}")),
+        other => (1002, "protocol", format!("protocol error: {other}")),
+    };
+    metrics::counter!("phoenix_ws_protocol_closed_total", "reason" => label).increment(1);
+    let reason = phoenix_actors::session::truncate(&reason, 123).into_owned();
+    Some(Closing::Close { code, reason })
+}
+
+async fn session(
+    ws: WebSocketStream<Io>,
+    abort: Abort,
+    engine: Engine,
+    tenants: Tenants,
+    who: Principal,
+    cred: Credential,
+    limits: Limits,
+) {
+    let (sink, mut stream) = ws.split();
+    let (out, out_rx) = mpsc::channel::<String>(limits.queue);
+    let (close, mut closing) = watch::channel::<Option<Closing>>(None);
+    let mut writer = tokio::spawn(write(sink, out_rx, closing.clone()));
     let args = SessionArgs {
         tenant: who.tenant.clone(),
         engine: engine.clone(),
         out: out.clone(),
         close: close.clone(),
         stall_timeout: limits.stall,
+        max_subscriptions: limits.subscriptions,
     };
     let actor = match SessionHandle::start(args).await {
         Ok(a) => a,
@@ -120,282 +227,123 @@ async fn session(socket: WebSocket, engine: Engine, who: Principal, limits: Limi
             return;
         }
     };
-    let inflight = Arc::new(Semaphore::new(limits.inflight));
-    while let Some(Ok(msg)) = stream.next().await {
-        match msg {
-            Message::Text(text) => {
-                handle_frame(
-                    &text,
-                    &who,
-                    &engine,
-                    &actor,
-                    &out,
-                    &inflight,
-                    limits.inflight,
-                )
-                .await
-            }
-            Message::Binary(_) => {
-                let _ = out
-                    .send(error_frame(
-                        None,
-                        "VALIDATION_ERROR",
-                        400,
-                        "binary frames are not supported; send JSON text",
-                    ))
-                    .await;
-            }
-            Message::Close(_) => break,
-            _ => {}
-        }
-    }
-    actor.stop();
-    // Let queued frames (acks) drain briefly, then stop writing.
-    drop(out);
-    let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Subscribe {
-    id: String,
-    leaderboard: String,
-    #[serde(default)]
-    timeframe: Option<String>,
-    #[serde(default)]
-    window: Option<String>,
-    view: ViewSpec,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ViewSpec {
-    top: Option<usize>,
-    around: Option<String>,
-    radius: Option<usize>,
-}
-
-fn view_key(s: &Subscribe) -> Result<ViewKey, String> {
-    let tf: Timeframe = s.timeframe.as_deref().unwrap_or("all_time").parse()?;
-    let window = match s.window.as_deref() {
-        None | Some("current") => None,
-        Some(k) => Some(WindowKey::parse(tf, k).map_err(|e| format!("window: {e}"))?),
-    };
-    let kind = match (&s.view.top, &s.view.around) {
-        (Some(n), None) if (1..=100).contains(n) => ViewKind::Top(*n),
-        (None, Some(user)) => {
-            let radius = s.view.radius.unwrap_or(5);
-            if radius > 50 {
-                return Err("view.radius: must be 0 to 50".into());
-            }
-            ViewKind::Around {
-                user: user.clone(),
-                radius,
-            }
-        }
-        _ => {
-            return Err(
-                r#"view: must be {"top": 1..100} or {"around": user_id, "radius": 0..50}"#.into(),
-            )
-        }
-    };
-    Ok(ViewKey { tf, window, kind })
-}
-
-async fn handle_frame(
-    text: &str,
-    who: &Principal,
-    engine: &Engine,
-    actor: &SessionHandle,
-    out: &mpsc::Sender<String>,
-    inflight: &Arc<Semaphore>,
-    max_inflight: usize,
-) {
-    let reply = |f: String| {
-        let out = out.clone();
-        async move {
-            let _ = out.send(f).await;
-        }
-    };
-    let frame: Value = match serde_json::from_str(text) {
-        Ok(v) => v,
-        Err(e) => {
-            return reply(error_frame(
-                None,
-                "VALIDATION_ERROR",
-                400,
-                &format!("Malformed JSON: {e}"),
-            ))
-            .await
-        }
-    };
-    let id = frame.get("id").and_then(Value::as_str).map(str::to_owned);
-    let id = id.as_deref();
-    match frame.get("type").and_then(Value::as_str) {
-        Some("ping") => reply(json!({"type": "pong", "id": id}).to_string()).await,
-        Some("subscribe") => {
-            let mut body = frame.clone();
-            body.as_object_mut().map(|o| o.remove("type"));
-            let sub: Subscribe = match serde_json::from_value(body) {
-                Ok(s) => s,
-                Err(e) => {
-                    return reply(error_frame(
-                        id,
-                        "VALIDATION_ERROR",
-                        400,
-                        &format!("subscribe: {e}"),
-                    ))
-                    .await
-                }
-            };
-            if let Some(Claims {
-                lb: Some(allowed), ..
-            }) = &who.client
-            {
-                if !allowed.contains(&sub.leaderboard) {
-                    return reply(error_frame(
-                        id,
-                        "FORBIDDEN",
-                        403,
-                        "this token may not watch that leaderboard",
-                    ))
-                    .await;
-                }
-            }
-            match view_key(&sub) {
-                Ok(key) => actor.subscribe(sub.id, sub.leaderboard, key),
-                Err(e) => reply(error_frame(id, "VALIDATION_ERROR", 400, &e)).await,
-            }
-        }
-        Some("unsubscribe") => match id {
-            Some(id) => actor.unsubscribe(id.to_owned()),
-            None => {
-                reply(error_frame(
-                    None,
-                    "VALIDATION_ERROR",
-                    400,
-                    "unsubscribe needs the subscription id",
-                ))
-                .await
-            }
-        },
-        Some("ingest") => {
-            if who.client.is_some() {
-                return reply(error_frame(
-                    id,
-                    "FORBIDDEN",
-                    403,
-                    "client tokens are read-only: ingest needs tenant HMAC",
-                ))
-                .await;
-            }
-            ingest(text, id, who, engine, out, inflight, max_inflight).await
-        }
-        _ => {
-            reply(error_frame(
-                id,
-                "VALIDATION_ERROR",
-                400,
-                "type must be subscribe, unsubscribe, ingest or ping",
-            ))
-            .await
-        }
-    }
-}
-
-#[derive(Deserialize)]
-struct IngestFrame<'a> {
-    #[serde(borrow)]
-    event: Option<&'a RawValue>,
-    #[serde(borrow)]
-    events: Option<Vec<&'a RawValue>>,
-}
-
-/// Validate, then log durably in a task; the ack goes out after fsync. Reading the next frame
-/// waits while `max_inflight` events are unacknowledged.
-async fn ingest(
-    text: &str,
-    id: Option<&str>,
-    who: &Principal,
-    engine: &Engine,
-    out: &mpsc::Sender<String>,
-    inflight: &Arc<Semaphore>,
-    max_inflight: usize,
-) {
-    let frame: IngestFrame = match serde_json::from_str(text) {
-        Ok(f) => f,
-        Err(e) => {
-            let _ = out
-                .send(error_frame(
-                    id,
-                    "VALIDATION_ERROR",
-                    400,
-                    &format!("ingest: {e}"),
-                ))
-                .await;
-            return;
-        }
-    };
-    let raws: Vec<&RawValue> = match (frame.event, frame.events) {
-        (Some(e), None) => vec![e],
-        (None, Some(list)) if (1..=crate::gateway::events::MAX_BULK).contains(&list.len()) => list,
-        (None, Some(_)) => {
-            let _ = out
-                .send(error_frame(
-                    id,
-                    "VALIDATION_ERROR",
-                    400,
-                    "events must hold 1 to 100 events",
-                ))
-                .await;
-            return;
-        }
-        _ => {
-            let _ = out
-                .send(error_frame(
-                    id,
-                    "VALIDATION_ERROR",
-                    400,
-                    "ingest needs \"event\" or \"events\"",
-                ))
-                .await;
-            return;
-        }
-    };
-    let n = raws.len().min(max_inflight) as u32;
-    let Ok(permits) = inflight.clone().acquire_many_owned(n).await else {
-        return;
-    };
-    let mut batch = Batch::validate(&raws, &who.tenant, Utc::now());
-    let (engine, tenant, out, id) = (
-        engine.clone(),
+    let rights = tokio::spawn(live::watch(
+        tenants,
         who.tenant.clone(),
-        out.clone(),
-        id.map(str::to_owned),
-    );
-    tokio::spawn(async move {
-        let valid = std::mem::take(&mut batch.valid);
-        let outcomes = if valid.is_empty() {
-            Ok(Vec::new())
-        } else {
-            engine.ingest(&tenant, valid).await
+        cred,
+        close.clone(),
+    ));
+    let inflight = Arc::new(Semaphore::new(limits.inflight));
+    loop {
+        let msg = tokio::select! {
+            _ = ending(&mut closing) => break,
+            msg = stream.next() => msg,
         };
-        let frame = match outcomes {
-            Ok(outcomes) => {
-                let (results, ..) = batch.results(&outcomes);
-                json!({"type": "ack", "id": id, "results": results}).to_string()
-            }
-            Err(e) => {
-                let e = ApiError::from(e);
-                error_frame(
-                    id.as_deref(),
-                    e.code(),
-                    e.status().as_u16(),
-                    &e.public_message(),
-                )
+        let handled = async {
+            match msg {
+                Some(Ok(Message::Text(text))) => {
+                    frames::handle(
+                        &text,
+                        &who,
+                        &engine,
+                        &actor,
+                        &out,
+                        &inflight,
+                        limits.inflight,
+                    )
+                    .await;
+                    true
+                }
+                Some(Ok(Message::Binary(_))) => {
+                    let _ = out
+                        .send(error_frame(
+                            None,
+                            "VALIDATION_ERROR",
+                            400,
+                            "binary frames are not supported; send JSON text",
+                        ))
+                        .await;
+                    true
+                }
+                // tungstenite answers pings and queues the reply to a close itself.
+                Some(Ok(Message::Close(_))) | None => false,
+                Some(Ok(_)) => true,
+                Some(Err(e)) => {
+                    if let Some(c) = protocol_close(&e) {
+                        Closing::signal(&close, c);
+                    }
+                    false
+                }
             }
         };
-        let _ = out.send(frame).await;
-        drop(permits);
-    });
+        // Handling waits on the outbound queue and the in-flight limit: never past an end.
+        let go_on = tokio::select! {
+            _ = ending(&mut closing) => false,
+            go_on = handled => go_on,
+        };
+        if !go_on {
+            break;
+        }
+    }
+    rights.abort();
+    actor.stop();
+    drop(out);
+    let slow = matches!(&*close.borrow(), Some(Closing::Slow(_)));
+    if slow {
+        // Judged slow: abort now. Nothing queued is flushed and no close frame is written
+        // (it could not get past the full socket buffers anyway): the peer gets a reset.
+        metrics::counter!("phoenix_ws_slow_closed_total").increment(1);
+        abort.reset_on_close();
+        writer.abort();
+    }
+    if tokio::time::timeout(CLOSE_GRACE * 2, &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+        let _ = (&mut writer).await;
+    }
+    drop(stream);
+    drop(abort);
+}
+
+/// Write queued frames until the session ends, racing every write against the end: a
+/// writer blocked on a full socket still sees a slow-consumer verdict at once.
+async fn write(
+    mut sink: SplitSink<WebSocketStream<Io>, Message>,
+    mut frames: mpsc::Receiver<String>,
+    mut closing: watch::Receiver<Option<Closing>>,
+) {
+    loop {
+        let frame = tokio::select! {
+            biased;
+            _ = ending(&mut closing) => break,
+            f = frames.recv() => f,
+        };
+        // `None`: the session ended normally and everything queued (acks) is written.
+        let Some(frame) = frame else { break };
+        tokio::select! {
+            biased;
+            _ = ending(&mut closing) => break,
+            sent = sink.send(Message::Text(frame.into())) => if sent.is_err() { return },
+        }
+    }
+    let end = closing.borrow().clone();
+    match end {
+        Some(Closing::Slow(reason)) => {
+            tracing::info!(%reason, "aborting a slow WebSocket");
+        }
+        Some(Closing::Close { code, reason }) => {
+            tracing::info!(code, %reason, "closing WebSocket");
+            let frame = CloseFrame {
+                code: CloseCode::from(code),
+                reason: reason.into(),
+            };
+            let _ = tokio::time::timeout(CLOSE_GRACE, sink.send(Message::Close(Some(frame)))).await;
+        }
+        None => {
+            // Flushes tungstenite's reply to the client's close, or closes normally.
+            let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
+        }
+    }
 }

@@ -73,6 +73,8 @@ pub struct BoardActorState {
     last_publish: Instant,
     /// A `Publish` is scheduled.
     publish_pending: bool,
+    /// A `Sweep` is scheduled (while any view is live).
+    sweep_pending: bool,
 }
 
 /// A view subscription: the current snapshot and the stream of later frames.
@@ -152,6 +154,8 @@ pub enum LeaderboardMsg {
     },
     /// Push pending view changes (scheduled by coalescing).
     Publish,
+    /// Release views no session watches any more (every push interval while views live).
+    Sweep,
     /// Fault injection for supervision tests.
     #[cfg(test)]
     Panic,
@@ -237,6 +241,7 @@ impl Actor for LeaderboardActor {
             dirty: false,
             last_publish: Instant::now(),
             publish_pending: false,
+            sweep_pending: false,
         })
     }
 
@@ -283,6 +288,8 @@ impl Actor for LeaderboardActor {
         for t in state.tasks.drain(..) {
             t.abort();
         }
+        state.views.clear();
+        metrics::gauge!("phoenix_ws_views", &labels(state)).set(0.0);
         Ok(())
     }
 
@@ -310,6 +317,12 @@ impl Actor for LeaderboardActor {
             }
             LeaderboardMsg::Subscribe { key, reply } => {
                 let _ = reply.send(subscribe(state, key));
+                schedule_sweep(&myself, state);
+            }
+            LeaderboardMsg::Sweep => {
+                state.sweep_pending = false;
+                sweep(state);
+                schedule_sweep(&myself, state);
             }
             LeaderboardMsg::Publish => {
                 state.publish_pending = false;
@@ -559,6 +572,26 @@ fn subscribe(state: &mut BoardActorState, key: ViewKey) -> Result<Subscription, 
     state.views.insert(key, view);
     metrics::gauge!("phoenix_ws_views", &labels(state)).set(state.views.len() as f64);
     Ok(sub)
+}
+
+/// Drop the views whose last subscriber has gone, so a closed connection's views do not wait
+/// for the board's next change to be released.
+fn sweep(state: &mut BoardActorState) {
+    let before = state.views.len();
+    state.views.retain(|_, v| v.tx.receiver_count() > 0);
+    if state.views.len() != before {
+        metrics::gauge!("phoenix_ws_views", &labels(state)).set(state.views.len() as f64);
+    }
+}
+
+/// Keep one `Sweep` scheduled a push interval ahead while any view is live.
+fn schedule_sweep(myself: &ActorRef<LeaderboardMsg>, state: &mut BoardActorState) {
+    if state.sweep_pending || state.views.is_empty() {
+        return;
+    }
+    state.sweep_pending = true;
+    let every = state.args.push_interval.max(Duration::from_millis(10));
+    myself.send_after(every, || LeaderboardMsg::Sweep);
 }
 
 /// Publish now if the last push was long enough ago, else schedule one for when it is.
