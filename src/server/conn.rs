@@ -1,6 +1,12 @@
 //! One accepted TCP connection: its slot under `max_connections`, the clock that says which
 //! deadline applies to it (header, idle), and the socket wrapper that turns the bare error
 //! response hyper writes for a request it cannot parse into the seed's envelope.
+//!
+//! How the wrapper knows a write is hyper's own error answer: hyper writes only responses to
+//! requests it dispatched, or that answer. After a response is complete hyper flushes all of
+//! it before it reads the next head (its state returns to `Init` only after a flush), so a
+//! write that comes after such a flush and before the next dispatch can only be hyper's
+//! answer to a head it could not take.
 
 use std::io;
 use std::pin::Pin;
@@ -80,8 +86,10 @@ pub struct ConnClock {
     busy: AtomicUsize,
     /// Requests answered so far.
     served: AtomicU64,
-    /// Set by the first dispatch: from then on every byte hyper writes is a response of ours.
-    dispatched: AtomicBool,
+    /// Requests dispatched so far.
+    started: AtomicU64,
+    /// A 101 was answered: the socket now carries another protocol, never to be rewritten.
+    upgraded: AtomicBool,
     /// Milliseconds since `origin` when the current wait for a request head began.
     waiting_since: AtomicU64,
     /// Milliseconds since `origin` of the first byte of the next head (`NONE` before it).
@@ -95,7 +103,8 @@ impl ConnClock {
             origin: Instant::now(),
             busy: AtomicUsize::new(0),
             served: AtomicU64::new(0),
-            dispatched: AtomicBool::new(false),
+            started: AtomicU64::new(0),
+            upgraded: AtomicBool::new(false),
             waiting_since: AtomicU64::new(0),
             head_byte: AtomicU64::new(NONE),
             changed: Notify::new(),
@@ -108,7 +117,7 @@ impl ConnClock {
 
     /// A complete request head was parsed and handed to the service.
     pub fn request_started(&self) {
-        self.dispatched.store(true, Ordering::Relaxed);
+        self.started.fetch_add(1, Ordering::Relaxed);
         self.busy.fetch_add(1, Ordering::Relaxed);
         self.changed.notify_waiters();
     }
@@ -123,8 +132,21 @@ impl ConnClock {
         self.changed.notify_waiters();
     }
 
-    fn dispatched(&self) -> bool {
-        self.dispatched.load(Ordering::Relaxed)
+    fn started(&self) -> u64 {
+        self.started.load(Ordering::Relaxed)
+    }
+
+    /// The request in flight was answered 101 Switching Protocols.
+    pub fn upgrading(&self) {
+        self.upgraded.store(true, Ordering::Relaxed);
+    }
+
+    fn upgraded(&self) -> bool {
+        self.upgraded.load(Ordering::Relaxed)
+    }
+
+    fn idle(&self) -> bool {
+        self.busy.load(Ordering::Relaxed) == 0
     }
 
     /// Bytes arrived from the peer.
@@ -156,19 +178,21 @@ impl ConnClock {
     }
 }
 
-/// What the socket does with bytes hyper writes before any request was dispatched: those can
-/// only be hyper's own answer to a request it could not parse (400, 414, 431, empty body).
+/// What the socket does with the bytes hyper writes.
 enum Rewrite {
-    /// Nothing written yet.
-    Watching,
+    /// Every response so far is flushed and none is in flight: a write before the next
+    /// dispatch (`started` still equal to this) is hyper's bare 400/414/431.
+    Armed(u64),
+    /// A response of ours is being written: bytes pass through.
+    Passing,
     /// Collecting hyper's bare response.
     Capturing(Vec<u8>),
     /// Writing our envelope instead; whatever hyper writes meanwhile is dropped.
     Sending { out: Vec<u8>, at: usize },
     /// Ours is out; hyper is closing the connection.
     Sent,
-    /// A request was dispatched first: everything passes through untouched.
-    Passthrough,
+    /// The connection was upgraded (WebSocket): everything passes through untouched.
+    Off,
 }
 
 /// Largest bare response we collect (hyper's are about 100 bytes).
@@ -188,16 +212,18 @@ impl ConnIo {
         ConnIo {
             inner,
             clock,
-            rewrite: Rewrite::Watching,
+            rewrite: Rewrite::Armed(0),
             _slot: slot,
         }
     }
 
     /// Whether this write should be swallowed (captured or dropped) rather than sent.
     fn capture(&mut self, bufs: &[io::IoSlice<'_>]) -> Option<usize> {
-        if matches!(self.rewrite, Rewrite::Watching) {
-            self.rewrite = if self.clock.dispatched() {
-                Rewrite::Passthrough
+        if let Rewrite::Armed(at) = self.rewrite {
+            self.rewrite = if self.clock.upgraded() {
+                Rewrite::Off
+            } else if self.clock.started() != at {
+                Rewrite::Passing
             } else {
                 Rewrite::Capturing(Vec::new())
             };
@@ -212,7 +238,7 @@ impl ConnIo {
                 Some(n)
             }
             Rewrite::Sending { .. } | Rewrite::Sent => Some(n),
-            Rewrite::Watching | Rewrite::Passthrough => None,
+            Rewrite::Armed(_) | Rewrite::Passing | Rewrite::Off => None,
         }
     }
 
@@ -316,7 +342,19 @@ impl AsyncWrite for ConnIo {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         std::task::ready!(this.poll_replacement(cx))?;
-        Pin::new(&mut this.inner).poll_flush(cx)
+        std::task::ready!(Pin::new(&mut this.inner).poll_flush(cx))?;
+        // hyper flushes only once its buffer is written out: if no request is in flight now,
+        // every byte of every response is out, and the next write before a dispatch is hyper's.
+        if matches!(this.rewrite, Rewrite::Passing | Rewrite::Armed(_)) {
+            this.rewrite = if this.clock.upgraded() {
+                Rewrite::Off
+            } else if this.clock.idle() {
+                Rewrite::Armed(this.clock.started())
+            } else {
+                Rewrite::Passing
+            };
+        }
+        Poll::Ready(Ok(()))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -382,7 +420,7 @@ mod tests {
         near(c.deadline(&t), start + t.header, Stage::Header);
         c.request_started();
         assert_eq!(c.deadline(&t), None, "no deadline while serving");
-        assert!(c.dispatched());
+        assert_eq!(c.started(), 1);
         std::thread::sleep(Duration::from_millis(100));
         c.request_finished();
         near(c.deadline(&t), Instant::now() + t.idle, Stage::Idle);

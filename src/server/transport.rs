@@ -157,7 +157,11 @@ impl Connection {
         let service = {
             let (clock, router, t) = (clock.clone(), self.router, self.transport);
             hyper::service::service_fn(move |req: Request<Incoming>| {
-                handle(req, router.clone(), clock.clone(), t)
+                // Before any byte of the answer can be written (see `conn`).
+                clock.request_started();
+                // From here on, whatever happens, the clock hears when this request is done.
+                let finished = FinishGuard(Some(clock.clone()));
+                handle(req, router.clone(), finished, t)
             })
         };
         let conn = self
@@ -212,12 +216,9 @@ impl Connection {
 async fn handle(
     req: Request<Incoming>,
     router: Router,
-    clock: Arc<ConnClock>,
+    finished: FinishGuard,
     t: Transport,
 ) -> Result<axum::response::Response<Finished>, Infallible> {
-    clock.request_started();
-    // From here on, whatever happens, the clock hears when this request is done.
-    let finished = FinishGuard(Some(clock));
     let resp = match edge::check_head(&req, &t.limits) {
         Err(e) => axum::response::IntoResponse::into_response(e),
         Ok(()) => {
@@ -235,6 +236,9 @@ async fn handle(
         }
     };
     let clock = finished.take();
+    if resp.status() == axum::http::StatusCode::SWITCHING_PROTOCOLS {
+        clock.upgrading();
+    }
     Ok(resp.map(|b| Finished::new(b, clock)))
 }
 
