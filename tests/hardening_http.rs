@@ -242,6 +242,32 @@ async fn an_idle_keep_alive_connection_closes_after_the_idle_timeout_not_before(
 }
 
 #[tokio::test]
+async fn a_client_that_never_reads_its_responses_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), SHORT);
+    let mut s = connect(&server).await;
+    // Pipelined requests for the 12 KB dashboard page, never reading an answer: the
+    // server's writes block, and after the 1 s write deadline it closes the connection.
+    let burst = b"GET / HTTP/1.1\r\nhost: x\r\n\r\n".repeat(100);
+    let t0 = Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Err(e) = s.write_all(&burst).await {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("still open after 10 s of not reading");
+    assert!(t0.elapsed() >= Duration::from_millis(900), "{closed}");
+    let m = server.metrics().await;
+    assert!(
+        metric(&m, "phoenix_http_timeouts_total{stage=\"write\"}") >= 1.0,
+        "{m}"
+    );
+}
+
+#[tokio::test]
 async fn probes_answer_while_stalled_uploads_hold_the_concurrency_limit() {
     let dir = tempfile::tempdir().unwrap();
     // A long body timeout so the uploads keep their places for the whole test.

@@ -32,6 +32,9 @@ pub enum Stage {
     Body,
     /// A keep-alive connection sent nothing for `http_idle_timeout_seconds`.
     Idle,
+    /// A response could not be written for `http_body_timeout_seconds` (the client does not
+    /// read).
+    Write,
 }
 
 impl Stage {
@@ -40,6 +43,7 @@ impl Stage {
             Stage::Header => "header",
             Stage::Body => "body",
             Stage::Idle => "idle",
+            Stage::Write => "write",
         }
     }
 
@@ -94,6 +98,9 @@ pub struct ConnClock {
     waiting_since: AtomicU64,
     /// Milliseconds since `origin` of the first byte of the next head (`NONE` before it).
     head_byte: AtomicU64,
+    /// Milliseconds since `origin` since when a write has been waiting on the peer (`NONE`
+    /// while writes go through).
+    write_blocked: AtomicU64,
     pub changed: Notify,
 }
 
@@ -107,6 +114,7 @@ impl ConnClock {
             upgraded: AtomicBool::new(false),
             waiting_since: AtomicU64::new(0),
             head_byte: AtomicU64::new(NONE),
+            write_blocked: AtomicU64::new(NONE),
             changed: Notify::new(),
         }
     }
@@ -160,20 +168,47 @@ impl ConnClock {
         }
     }
 
-    /// The deadline that applies now, if any. While a request is being served there is none
-    /// here: a stalled body has its own (`StallTimeout`), and the handlers bound their calls.
+    /// A write to the peer would block.
+    fn write_waits(&self) {
+        if self.write_blocked.load(Ordering::Relaxed) == NONE {
+            self.write_blocked
+                .store(self.elapsed_ms(), Ordering::Relaxed);
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// A write to the peer went through.
+    fn write_done(&self) {
+        if self.write_blocked.load(Ordering::Relaxed) != NONE {
+            self.write_blocked.store(NONE, Ordering::Relaxed);
+        }
+    }
+
+    /// The deadline that applies now, if any: a write stalled on the peer, or the wait for a
+    /// request head. While a request is being served there is no read deadline here: a
+    /// stalled body has its own (`StallTimeout`), and the handlers bound their calls.
     pub fn deadline(&self, t: &Timeouts) -> Option<(Instant, Stage)> {
-        if self.busy.load(Ordering::Relaxed) > 0 {
-            return None;
-        }
         let at = |ms: u64| self.origin + Duration::from_millis(ms);
-        let since = at(self.waiting_since.load(Ordering::Relaxed));
-        if self.served.load(Ordering::Relaxed) == 0 {
-            return Some((since + t.header, Stage::Header));
-        }
-        match self.head_byte.load(Ordering::Relaxed) {
-            NONE => Some((since + t.idle, Stage::Idle)),
-            first => Some((at(first) + t.header, Stage::Header)),
+        let write = match self.write_blocked.load(Ordering::Relaxed) {
+            NONE => None,
+            since => Some((at(since) + t.body, Stage::Write)),
+        };
+        let read = if self.busy.load(Ordering::Relaxed) > 0 {
+            None
+        } else {
+            let since = at(self.waiting_since.load(Ordering::Relaxed));
+            if self.served.load(Ordering::Relaxed) == 0 {
+                Some((since + t.header, Stage::Header))
+            } else {
+                match self.head_byte.load(Ordering::Relaxed) {
+                    NONE => Some((since + t.idle, Stage::Idle)),
+                    first => Some((at(first) + t.header, Stage::Header)),
+                }
+            }
+        };
+        match (write, read) {
+            (Some(w), Some(r)) => Some(if w.0 <= r.0 { w } else { r }),
+            (w, r) => w.or(r),
         }
     }
 }
@@ -255,7 +290,10 @@ impl ConnIo {
                 self.rewrite = Rewrite::Sent;
                 break;
             }
-            let n = std::task::ready!(Pin::new(&mut self.inner).poll_write(cx, &out[*at..]))?;
+            let n = std::task::ready!(watch_write(
+                &self.clock,
+                Pin::new(&mut self.inner).poll_write(cx, &out[*at..])
+            ))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
@@ -294,6 +332,16 @@ fn envelope_response(bare: &[u8]) -> Vec<u8> {
     .into_bytes()
 }
 
+/// Tell the clock whether a write is waiting on the peer.
+fn watch_write<T>(clock: &ConnClock, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+    if r.is_pending() {
+        clock.write_waits();
+    } else {
+        clock.write_done();
+    }
+    r
+}
+
 impl AsyncRead for ConnIo {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -320,7 +368,7 @@ impl AsyncWrite for ConnIo {
         if let Some(n) = this.capture(&[io::IoSlice::new(buf)]) {
             return Poll::Ready(Ok(n));
         }
-        Pin::new(&mut this.inner).poll_write(cx, buf)
+        watch_write(&this.clock, Pin::new(&mut this.inner).poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
@@ -332,7 +380,10 @@ impl AsyncWrite for ConnIo {
         if let Some(n) = this.capture(bufs) {
             return Poll::Ready(Ok(n));
         }
-        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+        watch_write(
+            &this.clock,
+            Pin::new(&mut this.inner).poll_write_vectored(cx, bufs),
+        )
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -432,5 +483,15 @@ mod tests {
         std::thread::sleep(Duration::from_millis(100));
         c.bytes_read();
         near(c.deadline(&t), first + t.header, Stage::Header);
+        // A blocked write has its own deadline, also while a request is served.
+        c.request_started();
+        c.write_waits();
+        let blocked = Instant::now();
+        near(c.deadline(&t), blocked + t.body, Stage::Write);
+        std::thread::sleep(Duration::from_millis(100));
+        c.write_waits();
+        near(c.deadline(&t), blocked + t.body, Stage::Write);
+        c.write_done();
+        assert_eq!(c.deadline(&t), None);
     }
 }

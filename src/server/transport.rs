@@ -52,7 +52,7 @@ impl Transport {
 pub fn register_metrics() {
     metrics::gauge!("phoenix_http_connections").increment(0.0);
     metrics::counter!("phoenix_http_connections_refused_total").increment(0);
-    for stage in [Stage::Header, Stage::Body, Stage::Idle] {
+    for stage in [Stage::Header, Stage::Body, Stage::Idle, Stage::Write] {
         metrics::counter!("phoenix_http_timeouts_total", "stage" => stage.as_str()).increment(0);
     }
     for status in ["400", "414", "431"] {
