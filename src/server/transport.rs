@@ -14,7 +14,6 @@ use axum::Router;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tower::ServiceExt;
@@ -71,8 +70,9 @@ pub async fn serve(
     register_metrics();
     let slots = Arc::new(Semaphore::new(transport.max_connections));
     let mut builder = http1::Builder::new();
-    // Our own clock keeps the header deadline (hyper's would also cut idle keep-alive
-    // connections at the header deadline, not the idle one); the timer is there for hyper.
+    // Our own clock keeps the header deadline: hyper's would also cut idle keep-alive
+    // connections at the header deadline instead of the idle one. The timer stays set so
+    // that no hyper timeout can ever run without one.
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(None)
@@ -98,7 +98,7 @@ pub async fn serve(
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             metrics::counter!("phoenix_http_connections_refused_total").increment(1);
-            tokio::spawn(refuse(stream));
+            refuse(&stream);
             continue;
         };
         let conn = Connection {
@@ -118,9 +118,9 @@ pub async fn serve(
     Ok(())
 }
 
-/// Tell an over-limit client why, if its socket takes the answer at once (no waiting on it),
-/// and close.
-async fn refuse(mut stream: TcpStream) {
+/// Tell an over-limit client why, if its socket takes the answer at once (no waiting on it,
+/// no task); the caller then drops, i.e. closes, the socket.
+fn refuse(stream: &TcpStream) {
     let body = crate::error::ApiError::Unavailable("Too many open connections; retry later".into())
         .envelope()
         .to_string();
@@ -129,7 +129,6 @@ async fn refuse(mut stream: TcpStream) {
         body.len()
     );
     let _ = stream.try_write(answer.as_bytes());
-    let _ = tokio::time::timeout(Duration::from_millis(100), stream.shutdown()).await;
 }
 
 fn is_connection_error(e: &std::io::Error) -> bool {
