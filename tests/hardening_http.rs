@@ -554,3 +554,28 @@ async fn sigterm_still_shuts_down_gracefully_with_connections_open() {
     );
     assert_eq!(server.client().logged_ids().await, ["kept"]);
 }
+
+#[test]
+fn zero_limits_are_refused_at_start_up_with_their_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("phoenix.toml");
+    let extra = "http_header_timeout_seconds = 0\nhttp_body_timeout_seconds = 0\nhttp_idle_timeout_seconds = 0\nmax_connections = 0\nhttp_max_uri_bytes = 0\nhttp_max_header_bytes = 0\n";
+    std::fs::write(&path, config_text(&dir.path().join("data"), extra)).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_phoenix"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    for key in [
+        "http_header_timeout_seconds:",
+        "http_body_timeout_seconds:",
+        "http_idle_timeout_seconds:",
+        "max_connections:",
+        "http_max_uri_bytes:",
+        "http_max_header_bytes:",
+    ] {
+        assert!(err.contains(key), "{key} missing from {err}");
+    }
+}
