@@ -133,6 +133,7 @@ pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
 /// probes: `/health`, `/ready` and `/metrics` answer however many requests wait.
 pub fn app(state: AppState) -> Router {
     let limit = state.config.max_concurrent_requests;
+    let head_limits = edge::Limits::from_config(&state.config);
     let limited = Router::new()
         .route("/v1/events", post(events::ingest_one).get(events::read_log))
         .route("/v1/events/bulk", post(events::ingest_bulk))
@@ -157,6 +158,12 @@ pub fn app(state: AppState) -> Router {
         .merge(limited)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(gateway::BODY_LIMIT))
+        // Every bare error below here (405, extractor rejections) leaves in the envelope …
+        .layer(axum::middleware::map_response(edge::envelope))
+        // … and an oversized head never reaches a route.
+        .layer(axum::middleware::from_fn(move |req, next| {
+            edge::limit_head(head_limits, req, next)
+        }))
         .with_state(state)
 }
 

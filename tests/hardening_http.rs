@@ -41,43 +41,33 @@ impl Raw {
     }
 }
 
-/// Read one response (head, then `content-length` bytes), failing after 5 s.
+/// Read exactly one response (head byte by byte, then `content-length` bytes), so a
+/// pipelined one behind it stays in the socket; fails after 5 s.
 async fn read_response(s: &mut TcpStream) -> Raw {
-    let mut buf = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(5);
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        let mut chunk = [0u8; 4096];
-        let n = tokio::time::timeout_at(deadline.into(), s.read(&mut chunk))
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        let n = tokio::time::timeout_at(deadline.into(), s.read(&mut byte))
             .await
             .expect("a response within 5 s")
             .expect("read");
-        assert!(n > 0, "connection closed before a response head: {buf:?}");
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
+        assert!(n > 0, "connection closed before a response head: {head:?}");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
     let status = head[9..12].parse().unwrap();
     let len: usize = head
         .lines()
         .find_map(|l| l.strip_prefix("content-length:"))
         .map(|v| v.trim().parse().unwrap())
         .unwrap_or(0);
-    while buf.len() < head_end + len {
-        let mut chunk = [0u8; 4096];
-        let n = tokio::time::timeout_at(deadline.into(), s.read(&mut chunk))
-            .await
-            .expect("the body within 5 s")
-            .expect("read");
-        assert!(n > 0, "connection closed inside the body");
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    Raw {
-        status,
-        head,
-        body: buf[head_end..head_end + len].to_vec(),
-    }
+    let mut body = vec![0u8; len];
+    tokio::time::timeout_at(deadline.into(), s.read_exact(&mut body))
+        .await
+        .expect("the body within 5 s")
+        .expect("the whole body");
+    Raw { status, head, body }
 }
 
 /// Send `bytes` on a fresh connection and read the answer.
@@ -389,6 +379,10 @@ async fn transport_level_errors_use_the_envelope() {
     assert_raw_envelope(&r, 405, "METHOD_NOT_ALLOWED");
     assert!(r.head.contains("allow: get"), "{}", r.head);
 
+    // 405 on a route under the concurrency limit, too.
+    let r = exchange(&server, b"DELETE /v1/events HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    assert_raw_envelope(&r, 405, "METHOD_NOT_ALLOWED");
+
     // 404.
     let r = exchange(&server, b"GET /no/such/thing HTTP/1.1\r\nhost: x\r\n\r\n").await;
     assert_raw_envelope(&r, 404, "NOT_FOUND");
@@ -407,6 +401,13 @@ async fn transport_level_errors_use_the_envelope() {
         "a".repeat(10_000)
     );
     let r = exchange(&server, long.as_bytes()).await;
+    assert_raw_envelope(&r, 414, "URI_TOO_LONG");
+    // The limit holds for paths no route knows, too.
+    let long_unknown = format!(
+        "GET /nowhere/{} HTTP/1.1\r\nhost: x\r\n\r\n",
+        "a".repeat(10_000)
+    );
+    let r = exchange(&server, long_unknown.as_bytes()).await;
     assert_raw_envelope(&r, 414, "URI_TOO_LONG");
     // … and from hyper's own (64 KiB), rewritten.
     let longer = format!(

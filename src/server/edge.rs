@@ -1,7 +1,8 @@
-//! What every request passes before and after the router: the URI and header limits (414,
-//! 431 in the envelope), the body stall deadline (408), and the rewrite of any bare error a
-//! layer below the handlers produced (axum's 405, a `Path`/`Query`/`Json` rejection, …) into
-//! the seed's envelope.
+//! What every request passes around the handlers: the URI and header limits (414, 431 in the
+//! envelope) and the rewrite of any bare error a layer below the handlers produced (axum's
+//! 405, a `Path`/`Query`/`Json` rejection, …) into the seed's envelope — both layers of
+//! `app()` — and, for the transport, the body stall deadline (408) and the body that tells
+//! the connection when a response is done.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -24,6 +25,27 @@ use crate::error::ApiError;
 pub struct Limits {
     pub max_uri_bytes: usize,
     pub max_header_bytes: usize,
+}
+
+impl Limits {
+    pub fn from_config(c: &crate::config::Config) -> Limits {
+        Limits {
+            max_uri_bytes: c.http_max_uri_bytes,
+            max_header_bytes: c.http_max_header_bytes,
+        }
+    }
+}
+
+/// Middleware: refuse a request over the head limits before it reaches any route.
+pub async fn limit_head(
+    limits: Limits,
+    req: Request<Body>,
+    next: axum::middleware::Next,
+) -> Response<Body> {
+    match check_head(&req, &limits) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
 }
 
 /// 414 or 431 when the request head is over the configured limits.

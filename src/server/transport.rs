@@ -19,14 +19,13 @@ use tokio::sync::{watch, Semaphore};
 use tower::ServiceExt;
 
 use super::conn::{ConnClock, ConnIo, Slot, Stage, Timeouts};
-use super::edge::{self, Finished, Limits, StallTimeout};
+use super::edge::{self, Finished, StallTimeout};
 use crate::config::Config;
 
 /// Everything the transport takes from the configuration.
 #[derive(Debug, Clone, Copy)]
 pub struct Transport {
     pub timeouts: Timeouts,
-    pub limits: Limits,
     pub max_connections: usize,
 }
 
@@ -37,10 +36,6 @@ impl Transport {
                 header: Duration::from_secs(c.http_header_timeout_seconds),
                 body: Duration::from_secs(c.http_body_timeout_seconds),
                 idle: Duration::from_secs(c.http_idle_timeout_seconds),
-            },
-            limits: Limits {
-                max_uri_bytes: c.http_max_uri_bytes,
-                max_header_bytes: c.http_max_header_bytes,
             },
             max_connections: c.max_connections,
         }
@@ -211,28 +206,24 @@ impl Connection {
     }
 }
 
-/// One request: head limits, body stall deadline, the router, the envelope for bare errors.
+/// One request: the body stall deadline around the router (which does the rest).
 async fn handle(
     req: Request<Incoming>,
     router: Router,
     finished: FinishGuard,
     t: Transport,
 ) -> Result<axum::response::Response<Finished>, Infallible> {
-    let resp = match edge::check_head(&req, &t.limits) {
-        Err(e) => axum::response::IntoResponse::into_response(e),
-        Ok(()) => {
-            let fired = Arc::new(AtomicBool::new(false));
-            let req = req.map(|b| Body::new(StallTimeout::new(b, t.timeouts.body, fired.clone())));
-            let resp = match router.oneshot(req).await {
-                Ok(r) => r,
-                Err(never) => match never {},
-            };
-            if fired.load(Ordering::Relaxed) {
-                edge::stalled(t.timeouts.body)
-            } else {
-                edge::envelope(resp).await
-            }
-        }
+    let fired = Arc::new(AtomicBool::new(false));
+    let req = req.map(|b| Body::new(StallTimeout::new(b, t.timeouts.body, fired.clone())));
+    let resp = match router.oneshot(req).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    };
+    // Whatever the handler made of its failed read, the answer is the 408.
+    let resp = if fired.load(Ordering::Relaxed) {
+        edge::stalled(t.timeouts.body)
+    } else {
+        resp
     };
     let clock = finished.take();
     if resp.status() == axum::http::StatusCode::SWITCHING_PROTOCOLS {
