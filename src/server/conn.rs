@@ -233,8 +233,9 @@ enum Rewrite {
 /// Largest bare response we collect (hyper's are about 100 bytes).
 const CAPTURE_MAX: usize = 1024;
 
-/// The accepted socket: reads tell the clock that bytes arrived; writes pass through, except
-/// hyper's bare parse-error response on a fresh connection, which is replaced by the envelope.
+/// The accepted socket: reads tell the clock that bytes arrived, writes whether they wait on
+/// the peer; writes pass through, except hyper's bare parse-error response (see the module
+/// docs for how it is told apart), which is replaced by the envelope.
 pub struct ConnIo {
     inner: TcpStream,
     clock: Arc<ConnClock>,
