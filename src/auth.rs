@@ -81,7 +81,9 @@ pub fn check_timestamp(timestamp: &str, now: i64) -> Result<(), ApiError> {
     let ts: i64 = timestamp.parse().map_err(|_| {
         ApiError::Unauthorized("X-Timestamp must be Unix time in seconds (UTC)".into())
     })?;
-    if (ts - now).abs() > MAX_SKEW_SECS {
+    // `abs_diff` cannot wrap: `(ts - now).abs()` overflowed for a timestamp near i64::MIN,
+    // letting a correctly signed `-2^63 + now` through (and panicking in debug builds).
+    if ts.abs_diff(now) > MAX_SKEW_SECS.unsigned_abs() {
         return Err(ApiError::Unauthorized(format!(
             "X-Timestamp is more than {MAX_SKEW_SECS} s from server time; sync your clock and re-sign"
         )));
@@ -125,6 +127,27 @@ mod tests {
         assert!(check_timestamp("1000", 1301).is_err());
         assert!(check_timestamp("1301", 1000).is_err());
         assert!(check_timestamp("abc", 1000).is_err());
+    }
+
+    #[test]
+    fn extreme_timestamps_are_refused_without_wrapping() {
+        let now = 1_700_000_000i64;
+        for ts in [
+            i64::MIN,
+            i64::MIN + now,
+            i64::MIN + now + 1,
+            i64::MAX,
+            i64::MAX - now,
+            -now,
+        ] {
+            assert!(check_timestamp(&ts.to_string(), now).is_err(), "{ts}");
+        }
+        for now in [i64::MIN, i64::MAX] {
+            assert!(check_timestamp(&now.to_string(), now).is_ok());
+            assert!(check_timestamp("0", now).is_err());
+        }
+        // One past i64 does not parse.
+        assert!(check_timestamp("9223372036854775808", now).is_err());
     }
 
     proptest! {

@@ -142,6 +142,27 @@ pub struct Config {
     /// frame (`phoenix_ws_subscriptions_refused_total`).
     #[serde(default = "default_ws_max_subscriptions")]
     pub ws_max_subscriptions: usize,
+    /// HTTP: seconds a connection may take to send a complete request head (from accept);
+    /// a silent or dripping connection is closed after this.
+    #[serde(default = "default_http_header_timeout")]
+    pub http_header_timeout_seconds: u64,
+    /// HTTP: seconds a request body may make no progress before the request fails (408)
+    /// and the connection is closed.
+    #[serde(default = "default_http_body_timeout")]
+    pub http_body_timeout_seconds: u64,
+    /// HTTP: seconds a keep-alive connection may sit idle between requests before it is closed.
+    #[serde(default = "default_http_idle_timeout")]
+    pub http_idle_timeout_seconds: u64,
+    /// HTTP: open connections at most (WebSockets included); further ones are refused at
+    /// once. Keep it below the process's open-file limit (`ulimit -n`).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// HTTP: longest request target (path and query) in bytes; longer gets 414.
+    #[serde(default = "default_http_max_uri")]
+    pub http_max_uri_bytes: usize,
+    /// HTTP: most bytes of request header fields (names, values and separators); more gets 431.
+    #[serde(default = "default_http_max_header")]
+    pub http_max_header_bytes: usize,
     /// The tenants.
     #[serde(default)]
     pub tenants: Vec<TenantConfig>,
@@ -159,6 +180,31 @@ fn default_min_free_disk() -> u64 {
 fn default_disk_check_interval() -> u64 {
     1000
 }
+
+fn default_http_header_timeout() -> u64 {
+    10
+}
+fn default_http_body_timeout() -> u64 {
+    10
+}
+fn default_http_idle_timeout() -> u64 {
+    60
+}
+fn default_max_connections() -> usize {
+    10_000
+}
+fn default_http_max_uri() -> usize {
+    8 * 1024
+}
+fn default_http_max_header() -> usize {
+    32 * 1024
+}
+
+/// Bounds of the HTTP limits: below the floors nothing useful gets through; above the
+/// ceilings hyper's own parser limits (64 KiB URI, ~400 KiB read buffer) would answer first,
+/// without the envelope.
+pub const HTTP_URI_BYTES: std::ops::RangeInclusive<usize> = 256..=65_000;
+pub const HTTP_HEADER_BYTES: std::ops::RangeInclusive<usize> = 1024..=262_144;
 
 fn default_push_interval() -> u64 {
     50
@@ -297,6 +343,37 @@ impl Config {
         if self.max_concurrent_requests == 0 {
             problems.push("max_concurrent_requests: must be at least 1".into());
         }
+        for (key, v) in [
+            (
+                "http_header_timeout_seconds",
+                self.http_header_timeout_seconds,
+            ),
+            ("http_body_timeout_seconds", self.http_body_timeout_seconds),
+            ("http_idle_timeout_seconds", self.http_idle_timeout_seconds),
+        ] {
+            if !(1..=86_400).contains(&v) {
+                problems.push(format!(
+                    "{key}: must be 1 to 86400 seconds (0 would close every connection)"
+                ));
+            }
+        }
+        if self.max_connections == 0 {
+            problems.push("max_connections: must be at least 1".into());
+        }
+        if !HTTP_URI_BYTES.contains(&self.http_max_uri_bytes) {
+            problems.push(format!(
+                "http_max_uri_bytes: must be {} to {}",
+                HTTP_URI_BYTES.start(),
+                HTTP_URI_BYTES.end()
+            ));
+        }
+        if !HTTP_HEADER_BYTES.contains(&self.http_max_header_bytes) {
+            problems.push(format!(
+                "http_max_header_bytes: must be {} to {}",
+                HTTP_HEADER_BYTES.start(),
+                HTTP_HEADER_BYTES.end()
+            ));
+        }
         let mut seen = std::collections::HashSet::new();
         for (i, t) in self.tenants.iter().enumerate() {
             if !valid_tenant_id(&t.id) {
@@ -359,6 +436,14 @@ mod tests {
         let c = Config::from_toml(GOOD).unwrap();
         c.validate().unwrap();
         assert_eq!(c.dedupe_window_seconds, 300);
+        assert_eq!(
+            (c.http_header_timeout_seconds, c.http_body_timeout_seconds),
+            (10, 10)
+        );
+        assert_eq!(
+            (c.http_idle_timeout_seconds, c.max_connections),
+            (60, 10_000)
+        );
         assert_eq!(c.tenants[0].status, TenantStatus::Active);
         assert!(
             !format!("{c:?}").contains("0123456789abcdef"),
@@ -386,6 +471,9 @@ mod tests {
             listen = "nowhere"
             operator_token = "x"
             dedupe_window_seconds = 0
+            http_header_timeout_seconds = 0
+            max_connections = 0
+            http_max_uri_bytes = 10
             [[tenants]]
             id = "bad id"
             secret = "short"
@@ -405,6 +493,9 @@ mod tests {
             "listen:",
             "operator_token:",
             "dedupe_window_seconds:",
+            "http_header_timeout_seconds: must be 1 to 86400",
+            "max_connections: must be at least 1",
+            "http_max_uri_bytes: must be 256 to 65000",
             "tenants[0].id:",
             "tenants[0].secret:",
             "tenants[1].id: \"bad id\" is declared twice",

@@ -1,5 +1,10 @@
 //! `run(config, listener, shutdown)`: the whole service, started by `main` and by tests on
-//! `127.0.0.1:0`. `app(state)` builds the router.
+//! `127.0.0.1:0`. `app(state)` builds the router; `transport` serves it over HTTP/1 with
+//! deadlines and a connection limit.
+
+pub(crate) mod conn;
+mod edge;
+pub mod transport;
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
@@ -137,13 +142,12 @@ pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
     }))
 }
 
-/// The router, shared by `run` and tests.
+/// The router, shared by `run` and tests. The concurrency limit covers every route but the
+/// probes: `/health`, `/ready` and `/metrics` answer however many requests wait.
 pub fn app(state: AppState) -> Router {
     let limit = state.config.max_concurrent_requests;
-    Router::new()
-        .route("/health", get(health::health))
-        .route("/ready", get(health::ready))
-        .route("/metrics", get(metrics_endpoint))
+    let head_limits = edge::Limits::from_config(&state.config);
+    let limited = Router::new()
         .route("/v1/events", post(events::ingest_one).get(events::read_log))
         .route("/v1/events/bulk", post(events::ingest_bulk))
         .route("/v1/tokens", post(tokens::create))
@@ -159,9 +163,20 @@ pub fn app(state: AppState) -> Router {
         .merge(crate::dashboard::routes())
         .merge(crate::ninja::routes())
         .merge(crate::gamemonitoring::routes())
+        .layer(GlobalConcurrencyLimitLayer::new(limit));
+    Router::new()
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .route("/metrics", get(metrics_endpoint))
+        .merge(limited)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(gateway::BODY_LIMIT))
-        .layer(GlobalConcurrencyLimitLayer::new(limit))
+        // Every bare error below here (405, extractor rejections) leaves in the envelope …
+        .layer(axum::middleware::map_response(edge::envelope))
+        // … and an oversized head never reaches a route.
+        .layer(axum::middleware::from_fn(move |req, next| {
+            edge::limit_head(head_limits, req, next)
+        }))
         .with_state(state)
 }
 
@@ -273,9 +288,8 @@ pub async fn run(
         metrics,
         ninja: Default::default(),
     };
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let transport = transport::Transport::from_config(&state.config);
+    transport::serve(listener, app(state), transport, shutdown).await?;
     upkeep.abort();
     if let Some(engine) = cell.get() {
         engine.shutdown().await;

@@ -18,6 +18,10 @@ use crate::server::AppState;
 /// Most entries one standings page returns.
 pub const MAX_LIMIT: usize = 1000;
 
+/// Largest `offset`: ranks are stored as `u32`, so no board has an entry past it, and
+/// `offset + limit` cannot wrap anywhere below.
+pub const MAX_OFFSET: usize = u32::MAX as usize - MAX_LIMIT;
+
 impl From<QueryError> for ApiError {
     fn from(e: QueryError) -> Self {
         match e {
@@ -189,9 +193,15 @@ pub async fn standings(
             "limit: must be 1 to {MAX_LIMIT}"
         )));
     }
+    let offset = q.offset.unwrap_or(0);
+    if offset > MAX_OFFSET {
+        return Err(ApiError::Validation(format!(
+            "offset: must be 0 to {MAX_OFFSET}"
+        )));
+    }
     let engine = app.read_engine()?;
     let s = engine
-        .standings(&tenant, &id, tf, window, q.offset.unwrap_or(0), limit)
+        .standings(&tenant, &id, tf, window, offset, limit)
         .await?;
     Ok(Json(json!({
         "leaderboard": id, "timeframe": tf.as_str(), "window": s.window.to_string(),

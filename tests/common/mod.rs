@@ -304,3 +304,25 @@ impl Client {
         Some((status, body))
     }
 }
+
+impl Server {
+    /// SIGTERM (graceful shutdown), then the exit status, waiting at most `within` (after
+    /// that: SIGKILL and a panic).
+    pub fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let t0 = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for phoenix") {
+                return status;
+            }
+            if t0.elapsed() > within {
+                self.kill();
+                panic!("phoenix did not exit within {within:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}

@@ -21,6 +21,7 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::error::ApiError;
+use crate::server::conn::ConnIo;
 
 /// A checked upgrade request, ready to be answered with 101.
 pub struct Upgrade {
@@ -105,6 +106,15 @@ impl Upgrade {
 /// The TCP stream under the upgrade if it can be reached (hyper-util's auto connection, or
 /// hyper's own), with the bytes already read past the HTTP head.
 fn into_io(upgraded: Upgraded) -> (Io, Vec<u8>, Abort) {
+    // Phoenix's own transport (src/server/transport.rs) serves `ConnIo` over hyper's HTTP/1.
+    let upgraded = match upgraded.downcast::<TokioIo<ConnIo>>() {
+        Ok(p) => {
+            let conn = p.io.into_inner();
+            let abort = Abort(socket2::SockRef::from(conn.tcp()).try_clone().ok());
+            return (Io::Conn(Box::new(conn)), p.read_buf.to_vec(), abort);
+        }
+        Err(upgraded) => upgraded,
+    };
     let tcp =
         match hyper_util::server::conn::auto::upgrade::downcast::<TokioIo<TcpStream>>(upgraded) {
             Ok(p) => Ok((p.io.into_inner(), p.read_buf)),
@@ -149,6 +159,7 @@ impl Abort {
 
 /// The session's byte stream: the TCP socket itself, or (fallback) hyper's upgraded stream.
 pub enum Io {
+    Conn(Box<ConnIo>),
     Tcp(TcpStream),
     Upgraded(TokioIo<Upgraded>),
 }
@@ -160,6 +171,7 @@ impl AsyncRead for Io {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
+            Io::Conn(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             Io::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Io::Upgraded(s) => Pin::new(s).poll_read(cx, buf),
         }
@@ -173,6 +185,7 @@ impl AsyncWrite for Io {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
+            Io::Conn(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             Io::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Io::Upgraded(s) => Pin::new(s).poll_write(cx, buf),
         }
@@ -180,6 +193,7 @@ impl AsyncWrite for Io {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
+            Io::Conn(s) => Pin::new(s.as_mut()).poll_flush(cx),
             Io::Tcp(s) => Pin::new(s).poll_flush(cx),
             Io::Upgraded(s) => Pin::new(s).poll_flush(cx),
         }
@@ -187,6 +201,7 @@ impl AsyncWrite for Io {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
+            Io::Conn(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             Io::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             Io::Upgraded(s) => Pin::new(s).poll_shutdown(cx),
         }
