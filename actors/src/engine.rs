@@ -33,6 +33,8 @@ pub struct EngineConfig {
     pub history_retention: Duration,
     /// Least time between two pushes of one live view (20 frames/s at 50 ms).
     pub push_interval: Duration,
+    /// Limits of a window close (results kept, grants, webhook outbox).
+    pub close: crate::leaderboard::actor::CloseSettings,
 }
 
 impl std::fmt::Debug for EngineConfig {
@@ -55,6 +57,7 @@ impl Default for EngineConfig {
             checkpoint_interval: Duration::from_secs(5),
             history_retention: Duration::from_secs(400 * 86_400),
             push_interval: Duration::from_millis(50),
+            close: Default::default(),
         }
     }
 }
@@ -263,6 +266,7 @@ fn tenant_args(
     }
 }
 
+mod closes;
 mod leaderboards;
 
 #[cfg(test)]
