@@ -142,6 +142,12 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/leaderboards/{id}/standings", get(lb::standings))
         .route("/v1/leaderboards/{id}/users/{user_id}", get(lb::user))
+        .route("/v1/leaderboards/{id}/results", get(lb::closes))
+        .route(
+            "/v1/leaderboards/{id}/windows/{key}/results",
+            get(lb::results),
+        )
+        .merge(crate::webhooks::routes())
         .merge(crate::admin::routes())
         .merge(crate::dashboard::routes())
         .merge(crate::ninja::routes())
@@ -171,6 +177,12 @@ async fn open_engine(config: &Config, tenants: &[String]) -> Result<Engine, Stri
             checkpoint_interval: Duration::from_secs(config.checkpoint_interval_seconds),
             history_retention: Duration::from_secs(config.history_retention_days * 86_400),
             push_interval: Duration::from_millis(config.ws_push_interval_ms),
+            close: phoenix_actors::leaderboard::actor::CloseSettings {
+                results_size: config.webhooks.close_results_size,
+                max_grants: config.webhooks.close_max_grants,
+                outbox_max_per_tenant: config.webhooks.outbox_max_per_tenant,
+                emit_timeout: Duration::from_secs(10),
+            },
         },
     )
     .await
@@ -187,6 +199,17 @@ async fn open_engine(config: &Config, tenants: &[String]) -> Result<Engine, Stri
     Ok(engine)
 }
 
+/// Start the outbound webhook worker (logged, not fatal, if it cannot start).
+fn start_webhooks(
+    engine: &Engine,
+    tenants: &Tenants,
+    config: &Config,
+) -> Option<tokio::task::JoinHandle<()>> {
+    crate::webhooks::spawn(engine, tenants.clone(), config.webhooks.clone())
+        .map_err(|e| tracing::error!(error = %e, "webhook worker not started"))
+        .ok()
+}
+
 /// Serve until `shutdown` resolves. If the store cannot be opened the service still starts
 /// (`/health` 200, `/ready` 503, ingestion 503) and retries opening it every second.
 pub async fn run(
@@ -200,11 +223,14 @@ pub async fn run(
     let ids = tenants.ids();
     // Before the engine starts: actors look their counters up once, when they start.
     let metrics = metrics_handle();
+    crate::webhooks::register_metrics();
+    let mut webhook_worker = None;
     match open_engine(&config, &ids).await {
         Ok(engine) => {
             if let Err(e) = crate::admin::restore(&engine, &tenants).await {
                 tracing::error!(error = %e, "could not restore tenants changed through the admin API");
             }
+            webhook_worker = start_webhooks(&engine, &tenants, &config);
             let _ = cell.set(engine);
         }
         Err(e) => {
@@ -218,6 +244,8 @@ pub async fn run(
                             tracing::error!(error = %e, "could not restore admin tenant changes");
                         }
                         tracing::info!("store opened; ready");
+                        // Runs for the life of the process (this path has no handle to stop).
+                        let _ = start_webhooks(&engine, &tenants, &config);
                         let _ = cell.set(engine);
                         break;
                     }
@@ -248,6 +276,9 @@ pub async fn run(
         .with_graceful_shutdown(shutdown)
         .await?;
     upkeep.abort();
+    if let Some(w) = webhook_worker {
+        w.abort();
+    }
     if let Some(engine) = cell.get() {
         engine.shutdown().await;
     }

@@ -16,6 +16,8 @@ pub struct Tenant {
     pub status: TenantStatus,
     /// The secret before the last rotation, accepted until the Unix time given (overlap).
     pub previous: Option<(Secret, i64)>,
+    /// Where outbound webhooks go (config `webhook_url`, or the admin API).
+    pub webhook_url: Option<String>,
 }
 
 /// Shared, concurrently readable registry (the admin API will mutate it).
@@ -34,6 +36,7 @@ impl Tenants {
                     secret: c.secret.clone(),
                     status: c.status,
                     previous: None,
+                    webhook_url: c.webhook_url.clone(),
                 },
             );
         }
