@@ -93,13 +93,12 @@ pub fn parse_rewards(v: &Value) -> Result<Vec<RewardTier>, String> {
                     Some((from, to)) if from >= 1 && from > to => {
                         return Err(tier_err(i, "ranks", &format!("[{from}, {to}] is reversed")))
                     }
-                    _ => return Err(tier_err(
-                        i,
-                        "ranks",
-                        &format!(
-                            "must be [first, last] with 1 <= first <= last <= {MAX_REWARD_RANK}"
-                        ),
-                    )),
+                    _ => {
+                        let want = format!(
+                            "must be [first, last], 1 <= first <= last <= {MAX_REWARD_RANK}"
+                        );
+                        return Err(tier_err(i, "ranks", &want));
+                    }
                 }
             }
             (None, Some(p)) => match p.as_u64() {
