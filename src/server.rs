@@ -223,7 +223,7 @@ pub async fn run(
     let ids = tenants.ids();
     // Before the engine starts: actors look their counters up once, when they start.
     let metrics = metrics_handle();
-    crate::webhooks::register_metrics();
+    crate::webhooks::register_metrics(&ids);
     let mut webhook_worker = None;
     match open_engine(&config, &ids).await {
         Ok(engine) => {

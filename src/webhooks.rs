@@ -37,8 +37,24 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/v1/webhooks/deliveries", get(deliveries))
 }
 
-/// Register the webhook metrics at zero, so dashboards see them before the first close.
-pub fn register_metrics() {
+/// Register the webhook and window-close metrics at zero (per configured tenant where they
+/// carry one), so dashboards see them before the first close.
+pub fn register_metrics(tenants: &[String]) {
+    for t in tenants {
+        for result in ["rewarded", "before_definition"] {
+            metrics::counter!("phoenix_window_closes_total", "tenant" => t.clone(), "result" => result)
+                .increment(0);
+        }
+        metrics::counter!("phoenix_rewards_grants_total", "tenant" => t.clone(), "source" => "leaderboard")
+            .increment(0);
+        for name in [
+            "phoenix_rewards_grants_capped_total",
+            "phoenix_webhook_outbox_dropped_total",
+            "phoenix_window_close_emit_failures_total",
+        ] {
+            metrics::counter!(name, "tenant" => t.clone()).increment(0);
+        }
+    }
     for result in ["delivered", "failed", "gave_up", "no_endpoint"] {
         metrics::counter!("phoenix_webhook_deliveries_total", "result" => result).increment(0);
     }

@@ -280,6 +280,43 @@ async fn window_close_grants_once_across_sigkill_and_retries_the_webhook() {
     let (s, body) = c.get("/v1/webhooks/deliveries", "limit=0").await;
     assert_envelope(s, &body, 400, "VALIDATION_ERROR");
 
+    let m = server.metrics().await;
+    let value = |name: &str, labels: &[&str]| -> Option<f64> {
+        m.lines()
+            .find(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|x| l.contains(x)))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    };
+    assert_eq!(
+        value(
+            "phoenix_window_closes_total",
+            &["tenant=\"demo\"", "result=\"rewarded\""]
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        value(
+            "phoenix_rewards_grants_total",
+            &["tenant=\"demo\"", "source=\"leaderboard\""]
+        ),
+        Some(4.0)
+    );
+    assert!(value("phoenix_webhook_deliveries_total", &["result=\"failed\""]) >= Some(1.0));
+    assert!(
+        value(
+            "phoenix_webhook_deliveries_total",
+            &["result=\"delivered\""]
+        ) >= Some(1.0)
+    );
+    assert_eq!(
+        value(
+            "phoenix_webhook_outbox_dropped_total",
+            &["tenant=\"other\""]
+        ),
+        Some(0.0),
+        "registered at zero"
+    );
+
     // SIGKILL after the close (no checkpoint since): the board rebuilds from the log,
     // freezes the window again, and grants nothing twice.
     drop(server);

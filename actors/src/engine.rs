@@ -272,3 +272,7 @@ mod leaderboards;
 #[cfg(test)]
 #[path = "engine/tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "engine/close_tests.rs"]
+mod close_tests;
