@@ -487,3 +487,114 @@ async fn webhook_url_is_set_through_the_admin_api_and_survives_restart() {
         .clone();
     assert_eq!(demo["webhook_url"], "http://127.0.0.1:9/hook");
 }
+
+/// A board on `c`'s tenant whose previous hour (holding two scored players) closes a few
+/// seconds from now; returns the window key.
+async fn board_closing_soon(c: &Client) -> String {
+    let now = Utc::now();
+    let hour = now.duration_trunc(TimeDelta::hours(1)).unwrap();
+    let def = json!({"rules": [{"event_type": "match.*", "points_expression": "attrs.score"}],
+        "timeframes": ["hourly"], "late_grace_seconds": (now - hour).num_seconds() + 3,
+        "rewards": [{"ranks": [1, 1], "coins": 10}]});
+    let (s, body) = c.put_board("season", &def).await;
+    assert_eq!(s, 201, "{body}");
+    let at = (hour - TimeDelta::minutes(10)).to_rfc3339();
+    let events: Vec<Value> = ["p1", "p2"]
+        .iter()
+        .enumerate()
+        .map(|(i, u)| {
+            let mut e = event(&format!("soon-{u}"), u, 10 - i as i64);
+            e["occurred_at"] = json!(at);
+            e
+        })
+        .collect();
+    let (s, body) = c
+        .post("/v1/events/bulk", &json!({ "events": events }))
+        .await;
+    assert_eq!(s, 202, "{body}");
+    (hour - TimeDelta::hours(1))
+        .format("%Y-%m-%dT%H")
+        .to_string()
+}
+
+/// A receiver that never answers is cut off by the delivery timeout and retried, while its
+/// tenant keeps ingesting and another tenant's webhook is delivered.
+#[tokio::test]
+async fn a_hanging_receiver_times_out_without_blocking_ingestion_or_other_tenants() {
+    let hang = axum::Router::new().route(
+        HOOK_PATH,
+        axum::routing::post(|| async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            StatusCode::OK
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hang_url = format!("http://{}{HOOK_PATH}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, hang).await.unwrap() });
+    let (ok_url, seen) = receiver().await;
+    seen.lock().unwrap().push(Received {
+        headers: HeaderMap::new(),
+        body: Bytes::new(),
+        answered: 0,
+    }); // so the fake answers 200 at once
+    let dir = tempfile::tempdir().unwrap();
+    let extra = "[webhooks]\ntimeout_ms = 300\nretry_initial_ms = 200\npoll_ms = 100\n";
+    let cfg = config_text(&dir.path().join("data"), extra)
+        .replacen(
+            &format!("secret = \"{SECRET}\""),
+            &format!("secret = \"{SECRET}\"\nwebhook_url = \"{hang_url}\""),
+            1,
+        )
+        .replacen(
+            &format!("secret = \"{OTHER_SECRET}\""),
+            &format!("secret = \"{OTHER_SECRET}\"\nwebhook_url = \"{ok_url}\""),
+            1,
+        );
+    let server = Server::start_with(dir.path(), &cfg);
+    let demo = server.client();
+    let other = Client::new(&server.base, OTHER, OTHER_SECRET);
+    board_closing_soon(&demo).await;
+    board_closing_soon(&other).await;
+    // The other tenant's delivery arrives although demo's receiver hangs.
+    for _ in 0..400 {
+        if seen.lock().unwrap().iter().any(|r| r.answered == 200) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let got = seen.lock().unwrap().clone();
+    let delivered: Vec<&Received> = got.iter().filter(|r| r.answered == 200).collect();
+    assert!(
+        !delivered.is_empty(),
+        "the other tenant's webhook was not delivered"
+    );
+    assert_eq!(delivered[0].headers["x-tenant-id"], OTHER);
+    // demo's attempts time out and are retried; its ingestion is unaffected.
+    let mut listed = Value::Null;
+    for _ in 0..200 {
+        let (_, l) = demo.get("/v1/webhooks/deliveries", "").await;
+        if l["deliveries"].as_array().is_some_and(|d| d.len() >= 2) {
+            listed = l;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let d = listed["deliveries"]
+        .as_array()
+        .expect("two timed-out attempts");
+    assert!(
+        d.iter().all(|a| a["result"] == "failed"
+            && a["error"] == "timed out"
+            && a["http_status"].is_null()),
+        "{listed}"
+    );
+    assert_eq!(listed["pending"], 1, "still waiting for the next retry");
+    let (s, body) = demo
+        .post("/v1/events", &event("during-hang", "p3", 1))
+        .await;
+    assert_eq!(
+        (s, body["status"].as_str()),
+        (202, Some("accepted")),
+        "{body}"
+    );
+}
