@@ -6,7 +6,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use phoenix_actors::Engine;
 use serde::{Deserialize, Serialize};
@@ -27,6 +27,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/admin/tenants/{id}/suspend", post(suspend))
         .route("/v1/admin/tenants/{id}/resume", post(resume))
         .route("/v1/admin/tenants/{id}/rotate", post(rotate))
+        .route("/v1/admin/tenants/{id}/webhook", put(set_webhook))
 }
 
 /// A tenant as persisted in sled (`admin/tenants`).
@@ -35,6 +36,15 @@ struct Stored {
     secret: String,
     status: TenantStatus,
     previous: Option<(String, i64)>,
+    /// The webhook setting; absent in records written before webhooks existed (then the
+    /// config's `webhook_url` stays).
+    #[serde(default)]
+    webhook: Option<StoredWebhook>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredWebhook {
+    url: Option<String>,
 }
 
 fn tree(engine: &Engine) -> Result<sled::Tree, ApiError> {
@@ -55,12 +65,17 @@ pub async fn restore(engine: &Engine, tenants: &Tenants) -> Result<(), String> {
         let (k, v) = kv.map_err(|e| e.to_string())?;
         let id = String::from_utf8_lossy(&k).into_owned();
         let s: Stored = serde_json::from_slice(&v).map_err(|e| format!("tenant {id}: {e}"))?;
+        let configured = tenants.get(&id).and_then(|t| t.webhook_url);
         tenants.upsert(
             &id,
             Tenant {
                 secret: Secret::new(s.secret),
                 status: s.status,
                 previous: s.previous.map(|(p, until)| (Secret::new(p), until)),
+                webhook_url: match s.webhook {
+                    Some(w) => w.url,
+                    None => configured,
+                },
             },
         );
         engine.add_tenant(&id).await.map_err(|e| e.to_string())?;
@@ -76,6 +91,9 @@ async fn save(engine: &Engine, id: &str, t: &Tenant) -> Result<(), ApiError> {
             .previous
             .as_ref()
             .map(|(p, u)| (p.expose().to_owned(), *u)),
+        webhook: Some(StoredWebhook {
+            url: t.webhook_url.clone(),
+        }),
     };
     tree(engine)?
         .insert(
@@ -94,7 +112,8 @@ fn view(id: &str, t: &Tenant) -> Value {
         .and_then(|(_, until)| chrono::DateTime::from_timestamp(*until, 0))
         .filter(|u| *u > chrono::Utc::now())
         .map(|u| u.to_rfc3339());
-    json!({"id": id, "status": t.status, "previous_secret_valid_until": overlap})
+    json!({"id": id, "status": t.status, "previous_secret_valid_until": overlap,
+           "webhook_url": t.webhook_url})
 }
 
 /// 24 random bytes from the OS, hex.
@@ -163,6 +182,7 @@ async fn create(
         secret: Secret::new(secret.clone()),
         status: TenantStatus::Active,
         previous: None,
+        webhook_url: None,
     };
     save(engine, &req.id, &t).await?;
     engine.add_tenant(&req.id).await?;
@@ -247,4 +267,40 @@ async fn rotate(
     let mut v = view(&id, &t);
     v["secret"] = json!(secret);
     Ok(Json(v))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetWebhook {
+    /// `null` removes the webhook.
+    url: Option<String>,
+}
+
+/// `PUT /v1/admin/tenants/{id}/webhook` `{"url": "https://…" | null}`: set or remove the
+/// tenant's outbound webhook (persisted; applies to the next delivery attempt).
+async fn set_webhook(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    app.require_operator(&headers)?;
+    let body = utf8_body(body)?;
+    let req: SetWebhook =
+        serde_json::from_slice(&body).map_err(|e| ApiError::Validation(format!("webhook: {e}")))?;
+    if let Some(url) = &req.url {
+        if !crate::config::valid_webhook_url(url) {
+            return Err(ApiError::Validation(
+                "url: must be an http:// or https:// URL of at most 2048 bytes".into(),
+            ));
+        }
+    }
+    let mut t = app
+        .tenants
+        .get(&id)
+        .ok_or_else(|| ApiError::NotFound(format!("tenant {id:?} not found")))?;
+    t.webhook_url = req.url;
+    save(app.require_engine()?, &id, &t).await?;
+    app.tenants.upsert(&id, t.clone());
+    Ok(Json(view(&id, &t)))
 }

@@ -58,6 +58,10 @@ pub struct TenantConfig {
     /// `log_retention_hours`.
     #[serde(default)]
     pub log_retention_hours: Option<u64>,
+    /// Outbound webhook (`http://` or `https://`): receives signed `POST`s such as
+    /// `leaderboard.window_closed` (docs/webhooks.md). The admin API can change it.
+    #[serde(default)]
+    pub webhook_url: Option<String>,
 }
 
 impl TenantConfig {
@@ -163,6 +167,9 @@ pub struct Config {
     /// HTTP: most bytes of request header fields (names, values and separators); more gets 431.
     #[serde(default = "default_http_max_header")]
     pub http_max_header_bytes: usize,
+    /// Outbound webhooks and window closes (SPEC §12, docs/webhooks.md).
+    #[serde(default)]
+    pub webhooks: WebhookConfig,
     /// The tenants.
     #[serde(default)]
     pub tenants: Vec<TenantConfig>,
@@ -205,6 +212,55 @@ fn default_http_max_header() -> usize {
 /// without the envelope.
 pub const HTTP_URI_BYTES: std::ops::RangeInclusive<usize> = 256..=65_000;
 pub const HTTP_HEADER_BYTES: std::ops::RangeInclusive<usize> = 1024..=262_144;
+/// `[webhooks]`: delivery of the durable outbox, and the limits of a window close.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookConfig {
+    /// Timeout of one delivery (connect + response), in ms.
+    pub timeout_ms: u64,
+    /// First retry delay in ms; doubles per failed attempt (with jitter) up to `retry_max_ms`.
+    pub retry_initial_ms: u64,
+    /// Longest delay between two attempts, in ms.
+    pub retry_max_ms: u64,
+    /// A delivery that has not succeeded this many hours after it was enqueued is given up.
+    pub retry_hours: u64,
+    /// Deliveries in flight at once per tenant (a slow receiver delays only its own tenant).
+    pub max_in_flight_per_tenant: usize,
+    /// Deliveries waiting per tenant; a window close beyond it sends no webhook (counted in
+    /// `phoenix_webhook_outbox_dropped_total`).
+    pub outbox_max_per_tenant: u64,
+    /// How often the delivery worker looks for due deliveries, in ms.
+    pub poll_ms: u64,
+    /// Top entries kept with a closed window (results endpoint, webhook `results`).
+    pub close_results_size: usize,
+    /// Most reward grants of one window close; further matched users are counted
+    /// (`phoenix_rewards_grants_capped_total`), not granted.
+    pub close_max_grants: usize,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        WebhookConfig {
+            timeout_ms: 5_000,
+            retry_initial_ms: 1_000,
+            retry_max_ms: 600_000,
+            retry_hours: 24,
+            max_in_flight_per_tenant: 4,
+            outbox_max_per_tenant: 10_000,
+            poll_ms: 500,
+            close_results_size: 100,
+            close_max_grants: 10_000,
+        }
+    }
+}
+
+/// Whether `url` is an absolute `http://` or `https://` URL with a host.
+pub fn valid_webhook_url(url: &str) -> bool {
+    url.len() <= 2048
+        && reqwest::Url::parse(url).is_ok_and(|u| {
+            matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty())
+        })
+}
 
 fn default_push_interval() -> u64 {
     50
@@ -374,6 +430,21 @@ impl Config {
                 HTTP_HEADER_BYTES.end()
             ));
         }
+        let w = &self.webhooks;
+        if w.timeout_ms == 0 || w.retry_initial_ms == 0 || w.poll_ms == 0 {
+            problems.push(
+                "webhooks: timeout_ms, retry_initial_ms and poll_ms must be at least 1".into(),
+            );
+        }
+        if w.retry_max_ms < w.retry_initial_ms {
+            problems.push("webhooks.retry_max_ms: must be at least retry_initial_ms".into());
+        }
+        if w.max_in_flight_per_tenant == 0 || w.close_results_size == 0 {
+            problems.push(
+                "webhooks: max_in_flight_per_tenant and close_results_size must be at least 1"
+                    .into(),
+            );
+        }
         let mut seen = std::collections::HashSet::new();
         for (i, t) in self.tenants.iter().enumerate() {
             if !valid_tenant_id(&t.id) {
@@ -387,6 +458,13 @@ impl Config {
             }
             if t.secret.expose().len() < 16 {
                 problems.push(format!("tenants[{i}].secret: must be at least 16 bytes"));
+            }
+            if let Some(url) = &t.webhook_url {
+                if !valid_webhook_url(url) {
+                    problems.push(format!(
+                        "tenants[{i}].webhook_url: {url:?} is not an http:// or https:// URL"
+                    ));
+                }
             }
             let mut ids = std::collections::HashSet::new();
             for (j, (id, json)) in t.leaderboard_json().into_iter().enumerate() {

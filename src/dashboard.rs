@@ -1,6 +1,7 @@
 //! The live-ops dashboard: one embedded HTML page at `GET /` (no external assets — the
-//! machines have no internet), plus the two operator calls it needs beyond the admin API:
-//! a tenant's leaderboards and a read-only client token for the live WebSocket view.
+//! machines have no internet), plus the operator calls it needs beyond the admin API: a
+//! tenant's leaderboards, saving one (the board editor), a player's wallet, and a read-only
+//! client token for the live WebSocket view and the read-only queries.
 
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap};
@@ -19,6 +20,11 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(page))
         .route("/v1/admin/tenants/{id}/leaderboards", get(boards))
+        .route(
+            "/v1/admin/tenants/{id}/leaderboards/{board}",
+            axum::routing::put(put_board),
+        )
+        .route("/v1/admin/tenants/{id}/players/{user}/wallet", get(wallet))
         .route("/v1/admin/tenants/{id}/token", post(token))
 }
 
@@ -66,4 +72,58 @@ async fn token(
     Ok(Json(
         json!({"token": mint(t.secret.expose().as_bytes(), &claims), "expires_at": claims.exp}),
     ))
+}
+
+/// The board editor's save: `PUT /v1/admin/tenants/{id}/leaderboards/{board}` with the
+/// definition, exactly as the tenant's own `PUT /v1/leaderboards/{id}` (same validation, same
+/// 400 messages naming the field).
+async fn put_board(
+    State(app): State<AppState>,
+    Path((id, board)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
+    app.require_operator(&headers)?;
+    app.tenants
+        .get(&id)
+        .ok_or_else(|| ApiError::NotFound(format!("tenant {id:?} not found")))?;
+    let body = crate::gateway::utf8_body(body)?;
+    let json = crate::gateway::parse_json(&body)?;
+    let (def, created) = app
+        .require_engine()?
+        .put_leaderboard(&id, &board, &json)
+        .await?;
+    let status = if created {
+        axum::http::StatusCode::CREATED
+    } else {
+        axum::http::StatusCode::OK
+    };
+    Ok((status, Json(def)))
+}
+
+/// A player's wallet for the player view (operator token).
+async fn wallet(
+    State(app): State<AppState>,
+    Path((id, user)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    app.require_operator(&headers)?;
+    app.tenants
+        .get(&id)
+        .ok_or_else(|| ApiError::NotFound(format!("tenant {id:?} not found")))?;
+    let store = phoenix_actors::rewards::RewardStore::open(app.require_engine()?.db(), &id)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let w = store
+        .wallet(&user)
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .ok_or_else(|| ApiError::NotFound("No such player".into()))?;
+    Ok(Json(json!({
+        "user_id": w.user_id, "nicknames": w.nicknames, "balance": w.balance,
+        "grants": w.grants.iter().map(|g| json!({
+            "id": g.vote_id, "coins": g.reward.coins, "items": g.reward.items,
+            "source": g.source.as_deref().unwrap_or("gamemonitoring"),
+            "granted_at": chrono::DateTime::from_timestamp_millis(g.granted_at_ms)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        })).collect::<Vec<_>>(),
+    })))
 }

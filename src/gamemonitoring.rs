@@ -270,6 +270,7 @@ mod tests {
                 ..Reward::default()
             },
             granted_at_ms: 1_700_000_000_000,
+            source: None,
         };
         let e = vote_event("acme", &g).unwrap();
         assert_eq!(e.event_id, "gm-vote-9824cabb");

@@ -16,6 +16,7 @@ pub mod ninja;
 pub mod server;
 pub mod tenants;
 pub mod tokens;
+pub mod webhooks;
 
 pub use config::Config;
 pub use server::{app, run, AppState};

@@ -159,6 +159,12 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/leaderboards/{id}/standings", get(lb::standings))
         .route("/v1/leaderboards/{id}/users/{user_id}", get(lb::user))
+        .route("/v1/leaderboards/{id}/results", get(lb::closes))
+        .route(
+            "/v1/leaderboards/{id}/windows/{key}/results",
+            get(lb::results),
+        )
+        .merge(crate::webhooks::routes())
         .merge(crate::admin::routes())
         .merge(crate::dashboard::routes())
         .merge(crate::ninja::routes())
@@ -213,6 +219,12 @@ async fn open_engine(config: &Config, tenants: &[String]) -> Result<Engine, Stri
                 .filter_map(|t| t.log_retention_hours.map(|h| (t.id.clone(), hours(h))))
                 .collect(),
             retention_interval: Duration::from_secs(config.retention_interval_seconds),
+            close: phoenix_actors::leaderboard::actor::CloseSettings {
+                results_size: config.webhooks.close_results_size,
+                max_grants: config.webhooks.close_max_grants,
+                outbox_max_per_tenant: config.webhooks.outbox_max_per_tenant,
+                emit_timeout: Duration::from_secs(10),
+            },
         },
     )
     .await
@@ -227,6 +239,17 @@ async fn open_engine(config: &Config, tenants: &[String]) -> Result<Engine, Stri
         }
     }
     Ok(engine)
+}
+
+/// Start the outbound webhook worker (logged, not fatal, if it cannot start).
+fn start_webhooks(
+    engine: &Engine,
+    tenants: &Tenants,
+    config: &Config,
+) -> Option<tokio::task::JoinHandle<()>> {
+    crate::webhooks::spawn(engine, tenants.clone(), config.webhooks.clone())
+        .map_err(|e| tracing::error!(error = %e, "webhook worker not started"))
+        .ok()
 }
 
 /// Serve until `shutdown` resolves. If the store cannot be opened the service still starts
@@ -244,11 +267,14 @@ pub async fn run(
     let metrics = metrics_handle();
     crate::metrics::describe_and_register();
     crate::gateway::ws::register_metrics();
+    crate::webhooks::register_metrics(&ids);
+    let mut webhook_worker = None;
     match open_engine(&config, &ids).await {
         Ok(engine) => {
             if let Err(e) = crate::admin::restore(&engine, &tenants).await {
                 tracing::error!(error = %e, "could not restore tenants changed through the admin API");
             }
+            webhook_worker = start_webhooks(&engine, &tenants, &config);
             let _ = cell.set(engine);
         }
         Err(e) => {
@@ -262,6 +288,8 @@ pub async fn run(
                             tracing::error!(error = %e, "could not restore admin tenant changes");
                         }
                         tracing::info!("store opened; ready");
+                        // Runs for the life of the process (this path has no handle to stop).
+                        let _ = start_webhooks(&engine, &tenants, &config);
                         let _ = cell.set(engine);
                         break;
                     }
@@ -291,6 +319,9 @@ pub async fn run(
     let transport = transport::Transport::from_config(&state.config);
     transport::serve(listener, app(state), transport, shutdown).await?;
     upkeep.abort();
+    if let Some(w) = webhook_worker {
+        w.abort();
+    }
     if let Some(engine) = cell.get() {
         engine.shutdown().await;
     }

@@ -19,6 +19,8 @@ pub struct Tenant {
     pub status: TenantStatus,
     /// The secret before the last rotation, accepted until the Unix time given (overlap).
     pub previous: Option<(Secret, i64)>,
+    /// Where outbound webhooks go (config `webhook_url`, or the admin API).
+    pub webhook_url: Option<String>,
 }
 
 impl Tenant {
@@ -67,6 +69,7 @@ impl Tenants {
                     secret: c.secret.clone(),
                     status: c.status,
                     previous: None,
+                    webhook_url: c.webhook_url.clone(),
                 },
             );
         }
@@ -184,6 +187,7 @@ mod tests {
             secret: Secret::new(secret),
             status: TenantStatus::Active,
             previous: previous.map(|(s, u)| (Secret::new(s), u)),
+            webhook_url: None,
         }
     }
 

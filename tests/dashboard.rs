@@ -33,6 +33,29 @@ async fn dashboard_shows_standings_moving_live() {
         .put_board("score", &json!({"name": "Score", "rules": [{"event_type": "match.*", "points_expression": "attrs.score"}], "timeframes": ["daily", "all_time"]}))
         .await;
     assert_eq!(s, 201);
+    // A board whose previous hour closes a few seconds from now, with rewards: the page must
+    // list the closed window with its winners and grants.
+    let now = chrono::Utc::now();
+    let hour = chrono::DurationRound::duration_trunc(now, chrono::TimeDelta::hours(1)).unwrap();
+    let grace = (now - hour).num_seconds() + 3;
+    let (s, body) = c
+        .put_board("season", &json!({"name": "Season", "rules": [{"event_type": "season.*", "points_expression": "attrs.score"}],
+            "timeframes": ["hourly", "all_time"], "late_grace_seconds": grace,
+            "rewards": [{"ranks": [1, 1], "coins": 1000, "items": ["gold-cup"]}, {"ranks": [2, 3], "coins": 300}]}))
+        .await;
+    assert_eq!(s, 201, "{body}");
+    let at = (hour - chrono::TimeDelta::minutes(5)).to_rfc3339();
+    let events: Vec<_> = [("ann", 90), ("ben", 70), ("cat", 50), ("dov", 20)]
+        .iter()
+        .map(|(u, p)| {
+            json!({"event_id": format!("s-{u}"), "type": "season.match", "actor": {"user_id": u},
+                             "occurred_at": at, "attrs": {"score": p}})
+        })
+        .collect();
+    let (s, body) = c
+        .post("/v1/events/bulk", &json!({ "events": events }))
+        .await;
+    assert_eq!(s, 202, "{body}");
     let shot = std::env::var("DASHBOARD_SCREENSHOT").unwrap_or_default();
     let base = server.base.clone();
     let out = tokio::task::spawn_blocking(move || {

@@ -51,8 +51,23 @@ async fn demo_mode_makes_standings_move() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The rewarded season board is there, its previous hour closing within minutes.
+    let (s, season) = c.get("/v1/leaderboards/season", "").await;
     let _ = child.kill();
     let _ = child.wait();
+    assert_eq!(s, 200, "{season}");
+    assert_eq!(
+        season["rewards"][0]["ranks"],
+        serde_json::json!([1, 1]),
+        "{season}"
+    );
+    let grace = season["late_grace_seconds"].as_i64().unwrap();
+    let into_hour = chrono::Utc::now().timestamp() % 3600;
+    let off = (grace - 120 - into_hour).rem_euclid(3600);
+    assert!(
+        !(30..3570).contains(&off),
+        "the previous hour closes ~2 minutes after start: grace {grace}, {into_hour} s into the hour"
+    );
     assert!(
         totals.len() >= 2 && totals.last() > totals.first() && totals[0] > 0.0,
         "standings moved: {totals:?}"

@@ -47,6 +47,8 @@ pub struct EngineConfig {
     pub retention_overrides: HashMap<String, Duration>,
     /// How often retention runs.
     pub retention_interval: Duration,
+    /// Limits of a window close (results kept, grants, webhook outbox).
+    pub close: crate::leaderboard::actor::CloseSettings,
 }
 
 impl std::fmt::Debug for EngineConfig {
@@ -75,6 +77,7 @@ impl Default for EngineConfig {
             log_retention: Duration::from_secs(168 * 3600),
             retention_overrides: HashMap::new(),
             retention_interval: Duration::from_secs(60),
+            close: Default::default(),
         }
     }
 }
@@ -296,9 +299,14 @@ fn tenant_args(
     }
 }
 
+mod closes;
 mod leaderboards;
 mod maintenance;
 
 #[cfg(test)]
 #[path = "engine/tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "engine/close_tests.rs"]
+mod close_tests;

@@ -2,6 +2,7 @@
 //! frozen-window history, and the `LeaderboardActor` that consumes a tenant's log.
 
 pub mod actor;
+pub mod close;
 pub mod definition;
 pub mod expr;
 pub mod history;

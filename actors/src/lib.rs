@@ -15,6 +15,8 @@
 //!                                            fit; fsync: one fsync acknowledges whole rounds
 //! SledLog (store.rs)                        one sled tree per tenant, ≤ 64 KB records
 //! RewardStore (rewards.rs)                  vote-reward dedupe + grants, one transaction each
+//! CloseStore (leaderboard/close.rs)         a window close: record + grants + outbox, one tx
+//! Outbox (outbox.rs)                        durable webhook deliveries, retried by the edge
 //! ```
 //!
 //! Data flow: the edge validates an [`event::Event`], calls [`engine::Engine::ingest`]; the
@@ -30,6 +32,7 @@ pub mod engine;
 pub mod error;
 pub mod event;
 pub mod leaderboard;
+pub mod outbox;
 pub mod retention;
 pub mod rewards;
 pub mod session;

@@ -65,6 +65,10 @@ pub struct Grant {
     pub reward: Reward,
     /// Unix milliseconds; for an unclaimed vote, when it was received.
     pub granted_at_ms: i64,
+    /// What granted it when not a vote: `leaderboard` for a reward at window close (then
+    /// `vote_id` is the grant id `lb:{board}:{timeframe}:{window}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// How a delivery was handled; stored as its dedupe record.
@@ -175,10 +179,25 @@ fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("reward records serialise")
 }
 
-type Tx<T> = Result<T, ConflictableTransactionError<RewardError>>;
+pub(crate) type Tx<T> = Result<T, ConflictableTransactionError<RewardError>>;
 
 fn tx_decode<T: serde::de::DeserializeOwned>(v: &[u8]) -> Tx<T> {
     decode(v).or_else(abort)
+}
+
+/// Credit `g` unless its user's ledger already holds its id (`vote_id`): the dedupe record
+/// of a window-close grant is its ledger line, checked in the crediting transaction.
+/// Returns whether it credited.
+pub(crate) fn credit_once(
+    balances: &TransactionalTree,
+    grants: &TransactionalTree,
+    g: &Grant,
+) -> Tx<bool> {
+    if grants.get(key2(&g.user_id, &g.vote_id))?.is_some() {
+        return Ok(false);
+    }
+    credit(balances, grants, g)?;
+    Ok(true)
 }
 
 /// Add a grant to its user's balance and ledger inside a transaction.
@@ -306,6 +325,7 @@ impl RewardStore {
                         gm_user_id: vote.gm_user_id.clone(),
                         reward: reward.clone(),
                         granted_at_ms: now_ms,
+                        source: None,
                     };
                     match linked.or_else(|| vote.fallback_user.clone()) {
                         Some(user) => {
@@ -405,6 +425,11 @@ impl RewardStore {
                 Ok(())
             })
             .map_err(RewardError::from)
+    }
+
+    /// The balance and ledger trees, for a caller's transaction around [`credit_once`].
+    pub(crate) fn grant_trees(&self) -> (&sled::Tree, &sled::Tree) {
+        (&self.balances, &self.grants)
     }
 
     /// The user a nickname is linked to, if any.

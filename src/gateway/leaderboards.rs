@@ -232,3 +232,66 @@ pub async fn user(
         "user_id": user, "rank": u.rank, "score": u.score, "entries": u.entries,
     })))
 }
+
+/// A closed window as the API shows it.
+fn close_json(r: &phoenix_actors::leaderboard::close::CloseRecord) -> Value {
+    let closed_at = chrono::DateTime::from_timestamp_millis(r.closed_at_ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    json!({
+        "leaderboard": r.leaderboard, "timeframe": r.timeframe, "window": r.window,
+        "state": "closed", "closed_at": closed_at, "total": r.total,
+        "results": r.results, "grants": r.grants, "grants_capped": r.grants_capped,
+        "rewarded": r.rewarded, "delivery_id": r.delivery_id,
+    })
+}
+
+fn timeframe_of(q: &ViewQuery) -> Result<Timeframe, ApiError> {
+    q.timeframe
+        .as_deref()
+        .ok_or_else(|| ApiError::Validation("timeframe: required".into()))?
+        .parse()
+        .map_err(|e: String| ApiError::Validation(format!("timeframe: {e}")))
+}
+
+/// `GET /v1/leaderboards/{id}/windows/{key}/results?timeframe=…` → the final standings
+/// (top entries) and the grants of a closed window; 404 while it is not closed.
+pub async fn results(
+    State(app): State<AppState>,
+    Path((id, key)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = reader_of(&app, &headers, &uri, &id)?;
+    let tf = timeframe_of(&parse_query(raw)?)?;
+    let key =
+        WindowKey::parse(tf, &key).map_err(|e| ApiError::Validation(format!("window: {e}")))?;
+    let engine = app.require_engine()?;
+    Ok(Json(close_json(
+        &engine.window_results(&tenant, &id, tf, key)?,
+    )))
+}
+
+/// `GET /v1/leaderboards/{id}/results?timeframe=…&limit=20` → `{"closes": […]}`: the
+/// closed windows of a timeframe with their winners and grants, newest first.
+pub async fn closes(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = reader_of(&app, &headers, &uri, &id)?;
+    let q = parse_query(raw)?;
+    let tf = timeframe_of(&q)?;
+    let limit = q.limit.unwrap_or(20);
+    if limit == 0 || limit > 100 {
+        return Err(ApiError::Validation("limit: must be 1 to 100".into()));
+    }
+    let engine = app.require_engine()?;
+    let list = engine.window_closes(&tenant, &id, tf, limit)?;
+    Ok(Json(json!({
+        "leaderboard": id, "timeframe": tf.as_str(),
+        "closes": list.iter().map(close_json).collect::<Vec<_>>(),
+    })))
+}

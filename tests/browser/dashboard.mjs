@@ -53,6 +53,32 @@ try {
   await page.press("#user", "Enter");
   await page.waitForFunction(() => document.querySelector("#user-result").textContent.includes("rank 3"));
   await page.waitForFunction(() => document.querySelectorAll("#ingest tbody tr").length > 0, null, { timeout: 10000 });
+
+  // Live-ops: the season board's windows with "closes in", its closed window picked from a
+  // list with winners and grants, the editor's inline errors, and the player view.
+  await page.selectOption("#board", "season");
+  await page.waitForFunction(() => [...document.querySelectorAll("#windows tbody tr")].some((r) => r.dataset.tf === "hourly"
+    && /\d+(s|m|h)/.test(r.querySelector(".closes-in").textContent)), null, { timeout: 10000 });
+  await page.waitForFunction(() => document.querySelectorAll("#closes-pick option").length > 0, null, { timeout: 40000 });
+  await page.selectOption("#closes-pick", { index: 0 });
+  await page.waitForFunction(() => document.querySelector("#closes-results tbody tr td:nth-child(2)")?.textContent === "ann", null, { timeout: 10000 });
+  const grants = await page.$$eval("#closes-grants tbody tr", (rows) => rows.map((r) => `${r.dataset.user}:${r.children[2].textContent}`));
+  if (grants.join() !== "ann:1000,ben:300,cat:300") throw new Error(`unexpected grants ${grants}`);
+
+  await page.fill("#ed-rewards", '[{"ranks": [1, 1], "coins": 10}, {"ranks": [9, 2], "coins": 5}]');
+  await page.click("#editor button[type=submit]");
+  await page.waitForFunction(() => document.querySelector("#err-rewards").textContent.includes("rewards[1].ranks"), null, { timeout: 10000 });
+  if ((await page.textContent("#err-rules")) !== "") throw new Error("the error belongs next to rewards only");
+  await page.fill("#ed-rewards", '[{"ranks": [1, 1], "coins": 1000, "items": ["gold-cup"]}, {"ranks": [2, 3], "coins": 300}]');
+  await page.fill("#ed-name", "Season (edited)");
+  await page.click("#editor button[type=submit]");
+  await page.waitForFunction(() => document.querySelector("#editor-status").textContent === "saved season", null, { timeout: 10000 });
+  if ((await page.textContent("#err-rewards")) !== "") throw new Error("error not cleared after a good save");
+
+  await page.fill("#player", "ann");
+  await page.press("#player", "Enter");
+  await page.waitForFunction(() => document.querySelector("#player-wallet").textContent.includes("balance 1000"), null, { timeout: 10000 });
+  await page.waitForFunction(() => document.querySelector("#player-ranks tbody tr[data-board=season]") !== null, null, { timeout: 10000 });
   if (shot) await page.screenshot({ path: shot, fullPage: true });
   console.log(`dashboard ok (marker ${marker})`);
 } finally {

@@ -39,6 +39,8 @@ impl Engine {
             checkpoint_interval: self.inner.config.checkpoint_interval,
             history_retention: self.inner.config.history_retention,
             push_interval: self.inner.config.push_interval,
+            close: self.inner.config.close,
+            tenants: Some(self.inner.routes.clone()),
         })
     }
 

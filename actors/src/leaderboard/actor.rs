@@ -11,6 +11,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::close::{CloseStore, Closed};
 use super::definition::Definition;
 use super::history::History;
 use super::rank::Entry;
@@ -54,6 +55,35 @@ pub struct BoardArgs {
     /// Least time between two pushes of a view (coalescing); a change after a quiet period
     /// goes out at once.
     pub push_interval: Duration,
+    /// What a window close records, grants and enqueues.
+    pub close: CloseSettings,
+    /// The tenant actors, to put `leaderboard.window_closed` events into the stream through
+    /// the normal durable ingest path (`None`: closes are not emitted, e.g. in unit tests).
+    pub tenants: Option<crate::supervisor::Routes>,
+}
+
+/// Limits of a window close (from the config).
+#[derive(Debug, Clone, Copy)]
+pub struct CloseSettings {
+    /// Top entries kept in a close record (and sent in its webhook).
+    pub results_size: usize,
+    /// Most grants one close makes; further matched users are counted, not granted.
+    pub max_grants: usize,
+    /// Most webhook deliveries waiting per tenant; a close beyond it sends none (counted).
+    pub outbox_max_per_tenant: u64,
+    /// Timeout of the call that ingests a close's stream event.
+    pub emit_timeout: Duration,
+}
+
+impl Default for CloseSettings {
+    fn default() -> Self {
+        CloseSettings {
+            results_size: 100,
+            max_grants: 10_000,
+            outbox_max_per_tenant: 10_000,
+            emit_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 pub struct BoardActorState {
@@ -75,6 +105,14 @@ pub struct BoardActorState {
     publish_pending: bool,
     /// A `Sweep` is scheduled (while any view is live).
     sweep_pending: bool,
+    /// Closed windows of this board (records, grants, outbox).
+    closes: CloseStore,
+    /// Windows closing before this time (ms) belong to an older definition: no rewards.
+    epoch_ms: i64,
+    /// Closes whose stream event is not yet acknowledged, and whether one is in flight.
+    unemitted: std::collections::BTreeMap<(Timeframe, WindowKey), bool>,
+    /// Earliest next emit attempt after a failure (backoff), and the current delay.
+    emit_retry: (Instant, Duration),
 }
 
 /// A view subscription: the current snapshot and the stream of later frames.
@@ -156,6 +194,8 @@ pub enum LeaderboardMsg {
     Publish,
     /// Release views no session watches any more (every push interval while views live).
     Sweep,
+    /// The stream event of a window close was acknowledged (`true`) or failed.
+    Emitted(Timeframe, WindowKey, bool),
     /// Fault injection for supervision tests.
     #[cfg(test)]
     Panic,
@@ -227,8 +267,25 @@ impl Actor for LeaderboardActor {
         let meta = meta_tree(&args.db, &args.tenant, &args.def.id)?;
         let history = History::open(&args.db, &args.tenant, &args.def.id)?;
         let board = recover(&args, &meta, &history)?;
+        let closes = CloseStore::open(&args.db, &args.tenant, &args.def.id)?;
+        let epoch_ms = closes.epoch(
+            &args.def.to_json().to_string(),
+            (args.clock)().timestamp_millis(),
+        )?;
+        let unemitted = closes
+            .unemitted()?
+            .into_iter()
+            .filter_map(|r| {
+                let tf = r.timeframe.parse::<Timeframe>().ok()?;
+                Some(((tf, WindowKey::parse(tf, &r.window).ok()?), false))
+            })
+            .collect();
         tracing::info!(tenant = %args.tenant, board = %args.def.id, applied = board.applied, "leaderboard started");
         Ok(BoardActorState {
+            closes,
+            epoch_ms,
+            unemitted,
+            emit_retry: (Instant::now(), Duration::from_millis(500)),
             checkpointed: board.applied,
             args,
             board,
@@ -306,6 +363,7 @@ impl Actor for LeaderboardActor {
             }
             LeaderboardMsg::Tick => {
                 tick(state)?;
+                emit_closes(&myself, state);
                 let now = (state.args.clock)();
                 let rolled = state
                     .views
@@ -328,6 +386,7 @@ impl Actor for LeaderboardActor {
                 state.publish_pending = false;
                 publish(state)?;
             }
+            LeaderboardMsg::Emitted(tf, key, ok) => emitted(state, tf, key, ok)?,
             LeaderboardMsg::Standings {
                 tf,
                 window,
@@ -418,6 +477,7 @@ fn tick(state: &mut BoardActorState) -> Result<(), EngineError> {
         if let Some(w) = state.board.freeze(tf, key) {
             state.history.write(tf, key, &w)?;
             tracing::debug!(board = %state.args.def.id, window = %key, users = w.accs.len(), "window frozen");
+            close_window(state, tf, key, &w)?;
         }
     }
     let retention =
@@ -425,6 +485,7 @@ fn tick(state: &mut BoardActorState) -> Result<(), EngineError> {
     if let Some(cutoff) = (state.args.clock)().checked_sub_signed(retention) {
         for (tf, key) in state.board.forget_frozen_before(cutoff) {
             state.history.drop_window(tf, key)?;
+            state.closes.drop_window(tf, key)?;
         }
     }
     let due = state.last_checkpoint.elapsed() >= state.args.checkpoint_interval;
@@ -631,5 +692,177 @@ fn publish(state: &mut BoardActorState) -> Result<(), EngineError> {
     let l = labels(state);
     metrics::counter!("phoenix_ws_view_frames_total", &l).increment(sent);
     metrics::gauge!("phoenix_ws_views", &l).set(state.views.len() as f64);
+    Ok(())
+}
+
+/// Record the close of a just-frozen window (exactly once, see `close.rs`): final top
+/// entries, grants, webhook delivery; then queue its stream event.
+fn close_window(
+    state: &mut BoardActorState,
+    tf: Timeframe,
+    key: WindowKey,
+    w: &super::state::Window,
+) -> Result<(), EngineError> {
+    use super::close::{assign, ranks_needed, CloseRecord, ResultEntry};
+    let Some(end) = key.end() else {
+        return Ok(());
+    };
+    let def = &state.args.def;
+    let settings = state.args.close;
+    let grace_ms = i64::try_from(def.late_grace_seconds)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(1000);
+    let closed_at_ms = end.timestamp_millis().saturating_add(grace_ms);
+    let total = w.ranks.len() as u64;
+    let rewarded = closed_at_ms >= state.epoch_ms;
+    let needed = if rewarded {
+        ranks_needed(&def.rewards, total)
+    } else {
+        0
+    };
+    let take = usize::try_from(needed)
+        .unwrap_or(usize::MAX)
+        .min(settings.max_grants)
+        .max(settings.results_size);
+    let entries: Vec<ResultEntry> = w
+        .ranks
+        .range(0, take)
+        .into_iter()
+        .map(|e| ResultEntry {
+            rank: e.rank as u64,
+            user_id: e.user_id,
+            score: e.score,
+        })
+        .collect();
+    let (grants, mut capped) = if rewarded {
+        assign(&def.rewards, &entries, total, settings.max_grants)
+    } else {
+        (Vec::new(), 0)
+    };
+    capped += needed.saturating_sub(entries.len() as u64);
+    let record = CloseRecord {
+        leaderboard: def.id.clone(),
+        timeframe: tf.as_str().to_owned(),
+        window: key.to_string(),
+        closed_at_ms,
+        total,
+        results: entries.into_iter().take(settings.results_size).collect(),
+        grants,
+        grants_capped: capped,
+        rewarded,
+        emitted: false,
+        delivery_id: None,
+    };
+    let tenant = state.args.tenant.clone();
+    let grants = record.grants.len() as u64;
+    match state
+        .closes
+        .close(tf, key, record, settings.outbox_max_per_tenant)?
+    {
+        Closed::New { webhook_dropped } => {
+            let result = if rewarded {
+                "rewarded"
+            } else {
+                "before_definition"
+            };
+            metrics::counter!("phoenix_window_closes_total", "tenant" => tenant.clone(), "result" => result)
+                .increment(1);
+            metrics::counter!("phoenix_rewards_grants_total", "tenant" => tenant.clone(), "source" => "leaderboard")
+                .increment(grants);
+            if capped > 0 {
+                metrics::counter!("phoenix_rewards_grants_capped_total", "tenant" => tenant.clone())
+                    .increment(capped);
+                tracing::warn!(tenant, board = %def.id, window = %key, capped, "reward tiers matched more users than close_max_grants; the rest got nothing");
+            }
+            if webhook_dropped {
+                metrics::counter!("phoenix_webhook_outbox_dropped_total", "tenant" => tenant.clone())
+                    .increment(1);
+                tracing::warn!(tenant, board = %def.id, window = %key, "webhook outbox full; this close sends no webhook");
+            }
+            tracing::info!(tenant, board = %def.id, window = %key, grants, rewarded, "window closed");
+            if rewarded {
+                state.unemitted.insert((tf, key), false);
+            }
+        }
+        Closed::Already(r) => {
+            if r.rewarded && !r.emitted {
+                state.unemitted.entry((tf, key)).or_insert(false);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Put the stream event of every unemitted close into the tenant's log (deterministic
+/// event id, so a repeat after a crash is a duplicate), one call in flight per close.
+fn emit_closes(myself: &ActorRef<LeaderboardMsg>, state: &mut BoardActorState) {
+    let Some(routes) = state.args.tenants.clone() else {
+        return;
+    };
+    if state.unemitted.is_empty() || Instant::now() < state.emit_retry.0 {
+        return;
+    }
+    let tenant = state.args.tenant.clone();
+    let Some(actor) = routes.read().expect("routes").get(&tenant).cloned() else {
+        return;
+    };
+    let timeout = state.args.close.emit_timeout;
+    for ((tf, key), in_flight) in state.unemitted.iter_mut() {
+        if *in_flight {
+            continue;
+        }
+        let record = match state.closes.get(*tf, *key) {
+            Ok(Some(r)) => r,
+            _ => continue,
+        };
+        let event = match crate::event::Event::from_json(record.stream_event(), &tenant, Utc::now())
+        {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(tenant, board = %state.args.def.id, error = %e, "window_closed event invalid; not emitted");
+                continue;
+            }
+        };
+        *in_flight = true;
+        let (me, actor, tf, key) = (myself.clone(), actor.clone(), *tf, *key);
+        tokio::spawn(async move {
+            let r = actor
+                .call(
+                    |reply| crate::tenant::TenantMsg::Ingest {
+                        events: vec![event],
+                        reply,
+                    },
+                    Some(timeout),
+                )
+                .await;
+            let ok = matches!(r, Ok(ractor::rpc::CallResult::Success(Ok(_))));
+            let _ = me.cast(LeaderboardMsg::Emitted(tf, key, ok));
+        });
+    }
+}
+
+fn emitted(
+    state: &mut BoardActorState,
+    tf: Timeframe,
+    key: WindowKey,
+    ok: bool,
+) -> Result<(), EngineError> {
+    if ok {
+        state.closes.mark_emitted(tf, key)?;
+        state.unemitted.remove(&(tf, key));
+        state.emit_retry.1 = Duration::from_millis(500);
+    } else {
+        metrics::counter!("phoenix_window_close_emit_failures_total", "tenant" => state.args.tenant.clone())
+            .increment(1);
+        if let Some(f) = state.unemitted.get_mut(&(tf, key)) {
+            *f = false;
+        }
+        // Back off (doubling, capped at 30 s) before the next attempt.
+        let delay = state.emit_retry.1;
+        state.emit_retry = (
+            Instant::now() + delay,
+            (delay * 2).min(Duration::from_secs(30)),
+        );
+    }
     Ok(())
 }

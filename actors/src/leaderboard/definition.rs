@@ -65,6 +65,8 @@ pub struct Definition {
     pub timeframes: Vec<Timeframe>,
     pub sort_order: SortOrder,
     pub late_grace_seconds: u64,
+    /// Reward tiers granted when a window closes (SPEC §12); empty: none.
+    pub rewards: Vec<super::close::RewardTier>,
 }
 
 /// Why a definition was refused: the field path and what is wrong with it.
@@ -101,7 +103,8 @@ impl Definition {
         let Some(obj) = v.as_object() else {
             return bad("definition must be a JSON object");
         };
-        const KNOWN: [&str; 8] = [
+        const KNOWN: [&str; 9] = [
+            "rewards",
             "name",
             "scope",
             "rules",
@@ -180,7 +183,10 @@ impl Definition {
                 _ => return bad("late_grace_seconds: must be an integer from 0 to 31622400"),
             },
         };
+        let rewards = super::close::parse_rewards(obj.get("rewards").unwrap_or(&Value::Null))
+            .map_err(DefinitionError)?;
         Ok(Definition {
+            rewards,
             id: id.to_owned(),
             name,
             scope,
@@ -194,7 +200,7 @@ impl Definition {
 
     /// The definition as the API returns it.
     pub fn to_json(&self) -> Value {
-        json!({
+        let mut v = json!({
             "id": self.id,
             "name": self.name,
             "scope": self.scope.to_json(),
@@ -207,7 +213,12 @@ impl Definition {
             "timeframes": self.timeframes.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
             "sort_order": self.sort_order.as_str(),
             "late_grace_seconds": self.late_grace_seconds,
-        })
+        });
+        // Only when set, so boards without rewards keep their canonical JSON (and checkpoints).
+        if !self.rewards.is_empty() {
+            v["rewards"] = super::close::rewards_json(&self.rewards);
+        }
+        v
     }
 
     /// The points `event` (type `ty`) earns on this board, or `None` if it does not score:

@@ -19,13 +19,14 @@ pub fn lookup<'a>(event: &'a Value, path: &str) -> Option<&'a Value> {
 
 /// Whether `pattern` selects events of type `ty`.
 ///
-/// `*` matches every type; a pattern ending in `*` (such as `match.*`) matches types that start
+/// `*` matches every type except Phoenix's own `leaderboard.*` events (a window close must
+/// not score on a catch-all board; name them to score them); a pattern ending in `*` (such as `match.*`) matches types that start
 /// with the part before the `*` and are longer than it — so `match.*` matches `match.completed`
 /// and `match.round.won` but not `match` itself (a family, not its parent). Anything else is an
 /// exact comparison. See [`validate_event_type_pattern`] for the accepted shapes.
 pub fn event_type_matches(pattern: &str, ty: &str) -> bool {
     if pattern == "*" {
-        return true;
+        return !ty.starts_with("leaderboard.");
     }
     match pattern.strip_suffix('*') {
         Some(prefix) => ty.len() > prefix.len() && ty.starts_with(prefix),
@@ -279,6 +280,11 @@ mod tests {
         assert!(event_type_matches("match.completed", "match.completed"));
         assert!(!event_type_matches("match.completed", "match.started"));
         assert!(event_type_matches("*", "anything.at.all"));
+        assert!(!event_type_matches("*", "leaderboard.window_closed"));
+        assert!(event_type_matches(
+            "leaderboard.*",
+            "leaderboard.window_closed"
+        ));
         assert!(event_type_matches("match.*", "match.completed"));
         assert!(event_type_matches("match.*", "match.round.won"));
         assert!(

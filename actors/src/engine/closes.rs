@@ -1,0 +1,47 @@
+//! The engine's window-close API (SPEC §12): results of closed windows and the webhook
+//! outbox the edge delivers from.
+
+use super::Engine;
+use crate::error::EngineError;
+use crate::leaderboard::actor::QueryError;
+use crate::leaderboard::close::{CloseRecord, CloseStore};
+use crate::leaderboard::window::{Timeframe, WindowKey};
+use crate::outbox::Outbox;
+
+impl Engine {
+    fn close_store(&self, tenant: &str, id: &str) -> Result<CloseStore, QueryError> {
+        if self.get_leaderboard(tenant, id)?.is_none() {
+            return Err(QueryError::NoBoard(id.to_owned()));
+        }
+        Ok(CloseStore::open(&self.inner.db, tenant, id)?)
+    }
+
+    /// The final standings and grants of a closed window; `NoWindow` if it is not closed.
+    pub fn window_results(
+        &self,
+        tenant: &str,
+        id: &str,
+        tf: Timeframe,
+        key: WindowKey,
+    ) -> Result<CloseRecord, QueryError> {
+        self.close_store(tenant, id)?
+            .get(tf, key)?
+            .ok_or_else(|| QueryError::NoWindow(format!("{key} is not closed")))
+    }
+
+    /// The closed windows of a timeframe, newest first.
+    pub fn window_closes(
+        &self,
+        tenant: &str,
+        id: &str,
+        tf: Timeframe,
+        limit: usize,
+    ) -> Result<Vec<CloseRecord>, QueryError> {
+        Ok(self.close_store(tenant, id)?.list(tf, limit)?)
+    }
+
+    /// The durable outbox of webhook deliveries.
+    pub fn outbox(&self) -> Result<Outbox, EngineError> {
+        Outbox::open(&self.inner.db)
+    }
+}
