@@ -142,6 +142,13 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/leaderboards/{id}/standings", get(lb::standings))
         .route("/v1/leaderboards/{id}/users/{user_id}", get(lb::user))
+        .route("/v1/leaderboards/{id}/standings/users", post(lb::users))
+        .route("/v1/leaderboards/{id}/windows", get(lb::windows))
+        .route("/v1/leaderboards/{id}/members", get(lb::members))
+        .route(
+            "/v1/leaderboards/{id}/members/{user_id}",
+            post(lb::join).delete(lb::leave),
+        )
         .merge(crate::admin::routes())
         .merge(crate::dashboard::routes())
         .merge(crate::ninja::routes())
