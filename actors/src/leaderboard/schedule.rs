@@ -247,6 +247,15 @@ impl Calendar {
         self.span(key).map(|(_, end)| end)
     }
 
+    /// Whether a window ending at `end` still accepts events at `now` (see [`Calendar::is_open`]).
+    pub fn open_until(end: DateTime<Utc>, now: DateTime<Utc>, grace: u64) -> bool {
+        i64::try_from(grace)
+            .ok()
+            .and_then(TimeDelta::try_seconds)
+            .and_then(|g| end.checked_add_signed(g))
+            .is_none_or(|close| now < close)
+    }
+
     /// When the window stops taking late events: end + `grace`. `None` for `all_time` (never),
     /// or a close beyond chrono's range.
     pub fn close_time(&self, key: WindowKey, grace: u64) -> Option<DateTime<Utc>> {

@@ -15,6 +15,7 @@ use serde_json::Value;
 use super::definition::{Aggregation, Definition};
 use super::members::{Decision, Members, MEMBER_JOINED, MEMBER_LEFT};
 use super::rank::{RankIndex, SortOrder, Ties};
+use super::schedule::Calendar;
 use super::window::{Timeframe, WindowKey};
 
 /// Everything one user contributed to one window.
@@ -103,6 +104,9 @@ pub struct BoardState {
     frozen: BTreeSet<(Timeframe, WindowKey)>,
     /// Members (boards with `entry.join_required`).
     pub members: Members,
+    /// Per timeframe, the last window an event fell in and its real span: most events land in
+    /// the same window, and a cron or time-zone lookup costs microseconds.
+    spans: HashMap<Timeframe, (WindowKey, DateTime<Utc>, DateTime<Utc>)>,
 }
 
 impl BoardState {
@@ -114,7 +118,28 @@ impl BoardState {
             open: BTreeMap::new(),
             frozen: BTreeSet::new(),
             members: Members::default(),
+            spans: HashMap::new(),
         }
+    }
+
+    /// The window of `tf` holding `at` and whether it was open at `accepted`.
+    fn place(
+        &mut self,
+        tf: Timeframe,
+        at: DateTime<Utc>,
+        accepted: DateTime<Utc>,
+    ) -> Option<(WindowKey, bool)> {
+        let (cal, grace) = (&self.def.calendar, self.def.late_grace_seconds);
+        if let Some(&(key, start, end)) = self.spans.get(&tf) {
+            if start <= at && at < end {
+                return Some((key, Calendar::open_until(end, accepted, grace)));
+            }
+        }
+        let key = cal.window_of(tf, at)?;
+        if let Some((start, end)) = cal.span(key) {
+            self.spans.insert(tf, (key, start, end));
+        }
+        Some((key, cal.is_open(key, accepted, grace)))
     }
 
     /// Apply the event at log position `seq`, accepted at `accepted_ms`.
@@ -163,21 +188,16 @@ impl BoardState {
             .unwrap_or_else(Utc::now);
         let at = at.with_timezone(&Utc);
         let def = self.def.clone();
-        let (agg, order, ties, grace) = (
-            def.aggregation,
-            def.sort_order,
-            def.ties,
-            def.late_grace_seconds,
-        );
+        let (agg, order, ties) = (def.aggregation, def.sort_order, def.ties);
         let max_attempts = def.entry.and_then(|e| e.max_attempts).map(u64::from);
         let mut any_window = false;
         for &tf in &def.frames {
             // Outside a fixed schedule (or before a cron's first firing) there is no window.
-            let Some(key) = def.calendar.window_of(tf, at) else {
+            let Some((key, open)) = self.place(tf, at, accepted) else {
                 continue;
             };
             any_window = true;
-            if !def.calendar.is_open(key, accepted, grace) || self.frozen.contains(&(tf, key)) {
+            if !open || self.frozen.contains(&(tf, key)) {
                 out.late += 1;
                 continue;
             }
@@ -734,6 +754,39 @@ mod tests {
                 .not_member
         );
     }
+
+    proptest! {
+        /// With local days and a cron schedule, events in any order land where the calendar
+        /// alone says (the per-timeframe span cache changes nothing).
+        #[test]
+        fn local_and_cron_windows_match_the_calendar(
+            evs in proptest::collection::vec((0u8..4, 1i32..9, 0i64..21 * 86_400), 1..120),
+        ) {
+            let d = live(json!({"timezone": "America/Los_Angeles", "late_grace_seconds": YEAR,
+                                "schedules": [{"id": "tue", "cron": "0 10 * * 2"}]}));
+            let base = ms("2026-10-25T00:00:00Z");
+            let acc = ms("2026-11-20T00:00:00Z");
+            let mut s = BoardState::new(d.clone());
+            let mut want: HashMap<(Timeframe, WindowKey, String), f64> = HashMap::new();
+            for (i, (u, p, occ)) in evs.iter().enumerate() {
+                let at = Utc.timestamp_millis_opt(base + occ * 1000).unwrap();
+                let user = format!("u{u}");
+                s.apply(i as u64 + 1, acc, &ev(&user, f64::from(*p), &at.to_rfc3339()));
+                for &tf in &d.frames {
+                    let k = d.calendar.window_of(tf, at).unwrap();
+                    *want.entry((tf, k, user.clone())).or_default() += f64::from(*p);
+                }
+            }
+            for ((tf, k, user), score) in &want {
+                let got = s.window(*tf, *k).and_then(|w| w.ranks.get(user)).map(|g| g.1);
+                prop_assert_eq!(got, Some(*score), "{} {} {}", tf, k, user);
+            }
+            let cells: usize = d.frames.iter().map(|tf| s.open_windows(*tf).map(|(_, w)| w.accs.len()).sum::<usize>()).sum();
+            prop_assert_eq!(cells, want.len());
+        }
+    }
+
+    const YEAR: u64 = 31_622_400;
 
     /// A version-1 checkpoint (before members and schedules) still loads.
     #[test]
