@@ -165,6 +165,13 @@ pub fn app(state: AppState) -> Router {
             get(lb::results),
         )
         .merge(crate::webhooks::routes())
+        .route("/v1/leaderboards/{id}/standings/users", post(lb::users))
+        .route("/v1/leaderboards/{id}/windows", get(lb::windows))
+        .route("/v1/leaderboards/{id}/members", get(lb::members))
+        .route(
+            "/v1/leaderboards/{id}/members/{user_id}",
+            post(lb::join).delete(lb::leave),
+        )
         .merge(crate::admin::routes())
         .merge(crate::dashboard::routes())
         .merge(crate::ninja::routes())

@@ -214,8 +214,12 @@ async fn every_registered_metric_is_exported_at_zero_before_any_traffic() {
         );
     }
     // Nothing has happened yet: every sample is zero, but for the gauges that measure the
-    // machine (free disk space, the store's size).
-    let measured = ["phoenix_disk_free_bytes", "phoenix_store_bytes"];
+    // machine (free disk space, the store's size) and this very request's connection.
+    let measured = [
+        "phoenix_disk_free_bytes",
+        "phoenix_store_bytes",
+        "phoenix_http_connections",
+    ];
     for line in text
         .lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())

@@ -1,5 +1,8 @@
-//! Leaderboard definitions (`PUT|GET|DELETE /v1/leaderboards/{id}`, `GET /v1/leaderboards`)
-//! and queries (`…/{id}/standings`, `…/{id}/users/{user_id}`), all tenant-HMAC signed.
+//! Leaderboard definitions (`PUT|GET|DELETE /v1/leaderboards/{id}`, `GET /v1/leaderboards`),
+//! queries (`…/{id}/standings`, `…/{id}/users/{user_id}`, `POST …/{id}/standings/users`,
+//! `…/{id}/windows`), and tournament membership (`POST|DELETE …/{id}/members/{user_id}`,
+//! `GET …/{id}/members`). Definitions take tenant HMAC; queries also a client token; a join or
+//! leave also the user's own client token.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -7,6 +10,7 @@ use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::Json;
 use phoenix_actors::leaderboard::actor::{QueryError, WindowSel};
+use phoenix_actors::leaderboard::members::JoinOutcome;
 use phoenix_actors::leaderboard::window::{Timeframe, WindowKey};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -26,6 +30,7 @@ impl From<QueryError> for ApiError {
     fn from(e: QueryError) -> Self {
         match e {
             QueryError::Invalid(m) => ApiError::Validation(m),
+            QueryError::Conflict(m) => ApiError::Conflict(m),
             QueryError::Engine(e) => e.into(),
             other => ApiError::NotFound(other.to_string()),
         }
@@ -138,37 +143,51 @@ fn reader_of(
     uri: &Uri,
     board: &str,
 ) -> Result<String, ApiError> {
-    let bearer = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match bearer {
-        Some(token) => {
-            let claims =
-                crate::tokens::verify(&app.tenants, token, chrono::Utc::now().timestamp())?;
-            if claims
-                .lb
-                .as_ref()
-                .is_some_and(|lb| !lb.iter().any(|b| b == board))
-            {
-                return Err(ApiError::Forbidden(
-                    "this token may not read that leaderboard".into(),
-                ));
-            }
-            Ok(claims.t)
-        }
+    match token_of(app, headers, board)? {
+        Some(claims) => Ok(claims.t),
         None => tenant_of(app, headers, "GET", uri, b""),
     }
 }
 
+/// The verified claims of a `Bearer` client token allowed on `board`, if one was sent.
+fn token_of(
+    app: &AppState,
+    headers: &HeaderMap,
+    board: &str,
+) -> Result<Option<crate::tokens::Claims>, ApiError> {
+    let bearer = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let Some(token) = bearer else {
+        return Ok(None);
+    };
+    let claims = crate::tokens::verify(&app.tenants, token, chrono::Utc::now().timestamp())?;
+    if claims
+        .lb
+        .as_ref()
+        .is_some_and(|lb| !lb.iter().any(|b| b == board))
+    {
+        return Err(ApiError::Forbidden(
+            "this token may not read that leaderboard".into(),
+        ));
+    }
+    Ok(Some(claims))
+}
+
 fn view(q: &ViewQuery) -> Result<(Timeframe, WindowSel), ApiError> {
-    let tf: Timeframe = q
-        .timeframe
-        .as_deref()
+    view_of(q.timeframe.as_deref(), q.window.as_deref())
+}
+
+fn view_of(
+    timeframe: Option<&str>,
+    window: Option<&str>,
+) -> Result<(Timeframe, WindowSel), ApiError> {
+    let tf: Timeframe = timeframe
         .unwrap_or("all_time")
         .parse()
         .map_err(|e: String| ApiError::Validation(format!("timeframe: {e}")))?;
-    let window = match q.window.as_deref() {
+    let window = match window {
         None | Some("current") => WindowSel::Current,
         Some(k) => WindowSel::Key(
             WindowKey::parse(tf, k).map_err(|e| ApiError::Validation(format!("window: {e}")))?,
@@ -229,7 +248,8 @@ pub async fn user(
         .await?;
     Ok(Json(json!({
         "leaderboard": id, "timeframe": tf.as_str(), "window": u.window.to_string(),
-        "user_id": user, "rank": u.rank, "score": u.score, "entries": u.entries,
+        "user_id": user, "rank": u.rank, "score": u.score, "total": u.total,
+        "percentile": u.percentile, "entries": u.entries,
     })))
 }
 
@@ -294,4 +314,229 @@ pub async fn closes(
         "leaderboard": id, "timeframe": tf.as_str(),
         "closes": list.iter().map(close_json).collect::<Vec<_>>(),
     })))
+}
+
+/// Most user ids in one `standings/users` request.
+pub const MAX_USER_IDS: usize = 100;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsersBody {
+    timeframe: Option<String>,
+    window: Option<String>,
+    user_ids: Vec<String>,
+}
+
+/// `POST /v1/leaderboards/{id}/standings/users`: the listed users' entries in rank order (a
+/// friends or clan board); users without a score are left out. Tenant HMAC (signed over the
+/// body) or a client token.
+pub async fn users(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = utf8_body(body)?;
+    let tenant = match token_of(&app, &headers, &id)? {
+        Some(claims) => claims.t,
+        None => tenant_of(&app, &headers, "POST", &uri, &body)?,
+    };
+    let req: UsersBody = serde_json::from_value(parse_json(&body)?)
+        .map_err(|e| ApiError::Validation(format!("body: {e}")))?;
+    if req.user_ids.len() > MAX_USER_IDS {
+        return Err(ApiError::Validation(format!(
+            "user_ids: at most {MAX_USER_IDS} ids ({} given)",
+            req.user_ids.len()
+        )));
+    }
+    if let Some(bad) = req
+        .user_ids
+        .iter()
+        .find(|u| u.is_empty() || u.len() > phoenix_actors::event::MAX_ID_LEN)
+    {
+        return Err(ApiError::Validation(format!(
+            "user_ids: {bad:?} must be 1 to {} bytes",
+            phoenix_actors::event::MAX_ID_LEN
+        )));
+    }
+    let (tf, window) = view_of(req.timeframe.as_deref(), req.window.as_deref())?;
+    let engine = app.require_engine()?;
+    let s = engine
+        .users_standings(&tenant, &id, tf, window, req.user_ids)
+        .await?;
+    Ok(Json(json!({
+        "leaderboard": id, "timeframe": tf.as_str(), "window": s.window.to_string(),
+        "total": s.total, "entries": s.entries,
+    })))
+}
+
+/// Most windows one listing returns.
+pub const MAX_WINDOWS: usize = 100;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WindowsQuery {
+    timeframe: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/leaderboards/{id}/windows?timeframe=…&limit=…`: the windows of one timeframe, newest
+/// first, with their state (`open`, `grace`, `closed`) and close time.
+pub async fn windows(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = reader_of(&app, &headers, &uri, &id)?;
+    let q: WindowsQuery = query_of(raw)?;
+    let (tf, _) = view_of(q.timeframe.as_deref(), None)?;
+    let limit = q.limit.unwrap_or(20);
+    if limit == 0 || limit > MAX_WINDOWS {
+        return Err(ApiError::Validation(format!(
+            "limit: must be 1 to {MAX_WINDOWS}"
+        )));
+    }
+    let engine = app.require_engine()?;
+    let list = engine.windows(&tenant, &id, tf, limit).await?;
+    let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    };
+    let rows: Vec<Value> = list
+        .iter()
+        .map(|w| {
+            json!({
+                "window": w.window.to_string(), "state": w.state.as_str(),
+                "start": time(w.start), "end": time(w.end), "closes_at": time(w.closes_at),
+                "total": w.total,
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({"leaderboard": id, "timeframe": tf.as_str(), "windows": rows}),
+    ))
+}
+
+fn query_of<T: serde::de::DeserializeOwned>(raw: Option<String>) -> Result<T, ApiError> {
+    let raw = raw.unwrap_or_default();
+    Query::<T>::try_from_uri(
+        &format!("/?{raw}")
+            .parse()
+            .map_err(|_| ApiError::Validation("bad query string".into()))?,
+    )
+    .map(|q| q.0)
+    .map_err(|e| ApiError::Validation(format!("query: {}", e.body_text())))
+}
+
+/// A join or leave: tenant HMAC, or a client token of that very user (403 for another user).
+fn member_auth(
+    app: &AppState,
+    headers: &HeaderMap,
+    method: &str,
+    uri: &Uri,
+    body: &[u8],
+    board: &str,
+    user: &str,
+) -> Result<String, ApiError> {
+    match token_of(app, headers, board)? {
+        Some(claims) if claims.u == user => Ok(claims.t),
+        Some(_) => Err(ApiError::Forbidden(
+            "a client token may only join or leave for its own user".into(),
+        )),
+        None => tenant_of(app, headers, method, uri, body),
+    }
+}
+
+fn check_user_id(user: &str) -> Result<(), ApiError> {
+    if user.is_empty() || user.len() > phoenix_actors::event::MAX_ID_LEN {
+        return Err(ApiError::Validation(format!(
+            "user_id: must be 1 to {} bytes",
+            phoenix_actors::event::MAX_ID_LEN
+        )));
+    }
+    Ok(())
+}
+
+/// `POST /v1/leaderboards/{id}/members/{user_id}` → 201 joined, 200 already a member, 409 full.
+pub async fn join(
+    State(app): State<AppState>,
+    Path((id, user)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let body = utf8_body(body)?;
+    let tenant = member_auth(&app, &headers, "POST", &uri, &body, &id, &user)?;
+    check_user_id(&user)?;
+    let engine = app.require_engine()?;
+    let status = match engine.join_member(&tenant, &id, &user).await? {
+        JoinOutcome::Joined => StatusCode::CREATED,
+        JoinOutcome::AlreadyMember => StatusCode::OK,
+    };
+    Ok((
+        status,
+        Json(json!({"leaderboard": id, "user_id": user, "member": true})),
+    ))
+}
+
+/// `DELETE /v1/leaderboards/{id}/members/{user_id}` → 204, or 404 if not a member.
+pub async fn leave(
+    State(app): State<AppState>,
+    Path((id, user)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let tenant = member_auth(&app, &headers, "DELETE", &uri, b"", &id, &user)?;
+    check_user_id(&user)?;
+    let engine = app.require_engine()?;
+    if engine.leave_member(&tenant, &id, &user).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound(format!(
+            "user {user} is not a member of leaderboard {id}"
+        )))
+    }
+}
+
+/// Most members one page lists.
+pub const MAX_MEMBERS_PAGE: usize = 1000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MembersQuery {
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/leaderboards/{id}/members?after=…&limit=…`: members in user id order, paged by
+/// the last id seen (`next`).
+pub async fn members(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = reader_of(&app, &headers, &uri, &id)?;
+    let q: MembersQuery = query_of(raw)?;
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > MAX_MEMBERS_PAGE {
+        return Err(ApiError::Validation(format!(
+            "limit: must be 1 to {MAX_MEMBERS_PAGE}"
+        )));
+    }
+    let engine = app.require_engine()?;
+    let (page, total) = engine.members(&tenant, &id, q.after, limit).await?;
+    let next = (page.len() == limit)
+        .then(|| page.last().map(|(u, _)| u.clone()))
+        .flatten();
+    let rows: Vec<Value> = page
+        .into_iter()
+        .map(|(u, seq)| json!({"user_id": u, "joined_at": seq}))
+        .collect();
+    Ok(Json(
+        json!({"leaderboard": id, "total": total, "members": rows, "next": next}),
+    ))
 }

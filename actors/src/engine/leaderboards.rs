@@ -1,5 +1,6 @@
-//! The engine's leaderboard API: definitions (persisted in sled, one actor each) and
-//! standings queries routed to the board's actor.
+//! The engine's leaderboard API: definitions (persisted in sled, one actor each), standings
+//! queries routed to the board's actor, and tournament membership (joins and leaves are logged
+//! events the board decides in log order).
 
 use std::sync::Arc;
 
@@ -9,12 +10,39 @@ use serde_json::Value;
 
 use super::Engine;
 use crate::error::EngineError;
+use crate::event::Event;
 use crate::leaderboard::actor::{
-    BoardArgs, LeaderboardMsg, QueryError, Standings, UserStanding, WindowSel,
+    BoardArgs, LeaderboardMsg, QueryError, Standings, UserStanding, WindowInfo, WindowSel,
 };
 use crate::leaderboard::definition::Definition;
+use crate::leaderboard::members::{Decision, JoinOutcome, MEMBER_JOINED, MEMBER_LEFT};
 use crate::leaderboard::window::Timeframe;
 use crate::supervisor::SupervisorMsg;
+use crate::tenant::Outcome;
+
+/// The membership event `ty` for `user` on `board`. Its id is a function of the board, the
+/// action, the user and the board's applied position when asked, so a request repeated before
+/// anything changed is deduplicated, while a later join after a leave is a new event.
+fn member_event(
+    ty: &str,
+    tenant: &str,
+    board: &str,
+    user: &str,
+    applied: u64,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Event, QueryError> {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(user.as_bytes());
+    let user_hash: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    let json = serde_json::json!({
+        "event_id": format!("{ty}:{board}:{user_hash}:{applied}"),
+        "type": ty,
+        "actor": {"user_id": user},
+        "occurred_at": now.to_rfc3339(),
+        "attrs": {"leaderboard": board},
+    });
+    Event::from_json(json, tenant, now).map_err(|e| QueryError::Invalid(e.0))
+}
 
 fn def_key(tenant: &str, id: &str) -> Vec<u8> {
     format!("{tenant}/{id}").into_bytes()
@@ -251,6 +279,150 @@ impl Engine {
     ) -> Result<crate::leaderboard::actor::Subscription, QueryError> {
         self.ask(tenant, id, |reply| LeaderboardMsg::Subscribe { key, reply })
             .await?
+    }
+
+    /// The listed users' entries in rank order (a friends or clan board).
+    pub async fn users_standings(
+        &self,
+        tenant: &str,
+        id: &str,
+        tf: Timeframe,
+        window: WindowSel,
+        users: Vec<String>,
+    ) -> Result<Standings, QueryError> {
+        self.ask(tenant, id, |reply| LeaderboardMsg::Users {
+            tf,
+            window,
+            users,
+            reply,
+        })
+        .await?
+    }
+
+    /// The windows of a timeframe with their state, newest first.
+    pub async fn windows(
+        &self,
+        tenant: &str,
+        id: &str,
+        tf: Timeframe,
+        limit: usize,
+    ) -> Result<Vec<WindowInfo>, QueryError> {
+        self.ask(tenant, id, |reply| LeaderboardMsg::Windows {
+            tf,
+            limit,
+            reply,
+        })
+        .await?
+    }
+
+    /// A page of a tournament's members after `after`, and how many there are.
+    pub async fn members(
+        &self,
+        tenant: &str,
+        id: &str,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<crate::leaderboard::actor::MemberPage, QueryError> {
+        self.ask(tenant, id, |reply| LeaderboardMsg::Members {
+            after,
+            limit,
+            reply,
+        })
+        .await?
+    }
+
+    /// Log a membership event and wait for the board to decide it (in log order).
+    async fn change_membership(
+        &self,
+        tenant: &str,
+        id: &str,
+        user: &str,
+        ty: &str,
+        applied: u64,
+    ) -> Result<(Decision, bool), QueryError> {
+        let now = (self.inner.config.clock)();
+        let event = member_event(ty, tenant, id, user, applied, now)?;
+        let outcome = self.ingest(tenant, vec![event]).await?;
+        let (seq, duplicate) = match outcome.first() {
+            Some(Outcome::Accepted { seq }) => (*seq, false),
+            Some(Outcome::Duplicate { seq }) => (*seq, true),
+            None => {
+                return Err(QueryError::Engine(EngineError::ActorUnavailable(
+                    "no ingest outcome".into(),
+                )))
+            }
+        };
+        let user = user.to_owned();
+        let d = self
+            .ask(tenant, id, |reply| LeaderboardMsg::MemberDecision {
+                seq,
+                user,
+                reply,
+            })
+            .await??;
+        Ok((d, duplicate))
+    }
+
+    /// Join a tournament (`entry.join_required`). A full board is `QueryError::Conflict`.
+    pub async fn join_member(
+        &self,
+        tenant: &str,
+        id: &str,
+        user: &str,
+    ) -> Result<JoinOutcome, QueryError> {
+        let u = user.to_owned();
+        let status = self
+            .ask(tenant, id, |reply| LeaderboardMsg::Membership {
+                user: u,
+                reply,
+            })
+            .await?;
+        if !status.join_required {
+            return Err(QueryError::Invalid(
+                "entry.join_required is not set on this leaderboard".into(),
+            ));
+        }
+        if status.member {
+            return Ok(JoinOutcome::AlreadyMember);
+        }
+        match self
+            .change_membership(tenant, id, user, MEMBER_JOINED, status.applied)
+            .await?
+        {
+            (Decision::Joined, false) => Ok(JoinOutcome::Joined),
+            (Decision::Joined | Decision::AlreadyMember, _) => Ok(JoinOutcome::AlreadyMember),
+            _ => Err(QueryError::Conflict(format!(
+                "leaderboard {id} is full (entry.max_members reached)"
+            ))),
+        }
+    }
+
+    /// Leave a tournament; `false` if the user was not a member.
+    pub async fn leave_member(
+        &self,
+        tenant: &str,
+        id: &str,
+        user: &str,
+    ) -> Result<bool, QueryError> {
+        let u = user.to_owned();
+        let status = self
+            .ask(tenant, id, |reply| LeaderboardMsg::Membership {
+                user: u,
+                reply,
+            })
+            .await?;
+        if !status.join_required {
+            return Err(QueryError::Invalid(
+                "entry.join_required is not set on this leaderboard".into(),
+            ));
+        }
+        if !status.member {
+            return Ok(false);
+        }
+        let (d, _) = self
+            .change_membership(tenant, id, user, MEMBER_LEFT, status.applied)
+            .await?;
+        Ok(d == Decision::Left)
     }
 
     /// The last log position a board has applied.

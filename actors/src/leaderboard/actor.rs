@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use super::close::{CloseStore, Closed};
 use super::definition::Definition;
 use super::history::History;
+use super::members::Decision;
 use super::rank::Entry;
 use super::state::BoardState;
 use super::views::{Published, View, ViewFrame, ViewKey, ViewKind};
@@ -113,7 +114,12 @@ pub struct BoardActorState {
     unemitted: std::collections::BTreeMap<(Timeframe, WindowKey), bool>,
     /// Earliest next emit attempt after a failure (backoff), and the current delay.
     emit_retry: (Instant, Duration),
+    /// Callers waiting for the decision on their own membership event (answered once applied).
+    member_waiters: Vec<(u64, RpcReplyPort<Result<Decision, QueryError>>)>,
 }
+
+/// Most callers waiting on membership decisions at once; more get 503.
+const MAX_MEMBER_WAITERS: usize = 1024;
 
 /// A view subscription: the current snapshot and the stream of later frames.
 pub type Subscription = (ViewFrame, broadcast::Receiver<Arc<Published>>);
@@ -140,7 +146,58 @@ pub struct UserStanding {
     pub window: WindowKey,
     pub rank: usize,
     pub score: f64,
+    /// Users in the window.
+    pub total: usize,
+    /// Share of users ranked strictly better, 0–100 (two decimals).
+    pub percentile: f64,
     pub entries: Vec<Entry>,
+}
+
+/// Where a window is in its life (SPEC §12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowState {
+    /// Before its end.
+    Open,
+    /// Past its end, still taking late events until end + `late_grace_seconds`.
+    Grace,
+    /// Frozen into history (or past its close, about to be).
+    Closed,
+}
+
+impl WindowState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WindowState::Open => "open",
+            WindowState::Grace => "grace",
+            WindowState::Closed => "closed",
+        }
+    }
+}
+
+/// One row of the windows listing.
+#[derive(Debug, Clone)]
+pub struct WindowInfo {
+    pub window: WindowKey,
+    /// Real start and end (`None` for `all_time`).
+    pub start: Option<chrono::DateTime<Utc>>,
+    pub end: Option<chrono::DateTime<Utc>>,
+    /// End + `late_grace_seconds`: when it stops taking events and freezes.
+    pub closes_at: Option<chrono::DateTime<Utc>>,
+    pub state: WindowState,
+    /// Users with a score in it.
+    pub total: usize,
+}
+
+/// A page of members (user id, join position) and the member count.
+pub type MemberPage = (Vec<(String, u64)>, usize);
+
+/// What a board says about one user's membership.
+#[derive(Debug, Clone, Copy)]
+pub struct MemberStatus {
+    pub join_required: bool,
+    pub member: bool,
+    /// The board's applied log position when it answered.
+    pub applied: u64,
 }
 
 /// Why a leaderboard call has no answer: 400s, 404s and faults.
@@ -152,7 +209,10 @@ pub enum QueryError {
     #[error("leaderboard {0} not found")]
     NoBoard(String),
     #[error("this leaderboard has no {0} timeframe")]
-    NoTimeframe(&'static str),
+    NoTimeframe(String),
+    /// A join past `entry.max_members`.
+    #[error("{0}")]
+    Conflict(String),
     #[error("no standings for window {0}")]
     NoWindow(String),
     #[error("user {0} has no score in window {1}")]
@@ -182,6 +242,36 @@ pub enum LeaderboardMsg {
         user: String,
         around: usize,
         reply: RpcReplyPort<Result<UserStanding, QueryError>>,
+    },
+    /// The given users' entries in rank order (unknown users left out).
+    Users {
+        tf: Timeframe,
+        window: WindowSel,
+        users: Vec<String>,
+        reply: RpcReplyPort<Result<Standings, QueryError>>,
+    },
+    /// The windows of a timeframe with their state, newest first.
+    Windows {
+        tf: Timeframe,
+        limit: usize,
+        reply: RpcReplyPort<Result<Vec<WindowInfo>, QueryError>>,
+    },
+    /// A page of members after a user id (exclusive), and the member count.
+    Members {
+        after: Option<String>,
+        limit: usize,
+        reply: RpcReplyPort<Result<MemberPage, QueryError>>,
+    },
+    /// Whether a user is a member now.
+    Membership {
+        user: String,
+        reply: RpcReplyPort<MemberStatus>,
+    },
+    /// The decision on the membership event at `seq`, once applied.
+    MemberDecision {
+        seq: u64,
+        user: String,
+        reply: RpcReplyPort<Result<Decision, QueryError>>,
     },
     /// The last applied log position.
     Applied(RpcReplyPort<u64>),
@@ -299,6 +389,7 @@ impl Actor for LeaderboardActor {
             last_publish: Instant::now(),
             publish_pending: false,
             sweep_pending: false,
+            member_waiters: Vec::new(),
         })
     }
 
@@ -359,16 +450,17 @@ impl Actor for LeaderboardActor {
         match message {
             LeaderboardMsg::CatchUp => {
                 catch_up(&myself, state)?;
+                answer_member_waiters(state);
                 maybe_publish(&myself, state)?;
             }
             LeaderboardMsg::Tick => {
                 tick(state)?;
                 emit_closes(&myself, state);
                 let now = (state.args.clock)();
-                let rolled = state
-                    .views
-                    .iter()
-                    .any(|(k, v)| k.window.is_none() && k.tf.window_of(now) != v.window);
+                let cal = &state.board.def.calendar;
+                let rolled = state.views.iter().any(|(k, v)| {
+                    k.window.is_none() && cal.window_of(k.tf, now).is_some_and(|w| w != v.window)
+                });
                 if rolled {
                     publish(state)?;
                 }
@@ -405,6 +497,47 @@ impl Actor for LeaderboardActor {
             } => {
                 let _ = reply.send(user_standing(state, tf, window, &user, around));
             }
+            LeaderboardMsg::Users {
+                tf,
+                window,
+                users,
+                reply,
+            } => {
+                let _ = reply.send(users_standings(state, tf, window, &users));
+            }
+            LeaderboardMsg::Windows { tf, limit, reply } => {
+                let _ = reply.send(windows(state, tf, limit));
+            }
+            LeaderboardMsg::Members {
+                after,
+                limit,
+                reply,
+            } => {
+                let m = &state.board.members;
+                let _ = reply.send(if state.board.def.join_required() {
+                    Ok((m.page(after.as_deref(), limit), m.len()))
+                } else {
+                    Err(not_a_tournament())
+                });
+            }
+            LeaderboardMsg::Membership { user, reply } => {
+                let _ = reply.send(MemberStatus {
+                    join_required: state.board.def.join_required(),
+                    member: state.board.members.contains(&user),
+                    applied: state.board.applied,
+                });
+            }
+            LeaderboardMsg::MemberDecision { seq, user, reply } => {
+                if state.board.applied >= seq {
+                    let _ = reply.send(Ok(decision_of(state, seq, &user)));
+                } else if state.member_waiters.len() >= MAX_MEMBER_WAITERS {
+                    let _ = reply.send(Err(QueryError::Engine(EngineError::ActorUnavailable(
+                        "too many membership changes in flight".into(),
+                    ))));
+                } else {
+                    state.member_waiters.push((seq, reply));
+                }
+            }
             LeaderboardMsg::Applied(reply) => {
                 let _ = reply.send(state.board.applied);
             }
@@ -437,7 +570,7 @@ fn catch_up(
             .args
             .log
             .read_from(&state.args.tenant, state.board.applied + 1, CATCH_UP_CHUNK)?;
-    let (mut late, mut unscored) = (0u64, 0u64);
+    let (mut late, mut unscored, mut refused, mut over) = (0u64, 0u64, 0u64, 0u64);
     for e in entries.iter().take_while(|e| e.seq <= head) {
         let applied = match serde_json::from_str(&e.json) {
             Ok(v) => state.board.apply(e.seq, e.accepted_ms, &v),
@@ -449,10 +582,15 @@ fn catch_up(
         state.dirty |= applied.windows_updated > 0;
         late += u64::from(applied.late);
         unscored += u64::from(applied.no_score || applied.malformed);
+        refused += u64::from(applied.not_member);
+        over += u64::from(applied.over_attempts);
     }
     let l = labels(state);
     metrics::counter!("phoenix_leaderboard_late_total", &l).increment(late);
     metrics::counter!("phoenix_leaderboard_unscored_total", &l).increment(unscored);
+    metrics::counter!("phoenix_leaderboard_not_member_total", &l).increment(refused);
+    metrics::counter!("phoenix_leaderboard_over_attempts_total", &l).increment(over);
+    metrics::gauge!("phoenix_leaderboard_members", &l).set(state.board.members.len() as f64);
     metrics::gauge!("phoenix_leaderboard_apply_lag", &l)
         .set(head.saturating_sub(state.board.applied) as f64);
     if state.board.applied < head && !state.pending.swap(true, Ordering::SeqCst) {
@@ -515,13 +653,80 @@ fn resolve(
     tf: Timeframe,
     sel: WindowSel,
 ) -> Result<WindowKey, QueryError> {
-    if !state.board.def.timeframes.contains(&tf) {
-        return Err(QueryError::NoTimeframe(tf.as_str()));
+    check_timeframe(&state.board.def, tf)?;
+    match sel {
+        WindowSel::Current => current_window(state, tf),
+        WindowSel::Key(k) => Ok(k),
     }
-    Ok(match sel {
-        WindowSel::Current => tf.window_of((state.args.clock)()),
-        WindowSel::Key(k) => k,
+}
+
+/// A built-in timeframe the board does not keep is a 404; a name that is neither built-in nor
+/// one of the board's schedules is a 400.
+fn check_timeframe(def: &Definition, tf: Timeframe) -> Result<(), QueryError> {
+    if def.has_timeframe(tf) {
+        Ok(())
+    } else if tf.is_builtin() {
+        Err(QueryError::NoTimeframe(tf.as_str().to_owned()))
+    } else {
+        Err(QueryError::Invalid(format!(
+            "timeframe: unknown timeframe {:?} (expected hourly, daily, weekly, monthly, all_time or one of this board's schedules)",
+            tf.as_str()
+        )))
+    }
+}
+
+/// The window of `tf` holding the server's now; outside a fixed schedule there is none (404).
+fn current_window(state: &BoardActorState, tf: Timeframe) -> Result<WindowKey, QueryError> {
+    let now = (state.args.clock)();
+    state
+        .board
+        .def
+        .calendar
+        .window_of(tf, now)
+        .ok_or_else(|| QueryError::NoWindow(format!("current ({tf} has no window open now)")))
+}
+
+fn not_a_tournament() -> QueryError {
+    QueryError::Invalid("entry.join_required is not set on this leaderboard".into())
+}
+
+/// The decision on the membership event at `seq` (already applied): remembered, or read from
+/// the membership now if it was forgotten.
+fn decision_of(state: &BoardActorState, seq: u64, user: &str) -> Decision {
+    state.board.members.decision(seq).unwrap_or_else(|| {
+        if state.board.members.contains(user) {
+            Decision::AlreadyMember
+        } else {
+            Decision::NotMember
+        }
     })
+}
+
+fn answer_member_waiters(state: &mut BoardActorState) {
+    if state.member_waiters.is_empty() {
+        return;
+    }
+    let applied = state.board.applied;
+    let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut state.member_waiters)
+        .into_iter()
+        .partition(|(seq, _)| *seq <= applied);
+    state.member_waiters = waiting;
+    for (seq, reply) in ready {
+        let d = state
+            .board
+            .members
+            .decision(seq)
+            .unwrap_or(Decision::NotMember);
+        let _ = reply.send(Ok(d));
+    }
+}
+
+fn percentile(rank: usize, total: usize) -> f64 {
+    if total == 0 {
+        return 0.0;
+    }
+    let share = rank.saturating_sub(1) as f64 / total as f64 * 100.0;
+    (share * 100.0).round() / 100.0
 }
 
 fn standings(
@@ -570,10 +775,13 @@ fn user_standing(
     if let Some(w) = state.board.window(tf, window) {
         let (rank, score, _) = w.ranks.get(user).ok_or_else(none)?;
         let entries = w.ranks.around(user, around).unwrap_or_default();
+        let total = w.ranks.len();
         return Ok(UserStanding {
             window,
             rank,
             score,
+            total,
+            percentile: percentile(rank, total),
             entries,
         });
     }
@@ -581,12 +789,111 @@ fn user_standing(
         .history
         .around(tf, window, user, around)?
         .ok_or_else(none)?;
+    let total = state.history.total(tf, window)?.unwrap_or(0);
     Ok(UserStanding {
         window,
         rank,
         score,
+        total,
+        percentile: percentile(rank, total),
         entries,
     })
+}
+
+/// The listed users' entries in rank order; users without a score are left out.
+fn users_standings(
+    state: &BoardActorState,
+    tf: Timeframe,
+    sel: WindowSel,
+    users: &[String],
+) -> Result<Standings, QueryError> {
+    let window = resolve(state, tf, sel)?;
+    let mut found: Vec<(usize, Entry)> = Vec::with_capacity(users.len());
+    let (total, live) = match state.board.window(tf, window) {
+        Some(w) => (w.ranks.len(), Some(w)),
+        None => match state.history.total(tf, window)? {
+            Some(total) => (total, None),
+            None => (0, None),
+        },
+    };
+    let mut seen = std::collections::HashSet::new();
+    for user in users.iter().filter(|u| seen.insert(u.as_str())) {
+        let hit = match live {
+            Some(w) => w
+                .ranks
+                .position_of(user)
+                .zip(w.ranks.get(user))
+                .map(|(p, (rank, score, _))| (p, rank, score)),
+            None => state.history.locate(tf, window, user)?,
+        };
+        if let Some((position, rank, score)) = hit {
+            found.push((
+                position,
+                Entry {
+                    rank,
+                    user_id: user.clone(),
+                    score,
+                },
+            ));
+        }
+    }
+    found.sort_by_key(|(p, _)| *p);
+    Ok(Standings {
+        window,
+        total,
+        entries: found.into_iter().map(|(_, e)| e).collect(),
+    })
+}
+
+/// The windows of `tf`, newest first: open ones, the current one (even without scores), and
+/// frozen ones still in history.
+fn windows(
+    state: &BoardActorState,
+    tf: Timeframe,
+    limit: usize,
+) -> Result<Vec<WindowInfo>, QueryError> {
+    check_timeframe(&state.board.def, tf)?;
+    let now = (state.args.clock)();
+    let (cal, grace) = (
+        &state.board.def.calendar,
+        state.board.def.late_grace_seconds,
+    );
+    let mut keys: std::collections::BTreeMap<WindowKey, (bool, usize)> = Default::default();
+    for (k, w) in state.board.open_windows(tf).take(limit) {
+        keys.insert(k, (false, w.accs.len()));
+    }
+    for k in state.board.frozen_windows(tf).take(limit) {
+        keys.insert(k, (true, 0));
+    }
+    if let Some(k) = cal.window_of(tf, now) {
+        keys.entry(k).or_insert((false, 0));
+    }
+    let mut out = Vec::with_capacity(limit);
+    for (window, (frozen, users)) in keys.into_iter().rev().take(limit) {
+        let span = cal.span(window);
+        let closes_at = cal.close_time(window, grace);
+        let state_now = if frozen || closes_at.is_some_and(|c| now >= c) {
+            WindowState::Closed
+        } else if span.is_some_and(|(_, end)| now >= end) {
+            WindowState::Grace
+        } else {
+            WindowState::Open
+        };
+        let total = if frozen {
+            state.history.total(tf, window)?.unwrap_or(0)
+        } else {
+            users
+        };
+        out.push(WindowInfo {
+            window,
+            start: span.map(|(s, _)| s),
+            end: span.map(|(_, e)| e),
+            closes_at,
+            state: state_now,
+            total,
+        });
+    }
+    Ok(out)
 }
 
 /// The entries a view shows right now.
@@ -612,21 +919,28 @@ fn view_entries(
     }
 }
 
-fn view_window(state: &BoardActorState, key: &ViewKey) -> WindowKey {
-    key.window
-        .unwrap_or_else(|| key.tf.window_of((state.args.clock)()))
+/// The window a view shows now; `None` for a current view of a fixed schedule outside its span.
+fn view_window(state: &BoardActorState, key: &ViewKey) -> Option<WindowKey> {
+    key.window.or_else(|| {
+        state
+            .board
+            .def
+            .calendar
+            .window_of(key.tf, (state.args.clock)())
+    })
 }
 
 fn subscribe(state: &mut BoardActorState, key: ViewKey) -> Result<Subscription, QueryError> {
-    if !state.board.def.timeframes.contains(&key.tf) {
-        return Err(QueryError::NoTimeframe(key.tf.as_str()));
-    }
+    check_timeframe(&state.board.def, key.tf)?;
     if let Some(view) = state.views.get(&key) {
         // Same view already live: share it. Its snapshot is current as of the last publish;
         // anything newer is still pending and arrives as an update.
         return Ok((view.snapshot(), view.tx.subscribe()));
     }
-    let window = view_window(state, &key);
+    let window = match view_window(state, &key) {
+        Some(w) => w,
+        None => current_window(state, key.tf)?,
+    };
     let entries = view_entries(state, key.tf, window, &key.kind)?;
     let view = View::new(window, entries);
     let sub = (view.snapshot(), view.tx.subscribe());
@@ -683,7 +997,12 @@ fn publish(state: &mut BoardActorState) -> Result<(), EngineError> {
     let keys: Vec<ViewKey> = state.views.keys().cloned().collect();
     let mut sent = 0u64;
     for key in keys {
-        let window = view_window(state, &key);
+        // A current view whose fixed window ended keeps showing that window.
+        let Some(window) =
+            view_window(state, &key).or_else(|| state.views.get(&key).map(|v| v.window))
+        else {
+            continue;
+        };
         let entries = view_entries(state, key.tf, window, &key.kind)?;
         if let Some(view) = state.views.get_mut(&key) {
             sent += u64::from(view.advance(window, entries));

@@ -5,11 +5,78 @@ use serde_json::{json, Value};
 
 use super::expr::Expr;
 use super::matcher::{event_type_matches, validate_event_type_pattern, Conditions};
-use super::rank::SortOrder;
+use super::rank::{SortOrder, Ties};
+use super::schedule::{Calendar, Schedule, MAX_SCHEDULES};
 use super::window::Timeframe;
 
 /// Most rules in one definition.
 pub const MAX_RULES: usize = 64;
+/// Largest `entry.max_members` and `entry.max_attempts` (and the member cap when
+/// `max_members` is not set).
+pub const MAX_ENTRY_LIMIT: u32 = 1_000_000;
+
+/// Who may score and how often (SPEC §12 `entry`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EntryRules {
+    /// Only members (joined through the members API, in log order) score.
+    pub join_required: bool,
+    /// Most members at once; a join past it is refused (409).
+    pub max_members: Option<u32>,
+    /// Most scored events per user per window; later ones are counted, not scored.
+    pub max_attempts: Option<u32>,
+}
+
+impl EntryRules {
+    /// The member cap in force.
+    pub fn member_cap(&self) -> usize {
+        self.max_members.unwrap_or(MAX_ENTRY_LIMIT) as usize
+    }
+
+    fn from_json(v: &Value) -> Result<EntryRules, DefinitionError> {
+        let Some(obj) = v.as_object() else {
+            return bad("entry: must be an object");
+        };
+        if let Some(k) = obj
+            .keys()
+            .find(|k| !["join_required", "max_members", "max_attempts"].contains(&k.as_str()))
+        {
+            return bad(format!("entry.{k}: unknown field"));
+        }
+        let join_required = match obj.get("join_required") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return bad("entry.join_required: must be true or false"),
+        };
+        let limit = |f: &str| match obj.get(f) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => match v.as_u64() {
+                Some(n) if (1..=u64::from(MAX_ENTRY_LIMIT)).contains(&n) => {
+                    Ok(Some(u32::try_from(n).expect("checked range")))
+                }
+                _ => bad(format!(
+                    "entry.{f}: must be an integer from 1 to {MAX_ENTRY_LIMIT}"
+                )),
+            },
+        };
+        Ok(EntryRules {
+            join_required,
+            max_members: limit("max_members")?,
+            max_attempts: limit("max_attempts")?,
+        })
+    }
+
+    fn to_json(self) -> Value {
+        let mut o = serde_json::Map::new();
+        o.insert("join_required".into(), self.join_required.into());
+        if let Some(n) = self.max_members {
+            o.insert("max_members".into(), n.into());
+        }
+        if let Some(n) = self.max_attempts {
+            o.insert("max_attempts".into(), n.into());
+        }
+        Value::Object(o)
+    }
+}
 
 /// How the points of one user in one window combine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +134,13 @@ pub struct Definition {
     pub late_grace_seconds: u64,
     /// Reward tiers granted when a window closes (SPEC §12); empty: none.
     pub rewards: Vec<super::close::RewardTier>,
+    /// Time zone and schedules: where every window starts and ends.
+    pub calendar: Calendar,
+    /// `None` when the definition has no `entry` (anyone scores, without limit).
+    pub entry: Option<EntryRules>,
+    pub ties: Ties,
+    /// `timeframes` followed by one timeframe per schedule: everything the board keeps.
+    pub frames: Vec<Timeframe>,
 }
 
 /// Why a definition was refused: the field path and what is wrong with it.
@@ -103,7 +177,11 @@ impl Definition {
         let Some(obj) = v.as_object() else {
             return bad("definition must be a JSON object");
         };
-        const KNOWN: [&str; 9] = [
+        const KNOWN: [&str; 13] = [
+            "timezone",
+            "schedules",
+            "entry",
+            "ties",
             "rewards",
             "name",
             "scope",
@@ -159,7 +237,13 @@ impl Definition {
                             DefinitionError(format!("timeframes[{i}]: must be a string"))
                         })?
                         .parse::<Timeframe>()
-                        .map_err(|e| DefinitionError(format!("timeframes[{i}]: {e}")))?;
+                        .ok()
+                        .filter(Timeframe::is_builtin)
+                        .ok_or_else(|| {
+                            DefinitionError(format!(
+                                "timeframes[{i}]: unknown timeframe {t} (expected hourly, daily, weekly, monthly or all_time; other windows go in schedules)"
+                            ))
+                        })?;
                     if out.contains(&tf) {
                         return bad(format!("timeframes[{i}]: {} is listed twice", tf.as_str()));
                     }
@@ -185,6 +269,53 @@ impl Definition {
         };
         let rewards = super::close::parse_rewards(obj.get("rewards").unwrap_or(&Value::Null))
             .map_err(DefinitionError)?;
+        let tz = match obj.get("timezone") {
+            None | Some(Value::Null) => chrono_tz::Tz::UTC,
+            Some(Value::String(s)) => s.parse().map_err(|_| {
+                DefinitionError(format!(
+                    "timezone: unknown time zone {s:?} (expected an IANA name such as \"America/Los_Angeles\")"
+                ))
+            })?,
+            Some(_) => return bad("timezone: must be an IANA time zone name"),
+        };
+        let schedules = match obj.get("schedules") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(list)) if list.len() <= MAX_SCHEDULES => {
+                let mut out: Vec<Schedule> = Vec::new();
+                for (i, v) in list.iter().enumerate() {
+                    let s = Schedule::from_json(&format!("schedules[{i}]"), v, tz)
+                        .map_err(DefinitionError)?;
+                    if out.iter().any(|o| o.id == s.id) {
+                        return bad(format!(
+                            "schedules[{i}].id: {:?} is listed twice",
+                            s.id.as_str()
+                        ));
+                    }
+                    out.push(s);
+                }
+                out
+            }
+            Some(Value::Array(_)) => {
+                return bad(format!("schedules: at most {MAX_SCHEDULES} schedules"))
+            }
+            Some(_) => return bad("schedules: must be an array"),
+        };
+        let entry = match obj.get("entry") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(EntryRules::from_json(v)?),
+        };
+        let ties = match obj.get("ties") {
+            None | Some(Value::Null) => Ties::FirstToReach,
+            Some(Value::String(s)) => s
+                .parse()
+                .map_err(|e| DefinitionError(format!("ties: {e}")))?,
+            Some(_) => return bad("ties: must be \"first_to_reach\" or \"shared\""),
+        };
+        let frames = timeframes
+            .iter()
+            .copied()
+            .chain(schedules.iter().map(|s| Timeframe::Schedule(s.id)))
+            .collect();
         Ok(Definition {
             rewards,
             id: id.to_owned(),
@@ -195,10 +326,25 @@ impl Definition {
             timeframes,
             sort_order,
             late_grace_seconds,
+            calendar: Calendar { tz, schedules },
+            entry,
+            ties,
+            frames,
         })
     }
 
-    /// The definition as the API returns it.
+    /// Whether the board keeps windows of `tf` (a listed timeframe or one of its schedules).
+    pub fn has_timeframe(&self, tf: Timeframe) -> bool {
+        self.frames.contains(&tf)
+    }
+
+    /// Whether only members score.
+    pub fn join_required(&self) -> bool {
+        self.entry.is_some_and(|e| e.join_required)
+    }
+
+    /// The definition as the API returns it. The §12 fields appear only when set, so a board
+    /// defined without them prints (and checkpoints under) exactly the text it always did.
     pub fn to_json(&self) -> Value {
         let mut v = json!({
             "id": self.id,
@@ -214,9 +360,23 @@ impl Definition {
             "sort_order": self.sort_order.as_str(),
             "late_grace_seconds": self.late_grace_seconds,
         });
+        let o = v.as_object_mut().expect("object");
+        if self.calendar.tz != chrono_tz::Tz::UTC {
+            o.insert("timezone".into(), self.calendar.tz.name().into());
+        }
+        if !self.calendar.schedules.is_empty() {
+            let list = self.calendar.schedules.iter().map(Schedule::to_json);
+            o.insert("schedules".into(), list.collect());
+        }
+        if let Some(e) = self.entry {
+            o.insert("entry".into(), e.to_json());
+        }
+        if self.ties != Ties::FirstToReach {
+            o.insert("ties".into(), self.ties.as_str().into());
+        }
         // Only when set, so boards without rewards keep their canonical JSON (and checkpoints).
         if !self.rewards.is_empty() {
-            v["rewards"] = super::close::rewards_json(&self.rewards);
+            o.insert("rewards".into(), super::close::rewards_json(&self.rewards));
         }
         v
     }
@@ -405,5 +565,125 @@ mod tests {
             assert!(err.contains(want), "{err:?} should contain {want:?}");
         }
         assert!(Definition::from_json("bad id", &spec_example()).is_err());
+    }
+
+    /// The checkpoint tag is `to_json().to_string()`: a board defined without the §12 fields
+    /// must keep the exact text it had before them, or every old data dir rebuilds.
+    #[test]
+    fn old_definitions_keep_their_exact_text() {
+        let d = Definition::from_json("weekly", &spec_example()).unwrap();
+        assert_eq!(
+            d.to_json().to_string(),
+            r#"{"aggregation":"sum","id":"weekly","late_grace_seconds":3600,"name":"Weekly ranked score","rules":[{"conditions":{"attrs.mode":{"eq":"ranked"}},"event_type":"match.completed","points_expression":"attrs.score * 0.1 + max(attrs.kills - 3, 0)"}],"scope":{"actor.metadata.region":{"eq":"na-east"}},"sort_order":"desc","timeframes":["hourly","daily","weekly","monthly","all_time"]}"#
+        );
+    }
+
+    fn live_ops() -> Value {
+        json!({"rules": [{"event_type": "*", "points_expression": "1"}],
+               "timeframes": ["daily", "weekly"],
+               "timezone": "America/Los_Angeles",
+               "schedules": [{"id": "weekly_tue", "cron": "0 10 * * 2"},
+                             {"id": "winter_cup", "start": "2026-12-20T00:00:00Z", "end": "2027-01-03T00:00:00Z"}],
+               "entry": {"join_required": true, "max_members": 1000, "max_attempts": 5},
+               "ties": "shared"})
+    }
+
+    #[test]
+    fn live_ops_fields_parse_and_round_trip() {
+        let d = Definition::from_json("cup", &live_ops()).unwrap();
+        assert_eq!(d.calendar.tz, chrono_tz::Tz::America__Los_Angeles);
+        assert_eq!(d.frames.len(), 4);
+        assert!(d.has_timeframe("weekly_tue".parse().unwrap()));
+        assert!(!d.has_timeframe("nope".parse().unwrap()));
+        assert!(!d.has_timeframe(Timeframe::Hourly));
+        assert!(d.join_required());
+        assert_eq!(
+            d.entry,
+            Some(EntryRules {
+                join_required: true,
+                max_members: Some(1000),
+                max_attempts: Some(5)
+            })
+        );
+        assert_eq!(d.ties, Ties::Shared);
+        let back = Definition::from_json("cup", &d.to_json()).unwrap();
+        assert_eq!(back.to_json(), d.to_json());
+        assert_eq!(d.to_json()["schedules"], live_ops()["schedules"]);
+    }
+
+    #[test]
+    fn live_ops_errors_name_the_field() {
+        let with = |k: &str, v: Value| {
+            let mut d = live_ops();
+            d[k] = v;
+            d
+        };
+        let cases = [
+            (
+                with("timezone", json!("Mars/Olympus")),
+                "timezone: unknown time zone",
+            ),
+            (with("timezone", json!(5)), "timezone:"),
+            (
+                with("schedules", json!([{"id": "a", "cron": "0 10 * *"}])),
+                "schedules[0].cron",
+            ),
+            (
+                with(
+                    "schedules",
+                    json!([{"id": "a", "start": "2027-01-03T00:00:00Z", "end": "2026-12-20T00:00:00Z"}]),
+                ),
+                "schedules[0].end",
+            ),
+            (
+                with("schedules", json!([{"id": "a"}])),
+                "schedules[0]: needs either",
+            ),
+            (
+                with(
+                    "schedules",
+                    json!([{"id": "a", "cron": "0 10 * * 2"}, {"id": "a", "cron": "0 9 * * 2"}]),
+                ),
+                "schedules[1].id: \"a\" is listed twice",
+            ),
+            (
+                with("schedules", json!([{"id": "weekly", "cron": "0 10 * * 2"}])),
+                "schedules[0].id",
+            ),
+            (
+                with("schedules", json!({"id": "a"})),
+                "schedules: must be an array",
+            ),
+            (with("ties", json!("random")), "ties: unknown ties"),
+            (
+                with("entry", json!({"max_members": 0})),
+                "entry.max_members",
+            ),
+            (
+                with("entry", json!({"max_members": -3})),
+                "entry.max_members",
+            ),
+            (
+                with("entry", json!({"max_attempts": 0})),
+                "entry.max_attempts",
+            ),
+            (
+                with("entry", json!({"max_attempts": 1.5})),
+                "entry.max_attempts",
+            ),
+            (
+                with("entry", json!({"join_required": "yes"})),
+                "entry.join_required",
+            ),
+            (
+                with("entry", json!({"vip": true})),
+                "entry.vip: unknown field",
+            ),
+            (with("entry", json!(true)), "entry: must be an object"),
+        ];
+        for (v, want) in cases {
+            let err = Definition::from_json("x", &v).unwrap_err().0;
+            assert!(err.contains(want), "{err:?} should contain {want:?}");
+        }
     }
 }

@@ -2,8 +2,11 @@
 //!
 //! Keys (big-endian, so scans come back in rank order):
 //! - `m | tf | window` → total entries (marks the window as frozen and complete)
-//! - `r | tf | window | rank:u32` → `user_len:u16 | user | score:f64`
-//! - `u | tf | window | user` → `rank:u32 | score:f64`
+//! - `r | tf | window | position:u32` → `user_len:u16 | user | score:f64 [| rank:u32]`
+//! - `u | tf | window | user` → `position:u32 | score:f64 [| rank:u32]`
+//!
+//! `tf` is [`Timeframe::encode`]'s form (one byte for a built-in). The trailing rank is written
+//! only where it differs from the position (shared ties), so older rows read the same.
 
 use super::rank::Entry;
 use super::state::Window;
@@ -18,7 +21,7 @@ pub struct History {
 fn prefix(kind: u8, tf: Timeframe, key: WindowKey) -> Vec<u8> {
     let mut p = Vec::with_capacity(16);
     p.push(kind);
-    p.push(Timeframe::ALL.iter().position(|t| *t == tf).expect("known") as u8);
+    tf.encode(&mut p);
     p.extend_from_slice(&key.to_sortable_bytes());
     p
 }
@@ -36,18 +39,25 @@ impl History {
         let rp = prefix(b'r', tf, key);
         let up = prefix(b'u', tf, key);
         for e in w.ranks.iter() {
-            let rank = u32::try_from(e.rank).unwrap_or(u32::MAX);
+            let position = u32::try_from(e.position).unwrap_or(u32::MAX);
+            let shared = (e.rank != e.position).then(|| u32::try_from(e.rank).unwrap_or(u32::MAX));
             let mut k = rp.clone();
-            k.extend_from_slice(&rank.to_be_bytes());
-            let mut v = Vec::with_capacity(10 + e.user_id.len());
+            k.extend_from_slice(&position.to_be_bytes());
+            let mut v = Vec::with_capacity(14 + e.user_id.len());
             v.extend_from_slice(&(e.user_id.len() as u16).to_be_bytes());
             v.extend_from_slice(e.user_id.as_bytes());
             v.extend_from_slice(&e.score.to_bits().to_be_bytes());
+            if let Some(rank) = shared {
+                v.extend_from_slice(&rank.to_be_bytes());
+            }
             batch.insert(k, v);
             let mut k = up.clone();
             k.extend_from_slice(e.user_id.as_bytes());
-            let mut v = rank.to_be_bytes().to_vec();
+            let mut v = position.to_be_bytes().to_vec();
             v.extend_from_slice(&e.score.to_bits().to_be_bytes());
+            if let Some(rank) = shared {
+                v.extend_from_slice(&rank.to_be_bytes());
+            }
             batch.insert(k, v);
         }
         let total = u32::try_from(w.ranks.len()).unwrap_or(u32::MAX);
@@ -81,12 +91,15 @@ impl History {
             if !k.starts_with(&rp) {
                 break;
             }
-            let rank = u32::from_be_bytes(k[rp.len()..].try_into().expect("4 bytes")) as usize;
+            let position = u32::from_be_bytes(k[rp.len()..].try_into().expect("4 bytes")) as usize;
             let len = u16::from_be_bytes(v[..2].try_into().expect("2 bytes")) as usize;
             let user = String::from_utf8_lossy(&v[2..2 + len]).into_owned();
             let score = f64::from_bits(u64::from_be_bytes(
                 v[2 + len..10 + len].try_into().expect("8 bytes"),
             ));
+            let rank = v.get(10 + len..14 + len).map_or(position, |r| {
+                u32::from_be_bytes(r.try_into().expect("4 bytes")) as usize
+            });
             out.push(Entry {
                 rank,
                 user_id: user,
@@ -103,12 +116,28 @@ impl History {
         key: WindowKey,
         user: &str,
     ) -> Result<Option<(usize, f64)>, EngineError> {
+        Ok(self
+            .locate(tf, key, user)?
+            .map(|(_, rank, score)| (rank, score)))
+    }
+
+    /// A user's (position, rank, score) in a frozen window; position and rank differ only
+    /// inside a shared tie.
+    pub fn locate(
+        &self,
+        tf: Timeframe,
+        key: WindowKey,
+        user: &str,
+    ) -> Result<Option<(usize, usize, f64)>, EngineError> {
         let mut k = prefix(b'u', tf, key);
         k.extend_from_slice(user.as_bytes());
         Ok(self.tree.get(k)?.map(|v| {
-            let rank = u32::from_be_bytes(v[..4].try_into().expect("4 bytes")) as usize;
+            let position = u32::from_be_bytes(v[..4].try_into().expect("4 bytes")) as usize;
             let score = f64::from_bits(u64::from_be_bytes(v[4..12].try_into().expect("8 bytes")));
-            (rank, score)
+            let rank = v.get(12..16).map_or(position, |r| {
+                u32::from_be_bytes(r.try_into().expect("4 bytes")) as usize
+            });
+            (position, rank, score)
         }))
     }
 
@@ -120,11 +149,11 @@ impl History {
         user: &str,
         radius: usize,
     ) -> Result<Option<(usize, f64, Vec<Entry>)>, EngineError> {
-        let Some((rank, score)) = self.user(tf, key, user)? else {
+        let Some((position, rank, score)) = self.locate(tf, key, user)? else {
             return Ok(None);
         };
-        let from = rank.saturating_sub(radius + 1);
-        let entries = self.range(tf, key, from, rank - from + radius)?;
+        let from = position.saturating_sub(radius + 1);
+        let entries = self.range(tf, key, from, position - from + radius)?;
         Ok(Some((rank, score, entries)))
     }
 

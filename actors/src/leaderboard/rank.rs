@@ -66,6 +66,40 @@ impl FromStr for SortOrder {
     }
 }
 
+/// How equal scores rank (SPEC §12 `ties`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Ties {
+    /// Distinct ranks; whoever reached the score first ranks higher (1, 2, 3, 4).
+    #[default]
+    FirstToReach,
+    /// Equal scores share a rank and the next rank skips (1, 2, 2, 4); the order inside a
+    /// tie stays first-to-reach.
+    Shared,
+}
+
+impl Ties {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ties::FirstToReach => "first_to_reach",
+            Ties::Shared => "shared",
+        }
+    }
+}
+
+impl FromStr for Ties {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "first_to_reach" => Ok(Ties::FirstToReach),
+            "shared" => Ok(Ties::Shared),
+            other => Err(format!(
+                "unknown ties {other:?} (expected \"first_to_reach\" or \"shared\")"
+            )),
+        }
+    }
+}
+
 /// One row of a standings answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
@@ -79,8 +113,10 @@ pub struct Entry {
 /// and rebuilt exactly.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EntryRef<'a> {
-    /// 1-based rank.
+    /// 1-based rank (shared by equal scores under [`Ties::Shared`]).
     pub rank: usize,
+    /// 1-based position in rank order (always distinct).
+    pub position: usize,
     pub user_id: &'a str,
     pub score: f64,
     pub reached_at: u64,
@@ -602,6 +638,23 @@ impl Tree {
         Some(acc + i)
     }
 
+    /// Number of entries whose score key is strictly less than `skey` (ranked strictly better):
+    /// one descent, reading only the score column.
+    fn count_below(&self, skey: u64) -> usize {
+        let mut node = self.root;
+        let mut acc = 0;
+        for _ in 0..self.height {
+            let inner = &self.inners[node as usize];
+            // The last child whose minimum is below `skey` (children before it are wholly below,
+            // children after it wholly at or above); child 0 when there is none.
+            let idx = partition(1, inner.len, |i| inner.skey[i] < skey) - 1;
+            acc += inner.count_before(idx);
+            node = inner.child[idx];
+        }
+        let leaf = &self.leaves[node as usize];
+        acc + partition(0, leaf.len, |i| leaf.skey[i] < skey)
+    }
+
     /// Leaf and in-leaf index of the entry at 0-based `pos` (`pos == len` gives an end cursor).
     fn select(&self, mut pos: usize) -> (u32, usize) {
         let mut node = self.root;
@@ -795,6 +848,7 @@ impl Users {
 #[derive(Clone)]
 pub struct RankIndex {
     order: SortOrder,
+    ties: Ties,
     tree: Tree,
     users: Users,
 }
@@ -818,13 +872,40 @@ impl RankIndex {
     fn with_caps(order: SortOrder, leaf_cap: usize, inner_cap: usize) -> Self {
         RankIndex {
             order,
+            ties: Ties::FirstToReach,
             tree: Tree::new(leaf_cap, inner_cap),
             users: Users::new(),
         }
     }
 
+    /// An empty index ranking in `order` with `ties`.
+    pub fn with_ties(order: SortOrder, ties: Ties) -> Self {
+        RankIndex {
+            ties,
+            ..Self::new(order)
+        }
+    }
+
     pub fn sort_order(&self) -> SortOrder {
         self.order
+    }
+
+    pub fn ties(&self) -> Ties {
+        self.ties
+    }
+
+    /// Number of users whose score ranks strictly better than `score` (O(log n)).
+    pub fn count_better(&self, score: f64) -> usize {
+        let score = if score == 0.0 { 0.0 } else { score };
+        self.tree.count_below(score_key(score, self.order))
+    }
+
+    /// The displayed rank of the entry at 1-based `position` with score key `skey`.
+    fn rank_at(&self, position: usize, skey: u64) -> usize {
+        match self.ties {
+            Ties::FirstToReach => position,
+            Ties::Shared => self.tree.count_below(skey) + 1,
+        }
     }
 
     /// Number of ranked users.
@@ -885,17 +966,29 @@ impl RankIndex {
         pos.map(|p| p + 1)
     }
 
-    /// `(rank, score, reached_at)` of `user`.
+    /// `(rank, score, reached_at)` of `user`; the rank follows the index's [`Ties`].
     pub fn get(&self, user: &str) -> Option<(usize, f64, u64)> {
         let uid = self.users.find(user)?;
         let key = self.key_of(uid);
         let pos = self.tree.position(&key, &self.users)?;
-        Some((pos + 1, key_score(key.skey, self.order), key.reached))
+        Some((
+            self.rank_at(pos + 1, key.skey),
+            key_score(key.skey, self.order),
+            key.reached,
+        ))
     }
 
-    /// 1-based rank of `user`.
+    /// 1-based rank of `user` (following the index's [`Ties`]).
     pub fn rank_of(&self, user: &str) -> Option<usize> {
         self.get(user).map(|(rank, _, _)| rank)
+    }
+
+    /// 1-based position of `user` in rank order (distinct even inside a shared tie).
+    pub fn position_of(&self, user: &str) -> Option<usize> {
+        let uid = self.users.find(user)?;
+        self.tree
+            .position(&self.key_of(uid), &self.users)
+            .map(|p| p + 1)
     }
 
     /// Up to `limit` entries starting at 0-based `offset` (rank `offset + 1`).
@@ -909,9 +1002,9 @@ impl RankIndex {
 
     /// `user`'s entry with up to `radius` entries above and below it.
     pub fn around(&self, user: &str, radius: usize) -> Option<Vec<Entry>> {
-        let rank = self.rank_of(user)?;
-        let start = (rank - 1).saturating_sub(radius);
-        let end = rank.saturating_add(radius).min(self.len());
+        let position = self.position_of(user)?;
+        let start = (position - 1).saturating_sub(radius);
+        let end = position.saturating_add(radius).min(self.len());
         Some(self.range(start, end - start))
     }
 
@@ -929,6 +1022,7 @@ impl RankIndex {
             leaf,
             pos,
             rank: offset,
+            shared: None,
         }
     }
 
@@ -954,8 +1048,10 @@ pub struct Iter<'a> {
     index: &'a RankIndex,
     leaf: u32,
     pos: usize,
-    /// Rank of the last yielded entry (0 before the first).
+    /// Position of the last yielded entry (0 before the first).
     rank: usize,
+    /// Under shared ties: the score key and displayed rank of the last yielded entry.
+    shared: Option<(u64, usize)>,
 }
 
 impl<'a> Iterator for Iter<'a> {
@@ -969,8 +1065,18 @@ impl<'a> Iterator for Iter<'a> {
                 let k = leaf.key(self.pos);
                 self.pos += 1;
                 self.rank += 1;
+                let rank = match (index.ties, self.shared) {
+                    (Ties::FirstToReach, _) => self.rank,
+                    (Ties::Shared, Some((skey, rank))) if skey == k.skey => rank,
+                    // A new score starts its rank at its first position; the first entry of a
+                    // page may sit inside a tie that began on an earlier page.
+                    (Ties::Shared, Some(_)) => self.rank,
+                    (Ties::Shared, None) => index.rank_at(self.rank, k.skey),
+                };
+                self.shared = Some((k.skey, rank));
                 return Some(EntryRef {
-                    rank: self.rank,
+                    rank,
+                    position: self.rank,
                     user_id: index.users.name(k.uid),
                     score: key_score(k.skey, index.order),
                     reached_at: k.reached,
@@ -1215,6 +1321,110 @@ mod tests {
 
     fn order() -> impl Strategy<Value = SortOrder> {
         prop_oneof![Just(SortOrder::Desc), Just(SortOrder::Asc)]
+    }
+
+    /// Shared ties against the naive definition: rank = 1 + users with a strictly better score;
+    /// pages (which may start inside a tie) and `around` agree with it; order stays first-to-reach.
+    fn check_shared(order: SortOrder, caps: (usize, usize), rows: &[(usize, i32, u64)]) {
+        let mut idx = RankIndex::with_caps(order, caps.0, caps.1);
+        idx.ties = Ties::Shared;
+        let mut model = Model::default();
+        for &(u, s, r) in rows {
+            let user = format!("u{u}");
+            let s = f64::from(s);
+            model.rows.retain(|row| row.0 != user);
+            model.rows.push((user.clone(), s, r));
+            idx.upsert(&user, s, r);
+        }
+        let better = |s: f64| {
+            model
+                .rows
+                .iter()
+                .filter(|row| match order {
+                    SortOrder::Desc => row.1 > s,
+                    SortOrder::Asc => row.1 < s,
+                })
+                .count()
+        };
+        let sorted = model.sorted(order);
+        let want: Vec<Entry> = sorted
+            .iter()
+            .map(|(u, s, _)| Entry {
+                rank: better(*s) + 1,
+                user_id: u.clone(),
+                score: *s,
+            })
+            .collect();
+        for offset in 0..=want.len() {
+            for limit in [1, 2, 5] {
+                let end = (offset + limit).min(want.len());
+                assert_eq!(
+                    idx.range(offset, limit),
+                    want[offset..end].to_vec(),
+                    "page {offset}+{limit}"
+                );
+            }
+        }
+        for (i, (u, s, r)) in sorted.iter().enumerate() {
+            assert_eq!(idx.get(u), Some((better(*s) + 1, *s, *r)), "{u}");
+            assert_eq!(idx.position_of(u), Some(i + 1));
+            assert_eq!(idx.count_better(*s), better(*s));
+            let start = i.saturating_sub(1);
+            let end = (i + 2).min(want.len());
+            assert_eq!(idx.around(u, 1), Some(want[start..end].to_vec()));
+        }
+        for probe in -4..5 {
+            assert_eq!(
+                idx.count_better(f64::from(probe)),
+                better(f64::from(probe)),
+                "{probe}"
+            );
+        }
+        let positions: Vec<usize> = idx.iter().map(|e| e.position).collect();
+        assert_eq!(positions, (1..=want.len()).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn shared_ties_skip_ranks() {
+        let mut idx = RankIndex::with_ties(SortOrder::Desc, Ties::Shared);
+        for (u, s, r) in [("a", 10.0, 1), ("b", 8.0, 2), ("c", 8.0, 3), ("d", 5.0, 4)] {
+            idx.upsert(u, s, r);
+        }
+        let ranks: Vec<(usize, String)> = idx
+            .range(0, 10)
+            .into_iter()
+            .map(|e| (e.rank, e.user_id))
+            .collect();
+        assert_eq!(
+            ranks,
+            [
+                (1, "a".into()),
+                (2, "b".into()),
+                (2, "c".into()),
+                (4, "d".into())
+            ]
+        );
+        assert_eq!(idx.range(2, 1)[0].rank, 2, "a page starting inside the tie");
+        assert_eq!(idx.rank_of("c"), Some(2));
+        assert_eq!(idx.position_of("c"), Some(3));
+        assert_eq!(idx.count_better(8.0), 1);
+        assert_eq!(idx.count_better(9.0), 1);
+        assert_eq!(idx.count_better(-1.0), 4);
+        assert_eq!("shared".parse::<Ties>(), Ok(Ties::Shared));
+        assert!("tied".parse::<Ties>().is_err());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn shared_ties_match_the_model(
+            order in order(),
+            rows in proptest::collection::vec((0usize..60, -3i32..4, 0u64..1000), 1..150),
+        ) {
+            check_shared(order, (3, 4), &rows);
+            check_shared(order, (LEAF_CAP, INNER_CAP), &rows);
+        }
     }
 
     proptest! {

@@ -13,7 +13,9 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value;
 
 use super::definition::{Aggregation, Definition};
-use super::rank::{RankIndex, SortOrder};
+use super::members::{Decision, Members, MEMBER_JOINED, MEMBER_LEFT};
+use super::rank::{RankIndex, SortOrder, Ties};
+use super::schedule::Calendar;
 use super::window::{Timeframe, WindowKey};
 
 /// Everything one user contributed to one window.
@@ -62,10 +64,10 @@ pub struct Window {
 }
 
 impl Window {
-    fn new(order: SortOrder) -> Window {
+    fn new(order: SortOrder, ties: Ties) -> Window {
         Window {
             accs: HashMap::new(),
-            ranks: RankIndex::new(order),
+            ranks: RankIndex::with_ties(order, ties),
         }
     }
 }
@@ -81,6 +83,12 @@ pub struct Applied {
     pub no_score: bool,
     /// The event JSON lacked `type`, `actor.user_id` or a parsable `occurred_at`.
     pub malformed: bool,
+    /// The board requires joining and the user is not a member.
+    pub not_member: bool,
+    /// Windows where the user had used up `entry.max_attempts`.
+    pub over_attempts: u32,
+    /// A join or leave of this board: what it decided.
+    pub membership: Option<Decision>,
 }
 
 /// A board's state.
@@ -94,6 +102,11 @@ pub struct BoardState {
     pub watermark_ms: i64,
     open: BTreeMap<(Timeframe, WindowKey), Window>,
     frozen: BTreeSet<(Timeframe, WindowKey)>,
+    /// Members (boards with `entry.join_required`).
+    pub members: Members,
+    /// Per timeframe, the last window an event fell in and its real span: most events land in
+    /// the same window, and a cron or time-zone lookup costs microseconds.
+    spans: HashMap<Timeframe, (WindowKey, DateTime<Utc>, DateTime<Utc>)>,
 }
 
 impl BoardState {
@@ -104,7 +117,29 @@ impl BoardState {
             watermark_ms: i64::MIN,
             open: BTreeMap::new(),
             frozen: BTreeSet::new(),
+            members: Members::default(),
+            spans: HashMap::new(),
         }
+    }
+
+    /// The window of `tf` holding `at` and whether it was open at `accepted`.
+    fn place(
+        &mut self,
+        tf: Timeframe,
+        at: DateTime<Utc>,
+        accepted: DateTime<Utc>,
+    ) -> Option<(WindowKey, bool)> {
+        let (cal, grace) = (&self.def.calendar, self.def.late_grace_seconds);
+        if let Some(&(key, start, end)) = self.spans.get(&tf) {
+            if start <= at && at < end {
+                return Some((key, Calendar::open_until(end, accepted, grace)));
+            }
+        }
+        let key = cal.window_of(tf, at)?;
+        if let Some((start, end)) = cal.span(key) {
+            self.spans.insert(tf, (key, start, end));
+        }
+        Some((key, cal.is_open(key, accepted, grace)))
     }
 
     /// Apply the event at log position `seq`, accepted at `accepted_ms`.
@@ -118,10 +153,31 @@ impl BoardState {
             .get("occurred_at")
             .and_then(Value::as_str)
             .and_then(|s| DateTime::parse_from_rfc3339(s).ok());
+        if matches!(ty, Some(MEMBER_JOINED | MEMBER_LEFT))
+            && event.pointer("/attrs/leaderboard").and_then(Value::as_str)
+                == Some(self.def.id.as_str())
+        {
+            // A control event of this board: never scored here.
+            if let (Some(user), true) = (user, self.def.join_required()) {
+                let cap = self.def.entry.map_or(0, |e| e.member_cap());
+                out.membership = Some(if ty == Some(MEMBER_JOINED) {
+                    self.members.join(seq, user, cap)
+                } else {
+                    self.members.leave(seq, user)
+                });
+            } else {
+                out.no_score = true;
+            }
+            return out;
+        }
         let (Some(ty), Some(user), Some(at)) = (ty, user, at) else {
             out.malformed = true;
             return out;
         };
+        if self.def.join_required() && !self.members.contains(user) {
+            out.not_member = true;
+            return out;
+        }
         let Some(points) = self.def.score(ty, event) else {
             out.no_score = true;
             return out;
@@ -131,21 +187,30 @@ impl BoardState {
             .single()
             .unwrap_or_else(Utc::now);
         let at = at.with_timezone(&Utc);
-        let (agg, order, grace) = (
-            self.def.aggregation,
-            self.def.sort_order,
-            self.def.late_grace_seconds,
-        );
-        for &tf in &self.def.timeframes {
-            let key = tf.window_of(at);
-            if !key.is_open(accepted, grace) || self.frozen.contains(&(tf, key)) {
+        let def = self.def.clone();
+        let (agg, order, ties) = (def.aggregation, def.sort_order, def.ties);
+        let max_attempts = def.entry.and_then(|e| e.max_attempts).map(u64::from);
+        let mut any_window = false;
+        for &tf in &def.frames {
+            // Outside a fixed schedule (or before a cron's first firing) there is no window.
+            let Some((key, open)) = self.place(tf, at, accepted) else {
+                continue;
+            };
+            any_window = true;
+            if !open || self.frozen.contains(&(tf, key)) {
                 out.late += 1;
                 continue;
             }
             let w = self
                 .open
                 .entry((tf, key))
-                .or_insert_with(|| Window::new(order));
+                .or_insert_with(|| Window::new(order, ties));
+            if let (Some(max), Some(a)) = (max_attempts, w.accs.get(user)) {
+                if a.count >= max {
+                    out.over_attempts += 1;
+                    continue;
+                }
+            }
             let before = w.accs.get(user).map(|a| a.score(agg));
             let after = match w.accs.get_mut(user) {
                 Some(a) => {
@@ -163,7 +228,28 @@ impl BoardState {
                 out.windows_updated += 1;
             }
         }
+        if !any_window {
+            out.no_score = true;
+        }
         out
+    }
+
+    /// Open windows of `tf`, newest first.
+    pub fn open_windows(&self, tf: Timeframe) -> impl Iterator<Item = (WindowKey, &Window)> {
+        self.open
+            .iter()
+            .rev()
+            .filter(move |((t, _), _)| *t == tf)
+            .map(|((_, k), w)| (*k, w))
+    }
+
+    /// Frozen windows of `tf` still in history, newest first.
+    pub fn frozen_windows(&self, tf: Timeframe) -> impl Iterator<Item = WindowKey> + '_ {
+        self.frozen
+            .iter()
+            .rev()
+            .filter(move |(t, _)| *t == tf)
+            .map(|(_, k)| *k)
     }
 
     /// The open window, if any.
@@ -180,9 +266,10 @@ impl BoardState {
         let Some(wm) = Utc.timestamp_millis_opt(self.watermark_ms).single() else {
             return Vec::new();
         };
+        let (cal, grace) = (&self.def.calendar, self.def.late_grace_seconds);
         self.open
             .keys()
-            .filter(|(_, k)| !k.is_open(wm, self.def.late_grace_seconds))
+            .filter(|(_, k)| !cal.is_open(*k, wm, grace))
             .copied()
             .collect()
     }
@@ -198,7 +285,10 @@ impl BoardState {
         let old: Vec<_> = self
             .frozen
             .iter()
-            .filter(|(_, k)| k.end().is_some_and(|e| e < cutoff))
+            .filter(|(_, k)| {
+                self.def.calendar.end(*k).is_none_or(|e| e < cutoff)
+                    && k.timeframe() != Timeframe::AllTime
+            })
             .copied()
             .collect();
         for k in &old {
@@ -220,12 +310,12 @@ impl BoardState {
         b.extend_from_slice(&self.watermark_ms.to_be_bytes());
         b.extend_from_slice(&(self.frozen.len() as u32).to_be_bytes());
         for (tf, k) in &self.frozen {
-            b.push(tf_byte(*tf));
+            tf.encode(&mut b);
             b.extend_from_slice(&k.to_sortable_bytes());
         }
         b.extend_from_slice(&(self.open.len() as u32).to_be_bytes());
         for ((tf, k), w) in &self.open {
-            b.push(tf_byte(*tf));
+            tf.encode(&mut b);
             b.extend_from_slice(&k.to_sortable_bytes());
             b.extend_from_slice(&(w.accs.len() as u32).to_be_bytes());
             for (user, a) in &w.accs {
@@ -243,28 +333,36 @@ impl BoardState {
                 }
             }
         }
+        // Version 2: the members follow.
+        b.extend_from_slice(&(self.members.len() as u32).to_be_bytes());
+        for (user, seq) in self.members.iter() {
+            b.extend_from_slice(&(user.len() as u16).to_be_bytes());
+            b.extend_from_slice(user.as_bytes());
+            b.extend_from_slice(&seq.to_be_bytes());
+        }
         b
     }
 
     /// Rebuild a state from [`BoardState::encode`] output.
     pub fn decode(def: Arc<Definition>, buf: &[u8]) -> Result<BoardState, String> {
         let mut r = Reader { buf, at: 0 };
-        if r.u8()? != CKPT_VERSION {
+        let version = r.u8()?;
+        if !(1..=CKPT_VERSION).contains(&version) {
             return Err("unknown checkpoint version".into());
         }
         let mut s = BoardState::new(def);
         s.applied = r.u64()?;
         s.watermark_ms = r.u64()? as i64;
         for _ in 0..r.u32()? {
-            let tf = byte_tf(r.u8()?)?;
+            let tf = r.timeframe()?;
             let key = WindowKey::from_sortable_bytes(tf, r.take(8)?)?;
             s.frozen.insert((tf, key));
         }
-        let (agg, order) = (s.def.aggregation, s.def.sort_order);
+        let (agg, order, ties) = (s.def.aggregation, s.def.sort_order, s.def.ties);
         for _ in 0..r.u32()? {
-            let tf = byte_tf(r.u8()?)?;
+            let tf = r.timeframe()?;
             let key = WindowKey::from_sortable_bytes(tf, r.take(8)?)?;
-            let mut w = Window::new(order);
+            let mut w = Window::new(order, ties);
             for _ in 0..r.u32()? {
                 let len = r.u16()? as usize;
                 let user = std::str::from_utf8(r.take(len)?).map_err(|e| e.to_string())?;
@@ -280,25 +378,20 @@ impl BoardState {
             }
             s.open.insert((tf, key), w);
         }
+        if version >= 2 {
+            for _ in 0..r.u32()? {
+                let len = r.u16()? as usize;
+                let user = std::str::from_utf8(r.take(len)?).map_err(|e| e.to_string())?;
+                let seq = r.u64()?;
+                s.members.restore(user, seq);
+            }
+        }
         Ok(s)
     }
 }
 
-const CKPT_VERSION: u8 = 1;
-
-fn tf_byte(tf: Timeframe) -> u8 {
-    Timeframe::ALL
-        .iter()
-        .position(|t| *t == tf)
-        .expect("known timeframe") as u8
-}
-
-fn byte_tf(b: u8) -> Result<Timeframe, String> {
-    Timeframe::ALL
-        .get(b as usize)
-        .copied()
-        .ok_or_else(|| format!("bad timeframe byte {b}"))
-}
+/// 1: windows; 2: windows then members (version 1 still loads, with no members).
+const CKPT_VERSION: u8 = 2;
 
 struct Reader<'a> {
     buf: &'a [u8],
@@ -313,6 +406,11 @@ impl<'a> Reader<'a> {
             .ok_or("truncated checkpoint")?;
         self.at += n;
         Ok(s)
+    }
+    fn timeframe(&mut self) -> Result<Timeframe, String> {
+        let (tf, used) = Timeframe::decode(&self.buf[self.at.min(self.buf.len())..])?;
+        self.at += used;
+        Ok(tf)
     }
     fn u8(&mut self) -> Result<u8, String> {
         Ok(self.take(1)?[0])
@@ -469,6 +567,244 @@ mod tests {
         assert!(s.apply(2, t, &json!({"type": "x"})).malformed);
         assert_eq!(s.open_entries(), 0);
         assert_eq!(s.applied, 2);
+    }
+
+    fn live(extra: Value) -> Arc<Definition> {
+        let mut d = json!({"rules": [{"event_type": "*", "points_expression": "attrs.p"}],
+                           "timeframes": ["daily", "all_time"], "late_grace_seconds": 0});
+        for (k, v) in extra.as_object().unwrap() {
+            d[k] = v.clone();
+        }
+        Arc::new(Definition::from_json("b", &d).unwrap())
+    }
+
+    #[test]
+    fn local_days_with_daylight_saving() {
+        let mut s = BoardState::new(live(
+            json!({"timezone": "America/Los_Angeles", "late_grace_seconds": 7200}),
+        ));
+        // 2026-11-01 lasts 25 hours in Los Angeles: 07:00 UTC to 08:00 UTC the next day.
+        let acc = ms("2026-11-02T08:30:00Z");
+        s.apply(1, acc, &ev("a", 1.0, "2026-11-01T07:00:00Z"));
+        s.apply(2, acc, &ev("a", 2.0, "2026-11-02T07:59:59Z"));
+        s.apply(3, acc, &ev("b", 4.0, "2026-11-02T08:00:00Z"));
+        assert_eq!(
+            top(&s, Timeframe::Daily, "2026-11-01"),
+            vec![("a".into(), 3.0)]
+        );
+        assert_eq!(
+            top(&s, Timeframe::Daily, "2026-11-02"),
+            vec![("b".into(), 4.0)]
+        );
+        // 2026-03-08 lasts 23 hours: 08:00 UTC to 07:00 UTC the next day.
+        s.apply(
+            4,
+            ms("2026-03-09T07:30:00Z"),
+            &ev("c", 1.0, "2026-03-09T06:59:59Z"),
+        );
+        s.apply(
+            5,
+            ms("2026-03-09T07:30:00Z"),
+            &ev("d", 1.0, "2026-03-09T07:00:00Z"),
+        );
+        assert_eq!(
+            top(&s, Timeframe::Daily, "2026-03-08"),
+            vec![("c".into(), 1.0)]
+        );
+        assert_eq!(
+            top(&s, Timeframe::Daily, "2026-03-09"),
+            vec![("d".into(), 1.0)]
+        );
+        // The grace runs from the local end: 2026-03-08 closes at 07:00 UTC + 2 h.
+        let late = s.apply(
+            6,
+            ms("2026-03-09T09:00:00Z"),
+            &ev("e", 1.0, "2026-03-09T06:00:00Z"),
+        );
+        assert_eq!(late.late, 1);
+        s.watermark_ms = ms("2026-03-09T09:00:00Z");
+        let due: Vec<String> = s
+            .due_for_freeze()
+            .iter()
+            .map(|(_, k)| k.to_string())
+            .collect();
+        assert_eq!(due, ["2026-03-08"]);
+    }
+
+    #[test]
+    fn schedules_are_extra_timeframes() {
+        let mut s = BoardState::new(live(json!({"schedules": [
+            {"id": "cup", "start": "2026-12-20T00:00:00Z", "end": "2027-01-03T00:00:00Z"},
+            {"id": "tue", "cron": "0 10 * * 2"}]})));
+        let acc = ms("2026-12-22T12:00:00Z");
+        let a = s.apply(1, acc, &ev("a", 1.0, "2026-12-22T11:00:00Z"));
+        assert_eq!(a.windows_updated, 4);
+        let b = s.apply(2, acc, &ev("b", 1.0, "2026-12-19T11:00:00Z"));
+        assert_eq!(
+            (b.windows_updated, b.late),
+            (1, 2),
+            "all_time; daily and the cron week closed; not in the cup"
+        );
+        let cup: Timeframe = "cup".parse().unwrap();
+        assert_eq!(
+            top(&s, cup, "2026-12-20T00:00:00Z"),
+            vec![("a".into(), 1.0)]
+        );
+        let tue: Timeframe = "tue".parse().unwrap();
+        assert_eq!(
+            top(&s, tue, "2026-12-22T10:00:00Z"),
+            vec![("a".into(), 1.0)]
+        );
+        assert!(top(&s, tue, "2026-12-15T10:00:00Z").is_empty());
+        assert_eq!(top(&s, Timeframe::AllTime, "all_time").len(), 2);
+        // Round trip through a checkpoint, schedule timeframes included.
+        let back = BoardState::decode(s.def.clone(), &s.encode()).unwrap();
+        assert_eq!(
+            top(&back, cup, "2026-12-20T00:00:00Z"),
+            vec![("a".into(), 1.0)]
+        );
+    }
+
+    #[test]
+    fn attempts_are_capped_per_window() {
+        let mut s = BoardState::new(live(json!({"entry": {"max_attempts": 2}})));
+        let acc = ms("2025-11-18T12:30:00Z");
+        for (i, p) in [5.0, 1.0, 100.0].iter().enumerate() {
+            let a = s.apply(i as u64 + 1, acc, &ev("a", *p, "2025-11-18T12:00:00Z"));
+            assert_eq!(a.over_attempts, if i == 2 { 2 } else { 0 });
+        }
+        assert_eq!(
+            top(&s, Timeframe::Daily, "2025-11-18"),
+            vec![("a".into(), 6.0)]
+        );
+        // The next day is a new window with fresh attempts (all_time is still capped).
+        let a = s.apply(
+            4,
+            ms("2025-11-19T12:30:00Z"),
+            &ev("a", 7.0, "2025-11-19T12:00:00Z"),
+        );
+        assert_eq!((a.windows_updated, a.over_attempts), (1, 1));
+        let back = BoardState::decode(s.def.clone(), &s.encode()).unwrap();
+        let a = back
+            .window(Timeframe::AllTime, WindowKey::ALL_TIME)
+            .unwrap();
+        assert_eq!(a.accs["a"].count, 2, "attempts are part of the checkpoint");
+    }
+
+    fn member_ev(ty: &str, user: &str, board: &str) -> Value {
+        json!({"type": ty, "actor": {"user_id": user}, "occurred_at": "2025-11-18T12:00:00Z",
+               "attrs": {"leaderboard": board, "p": 50}})
+    }
+
+    #[test]
+    fn only_members_score_and_membership_is_in_log_order() {
+        let mut s = BoardState::new(live(
+            json!({"entry": {"join_required": true, "max_members": 2}}),
+        ));
+        let acc = ms("2025-11-18T12:30:00Z");
+        assert!(
+            s.apply(1, acc, &ev("a", 1.0, "2025-11-18T12:00:00Z"))
+                .not_member
+        );
+        assert_eq!(
+            s.apply(2, acc, &member_ev(MEMBER_JOINED, "a", "b"))
+                .membership,
+            Some(Decision::Joined)
+        );
+        assert_eq!(
+            s.apply(3, acc, &member_ev(MEMBER_JOINED, "b", "other"))
+                .membership,
+            None,
+            "another board's join"
+        );
+        assert_eq!(
+            s.apply(4, acc, &member_ev(MEMBER_JOINED, "b", "b"))
+                .membership,
+            Some(Decision::Joined)
+        );
+        assert_eq!(
+            s.apply(5, acc, &member_ev(MEMBER_JOINED, "c", "b"))
+                .membership,
+            Some(Decision::Full)
+        );
+        assert_eq!(
+            s.apply(6, acc, &ev("a", 3.0, "2025-11-18T12:00:00Z"))
+                .windows_updated,
+            2
+        );
+        assert!(
+            s.apply(7, acc, &ev("c", 3.0, "2025-11-18T12:00:00Z"))
+                .not_member
+        );
+        assert_eq!(
+            top(&s, Timeframe::AllTime, "all_time"),
+            vec![("a".into(), 3.0)],
+            "join events score nothing here"
+        );
+        let back = BoardState::decode(s.def.clone(), &s.encode()).unwrap();
+        assert!(back.members.contains("a") && back.members.contains("b"));
+        assert_eq!(back.members.len(), 2);
+        assert_eq!(
+            s.apply(8, acc, &member_ev(MEMBER_LEFT, "a", "b"))
+                .membership,
+            Some(Decision::Left)
+        );
+        assert!(
+            s.apply(9, acc, &ev("a", 3.0, "2025-11-18T12:00:00Z"))
+                .not_member
+        );
+    }
+
+    proptest! {
+        /// With local days and a cron schedule, events in any order land where the calendar
+        /// alone says (the per-timeframe span cache changes nothing).
+        #[test]
+        fn local_and_cron_windows_match_the_calendar(
+            evs in proptest::collection::vec((0u8..4, 1i32..9, 0i64..21 * 86_400), 1..120),
+        ) {
+            let d = live(json!({"timezone": "America/Los_Angeles", "late_grace_seconds": YEAR,
+                                "schedules": [{"id": "tue", "cron": "0 10 * * 2"}]}));
+            let base = ms("2026-10-25T00:00:00Z");
+            let acc = ms("2026-11-20T00:00:00Z");
+            let mut s = BoardState::new(d.clone());
+            let mut want: HashMap<(Timeframe, WindowKey, String), f64> = HashMap::new();
+            for (i, (u, p, occ)) in evs.iter().enumerate() {
+                let at = Utc.timestamp_millis_opt(base + occ * 1000).unwrap();
+                let user = format!("u{u}");
+                s.apply(i as u64 + 1, acc, &ev(&user, f64::from(*p), &at.to_rfc3339()));
+                for &tf in &d.frames {
+                    let k = d.calendar.window_of(tf, at).unwrap();
+                    *want.entry((tf, k, user.clone())).or_default() += f64::from(*p);
+                }
+            }
+            for ((tf, k, user), score) in &want {
+                let got = s.window(*tf, *k).and_then(|w| w.ranks.get(user)).map(|g| g.1);
+                prop_assert_eq!(got, Some(*score), "{} {} {}", tf, k, user);
+            }
+            let cells: usize = d.frames.iter().map(|tf| s.open_windows(*tf).map(|(_, w)| w.accs.len()).sum::<usize>()).sum();
+            prop_assert_eq!(cells, want.len());
+        }
+    }
+
+    const YEAR: u64 = 31_622_400;
+
+    /// A version-1 checkpoint (before members and schedules) still loads.
+    #[test]
+    fn version_one_checkpoints_load() {
+        let mut s = BoardState::new(def("sum", 0));
+        s.apply(
+            1,
+            ms("2025-11-18T12:30:00Z"),
+            &ev("a", 2.0, "2025-11-18T12:00:00Z"),
+        );
+        let mut v1 = s.encode();
+        v1[0] = 1;
+        v1.truncate(v1.len() - 4); // no members section
+        let back = BoardState::decode(s.def.clone(), &v1).unwrap();
+        assert_eq!(
+            top(&back, Timeframe::AllTime, "all_time"),
+            vec![("a".into(), 2.0)]
+        );
     }
 
     proptest! {

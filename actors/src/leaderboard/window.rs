@@ -1,32 +1,94 @@
-//! Timeframes and window keys: which window an `occurred_at` falls in, key text and byte forms, and
-//! whether a window still accepts late events.
+//! Timeframes and window keys: which window an `occurred_at` falls in (in UTC, or as a local
+//! wall-clock label), key text and byte forms.
 //!
-//! All windows are UTC and half-open `[start, end)`. Weekly windows are ISO weeks (Monday 00:00 to
-//! the next Monday) named by their ISO week-year, so 2024-12-30 is in `2025-W01` and 2021-01-03 in
-//! `2020-W53`. Key texts are canonical: [`WindowKey::parse`] accepts exactly what `Display` prints.
+//! Built-in windows are half-open `[start, end)` and named by their *label*: the wall-clock date
+//! (or UTC hour) they cover. For a board in UTC the label is the UTC start; a board with a
+//! `timezone` keys daily, weekly and monthly windows by the local date, so the label is the local
+//! midnight read as if it were UTC, and [`super::schedule::Calendar`] turns it into real instants.
+//! Hourly windows are always UTC hours. Weekly windows are ISO weeks (Monday 00:00 to the next
+//! Monday) named by their ISO week-year, so 2024-12-30 is in `2025-W01` and 2021-01-03 in
+//! `2020-W53`. Schedule windows (`Timeframe::Schedule`) are keyed by their real UTC start and
+//! printed as `2026-12-01T18:00:00Z`. Key texts are canonical: [`WindowKey::parse`] accepts exactly
+//! what `Display` prints.
 
+use std::cmp::Ordering;
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, Datelike, Days, Months, NaiveDate, TimeDelta, Utc, Weekday};
-use serde::{Deserialize, Serialize, Serializer};
+use chrono::{DateTime, Datelike, Days, Months, NaiveDate, SecondsFormat, TimeDelta, Utc, Weekday};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 const HOUR: i64 = 3_600;
 const DAY: i64 = 86_400;
 
-/// How long one window of a leaderboard lasts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// Longest schedule id, in bytes (schedule ids are stored inline so `Timeframe` stays `Copy`).
+pub const MAX_SCHEDULE_ID: usize = 32;
+
+/// The id of one of a board's schedules: 1 to [`MAX_SCHEDULE_ID`] bytes of `A-Z a-z 0-9 - _ .`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ScheduleId {
+    len: u8,
+    bytes: [u8; MAX_SCHEDULE_ID],
+}
+
+impl ScheduleId {
+    /// Checks the charset and length; built-in timeframe names are refused by the caller.
+    pub fn new(s: &str) -> Result<ScheduleId, String> {
+        let ok = !s.is_empty()
+            && s.len() <= MAX_SCHEDULE_ID
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !ok {
+            return Err(format!(
+                "{s:?} must be 1-{MAX_SCHEDULE_ID} characters of A-Z a-z 0-9 - _ ."
+            ));
+        }
+        let mut bytes = [0; MAX_SCHEDULE_ID];
+        bytes[..s.len()].copy_from_slice(s.as_bytes());
+        Ok(ScheduleId {
+            len: u8::try_from(s.len()).expect("at most 32"),
+            bytes,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).expect("checked ASCII")
+    }
+}
+
+impl fmt::Debug for ScheduleId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+impl Ord for ScheduleId {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl PartialOrd for ScheduleId {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// How long one window of a leaderboard lasts: a built-in period or one of the board's schedules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Timeframe {
     Hourly,
     Daily,
     Weekly,
     Monthly,
     AllTime,
+    /// A board's named schedule (cron or fixed start/end); its windows come from the board's
+    /// [`super::schedule::Calendar`].
+    Schedule(ScheduleId),
 }
 
 impl Timeframe {
-    /// Every timeframe, shortest first.
+    /// Every built-in timeframe, shortest first.
     pub const ALL: [Timeframe; 5] = [
         Timeframe::Hourly,
         Timeframe::Daily,
@@ -35,18 +97,25 @@ impl Timeframe {
         Timeframe::AllTime,
     ];
 
-    /// The wire name (`"hourly"` … `"all_time"`).
-    pub fn as_str(self) -> &'static str {
+    /// The wire name (`"hourly"` … `"all_time"`, or the schedule id).
+    pub fn as_str(&self) -> &str {
         match self {
             Timeframe::Hourly => "hourly",
             Timeframe::Daily => "daily",
             Timeframe::Weekly => "weekly",
             Timeframe::Monthly => "monthly",
             Timeframe::AllTime => "all_time",
+            Timeframe::Schedule(id) => id.as_str(),
         }
     }
 
-    /// The window that contains `t`.
+    pub fn is_builtin(&self) -> bool {
+        !matches!(self, Timeframe::Schedule(_))
+    }
+
+    /// The built-in window whose label contains `t` (for a UTC board, the window containing
+    /// `t`). A schedule's windows depend on its board: use the board's `Calendar`; here a
+    /// schedule gets the key starting at `t`'s second.
     pub fn window_of(self, t: DateTime<Utc>) -> WindowKey {
         let secs = t.timestamp();
         let start = match self {
@@ -62,10 +131,50 @@ impl Timeframe {
                 midnight(date.with_day(1).unwrap_or(date))
             }
             Timeframe::AllTime => 0,
+            Timeframe::Schedule(_) => secs,
         };
         WindowKey {
             timeframe: self,
             start,
+        }
+    }
+
+    /// Appends the byte form used in checkpoint and history keys: a built-in is its index in
+    /// [`Timeframe::ALL`] (one byte, as before schedules existed); a schedule is `0xFF`, the id
+    /// length and the id.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Timeframe::Schedule(id) => {
+                out.push(0xFF);
+                out.push(id.len);
+                out.extend_from_slice(id.as_str().as_bytes());
+            }
+            builtin => out.push(
+                u8::try_from(
+                    Timeframe::ALL
+                        .iter()
+                        .position(|t| t == builtin)
+                        .expect("built-in"),
+                )
+                .expect("five"),
+            ),
+        }
+    }
+
+    /// Reads [`Timeframe::encode`]'s form from the front of `b`; returns it and the bytes used.
+    pub fn decode(b: &[u8]) -> Result<(Timeframe, usize), String> {
+        match b.first() {
+            Some(0xFF) => {
+                let len = usize::from(*b.get(1).ok_or("truncated timeframe")?);
+                let id = b.get(2..2 + len).ok_or("truncated timeframe")?;
+                let id = std::str::from_utf8(id).map_err(|e| e.to_string())?;
+                Ok((Timeframe::Schedule(ScheduleId::new(id)?), 2 + len))
+            }
+            Some(&i) => Timeframe::ALL
+                .get(usize::from(i))
+                .map(|tf| (*tf, 1))
+                .ok_or_else(|| format!("bad timeframe byte {i}")),
+            None => Err("truncated timeframe".into()),
         }
     }
 }
@@ -76,18 +185,33 @@ impl fmt::Display for Timeframe {
     }
 }
 
+/// Parses a built-in name, or any valid schedule id (whether a board has that schedule is the
+/// board's question).
 impl FromStr for Timeframe {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Timeframe::ALL
-            .into_iter()
-            .find(|tf| tf.as_str() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown timeframe {s:?} (expected hourly, daily, weekly, monthly or all_time)"
-                )
-            })
+        if let Some(tf) = Timeframe::ALL.into_iter().find(|tf| tf.as_str() == s) {
+            return Ok(tf);
+        }
+        ScheduleId::new(s).map(Timeframe::Schedule).map_err(|_| {
+            format!(
+                "unknown timeframe {s:?} (expected hourly, daily, weekly, monthly, all_time or a schedule id)"
+            )
+        })
+    }
+}
+
+impl Serialize for Timeframe {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Timeframe {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -99,7 +223,7 @@ fn midnight(date: NaiveDate) -> i64 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct WindowKey {
     timeframe: Timeframe,
-    /// Unix seconds of the window start (0 for `all_time`).
+    /// Unix seconds of the window's label start (0 for `all_time`): see the module docs.
     start: i64,
 }
 
@@ -110,12 +234,21 @@ impl WindowKey {
         start: 0,
     };
 
+    /// The window of schedule `id` that starts at `start` (real UTC).
+    pub fn schedule(id: ScheduleId, start: DateTime<Utc>) -> WindowKey {
+        WindowKey {
+            timeframe: Timeframe::Schedule(id),
+            start: start.timestamp(),
+        }
+    }
+
     pub fn timeframe(&self) -> Timeframe {
         self.timeframe
     }
 
     /// Parses the canonical key text of timeframe `tf` (`2025-11-18T12`, `2025-11-18`, `2025-W47`,
-    /// `2025-11`, `all_time`); rejects other timeframes' keys and dates that do not exist.
+    /// `2025-11`, `all_time`, and for schedules `2026-12-01T18:00:00Z`); rejects other
+    /// timeframes' keys and dates that do not exist.
     pub fn parse(tf: Timeframe, s: &str) -> Result<WindowKey, String> {
         let invalid = || {
             let example = match tf {
@@ -124,6 +257,7 @@ impl WindowKey {
                 Timeframe::Weekly => "2025-W47",
                 Timeframe::Monthly => "2025-11",
                 Timeframe::AllTime => "all_time",
+                Timeframe::Schedule(_) => "2026-12-01T18:00:00Z",
             };
             format!("invalid {tf} window key {s:?} (expected e.g. {example})")
         };
@@ -154,6 +288,11 @@ impl WindowKey {
                 let year = i32::try_from(num(Some(y), 4)?).ok()?;
                 NaiveDate::from_ymd_opt(year, num(Some(m), 2)?, 1).map(midnight)
             }),
+            Timeframe::Schedule(_) => DateTime::parse_from_rfc3339(s)
+                .ok()
+                .map(|t| t.with_timezone(&Utc))
+                .filter(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true) == s)
+                .map(|t| t.timestamp()),
         }
         .ok_or_else(invalid)?;
         Ok(WindowKey {
@@ -162,38 +301,26 @@ impl WindowKey {
         })
     }
 
-    /// First instant of the window; `None` for `all_time`.
-    pub fn start(&self) -> Option<DateTime<Utc>> {
+    /// The label start (see the module docs); `None` for `all_time`. For a UTC board, and for
+    /// hourly and schedule windows, this is the real start.
+    pub fn label_start(&self) -> Option<DateTime<Utc>> {
         match self.timeframe {
             Timeframe::AllTime => None,
             _ => DateTime::from_timestamp(self.start, 0),
         }
     }
 
-    /// First instant after the window (exclusive end); `None` for `all_time`.
-    pub fn end(&self) -> Option<DateTime<Utc>> {
-        let start = self.start()?;
+    /// The label end of a built-in window (the next window's label start); `None` for
+    /// `all_time` and schedules (whose end the calendar knows).
+    pub fn label_end(&self) -> Option<DateTime<Utc>> {
+        let start = self.label_start()?;
         match self.timeframe {
             Timeframe::Hourly => start.checked_add_signed(TimeDelta::hours(1)),
             Timeframe::Daily => start.checked_add_signed(TimeDelta::days(1)),
             Timeframe::Weekly => start.checked_add_signed(TimeDelta::weeks(1)),
             Timeframe::Monthly => start.checked_add_months(Months::new(1)),
-            Timeframe::AllTime => None,
+            Timeframe::AllTime | Timeframe::Schedule(_) => None,
         }
-    }
-
-    /// Whether the window still accepts events at `now`: `all_time` always does, any other window
-    /// until `end + late_grace_seconds` (exclusive).
-    pub fn is_open(&self, now: DateTime<Utc>, late_grace_seconds: u64) -> bool {
-        let Some(end) = self.end() else {
-            return self.timeframe == Timeframe::AllTime;
-        };
-        let close = i64::try_from(late_grace_seconds)
-            .ok()
-            .and_then(TimeDelta::try_seconds)
-            .and_then(|grace| end.checked_add_signed(grace));
-        // A close time beyond chrono's range is never reached.
-        close.is_none_or(|close| now < close)
     }
 
     /// Eight bytes whose byte order is the window's start order (sign-flipped big-endian start
@@ -205,7 +332,7 @@ impl WindowKey {
     }
 
     /// Inverse of [`WindowKey::to_sortable_bytes`]; rejects other lengths and starts that are not
-    /// a window boundary of `tf`.
+    /// a window boundary of a built-in `tf` (a schedule's boundaries are its calendar's).
     pub fn from_sortable_bytes(tf: Timeframe, bytes: &[u8]) -> Result<WindowKey, String> {
         let mut b: [u8; 8] = bytes
             .try_into()
@@ -218,6 +345,7 @@ impl WindowKey {
         };
         let aligned = match tf {
             Timeframe::AllTime => start == 0,
+            Timeframe::Schedule(_) => DateTime::from_timestamp(start, 0).is_some(),
             _ => DateTime::from_timestamp(start, 0).is_some_and(|t| tf.window_of(t) == key),
         };
         if aligned {
@@ -230,7 +358,7 @@ impl WindowKey {
 
 impl fmt::Display for WindowKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Some(start) = self.start() else {
+        let Some(start) = self.label_start() else {
             return f.write_str("all_time");
         };
         let d = start.date_naive();
@@ -252,6 +380,9 @@ impl fmt::Display for WindowKey {
             }
             Timeframe::Monthly => write!(f, "{:04}-{:02}", d.year(), d.month()),
             Timeframe::AllTime => f.write_str("all_time"),
+            Timeframe::Schedule(_) => {
+                f.write_str(&start.to_rfc3339_opts(SecondsFormat::Secs, true))
+            }
         }
     }
 }
@@ -293,7 +424,7 @@ mod tests {
         );
         let k = Hourly.window_of(t("2024-12-31T23:10:00Z"));
         assert_eq!(k.to_string(), "2024-12-31T23");
-        assert_eq!(k.end(), Some(t("2025-01-01T00:00:00Z")));
+        assert_eq!(k.label_end(), Some(t("2025-01-01T00:00:00Z")));
         assert_eq!(
             key(Daily, "1969-12-31T23:59:59Z"),
             "1969-12-31",
@@ -323,8 +454,8 @@ mod tests {
         assert_eq!(key(Weekly, "2024-12-29T23:59:59Z"), "2024-W52");
         assert_eq!(key(Weekly, "2026-01-01T00:00:00Z"), "2026-W01");
         let w = WindowKey::parse(Weekly, "2025-W01").expect("valid");
-        assert_eq!(w.start(), Some(t("2024-12-30T00:00:00Z")));
-        assert_eq!(w.end(), Some(t("2025-01-06T00:00:00Z")));
+        assert_eq!(w.label_start(), Some(t("2024-12-30T00:00:00Z")));
+        assert_eq!(w.label_end(), Some(t("2025-01-06T00:00:00Z")));
         assert!(WindowKey::parse(Weekly, "2020-W53").is_ok());
         assert!(
             WindowKey::parse(Weekly, "2021-W53").is_err(),
@@ -340,10 +471,10 @@ mod tests {
         assert_eq!(key(Monthly, "2024-03-01T00:00:00Z"), "2024-03");
         assert_eq!(key(Daily, "2024-02-29T12:00:00Z"), "2024-02-29");
         let feb = Monthly.window_of(t("2024-02-10T00:00:00Z"));
-        assert_eq!(feb.end(), Some(t("2024-03-01T00:00:00Z")));
+        assert_eq!(feb.label_end(), Some(t("2024-03-01T00:00:00Z")));
         let dec = Monthly.window_of(t("2025-12-31T23:59:59Z"));
         assert_eq!(dec.to_string(), "2025-12");
-        assert_eq!(dec.end(), Some(t("2026-01-01T00:00:00Z")));
+        assert_eq!(dec.label_end(), Some(t("2026-01-01T00:00:00Z")));
         assert!(WindowKey::parse(Daily, "2024-02-29").is_ok());
         assert!(WindowKey::parse(Daily, "2023-02-29").is_err());
         assert!(WindowKey::parse(Daily, "2025-04-31").is_err());
@@ -378,19 +509,28 @@ mod tests {
             Ok(WindowKey::ALL_TIME)
         );
         assert_eq!(WindowKey::ALL_TIME.to_string(), "all_time");
-        assert_eq!(WindowKey::ALL_TIME.start(), None);
-        assert_eq!(WindowKey::ALL_TIME.end(), None);
+        assert_eq!(WindowKey::ALL_TIME.label_start(), None);
+        assert_eq!(WindowKey::ALL_TIME.label_end(), None);
     }
 
     #[test]
-    fn open_until_end_plus_grace() {
-        let k = Timeframe::Hourly.window_of(t("2025-11-18T12:30:00Z"));
-        assert!(k.is_open(t("2025-11-18T12:59:59Z"), 0));
-        assert!(!k.is_open(t("2025-11-18T13:00:00Z"), 0));
-        assert!(k.is_open(t("2025-11-18T13:59:59Z"), 3600));
-        assert!(!k.is_open(t("2025-11-18T14:00:00Z"), 3600));
-        assert!(k.is_open(t("2025-11-18T14:00:00Z"), u64::MAX));
-        assert!(WindowKey::ALL_TIME.is_open(t("2999-01-01T00:00:00Z"), 0));
+    fn schedule_keys_are_utc_instants() {
+        let tf: Timeframe = "weekly_tue".parse().unwrap();
+        let k = WindowKey::parse(tf, "2026-12-01T18:00:00Z").unwrap();
+        assert_eq!(k.to_string(), "2026-12-01T18:00:00Z");
+        assert_eq!(k.label_start(), Some(t("2026-12-01T18:00:00Z")));
+        for bad in [
+            "2026-12-01T18:00:00+00:00",
+            "2026-12-01T18:00:00.000Z",
+            "2026-12-01",
+            "2026-12-01T10:00:00-08:00",
+        ] {
+            assert!(WindowKey::parse(tf, bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            WindowKey::from_sortable_bytes(tf, &k.to_sortable_bytes()),
+            Ok(k)
+        );
     }
 
     #[test]
@@ -423,7 +563,23 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", tf.as_str()));
             assert_eq!(serde_json::from_str::<Timeframe>(&json).ok(), Some(tf));
         }
-        assert!("yearly".parse::<Timeframe>().is_err());
+        assert_eq!(
+            "weekly_tue".parse::<Timeframe>().map(|t| t.to_string()),
+            Ok("weekly_tue".to_owned())
+        );
+        assert!("bad id".parse::<Timeframe>().is_err());
+        assert!("a-very-long-schedule-name-that-goes-on"
+            .parse::<Timeframe>()
+            .is_err());
+        let mut b = Vec::new();
+        let tf: Timeframe = "cup".parse().unwrap();
+        tf.encode(&mut b);
+        Timeframe::Daily.encode(&mut b);
+        assert_eq!(b, [0xFF, 3, b'c', b'u', b'p', 1]);
+        assert_eq!(Timeframe::decode(&b), Ok((tf, 5)));
+        assert_eq!(Timeframe::decode(&b[5..]), Ok((Timeframe::Daily, 1)));
+        assert!(Timeframe::decode(&b[..3]).is_err());
+        assert!(Timeframe::decode(&[9]).is_err());
         let k = Timeframe::Weekly.window_of(t("2025-11-18T00:00:00Z"));
         assert_eq!(
             serde_json::to_string(&k).ok().as_deref(),
@@ -447,12 +603,12 @@ mod tests {
         #[test]
         fn window_contains_its_instant(tf in timeframe(), at in instant()) {
             let k = tf.window_of(at);
-            match (k.start(), k.end()) {
+            match (k.label_start(), k.label_end()) {
                 (Some(s), Some(e)) => prop_assert!(s <= at && at < e, "{} {} {} {}", k, s, at, e),
                 (None, None) => prop_assert_eq!(tf, Timeframe::AllTime),
                 other => prop_assert!(false, "{other:?}"),
             }
-            if let Some(e) = k.end() {
+            if let Some(e) = k.label_end() {
                 prop_assert_ne!(tf.window_of(e), k);
                 prop_assert_eq!(tf.window_of(e - TimeDelta::nanoseconds(1)), k);
             }
