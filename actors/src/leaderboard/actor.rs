@@ -1023,10 +1023,12 @@ fn close_window(
     w: &super::state::Window,
 ) -> Result<(), EngineError> {
     use super::close::{assign, ranks_needed, CloseRecord, ResultEntry};
-    let Some(end) = key.end() else {
+    let def = &state.args.def;
+    // The window's real end: local midnight for a board's time zone, the next firing of a
+    // cron schedule, a fixed window's `end`.
+    let Some(end) = def.calendar.end(key) else {
         return Ok(());
     };
-    let def = &state.args.def;
     let settings = state.args.close;
     let grace_ms = i64::try_from(def.late_grace_seconds)
         .unwrap_or(i64::MAX)
