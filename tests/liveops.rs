@@ -107,10 +107,15 @@ async fn windows(c: &Client, id: &str, query: &str) -> Vec<Value> {
     v["windows"].as_array().unwrap().clone()
 }
 
-/// Los Angeles is UTC-8 from November to March: its midnight before `now` in UTC.
+/// Los Angeles' last midnight before `now`, in UTC (whatever the season: chrono-tz knows
+/// the offset of that day).
 fn la_midnight(now: DateTime<Utc>) -> DateTime<Utc> {
-    let local = (now - Dur::hours(8)).date_naive();
-    Utc.from_utc_datetime(&local.and_time(NaiveTime::MIN)) + Dur::hours(8)
+    let la = chrono_tz::America::Los_Angeles;
+    let local = now.with_timezone(&la).date_naive();
+    la.from_local_datetime(&local.and_time(NaiveTime::MIN))
+        .earliest()
+        .expect("Los Angeles has a midnight every day")
+        .with_timezone(&Utc)
 }
 
 #[tokio::test]
@@ -229,7 +234,10 @@ async fn daily_and_weekly_reset_at_local_midnight_across_daylight_saving() {
     let (s, e, _) = span("2026-03-08");
     assert_eq!(e - s, Dur::hours(23));
     // Newest first, and today's local date is listed as open.
-    let today = (Utc::now() - Dur::hours(8)).date_naive().to_string();
+    let today = Utc::now()
+        .with_timezone(&chrono_tz::America::Los_Angeles)
+        .date_naive()
+        .to_string();
     assert_eq!(list[0]["window"], today.as_str(), "{list:?}");
     assert_eq!(list[0]["state"], "open");
     let (s, v) = c
@@ -256,7 +264,8 @@ async fn local_windows_freeze_at_local_midnight_plus_grace() {
         ),
     )
     .await;
-    let yesterday = (midnight - Dur::hours(8) - Dur::seconds(1))
+    let yesterday = (midnight - Dur::seconds(1))
+        .with_timezone(&chrono_tz::America::Los_Angeles)
         .date_naive()
         .to_string();
     ingest(&c, &[ev("y1", "ann", 5.0, midnight - Dur::seconds(1))]).await;

@@ -87,7 +87,7 @@ async fn a_close_grants_once_and_a_restart_grants_nothing_twice() {
             .await
             .unwrap();
         // Roll the clock past end + grace + the 5 s watermark margin.
-        let to_close = key.end().unwrap() + TimeDelta::seconds(70) - Utc::now();
+        let to_close = key.label_end().unwrap() + TimeDelta::seconds(70) - Utc::now();
         offset.store(to_close.num_milliseconds(), Ordering::SeqCst);
         let r = closed(&engine, "b", key).await;
         assert!(r.rewarded);
