@@ -201,7 +201,8 @@ async fn open_engine(config: &Config, tenants: &[String]) -> Result<Engine, Stri
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
     let log = SledLog::open(&config.data_dir, config.cache_mb * 1024 * 1024)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?
+        .with_compression(config.log_compression);
     let db = log.db().clone();
     let log: Arc<dyn EventLog> = Arc::new(log);
     let engine = Engine::start(
