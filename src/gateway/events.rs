@@ -295,7 +295,12 @@ pub async fn read_log(
     let events: Vec<Value> = entries
         .into_iter()
         .map(|e| {
-            let event: Value = serde_json::from_str(&e.json).unwrap_or(Value::Null);
+            // Ingestion refuses what this decoder refuses; an entry logged before that (or
+            // damaged) is counted and logged, and shown as null.
+            let event = phoenix_actors::event::decode(&e.json).unwrap_or_else(|err| {
+                phoenix_actors::feed::undecodable(&tenant, "log_api", e.seq, &err.to_string());
+                Value::Null
+            });
             let accepted_at = Utc
                 .timestamp_millis_opt(e.accepted_ms)
                 .single()
