@@ -187,10 +187,17 @@ impl Batch {
                     valid.push(e);
                 }
                 Err(e) => {
-                    // Slow path only for failures: pick the event_id out if there is one.
-                    let id = serde_json::from_str::<Value>(raw.get())
+                    // Slow path only for failures: pick the event_id out if there is one. The
+                    // other members are skipped unparsed, so an event refused for what is in
+                    // them (too deep, 1e309, a lone surrogate) still gets its id back.
+                    #[derive(Deserialize)]
+                    struct IdOnly {
+                        #[serde(default)]
+                        event_id: Option<Value>,
+                    }
+                    let id = serde_json::from_str::<IdOnly>(raw.get())
                         .ok()
-                        .and_then(|v| v.get("event_id").filter(|i| i.is_string()).cloned())
+                        .and_then(|v| v.event_id.filter(Value::is_string))
                         .unwrap_or(Value::Null);
                     slots.push(Err((id, e.to_string())));
                 }
