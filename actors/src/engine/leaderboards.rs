@@ -71,7 +71,7 @@ impl Engine {
         let n = self.defs()?.scan_prefix(format!("{tenant}/")).count();
         metrics::gauge!("phoenix_tenant_leaderboards", "tenant" => tenant.to_owned()).set(n as f64);
         metrics::counter!("phoenix_leaderboards_rejected_total", "tenant" => tenant.to_owned(), "reason" => "limit")
-            .absolute(0);
+            .increment(0);
         Ok(n)
     }
 
