@@ -137,9 +137,17 @@ pub struct Config {
     /// An actor that ran this long without failing restarts from the first delay again.
     #[serde(default = "default_restart_reset")]
     pub actor_restart_reset_seconds: u64,
+    /// Worker threads of the separate runtime that runs leaderboards and tenant feeds: scoring
+    /// can use at most this many cores' worth of CPU, leaving the rest to ingestion.
+    #[serde(default = "default_leaderboard_threads")]
+    pub leaderboard_threads: usize,
     /// The tenants.
     #[serde(default)]
     pub tenants: Vec<TenantConfig>,
+}
+
+fn default_leaderboard_threads() -> usize {
+    1
 }
 
 fn default_max_leaderboards() -> usize {
@@ -286,6 +294,9 @@ impl Config {
         }
         if self.leaderboard_feed_buffer_events == 0 {
             problems.push("leaderboard_feed_buffer_events: must be at least 1".into());
+        }
+        if self.leaderboard_threads == 0 {
+            problems.push("leaderboard_threads: must be at least 1".into());
         }
         if self.commit_round_kb_per_tenant == 0 {
             problems.push("commit_round_kb_per_tenant: must be at least 1".into());

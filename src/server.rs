@@ -179,6 +179,7 @@ async fn open_engine(config: &Config, tenants: &[String]) -> Result<Engine, Stri
                 max: Duration::from_millis(config.actor_restart_max_ms),
                 reset_after: Duration::from_secs(config.actor_restart_reset_seconds),
             },
+            leaderboard_threads: config.leaderboard_threads,
         },
     )
     .await

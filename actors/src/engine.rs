@@ -44,6 +44,9 @@ pub struct EngineConfig {
     pub commit_round_bytes_per_tenant: usize,
     /// How failed actors are restarted.
     pub restart: crate::supervisor::Backoff,
+    /// Worker threads of the separate runtime leaderboards and feeds run on (the first engine
+    /// of a process fixes it).
+    pub leaderboard_threads: usize,
 }
 
 impl std::fmt::Debug for EngineConfig {
@@ -80,6 +83,7 @@ impl Default for EngineConfig {
             feed_buffer_events: 8192,
             commit_round_bytes_per_tenant: 256 * 1024,
             restart: crate::supervisor::Backoff::default(),
+            leaderboard_threads: 1,
         }
     }
 }
@@ -133,6 +137,7 @@ impl Engine {
                 boards: boards.clone(),
                 tenants: args,
                 backoff: config.restart,
+                board_threads: config.leaderboard_threads,
             },
         )
         .await
@@ -203,6 +208,7 @@ impl Engine {
                 self.inner.log.clone(),
                 head,
                 self.inner.config.feed_buffer_events,
+                &crate::supervisor::board_runtime(self.inner.config.leaderboard_threads),
             )
         });
         Some(feed.clone())

@@ -157,6 +157,7 @@ impl Feed {
         log: Arc<dyn EventLog>,
         head: watch::Receiver<u64>,
         capacity: usize,
+        runtime: &tokio::runtime::Handle,
     ) -> Arc<Feed> {
         let read = *head.borrow();
         let feed = Arc::new(Feed {
@@ -171,7 +172,7 @@ impl Feed {
             }),
             task: Mutex::new(None),
         });
-        let task = tokio::spawn(follow(Arc::downgrade(&feed), log, head));
+        let task = runtime.spawn(follow(Arc::downgrade(&feed), log, head));
         *feed.task.lock().expect("feed task") = Some(task);
         metrics::gauge!("phoenix_feed_buffered", "tenant" => tenant.to_owned()).set(0.0);
         feed

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
@@ -20,6 +20,25 @@ use crate::tenant::{TenantActor, TenantArgs, TenantMsg};
 use crate::throttle::LogThrottle;
 
 static FAILURE_LOG: LogThrottle = LogThrottle::new(20, Duration::from_secs(60));
+
+static BOARD_RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+
+/// The runtime leaderboard actors and tenant feeds run on — a bulkhead: scoring work gets at
+/// most its `threads` (fixed by the first caller) and never queues ahead of ingestion on the
+/// service's own workers, however many boards a tenant floods.
+pub fn board_runtime(threads: usize) -> tokio::runtime::Handle {
+    BOARD_RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads.max(1))
+                .thread_name("phoenix-boards")
+                .enable_all()
+                .build()
+                .expect("start the leaderboard runtime")
+        })
+        .handle()
+        .clone()
+}
 
 /// The restart policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +104,8 @@ pub struct SupervisorArgs {
     pub boards: BoardRoutes,
     pub tenants: Vec<TenantArgs>,
     pub backoff: Backoff,
+    /// Worker threads of [`board_runtime`].
+    pub board_threads: usize,
 }
 
 /// How to respawn a child.
@@ -122,6 +143,7 @@ pub struct SupervisorState {
     routes: Routes,
     boards: BoardRoutes,
     backoff: Backoff,
+    board_threads: usize,
     /// Arguments to respawn each child with, by the actor id of its current incarnation.
     children: HashMap<ActorId, Child>,
     /// Each child's failure streak.
@@ -157,6 +179,7 @@ impl Actor for Supervisor {
             routes: args.routes,
             boards: args.boards,
             backoff: args.backoff,
+            board_threads: args.board_threads,
             children: HashMap::new(),
             streaks: HashMap::new(),
             waiting: HashMap::new(),
@@ -300,8 +323,11 @@ async fn spawn_board(
     args: BoardArgs,
 ) -> Result<(), ActorProcessingErr> {
     let key = (args.tenant.clone(), args.def.id.clone());
-    let (actor, _) =
-        Actor::spawn_linked(None, LeaderboardActor, args.clone(), myself.get_cell()).await?;
+    let (cell, spawn_args) = (myself.get_cell(), args.clone());
+    let (actor, _) = board_runtime(state.board_threads)
+        .spawn(async move { Actor::spawn_linked(None, LeaderboardActor, spawn_args, cell).await })
+        .await
+        .map_err(|e| ActorProcessingErr::from(format!("leaderboard spawn task: {e}")))??;
     state.children.insert(actor.get_id(), Child::Board(args));
     state.boards.write().expect("boards").insert(key, actor);
     Ok(())
