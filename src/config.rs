@@ -174,6 +174,31 @@ pub struct Config {
     /// Outbound webhooks and window closes (SPEC §12, docs/webhooks.md).
     #[serde(default)]
     pub webhooks: WebhookConfig,
+    /// Most leaderboards one tenant may have (API and config together); creating one more
+    /// is a 400.
+    #[serde(default = "default_max_leaderboards")]
+    pub max_leaderboards_per_tenant: usize,
+    /// Decoded log entries each tenant's feed keeps for its boards (memory: roughly this many
+    /// events per tenant); a board further behind reads the log itself.
+    #[serde(default = "default_feed_buffer")]
+    pub leaderboard_feed_buffer_events: usize,
+    /// Most KiB of one tenant's events in one commit round, so one tenant's flood cannot make
+    /// other tenants' events wait behind all of it.
+    #[serde(default = "default_commit_round_kb")]
+    pub commit_round_kb_per_tenant: usize,
+    /// First delay before a failed actor is restarted; each further failure doubles it.
+    #[serde(default = "default_restart_initial")]
+    pub actor_restart_initial_ms: u64,
+    /// Longest delay between restarts of a failing actor.
+    #[serde(default = "default_restart_max")]
+    pub actor_restart_max_ms: u64,
+    /// An actor that ran this long without failing restarts from the first delay again.
+    #[serde(default = "default_restart_reset")]
+    pub actor_restart_reset_seconds: u64,
+    /// Worker threads of the separate runtime that runs leaderboards and tenant feeds: scoring
+    /// can use at most this many cores' worth of CPU, leaving the rest to ingestion.
+    #[serde(default = "default_leaderboard_threads")]
+    pub leaderboard_threads: usize,
     /// The tenants.
     #[serde(default)]
     pub tenants: Vec<TenantConfig>,
@@ -267,6 +292,28 @@ pub fn valid_webhook_url(url: &str) -> bool {
         && reqwest::Url::parse(url).is_ok_and(|u| {
             matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty())
         })
+}
+fn default_leaderboard_threads() -> usize {
+    1
+}
+
+fn default_max_leaderboards() -> usize {
+    100
+}
+fn default_feed_buffer() -> usize {
+    8192
+}
+fn default_commit_round_kb() -> usize {
+    1024
+}
+fn default_restart_initial() -> u64 {
+    100
+}
+fn default_restart_max() -> u64 {
+    30_000
+}
+fn default_restart_reset() -> u64 {
+    60
 }
 
 fn default_push_interval() -> u64 {
@@ -452,6 +499,25 @@ impl Config {
                     .into(),
             );
         }
+        if self.max_leaderboards_per_tenant == 0 {
+            problems.push("max_leaderboards_per_tenant: must be at least 1".into());
+        }
+        if self.leaderboard_feed_buffer_events == 0 {
+            problems.push("leaderboard_feed_buffer_events: must be at least 1".into());
+        }
+        if self.leaderboard_threads == 0 {
+            problems.push("leaderboard_threads: must be at least 1".into());
+        }
+        if self.commit_round_kb_per_tenant == 0 {
+            problems.push("commit_round_kb_per_tenant: must be at least 1".into());
+        }
+        if self.actor_restart_initial_ms == 0
+            || self.actor_restart_max_ms < self.actor_restart_initial_ms
+        {
+            problems.push(
+                "actor_restart_initial_ms / actor_restart_max_ms: need 1 ≤ initial ≤ max".into(),
+            );
+        }
         let mut seen = std::collections::HashSet::new();
         for (i, t) in self.tenants.iter().enumerate() {
             if !valid_tenant_id(&t.id) {
@@ -472,6 +538,14 @@ impl Config {
                         "tenants[{i}].webhook_url: {url:?} is not an http:// or https:// URL"
                     ));
                 }
+            }
+            let declared = t.leaderboards.len();
+            if declared > self.max_leaderboards_per_tenant {
+                problems.push(format!(
+                    "tenants[{i}].leaderboards: {declared} declared, at most \
+                     max_leaderboards_per_tenant ({}) allowed",
+                    self.max_leaderboards_per_tenant
+                ));
             }
             let mut ids = std::collections::HashSet::new();
             for (j, (id, json)) in t.leaderboard_json().into_iter().enumerate() {
@@ -548,6 +622,40 @@ mod tests {
     fn unknown_fields_are_refused() {
         let err = Config::from_toml(&format!("{GOOD}\nbogus = 1")).unwrap_err();
         assert!(err.to_string().contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn tenant_and_engine_limits_have_defaults_and_are_checked() {
+        let c = Config::from_toml(GOOD).unwrap();
+        assert_eq!(c.max_leaderboards_per_tenant, 100);
+        assert_eq!(
+            (c.actor_restart_initial_ms, c.actor_restart_max_ms),
+            (100, 30_000)
+        );
+        let boards: String = (0..3)
+            .map(|i| {
+                format!(
+                    "[[tenants.leaderboards]]\nid = \"b{i}\"\nrules = [{{ event_type = \"*\", points_expression = \"1\" }}]\n"
+                )
+            })
+            .collect();
+        let text =
+            format!("max_leaderboards_per_tenant = 2\nactor_restart_max_ms = 10\n{GOOD}{boards}");
+        let err = Config::from_toml(&text)
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(
+                "tenants[0].leaderboards: 3 declared, at most max_leaderboards_per_tenant (2)"
+            ),
+            "{err}"
+        );
+        assert!(
+            err.contains("actor_restart_initial_ms / actor_restart_max_ms"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -10,8 +10,16 @@
 //! the next round is written while this one syncs. Keeping sled's blocking calls on these
 //! threads keeps them off the async workers; one thread calling the blocking `flush()` avoids
 //! the `flush_async` deadlock of sled 0.34 (sled #1308, #1241).
+//!
+//! Fairness: queued jobs wait in one FIFO per tenant, and a round takes from each tenant at
+//! most `round_bytes_per_tenant` of events (at least one job), so one tenant's flood is
+//! spread over later rounds instead of making another tenant's single event wait behind all
+//! of it. The writer runs at most one round ahead of the fsync, so a round never waits for
+//! more than the rounds before it could hold. A job without events ("durable so far") of a
+//! tenant waits in that tenant's queue; a global one (no tenant) waits until everything
+//! queued before it is written.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -35,8 +43,76 @@ pub struct Append {
 }
 
 struct Job {
+    /// Whose queue the job waits in (`None`: a barrier behind every queue).
+    tenant: Option<Arc<str>>,
     append: Option<Append>,
     done: Completion,
+}
+
+impl Job {
+    fn bytes(&self) -> usize {
+        self.append.as_ref().map_or(0, |a| {
+            a.events
+                .iter()
+                .map(|e| e.json.len() + e.event_id.len())
+                .sum()
+        })
+    }
+}
+
+/// Jobs waiting for a round: one FIFO per tenant plus global barriers, each with its arrival
+/// number.
+#[derive(Default)]
+struct Queue {
+    tenants: HashMap<Arc<str>, VecDeque<(u64, Job)>>,
+    barriers: VecDeque<(u64, Job)>,
+    arrived: u64,
+}
+
+impl Queue {
+    fn push(&mut self, job: Job) {
+        self.arrived += 1;
+        match job.tenant.clone() {
+            Some(t) => self
+                .tenants
+                .entry(t)
+                .or_default()
+                .push_back((self.arrived, job)),
+            None => self.barriers.push_back((self.arrived, job)),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.tenants.is_empty() && self.barriers.is_empty()
+    }
+
+    /// The next round: from every tenant its oldest jobs up to `per_tenant` bytes (at least
+    /// one job), then every barrier that nothing still queued arrived before.
+    fn round(&mut self, per_tenant: usize) -> Vec<Job> {
+        let mut out = Vec::new();
+        for q in self.tenants.values_mut() {
+            let mut bytes = 0usize;
+            while let Some((_, job)) = q.front() {
+                let b = job.bytes();
+                if bytes > 0 && bytes.saturating_add(b) > per_tenant {
+                    break;
+                }
+                bytes = bytes.saturating_add(b.max(1));
+                out.push(q.pop_front().expect("front").1);
+            }
+        }
+        self.tenants.retain(|_, q| !q.is_empty());
+        let oldest_left = self
+            .tenants
+            .values()
+            .filter_map(|q| q.front().map(|(n, _)| *n))
+            .min()
+            .unwrap_or(u64::MAX);
+        while self.barriers.front().is_some_and(|(n, _)| *n < oldest_left) {
+            out.push(self.barriers.pop_front().expect("front").1);
+        }
+        out
+    }
 }
 
 /// Handle to the group-commit threads. Cloning shares the same threads.
@@ -52,25 +128,40 @@ impl std::fmt::Debug for Committer {
 }
 
 impl Committer {
-    /// Start the writer and fsync threads for `log`. They stop when every handle is dropped.
-    pub fn start(log: Arc<dyn EventLog>) -> Committer {
+    /// Start the writer and fsync threads for `log`, taking at most `round_bytes_per_tenant`
+    /// of one tenant's events per round. They stop when every handle is dropped.
+    pub fn start(log: Arc<dyn EventLog>, round_bytes_per_tenant: usize) -> Committer {
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("phoenix-commit".into())
-            .spawn(move || run(log, rx))
+            .spawn(move || run(log, rx, round_bytes_per_tenant))
             .expect("spawn the group-commit thread");
         Committer { tx }
     }
 
-    /// Run `done` after everything written so far is durable.
+    /// Run `done` after everything submitted so far (by anyone) is durable.
     pub fn submit(&self, done: Completion) {
-        self.send(Job { append: None, done });
+        self.send(Job {
+            tenant: None,
+            append: None,
+            done,
+        });
+    }
+
+    /// Run `done` after everything `tenant` submitted so far is durable.
+    pub fn submit_for(&self, tenant: Arc<str>, done: Completion) {
+        self.send(Job {
+            tenant: Some(tenant),
+            append: None,
+            done,
+        });
     }
 
     /// Log `append` and run `done` once it is durable. Appends of one tenant must be
     /// submitted in position order (the tenant actor does).
     pub fn append(&self, append: Append, done: Completion) {
         self.send(Job {
+            tenant: Some(append.tenant.clone()),
             append: Some(append),
             done,
         });
@@ -85,17 +176,28 @@ impl Committer {
 
 /// The writer: takes every job queued so far, writes their events, and passes the round on
 /// to the syncer — so the next round is written while this one is fsync'd.
-fn run(log: Arc<dyn EventLog>, rx: mpsc::Receiver<Job>) {
-    let (synced_tx, synced_rx) = mpsc::channel::<Vec<Completion>>();
+fn run(log: Arc<dyn EventLog>, rx: mpsc::Receiver<Job>, per_tenant: usize) {
+    // One written round may wait for the syncer; the writer blocks rather than run further
+    // ahead (which would only make the next fsync, and everyone waiting on it, longer).
+    let (synced_tx, synced_rx) = mpsc::sync_channel::<Vec<Completion>>(1);
     let syncer_log = log.clone();
     std::thread::Builder::new()
         .name("phoenix-fsync".into())
         .spawn(move || sync_rounds(syncer_log, synced_rx))
         .expect("spawn the fsync thread");
-    let mut batch: Vec<Job> = Vec::new();
-    while let Ok(first) = rx.recv() {
-        batch.push(first);
-        batch.extend(rx.try_iter());
+    let mut queue = Queue::default();
+    loop {
+        if queue.is_empty() {
+            match rx.recv() {
+                Ok(job) => queue.push(job),
+                Err(_) => return,
+            }
+        }
+        rx.try_iter().for_each(|j| queue.push(j));
+        let mut batch = queue.round(per_tenant);
+        if batch.is_empty() {
+            continue;
+        }
         let started = Instant::now();
         let written = write_round(log.as_ref(), &batch);
         timed(
@@ -197,7 +299,10 @@ mod tests {
 
     /// Records what `write_round` asks of the log.
     #[derive(Default)]
-    struct Recorder(Mutex<Vec<(String, u64, Vec<(i64, String)>)>>);
+    struct Recorder(Mutex<Vec<Record>>);
+
+    /// One `append`: tenant, first position, `(accepted_ms, event_id)` per event.
+    type Record = (String, u64, Vec<(i64, String)>);
 
     impl EventLog for Recorder {
         fn append(&self, t: &str, s: u64, ev: &[NewEntry<'_>]) -> Result<(), EngineError> {
@@ -244,6 +349,7 @@ mod tests {
             .map(|(i, s)| ev(format!("{tenant}{}", first_seq + i as u64), *s))
             .collect();
         Job {
+            tenant: Some(tenant.into()),
             append: Some(Append {
                 tenant: tenant.into(),
                 first_seq,
@@ -277,7 +383,7 @@ mod tests {
                 next[*t] += sizes.len() as u64;
             }
             // A job without an append (a plain "wait for durability") may sit anywhere.
-            jobs.push(Job { append: None, done: Box::new(|_| {}) });
+            jobs.push(Job { tenant: None, append: None, done: Box::new(|_| {}) });
             let rec = Recorder::default();
             write_round(&rec, &jobs).unwrap();
             let mut got: HashMap<String, Vec<(u64, i64, String)>> = HashMap::new();
@@ -298,6 +404,68 @@ mod tests {
         }
     }
 
+    fn ids(jobs: &[Job]) -> Vec<String> {
+        jobs.iter()
+            .map(|j| match &j.append {
+                Some(a) => a.events[0].event_id.clone(),
+                None => format!("barrier:{}", j.tenant.as_deref().unwrap_or("*")),
+            })
+            .collect()
+    }
+
+    /// A flood of one tenant is spread over rounds of bounded size; another tenant's single
+    /// event goes out in the first round, and each tenant's order is kept.
+    #[test]
+    fn a_flood_cannot_hold_back_another_tenants_event() {
+        let mut q = Queue::default();
+        for s in 1..=100u64 {
+            q.push(job("a", s, 0, &[1000]));
+        }
+        q.push(job("b", 1, 0, &[10]));
+        let first = q.round(10_100);
+        let first_ids = ids(&first);
+        assert!(first_ids.contains(&"b1".to_string()), "{first_ids:?}");
+        let a: Vec<&String> = first_ids.iter().filter(|i| i.starts_with('a')).collect();
+        assert_eq!(a.len(), 10, "10 KB of a's events per round");
+        assert_eq!(a[0], "a1");
+        let mut seen = a.len();
+        let mut rounds = 1;
+        while !q.is_empty() {
+            let r = ids(&q.round(10_100));
+            assert!(r.len() <= 10);
+            assert_eq!(r[0], format!("a{}", seen + 1), "in order");
+            seen += r.len();
+            rounds += 1;
+        }
+        assert_eq!((seen, rounds), (100, 10));
+    }
+
+    /// One job bigger than the limit still goes (alone); a tenant's "durable so far" waits in
+    /// its queue; a global barrier waits for everything queued before it.
+    #[test]
+    fn barriers_wait_for_what_came_before() {
+        let mut q = Queue::default();
+        q.push(job("a", 1, 0, &[50_000]));
+        q.push(job("a", 2, 0, &[10]));
+        q.push(Job {
+            tenant: Some("a".into()),
+            append: None,
+            done: Box::new(|_| {}),
+        });
+        q.push(Job {
+            tenant: None,
+            append: None,
+            done: Box::new(|_| {}),
+        });
+        q.push(job("b", 1, 0, &[10]));
+        let mut first = ids(&q.round(1_000));
+        first.sort();
+        assert_eq!(first, ["a1", "b1"]);
+        let second = ids(&q.round(1_000));
+        assert_eq!(second, ["a2", "barrier:a", "barrier:*"]);
+        assert!(q.is_empty());
+    }
+
     /// Single-event requests of one round share a record.
     #[test]
     fn small_requests_share_one_record() {
@@ -316,7 +484,7 @@ mod tests {
     fn completion_runs_after_the_round_is_logged() {
         let dir = tempfile::tempdir().unwrap();
         let log: Arc<dyn EventLog> = Arc::new(SledLog::open(dir.path(), 1 << 20).unwrap());
-        let committer = Committer::start(log.clone());
+        let committer = Committer::start(log.clone(), 1 << 20);
         let (tx, rx) = std::sync::mpsc::channel();
         for s in 1..=3u64 {
             let tx = tx.clone();

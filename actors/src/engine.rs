@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use crate::committer::Committer;
 use crate::error::EngineError;
 use crate::event::Event;
+use crate::feed::Feed;
 use crate::retention::DiskGuard;
 use crate::store::{EventLog, LogEntry};
 use crate::supervisor::{BoardRoutes, Routes, Supervisor, SupervisorArgs, SupervisorMsg};
@@ -49,6 +50,19 @@ pub struct EngineConfig {
     pub retention_interval: Duration,
     /// Limits of a window close (results kept, grants, webhook outbox).
     pub close: crate::leaderboard::actor::CloseSettings,
+    /// Most leaderboards one tenant may define; creating one more is refused.
+    pub max_leaderboards_per_tenant: usize,
+    /// Decoded log entries each tenant's feed keeps for its boards; a board further behind
+    /// reads the log itself.
+    pub feed_buffer_events: usize,
+    /// Most bytes of one tenant's events in one commit round: a tenant's flood waits for
+    /// later rounds instead of making every other tenant's events wait behind it.
+    pub commit_round_bytes_per_tenant: usize,
+    /// How failed actors are restarted.
+    pub restart: crate::supervisor::Backoff,
+    /// Worker threads of the separate runtime leaderboards and feeds run on (the first engine
+    /// of a process fixes it).
+    pub leaderboard_threads: usize,
 }
 
 impl std::fmt::Debug for EngineConfig {
@@ -57,6 +71,16 @@ impl std::fmt::Debug for EngineConfig {
             .field("dedupe_window", &self.dedupe_window)
             .field("dedupe_capacity", &self.dedupe_capacity)
             .field("push_interval", &self.push_interval)
+            .field(
+                "max_leaderboards_per_tenant",
+                &self.max_leaderboards_per_tenant,
+            )
+            .field("feed_buffer_events", &self.feed_buffer_events)
+            .field(
+                "commit_round_bytes_per_tenant",
+                &self.commit_round_bytes_per_tenant,
+            )
+            .field("restart", &self.restart)
             .finish_non_exhaustive()
     }
 }
@@ -78,6 +102,11 @@ impl Default for EngineConfig {
             retention_overrides: HashMap::new(),
             retention_interval: Duration::from_secs(60),
             close: Default::default(),
+            max_leaderboards_per_tenant: 100,
+            feed_buffer_events: 8192,
+            commit_round_bytes_per_tenant: 256 * 1024,
+            restart: crate::supervisor::Backoff::default(),
+            leaderboard_threads: 1,
         }
     }
 }
@@ -97,6 +126,10 @@ struct Inner {
     config: EngineConfig,
     routes: Routes,
     heads: RwLock<HashMap<String, Arc<watch::Sender<u64>>>>,
+    /// Each tenant's reader, shared by its boards.
+    feeds: RwLock<HashMap<String, Arc<Feed>>>,
+    /// Held while definitions are created or deleted, so the per-tenant cap is exact.
+    defs_lock: tokio::sync::Mutex<()>,
     supervisor: ActorRef<SupervisorMsg>,
     disk: DiskGuard,
 }
@@ -110,7 +143,7 @@ impl Engine {
         tenants: &[String],
         config: EngineConfig,
     ) -> Result<Engine, EngineError> {
-        let committer = Committer::start(log.clone());
+        let committer = Committer::start(log.clone(), config.commit_round_bytes_per_tenant);
         let routes: Routes = Arc::new(RwLock::new(HashMap::new()));
         let boards: BoardRoutes = Arc::new(RwLock::new(HashMap::new()));
         let mut heads = HashMap::new();
@@ -127,6 +160,8 @@ impl Engine {
                 routes: routes.clone(),
                 boards: boards.clone(),
                 tenants: args,
+                backoff: config.restart,
+                board_threads: config.leaderboard_threads,
             },
         )
         .await
@@ -141,10 +176,19 @@ impl Engine {
                 config,
                 routes,
                 heads: RwLock::new(heads),
+                feeds: RwLock::new(HashMap::new()),
+                defs_lock: tokio::sync::Mutex::new(()),
                 supervisor,
                 disk,
             }),
         };
+        // Tenant actors have set the heads from the log: the feeds start reading after them.
+        for t in tenants {
+            engine.feed(t);
+        }
+        for t in tenants {
+            engine.count_boards(t)?;
+        }
         engine.start_stored_boards().await?;
         engine.start_maintenance();
         Ok(engine)
@@ -169,9 +213,32 @@ impl Engine {
             )
             .await
         {
-            Ok(CallResult::Success(())) => Ok(()),
+            Ok(CallResult::Success(())) => {
+                self.feed(tenant);
+                self.count_boards(tenant)?;
+                Ok(())
+            }
             other => Err(EngineError::ActorUnavailable(format!("{other:?}"))),
         }
+    }
+
+    /// The tenant's feed, started on first use (after its actor has set the head).
+    pub(crate) fn feed(&self, tenant: &str) -> Option<Arc<Feed>> {
+        if let Some(f) = self.inner.feeds.read().expect("feeds").get(tenant) {
+            return Some(f.clone());
+        }
+        let head = self.durable_head(tenant)?;
+        let mut feeds = self.inner.feeds.write().expect("feeds");
+        let feed = feeds.entry(tenant.to_owned()).or_insert_with(|| {
+            Feed::start(
+                tenant,
+                self.inner.log.clone(),
+                head,
+                self.inner.config.feed_buffer_events,
+                &crate::supervisor::board_runtime(self.inner.config.leaderboard_threads),
+            )
+        });
+        Some(feed.clone())
     }
 
     /// Dedupe and durably log `events` for `tenant`. Returns one outcome per event, in order,
@@ -279,6 +346,9 @@ impl Engine {
     /// Stop the supervisor and its children.
     pub async fn shutdown(&self) {
         self.inner.supervisor.stop(None);
+        for f in self.inner.feeds.read().expect("feeds").values() {
+            f.stop();
+        }
     }
 }
 

@@ -16,6 +16,89 @@ pub const MAX_ID_LEN: usize = 256;
 /// How far in the future `occurred_at` may be (seed 000 §4: one hour).
 pub const MAX_FUTURE: Duration = Duration::hours(1);
 
+/// Decode a logged event's JSON: the one decoder every consumer of the log uses (leaderboards,
+/// the log API). [`Event::from_str`] refuses anything this would refuse, so an acknowledged
+/// event always decodes.
+pub fn decode(json: &str) -> Result<Value, serde_json::Error> {
+    serde_json::from_str(json)
+}
+
+/// Why `json` would not [`decode`], phrased for the client; `None` if it decodes. Walks the
+/// text with the same parser, recursion limit (127 levels), number range (finite `f64`) and
+/// escape rules (no lone surrogates) that building a [`Value`] uses, without building it.
+pub fn undecodable(json: &str) -> Option<String> {
+    let e = serde_json::from_str::<Decodable>(json).err()?;
+    let text = e.to_string();
+    Some(if text.starts_with("recursion limit exceeded") {
+        "nesting is too deep (at most 127 levels, the event object included)".to_owned()
+    } else if text.starts_with("number out of range") {
+        "a number is out of range (it must fit a 64-bit float, e.g. not 1e309)".to_owned()
+    } else if text.contains("surrogate") || text.contains("escape") {
+        format!(
+            "a string holds an invalid \\u escape ({})",
+            strip_position(&text)
+        )
+    } else {
+        format!("the event cannot be decoded ({})", strip_position(&text))
+    })
+}
+
+/// serde_json's message without " at line L column C" (positions in the normalised text
+/// would mislead the client).
+fn strip_position(text: &str) -> &str {
+    text.split(" at line ").next().unwrap_or(text)
+}
+
+/// Accepts exactly the JSON documents `serde_json::Value` accepts, keeping nothing.
+struct Decodable;
+
+impl<'de> Deserialize<'de> for Decodable {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Decodable;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Decodable, E> {
+                Ok(Decodable)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Decodable, E> {
+                Ok(Decodable)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Decodable, E> {
+                Ok(Decodable)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Decodable, E> {
+                Ok(Decodable)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Decodable, E> {
+                Ok(Decodable)
+            }
+            fn visit_unit<E>(self) -> Result<Decodable, E> {
+                Ok(Decodable)
+            }
+            fn visit_none<E>(self) -> Result<Decodable, E> {
+                Ok(Decodable)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Decodable, A::Error> {
+                while seq.next_element::<Decodable>()?.is_some() {}
+                Ok(Decodable)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Decodable, A::Error> {
+                while map.next_key::<Decodable>()?.is_some() {
+                    map.next_value::<Decodable>()?;
+                }
+                Ok(Decodable)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// A validated event, ready to be logged.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
@@ -216,6 +299,11 @@ impl Event {
             json.push_str(v.get());
         }
         json.push('}');
+        // Members were copied as raw text, which serde_json skips without the checks a
+        // consumer's decode applies: check the exact text every consumer will read.
+        if let Some(problem) = undecodable(&json) {
+            return fail(problem);
+        }
         Ok(Event {
             event_id,
             event_type,
@@ -341,7 +429,107 @@ mod tests {
         assert!(Event::from_json(json!([1, 2]), "t", now()).is_err());
     }
 
+    fn with_attrs(attrs: &str) -> String {
+        format!(
+            r#"{{"event_id":"e","type":"t","actor":{{"user_id":"u"}},"occurred_at":"2025-11-18T12:00:00Z","attrs":{attrs}}}"#
+        )
+    }
+
+    #[test]
+    fn what_a_consumer_cannot_decode_is_refused_and_named() {
+        let deep = format!("{}1{}", r#"{"a":"#.repeat(130), "}".repeat(130));
+        let cases = [
+            (deep.as_str(), "nesting is too deep"),
+            (r#"{"x":1e309}"#, "number is out of range"),
+            (r#"{"x":-1e309}"#, "number is out of range"),
+            (r#"{"x":"\ud800"}"#, "invalid \\u escape"),
+            (r#"{"\udc00":1}"#, "invalid \\u escape"),
+        ];
+        for (attrs, want) in cases {
+            let raw = with_attrs(attrs);
+            assert!(
+                decode(&raw).is_err(),
+                "the case itself must be undecodable: {attrs}"
+            );
+            let err = Event::from_str(&raw, "acme", now()).unwrap_err();
+            assert!(err.0.contains(want), "{attrs}: {err} lacks {want:?}");
+        }
+    }
+
+    #[test]
+    fn the_deepest_decodable_nesting_is_accepted() {
+        // serde_json allows 127 levels: the event object is one, attrs and 125 objects inside
+        // it the rest.
+        let ok = format!("{}1{}", r#"{"a":"#.repeat(126), "}".repeat(126));
+        let e = Event::from_str(&with_attrs(&ok), "acme", now()).unwrap();
+        decode(&e.json).unwrap();
+        let too_deep = format!("{}1{}", r#"{"a":"#.repeat(127), "}".repeat(127));
+        assert!(Event::from_str(&with_attrs(&too_deep), "acme", now()).is_err());
+        // Surrogate pairs and big-but-finite numbers are fine.
+        let fine =
+            r#"{"s":"\ud83d\ude00","n":1.7976931348623157e308,"i":123456789012345678901234567890}"#;
+        decode(
+            &Event::from_str(&with_attrs(fine), "acme", now())
+                .unwrap()
+                .json,
+        )
+        .unwrap();
+    }
+
+    /// JSON text for attrs built from hostile pieces: deep nesting, extreme exponents,
+    /// escapes (valid pairs and lone halves), control escapes.
+    fn hostile_value() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            (any::<i32>(), 280i32..330).prop_map(|(m, e)| format!("{m}e{e}")),
+            (any::<i32>(), -400i32..-280).prop_map(|(m, e)| format!("{m}.5e{e}")),
+            any::<f64>().prop_filter_map("finite", |x| x.is_finite().then(|| format!("{x:e}"))),
+            proptest::sample::select(vec![
+                r#""\ud800""#,
+                r#""\udfff""#,
+                r#""\ud83d\ude00""#,
+                r#""\u0000""#,
+                r#""\ud800\u0041""#,
+                r#""plain""#,
+                "true",
+                "null",
+                "[]",
+                "{}",
+                "18446744073709551616",
+                "-9223372036854775809",
+            ])
+            .prop_map(str::to_owned),
+        ];
+        leaf.prop_recursive(8, 64, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4)
+                    .prop_map(|v| format!("[{}]", v.join(","))),
+                proptest::collection::vec(inner, 0..4).prop_map(|v| {
+                    let m: Vec<String> = v
+                        .iter()
+                        .enumerate()
+                        .map(|(i, x)| format!(r#""k{i}":{x}"#))
+                        .collect();
+                    format!("{{{}}}", m.join(","))
+                }),
+            ]
+        })
+    }
+
     proptest! {
+        /// Whatever ingestion accepts, the leaderboards' decoder decodes; and whatever that
+        /// decoder refuses, ingestion refused.
+        #[test]
+        fn accepted_events_always_decode(v in hostile_value(), depth in 0usize..140) {
+            let attrs = format!("{}{v}{}", r#"{"a":"#.repeat(depth), "}".repeat(depth));
+            let raw = with_attrs(&format!(r#"{{"v":{attrs}}}"#));
+            if let Ok(e) = Event::from_str(&raw, "t", now()) {
+                prop_assert!(decode(&e.json).is_ok(), "accepted but undecodable: {}", e.json);
+            }
+            if decode(&raw).is_err() {
+                prop_assert!(Event::from_str(&raw, "t", now()).is_err());
+            }
+        }
+
         /// Arbitrary text never panics the validator.
         #[test]
         fn garbage_never_panics(s in ".{0,200}") {

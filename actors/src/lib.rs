@@ -5,14 +5,18 @@
 //! ```text
 //! Supervisor (supervisor.rs)                restarts a failed child from sled
 //!  ├── TenantActor "acme"   (tenant.rs)     dedupe window + log position
-//!  ├── LeaderboardActor "acme/weekly"       (leaderboard/actor.rs) follows the tenant's
-//!  │                                         durable head; checkpoint + replay on restart;
-//!  │                                         shared live views for push subscribers
-//!  └── …
+//!  ├── LeaderboardActor "acme/weekly"       (leaderboard/actor.rs) takes decoded entries
+//!  │                                         from its tenant's feed; checkpoint + replay on
+//!  │                                         restart; shared live views for push subscribers
+//!  └── …                                     (restarts back off: 100 ms → 30 s, jittered)
+//! Feed "acme" (feed.rs)                     one reader per tenant: follows the durable head,
+//!                                            decodes each entry once, wakes only the boards
+//!                                            whose rules can match its type
 //! SessionActor (session.rs)                 one per WebSocket connection, owned by the edge;
 //!                                            bounded outbound queue, resync or close
 //! Committer threads (committer.rs)          writer: each round's events as few log records as
-//!                                            fit; fsync: one fsync acknowledges whole rounds
+//!                                            fit, bounded bytes per tenant per round (fair);
+//!                                            fsync: one fsync acknowledges whole rounds
 //! SledLog (store.rs)                        one sled tree per tenant, ≤ 64 KB records
 //! RewardStore (rewards.rs)                  vote-reward dedupe + grants, one transaction each
 //! CloseStore (leaderboard/close.rs)         a window close: record + grants + outbox, one tx
@@ -22,7 +26,8 @@
 //! Data flow: the edge validates an [`event::Event`], calls [`engine::Engine::ingest`]; the
 //! tenant actor dedupes and assigns positions, hands the events and its reply to the
 //! committer, which writes them, answers after `fsync` and advances the tenant's durable
-//! head. Leaderboard actors read the log up to that head, score events into event-time
+//! head. The tenant's feed reads and decodes the log up to that head once; leaderboard actors
+//! take the entries their rules can match, score events into event-time
 //! windows (rank index per window), checkpoint, freeze closed windows into history, and
 //! publish view changes to sessions.
 
@@ -31,6 +36,7 @@ pub mod dedupe;
 pub mod engine;
 pub mod error;
 pub mod event;
+pub mod feed;
 pub mod leaderboard;
 pub mod outbox;
 pub mod retention;
@@ -39,6 +45,7 @@ pub mod session;
 pub mod store;
 pub mod supervisor;
 pub mod tenant;
+pub mod throttle;
 
 pub use engine::{Engine, EngineConfig};
 pub use error::EngineError;

@@ -183,7 +183,7 @@ fn ingest(
         }
     });
     if fresh.is_empty() {
-        state.args.committer.submit(done);
+        state.args.committer.submit_for(state.tenant.clone(), done);
     } else {
         let append = Append {
             tenant: state.tenant.clone(),

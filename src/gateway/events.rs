@@ -187,10 +187,17 @@ impl Batch {
                     valid.push(e);
                 }
                 Err(e) => {
-                    // Slow path only for failures: pick the event_id out if there is one.
-                    let id = serde_json::from_str::<Value>(raw.get())
+                    // Slow path only for failures: pick the event_id out if there is one. The
+                    // other members are skipped unparsed, so an event refused for what is in
+                    // them (too deep, 1e309, a lone surrogate) still gets its id back.
+                    #[derive(Deserialize)]
+                    struct IdOnly {
+                        #[serde(default)]
+                        event_id: Option<Value>,
+                    }
+                    let id = serde_json::from_str::<IdOnly>(raw.get())
                         .ok()
-                        .and_then(|v| v.get("event_id").filter(|i| i.is_string()).cloned())
+                        .and_then(|v| v.event_id.filter(Value::is_string))
                         .unwrap_or(Value::Null);
                     slots.push(Err((id, e.to_string())));
                 }
@@ -297,7 +304,12 @@ pub async fn read_log(
     let events: Vec<Value> = entries
         .into_iter()
         .map(|e| {
-            let event: Value = serde_json::from_str(&e.json).unwrap_or(Value::Null);
+            // Ingestion refuses what this decoder refuses; an entry logged before that (or
+            // damaged) is counted and logged, and shown as null.
+            let event = phoenix_actors::event::decode(&e.json).unwrap_or_else(|err| {
+                phoenix_actors::feed::undecodable(&tenant, "log_api", e.seq, &err.to_string());
+                Value::Null
+            });
             let accepted_at = Utc
                 .timestamp_millis_opt(e.accepted_ms)
                 .single()

@@ -57,6 +57,9 @@ impl Engine {
         let head = self
             .durable_head(tenant)
             .ok_or_else(|| EngineError::UnknownTenant(tenant.to_owned()))?;
+        let feed = self
+            .feed(tenant)
+            .ok_or_else(|| EngineError::UnknownTenant(tenant.to_owned()))?;
         Ok(BoardArgs {
             clock: self.inner.config.clock.clone(),
             tenant: tenant.to_owned(),
@@ -64,6 +67,7 @@ impl Engine {
             log: self.inner.log.clone(),
             db: self.inner.db.clone(),
             head,
+            feed,
             checkpoint_interval: self.inner.config.checkpoint_interval,
             history_retention: self.inner.config.history_retention,
             push_interval: self.inner.config.push_interval,
@@ -104,6 +108,15 @@ impl Engine {
             min = min.min(crate::leaderboard::actor::checkpointed_seq(&meta)?);
         }
         Ok(min)
+    }
+
+    /// How many leaderboards `tenant` has; also sets `phoenix_tenant_leaderboards`.
+    pub(super) fn count_boards(&self, tenant: &str) -> Result<usize, EngineError> {
+        let n = self.defs()?.scan_prefix(format!("{tenant}/")).count();
+        metrics::gauge!("phoenix_tenant_leaderboards", "tenant" => tenant.to_owned()).set(n as f64);
+        metrics::counter!("phoenix_leaderboards_rejected_total", "tenant" => tenant.to_owned(), "reason" => "limit")
+            .increment(0);
+        Ok(n)
     }
 
     /// Start an actor for every stored definition of a running tenant.
@@ -151,14 +164,25 @@ impl Engine {
         let bytes = canonical.to_string();
         let defs = self.defs()?;
         let key = def_key(tenant, id);
+        let _serial = self.inner.defs_lock.lock().await;
         let existing = defs.get(&key).map_err(EngineError::from)?;
         let created = existing.is_none();
+        let max = self.inner.config.max_leaderboards_per_tenant;
+        if created && self.count_boards(tenant)? >= max {
+            metrics::counter!("phoenix_leaderboards_rejected_total", "tenant" => tenant.to_owned(), "reason" => "limit")
+                .increment(1);
+            return Err(QueryError::Invalid(format!(
+                "tenant {tenant} already has {max} leaderboards, the most allowed \
+                 (max_leaderboards_per_tenant); delete one or replace an existing id"
+            )));
+        }
         if existing.as_deref() == Some(bytes.as_bytes()) && self.board(tenant, id).is_some() {
             return Ok((canonical, false));
         }
         let args = self.board_args(tenant, Arc::new(def))?;
         defs.insert(&key, bytes.as_bytes())
             .map_err(EngineError::from)?;
+        self.count_boards(tenant)?;
         self.supervise(|r| SupervisorMsg::StartBoard(args, r))
             .await?
             .map_err(|e| QueryError::Engine(EngineError::ActorUnavailable(e)))?;
@@ -188,9 +212,11 @@ impl Engine {
     /// Delete a leaderboard, its checkpoint and its history. `false` if it did not exist.
     pub async fn delete_leaderboard(&self, tenant: &str, id: &str) -> Result<bool, EngineError> {
         let defs = self.defs()?;
+        let _serial = self.inner.defs_lock.lock().await;
         if defs.remove(def_key(tenant, id))?.is_none() {
             return Ok(false);
         }
+        self.count_boards(tenant)?;
         let (t, i) = (tenant.to_owned(), id.to_owned());
         self.supervise(|r| SupervisorMsg::StopBoard(t, i, r))
             .await?;

@@ -325,3 +325,96 @@ async fn current_views_follow_the_window_as_it_rolls_over() {
         other => panic!("expected a rollover snapshot, got {other:?}"),
     }
 }
+
+/// A log whose reads fail on demand, recording when each read was tried.
+struct BrokenReads {
+    inner: SledLog,
+    fail: AtomicBool,
+    reads: std::sync::Mutex<Vec<std::time::Instant>>,
+}
+
+impl EventLog for BrokenReads {
+    fn append(&self, t: &str, s: u64, ev: &[NewEntry<'_>]) -> Result<(), EngineError> {
+        self.inner.append(t, s, ev)
+    }
+    fn sync(&self) -> Result<(), EngineError> {
+        self.inner.sync()
+    }
+    fn read_from(&self, t: &str, f: u64, m: usize) -> Result<Vec<LogEntry>, EngineError> {
+        if self.fail.load(Ordering::SeqCst) {
+            self.reads.lock().unwrap().push(std::time::Instant::now());
+            return Err(EngineError::Storage("injected read failure".into()));
+        }
+        self.inner.read_from(t, f, m)
+    }
+    fn next_seq(&self, t: &str) -> Result<u64, EngineError> {
+        self.inner.next_seq(t)
+    }
+    fn recent_ids(&self, t: &str, s: i64) -> Result<Vec<(String, u64, i64)>, EngineError> {
+        self.inner.recent_ids(t, s)
+    }
+    fn healthy(&self) -> bool {
+        true
+    }
+}
+
+/// A board that fails every time it starts (its log cannot be read) restarts with growing
+/// delays, not in a loop; once the log reads again it recovers and scores everything.
+#[tokio::test]
+async fn a_board_failing_repeatedly_restarts_with_growing_delays() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // Events logged before the engine starts: the new board must read them from the log.
+        let log = SledLog::open(dir.path(), 1 << 22).unwrap();
+        let (a, b) = (scored("1", "ann", 5), scored("2", "bo", 3));
+        let ms = Utc::now().timestamp_millis();
+        log.append("acme", 1, &[(ms, "1", &a.json), (ms, "2", &b.json)])
+            .unwrap();
+        log.sync().unwrap();
+    }
+    let inner = SledLog::open(dir.path(), 1 << 22).unwrap();
+    let db = inner.db().clone();
+    let log = Arc::new(BrokenReads {
+        inner,
+        fail: AtomicBool::new(true),
+        reads: Default::default(),
+    });
+    let config = EngineConfig {
+        restart: crate::supervisor::Backoff {
+            initial: Duration::from_millis(20),
+            max: Duration::from_millis(320),
+            reset_after: Duration::from_secs(60),
+        },
+        ..EngineConfig::default()
+    };
+    let engine = Engine::start(log.clone(), db, &["acme".into()], config)
+        .await
+        .unwrap();
+    let def = json!({"rules": [{"event_type": "*", "points_expression": "attrs.score"}]});
+    engine.put_leaderboard("acme", "b", &def).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let reads = log.reads.lock().unwrap().clone();
+    let gaps: Vec<u128> = reads
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_millis())
+        .collect();
+    // Without backoff this is thousands of restarts; with 20 ms doubling to a 320 ms cap
+    // (each delay in [d/2, d]: at least 10, 20, 40, 80, then 160 ms) 1.5 s holds at most
+    // 12 delays.
+    assert!(
+        (4..=13).contains(&reads.len()),
+        "{} failed starts, gaps {gaps:?} ms",
+        reads.len()
+    );
+    assert!(gaps[0] >= 10, "first delay ≥ initial/2: {gaps:?}");
+    for w in gaps.windows(2).take(3) {
+        assert!(w[1] >= w[0], "delays grow until the cap: {gaps:?}");
+    }
+    assert!(
+        *gaps.last().unwrap() >= 160,
+        "later delays reach the cap's range: {gaps:?}"
+    );
+    // The disk heals: the next restart succeeds and the board scores the whole log.
+    log.fail.store(false, Ordering::SeqCst);
+    eventually_top(&engine, "b", vec![("ann".into(), 5.0), ("bo".into(), 3.0)]).await;
+}

@@ -20,12 +20,14 @@ use super::state::BoardState;
 use super::views::{Published, View, ViewFrame, ViewKey, ViewKind};
 use super::window::{Timeframe, WindowKey};
 use crate::error::EngineError;
+use crate::feed::{Decoded, Feed, Plan, TypeFilter};
 use crate::store::EventLog;
 use std::collections::HashMap;
 use tokio::sync::broadcast;
 
-/// Log entries applied per message, so queries interleave with a long catch-up.
-const CATCH_UP_CHUNK: usize = 4096;
+/// Log entries applied per message, so queries (and other actors on the same workers)
+/// interleave with a long catch-up.
+const CATCH_UP_CHUNK: usize = 1024;
 
 #[derive(Debug)]
 pub struct LeaderboardActor;
@@ -49,6 +51,8 @@ pub struct BoardArgs {
     pub db: sled::Db,
     /// The tenant's durable head.
     pub head: watch::Receiver<u64>,
+    /// The tenant's reader: decoded entries, and wake-ups only for types this board matches.
+    pub feed: Arc<Feed>,
     /// Minimum time between checkpoints.
     pub checkpoint_interval: Duration,
     /// Frozen windows that ended longer ago than this are dropped.
@@ -92,8 +96,12 @@ pub struct BoardActorState {
     board: BoardState,
     meta: sled::Tree,
     history: History,
-    /// A `CatchUp` is queued; the watcher does not queue another.
+    /// A `CatchUp` is queued; the feed does not queue another.
     pending: Arc<AtomicBool>,
+    /// The event types this board's rules can match.
+    filter: TypeFilter,
+    /// This incarnation's registration with the feed.
+    token: u64,
     tasks: Vec<JoinHandle<()>>,
     last_checkpoint: Instant,
     checkpointed: u64,
@@ -376,12 +384,14 @@ impl Actor for LeaderboardActor {
             epoch_ms,
             unemitted,
             emit_retry: (Instant::now(), Duration::from_millis(500)),
+            filter: TypeFilter::of(&args.def),
             checkpointed: board.applied,
             args,
             board,
             meta,
             history,
             pending: Arc::new(AtomicBool::new(false)),
+            token: 0,
             tasks: Vec::new(),
             last_checkpoint: Instant::now(),
             views: HashMap::new(),
@@ -398,23 +408,20 @@ impl Actor for LeaderboardActor {
         myself: ActorRef<Self::Msg>,
         state: &mut BoardActorState,
     ) -> Result<(), ActorProcessingErr> {
-        let (me, pending, mut head) = (
-            myself.clone(),
-            state.pending.clone(),
-            state.args.head.clone(),
-        );
-        state.tasks.push(tokio::spawn(async move {
-            loop {
-                if !pending.swap(true, Ordering::SeqCst)
-                    && me.cast(LeaderboardMsg::CatchUp).is_err()
-                {
-                    return;
-                }
-                if head.changed().await.is_err() {
-                    return;
-                }
-            }
-        }));
+        let (me, pending) = (myself.clone(), state.pending.clone());
+        let wake = move || {
+            pending.swap(true, Ordering::SeqCst) || me.cast(LeaderboardMsg::CatchUp).is_ok()
+        };
+        state.token =
+            state
+                .args
+                .feed
+                .register(&state.args.def.id, state.filter.clone(), Box::new(wake));
+        // Whatever the checkpoint left to apply.
+        state.pending.store(true, Ordering::SeqCst);
+        myself
+            .cast(LeaderboardMsg::CatchUp)
+            .map_err(|e| EngineError::ActorUnavailable(e.to_string()))?;
         let me = myself.clone();
         state.tasks.push(tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(1));
@@ -438,6 +445,7 @@ impl Actor for LeaderboardActor {
         }
         state.views.clear();
         metrics::gauge!("phoenix_ws_views", &labels(state)).set(0.0);
+        state.args.feed.unregister(&state.args.def.id, state.token);
         Ok(())
     }
 
@@ -452,8 +460,12 @@ impl Actor for LeaderboardActor {
                 catch_up(&myself, state)?;
                 answer_member_waiters(state);
                 maybe_publish(&myself, state)?;
+                // Let the other boards' chunks (other tenants') run between two of ours.
+                tokio::task::yield_now().await;
             }
             LeaderboardMsg::Tick => {
+                // Boards are woken only for types they match: move past the rest now.
+                catch_up(&myself, state)?;
                 tick(state)?;
                 emit_closes(&myself, state);
                 let now = (state.args.clock)();
@@ -539,6 +551,7 @@ impl Actor for LeaderboardActor {
                 }
             }
             LeaderboardMsg::Applied(reply) => {
+                catch_up(&myself, state)?;
                 let _ = reply.send(state.board.applied);
             }
             #[cfg(test)]
@@ -555,45 +568,91 @@ fn labels(state: &BoardActorState) -> [(&'static str, String); 2] {
     ]
 }
 
+/// What one catch-up pass saw, for the metrics.
+#[derive(Default)]
+struct Seen {
+    late: u64,
+    no_match: u64,
+    malformed: u64,
+    overflow: u64,
+    not_member: u64,
+    over_attempts: u64,
+}
+
+/// Score one decoded entry, or pass over it if it cannot match or could not be decoded.
+fn apply_entry(state: &mut BoardActorState, d: &Decoded, seen: &mut Seen) {
+    let Some(event) = d.event.as_ref() else {
+        // Counted in phoenix_log_undecodable_total where it was decoded.
+        state.board.skip(d.seq, d.accepted_ms);
+        return;
+    };
+    if d.event_type().is_some_and(|t| !state.filter.wants(t)) {
+        state.board.skip(d.seq, d.accepted_ms);
+        return;
+    }
+    let applied = state.board.apply(d.seq, d.accepted_ms, event);
+    state.dirty |= applied.windows_updated > 0;
+    seen.late += u64::from(applied.late);
+    seen.no_match += u64::from(applied.no_score);
+    seen.malformed += u64::from(applied.malformed);
+    seen.overflow += u64::from(applied.overflow);
+    seen.not_member += u64::from(applied.not_member);
+    seen.over_attempts += u64::from(applied.over_attempts);
+}
+
 fn catch_up(
     myself: &ActorRef<LeaderboardMsg>,
     state: &mut BoardActorState,
 ) -> Result<(), EngineError> {
     state.pending.store(false, Ordering::SeqCst);
-    let head = *state.args.head.borrow();
-    if state.board.applied >= head {
-        metrics::gauge!("phoenix_leaderboard_apply_lag", &labels(state)).set(0.0);
-        return Ok(());
-    }
-    let entries =
-        state
-            .args
-            .log
-            .read_from(&state.args.tenant, state.board.applied + 1, CATCH_UP_CHUNK)?;
-    let (mut late, mut unscored, mut refused, mut over) = (0u64, 0u64, 0u64, 0u64);
-    for e in entries.iter().take_while(|e| e.seq <= head) {
-        let applied = match serde_json::from_str(&e.json) {
-            Ok(v) => state.board.apply(e.seq, e.accepted_ms, &v),
-            Err(_) => {
-                state.board.applied = e.seq;
-                continue;
+    let durable = *state.args.head.borrow();
+    let before = state.board.applied;
+    let mut seen = Seen::default();
+    let feed = state.args.feed.clone();
+    let target = match feed.plan(&state.args.def.id, state.token, before, CATCH_UP_CHUNK) {
+        Plan::Skip { to, accepted_ms } => {
+            state.board.skip(to, accepted_ms);
+            feed.read()
+        }
+        Plan::Entries(entries) => {
+            for d in &entries {
+                apply_entry(state, d, &mut seen);
             }
-        };
-        state.dirty |= applied.windows_updated > 0;
-        late += u64::from(applied.late);
-        unscored += u64::from(applied.no_score || applied.malformed);
-        refused += u64::from(applied.not_member);
-        over += u64::from(applied.over_attempts);
-    }
+            feed.read()
+        }
+        Plan::Cold => {
+            let tenant = state.args.tenant.clone();
+            let entries = state
+                .args
+                .log
+                .read_from(&tenant, before + 1, CATCH_UP_CHUNK)?;
+            for e in entries.into_iter().take_while(|e| e.seq <= durable) {
+                let d = Decoded::from_entry(&tenant, "leaderboard", e);
+                apply_entry(state, &d, &mut seen);
+            }
+            durable
+        }
+    };
     let l = labels(state);
-    metrics::counter!("phoenix_leaderboard_late_total", &l).increment(late);
-    metrics::counter!("phoenix_leaderboard_unscored_total", &l).increment(unscored);
-    metrics::counter!("phoenix_leaderboard_not_member_total", &l).increment(refused);
-    metrics::counter!("phoenix_leaderboard_over_attempts_total", &l).increment(over);
+    metrics::counter!("phoenix_leaderboard_late_total", &l).increment(seen.late);
+    for (reason, n) in [
+        ("no_match", seen.no_match),
+        ("malformed", seen.malformed),
+        ("overflow", seen.overflow),
+    ] {
+        if n > 0 {
+            let [t, b] = l.clone();
+            metrics::counter!("phoenix_leaderboard_unscored_total", "tenant" => t.1, "board" => b.1, "reason" => reason)
+                .increment(n);
+        }
+    }
+    metrics::counter!("phoenix_leaderboard_not_member_total", &l).increment(seen.not_member);
+    metrics::counter!("phoenix_leaderboard_over_attempts_total", &l).increment(seen.over_attempts);
     metrics::gauge!("phoenix_leaderboard_members", &l).set(state.board.members.len() as f64);
     metrics::gauge!("phoenix_leaderboard_apply_lag", &l)
-        .set(head.saturating_sub(state.board.applied) as f64);
-    if state.board.applied < head && !state.pending.swap(true, Ordering::SeqCst) {
+        .set(durable.saturating_sub(state.board.applied) as f64);
+    let progressed = state.board.applied > before;
+    if progressed && state.board.applied < target && !state.pending.swap(true, Ordering::SeqCst) {
         myself
             .cast(LeaderboardMsg::CatchUp)
             .map_err(|e| EngineError::ActorUnavailable(e.to_string()))?;

@@ -84,7 +84,9 @@ impl History {
     ) -> Result<Vec<Entry>, EngineError> {
         let rp = prefix(b'r', tf, key);
         let mut start = rp.clone();
-        start.extend_from_slice(&u32::try_from(offset + 1).unwrap_or(u32::MAX).to_be_bytes());
+        // `offset` comes from a query string: never let it wrap.
+        let first = u32::try_from(offset.saturating_add(1)).unwrap_or(u32::MAX);
+        start.extend_from_slice(&first.to_be_bytes());
         let mut out = Vec::new();
         for kv in self.tree.range(start..).take(limit) {
             let (k, v) = kv?;
@@ -152,8 +154,9 @@ impl History {
         let Some((position, rank, score)) = self.locate(tf, key, user)? else {
             return Ok(None);
         };
-        let from = position.saturating_sub(radius + 1);
-        let entries = self.range(tf, key, from, position - from + radius)?;
+        let from = position.saturating_sub(radius.saturating_add(1));
+        let limit = (position - from).saturating_add(radius);
+        let entries = self.range(tf, key, from, limit)?;
         Ok(Some((rank, score, entries)))
     }
 
@@ -240,6 +243,13 @@ mod tests {
         let (_, _, top) = h.around(tf, key, "b", 2).unwrap().unwrap();
         assert_eq!(top.len(), 3, "clipped at rank 1");
         assert!(h.around(tf, key, "zz", 1).unwrap().is_none());
+        // Client-chosen extremes neither wrap nor panic.
+        assert!(h.range(tf, key, usize::MAX, usize::MAX).unwrap().is_empty());
+        assert_eq!(h.range(tf, key, u32::MAX as usize, 1).unwrap().len(), 0);
+        assert_eq!(
+            h.around(tf, key, "a", usize::MAX).unwrap().unwrap().2.len(),
+            4
+        );
         let other = Timeframe::Daily.window_of("2025-11-19T00:00:00Z".parse().unwrap());
         assert_eq!(h.total(tf, other).unwrap(), None);
 

@@ -37,11 +37,22 @@ impl Acc {
         }
     }
 
-    fn add(&mut self, p: f64) {
-        self.sum += p;
-        self.count += 1;
+    /// Add `p` unless the score under `agg` would stop being a finite number (`false`: the
+    /// accumulator is unchanged). Sums that only `max`/`min`/`count` boards keep saturate.
+    fn try_add(&mut self, p: f64, agg: Aggregation) -> bool {
+        let sum = self.sum + p;
+        if !sum.is_finite() && matches!(agg, Aggregation::Sum | Aggregation::Avg) {
+            return false;
+        }
+        self.sum = if sum.is_finite() {
+            sum
+        } else {
+            f64::MAX.copysign(sum)
+        };
+        self.count = self.count.saturating_add(1);
         self.min = self.min.min(p);
         self.max = self.max.max(p);
+        true
     }
 
     /// The user's score in the window under `agg`.
@@ -89,6 +100,8 @@ pub struct Applied {
     pub over_attempts: u32,
     /// A join or leave of this board: what it decided.
     pub membership: Option<Decision>,
+    /// Windows the event was refused in because the user's score would overflow to ±inf.
+    pub overflow: u32,
 }
 
 /// A board's state.
@@ -214,7 +227,10 @@ impl BoardState {
             let before = w.accs.get(user).map(|a| a.score(agg));
             let after = match w.accs.get_mut(user) {
                 Some(a) => {
-                    a.add(points);
+                    if !a.try_add(points, agg) {
+                        out.overflow += 1;
+                        continue;
+                    }
                     a.score(agg)
                 }
                 None => {
@@ -250,6 +266,13 @@ impl BoardState {
             .rev()
             .filter(move |(t, _)| *t == tf)
             .map(|(_, k)| *k)
+    }
+
+    /// Pass over the entry at `seq` without scoring it (it cannot match this board, or it
+    /// could not be decoded): the position and watermark still advance.
+    pub fn skip(&mut self, seq: u64, accepted_ms: i64) {
+        self.applied = self.applied.max(seq);
+        self.watermark_ms = self.watermark_ms.max(accepted_ms);
     }
 
     /// The open window, if any.
@@ -807,7 +830,64 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_sum_that_would_overflow_is_refused_and_counted() {
+        let t = ms("2025-11-18T12:30:00Z");
+        for agg in ["sum", "avg"] {
+            let mut s = BoardState::new(def(agg, 0));
+            let first = s.apply(1, t, &ev("a", 1.7e308, "2025-11-18T12:00:00Z"));
+            assert_eq!((first.windows_updated, first.overflow), (3, 0), "{agg}");
+            let second = s.apply(2, t, &ev("a", 1.7e308, "2025-11-18T12:00:00Z"));
+            assert_eq!((second.windows_updated, second.overflow), (0, 3), "{agg}");
+            s.apply(3, t, &ev("b", 1.0, "2025-11-18T12:00:00Z"));
+            let top = top(&s, Timeframe::AllTime, "all_time");
+            assert_eq!(
+                top[0],
+                ("a".into(), 1.7e308),
+                "{agg}: the stored score stays finite"
+            );
+            assert!(top.iter().all(|(_, x)| x.is_finite()));
+            // A negative point brings it back into range: accepted again.
+            let back = s.apply(4, t, &ev("a", -1.0e308, "2025-11-18T12:00:00Z"));
+            assert_eq!(back.overflow, 0, "{agg}");
+        }
+        // max/count boards do not care about the sum.
+        let mut s = BoardState::new(def("max", 0));
+        s.apply(1, t, &ev("a", 1.7e308, "2025-11-18T12:00:00Z"));
+        let second = s.apply(2, t, &ev("a", 1.7e308, "2025-11-18T12:00:00Z"));
+        assert_eq!(second.overflow, 0);
+        let enc = s.encode();
+        BoardState::decode(def("max", 0), &enc).unwrap();
+    }
+
+    #[test]
+    fn skipped_entries_advance_position_and_watermark() {
+        let mut s = BoardState::new(def("sum", 0));
+        s.skip(7, 1_000);
+        assert_eq!((s.applied, s.watermark_ms), (7, 1_000));
+        s.skip(3, 10);
+        assert_eq!((s.applied, s.watermark_ms), (7, 1_000));
+    }
+
     proptest! {
+        /// Whatever the points, no stored score is ever ±inf or NaN.
+        #[test]
+        fn scores_stay_finite(
+            pts in proptest::collection::vec(prop_oneof![Just(1.7e308), Just(-1.7e308), -1e3f64..1e3], 1..30),
+            agg in prop_oneof![Just("sum"), Just("avg"), Just("max"), Just("min"), Just("count")],
+        ) {
+            let mut s = BoardState::new(def(agg, 0));
+            let t = ms("2025-11-18T12:30:00Z");
+            for (i, p) in pts.iter().enumerate() {
+                s.apply(i as u64 + 1, t, &ev(if i % 2 == 0 { "a" } else { "b" }, *p, "2025-11-18T12:00:00Z"));
+            }
+            for w in s.open.values() {
+                for e in w.ranks.iter() {
+                    prop_assert!(e.score.is_finite(), "{} has {}", e.user_id, e.score);
+                }
+            }
+        }
+
         /// A checkpoint round-trips to identical standings, and replaying the rest of the log
         /// on top of a checkpoint equals applying the whole log at once.
         #[test]

@@ -1,0 +1,467 @@
+//! `Feed`: one reader per tenant. It follows the tenant's durable head, reads each log entry
+//! once, decodes it once, keeps the decoded entries (shared, `Arc`) in a bounded buffer, and
+//! wakes only the boards whose rules can match an entry's type. Boards take their entries
+//! from the buffer instead of each re-reading and re-parsing the log; a board that has
+//! nothing to match since its position jumps straight to the feed's position; a board
+//! further behind than the buffer (one being rebuilt) reads the log itself.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::leaderboard::definition::Definition;
+use crate::store::{EventLog, LogEntry};
+use crate::throttle::LogThrottle;
+
+/// Log entries the reader takes from the store per read.
+const READ_CHUNK: usize = 1024;
+
+static UNDECODABLE_LOG: LogThrottle = LogThrottle::new(10, Duration::from_secs(60));
+static READ_ERROR_LOG: LogThrottle = LogThrottle::new(5, Duration::from_secs(60));
+
+/// One log entry, decoded once for every board of the tenant.
+#[derive(Debug)]
+pub struct Decoded {
+    pub seq: u64,
+    pub accepted_ms: i64,
+    /// `None` when the entry could not be decoded (counted and logged where it was read).
+    pub event: Option<Value>,
+}
+
+impl Decoded {
+    /// Decode `e`; an undecodable entry is counted in `phoenix_log_undecodable_total` under
+    /// `consumer` and logged at error level (throttled), never skipped silently.
+    pub fn from_entry(tenant: &str, consumer: &'static str, e: LogEntry) -> Decoded {
+        let event = match crate::event::decode(&e.json) {
+            Ok(v) => Some(v),
+            Err(err) => {
+                undecodable(tenant, consumer, e.seq, &err.to_string());
+                None
+            }
+        };
+        Decoded {
+            seq: e.seq,
+            accepted_ms: e.accepted_ms,
+            event,
+        }
+    }
+
+    /// The event's `type`, if it has one.
+    pub fn event_type(&self) -> Option<&str> {
+        self.event.as_ref()?.get("type")?.as_str()
+    }
+}
+
+/// Count and log a log entry a consumer could not decode.
+pub fn undecodable(tenant: &str, consumer: &'static str, seq: u64, error: &str) {
+    metrics::counter!("phoenix_log_undecodable_total", "consumer" => consumer, "tenant" => tenant.to_owned())
+        .increment(1);
+    if let Some(suppressed) = UNDECODABLE_LOG.allow() {
+        tracing::error!(
+            tenant,
+            consumer,
+            seq,
+            error,
+            suppressed,
+            "log entry cannot be decoded; it scores nothing"
+        );
+    }
+}
+
+/// The event types a board's rules can match: exact names, `prefix.*` families, or `*`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TypeFilter {
+    all: bool,
+    exact: HashSet<String>,
+    prefixes: Vec<String>,
+}
+
+impl TypeFilter {
+    pub fn of(def: &Definition) -> TypeFilter {
+        let mut f = TypeFilter::default();
+        for r in &def.rules {
+            match r.event_type.strip_suffix('*') {
+                Some("") => f.all = true,
+                Some(prefix) => f.prefixes.push(prefix.to_owned()),
+                None => {
+                    f.exact.insert(r.event_type.clone());
+                }
+            }
+        }
+        // A tournament board applies its own joins and leaves, whatever its rules match.
+        if def.entry.is_some() {
+            f.exact
+                .insert(crate::leaderboard::members::MEMBER_JOINED.to_owned());
+            f.exact
+                .insert(crate::leaderboard::members::MEMBER_LEFT.to_owned());
+        }
+        f
+    }
+
+    /// Whether an event of type `ty` can score on the board (same rule as
+    /// [`crate::leaderboard::matcher::event_type_matches`]).
+    pub fn wants(&self, ty: &str) -> bool {
+        self.all
+            || self.exact.contains(ty)
+            || self
+                .prefixes
+                .iter()
+                .any(|p| ty.len() > p.len() && ty.starts_with(p.as_str()))
+    }
+}
+
+/// Called to wake a board; `false` once the board is gone (it is then dropped).
+pub type Wake = Box<dyn Fn() -> bool + Send + Sync>;
+
+/// What a board at position `applied` should do next.
+pub enum Plan {
+    /// Nothing it can match lies in `(applied, to]`: move there (and the watermark to
+    /// `accepted_ms`).
+    Skip { to: u64, accepted_ms: i64 },
+    /// The next decoded entries after `applied` (empty when caught up with the feed).
+    Entries(Vec<Arc<Decoded>>),
+    /// `applied` is older than the buffer: read the log directly.
+    Cold,
+}
+
+struct Board {
+    token: u64,
+    filter: TypeFilter,
+    wake: Wake,
+    /// Entries after this position are tracked for this board.
+    since: u64,
+    /// Last tracked position that the board's filter wants (0 = none yet).
+    last_wanted: u64,
+}
+
+struct State {
+    buf: VecDeque<Arc<Decoded>>,
+    /// Last position read and decoded; `buf` ends there.
+    read: u64,
+    /// Latest acceptance time read.
+    accepted_ms: i64,
+    boards: HashMap<String, Board>,
+    next_token: u64,
+}
+
+/// A tenant's reader. Created by the engine per tenant; boards register with it.
+pub struct Feed {
+    tenant: String,
+    capacity: usize,
+    state: Mutex<State>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Feed {
+    /// Start reading `tenant`'s log after its current durable head (earlier entries are read
+    /// by the boards that need them), keeping the last `capacity` entries decoded.
+    pub fn start(
+        tenant: &str,
+        log: Arc<dyn EventLog>,
+        head: watch::Receiver<u64>,
+        capacity: usize,
+        runtime: &tokio::runtime::Handle,
+    ) -> Arc<Feed> {
+        let read = *head.borrow();
+        let feed = Arc::new(Feed {
+            tenant: tenant.to_owned(),
+            capacity: capacity.max(1),
+            state: Mutex::new(State {
+                buf: VecDeque::new(),
+                read,
+                accepted_ms: i64::MIN,
+                boards: HashMap::new(),
+                next_token: 1,
+            }),
+            task: Mutex::new(None),
+        });
+        let task = runtime.spawn(follow(Arc::downgrade(&feed), log, head));
+        *feed.task.lock().expect("feed task") = Some(task);
+        metrics::gauge!("phoenix_feed_buffered", "tenant" => tenant.to_owned()).set(0.0);
+        feed
+    }
+
+    /// Stop the reader.
+    pub fn stop(&self) {
+        if let Some(t) = self.task.lock().expect("feed task").take() {
+            t.abort();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Register board `id` (replacing an earlier incarnation); returns its token.
+    pub fn register(&self, id: &str, filter: TypeFilter, wake: Wake) -> u64 {
+        let mut s = self.lock();
+        let token = s.next_token;
+        s.next_token += 1;
+        let since = s.read;
+        s.boards.insert(
+            id.to_owned(),
+            Board {
+                token,
+                filter,
+                wake,
+                since,
+                last_wanted: 0,
+            },
+        );
+        token
+    }
+
+    /// Drop board `id` if `token` is still its registration.
+    pub fn unregister(&self, id: &str, token: u64) {
+        let mut s = self.lock();
+        if s.boards.get(id).is_some_and(|b| b.token == token) {
+            s.boards.remove(id);
+        }
+    }
+
+    /// Last position the feed has decoded.
+    pub fn read(&self) -> u64 {
+        self.lock().read
+    }
+
+    /// What board `id` (token `token`) at position `applied` does next; at most `max`
+    /// entries.
+    pub fn plan(&self, id: &str, token: u64, applied: u64, max: usize) -> Plan {
+        let s = self.lock();
+        if applied >= s.read {
+            return Plan::Entries(Vec::new());
+        }
+        if let Some(b) = s.boards.get(id).filter(|b| b.token == token) {
+            if applied >= b.since && b.last_wanted <= applied {
+                return Plan::Skip {
+                    to: s.read,
+                    accepted_ms: s.accepted_ms,
+                };
+            }
+        }
+        let first = s.read + 1 - s.buf.len() as u64;
+        if applied + 1 < first {
+            return Plan::Cold;
+        }
+        let skip = usize::try_from(applied + 1 - first).unwrap_or(usize::MAX);
+        Plan::Entries(s.buf.iter().skip(skip).take(max).cloned().collect())
+    }
+
+    /// Add decoded entries (consecutive, after `read`) and wake the boards they concern.
+    fn push(&self, entries: Vec<Decoded>) {
+        let Some(last) = entries.last() else {
+            return;
+        };
+        let last_seq = last.seq;
+        let mut woken: Vec<String> = Vec::new();
+        {
+            let mut s = self.lock();
+            {
+                let types: HashSet<&str> = entries.iter().filter_map(Decoded::event_type).collect();
+                for (id, b) in s.boards.iter_mut() {
+                    if types.iter().any(|t| b.filter.wants(t)) {
+                        b.last_wanted = last_seq;
+                        woken.push(id.clone());
+                    }
+                }
+            }
+            for e in entries {
+                s.accepted_ms = s.accepted_ms.max(e.accepted_ms);
+                s.read = e.seq;
+                s.buf.push_back(Arc::new(e));
+            }
+            while s.buf.len() > self.capacity {
+                s.buf.pop_front();
+            }
+            metrics::gauge!("phoenix_feed_buffered", "tenant" => self.tenant.clone())
+                .set(s.buf.len() as f64);
+            let dead: Vec<String> = woken
+                .into_iter()
+                .filter(|id| !s.boards.get(id).is_some_and(|b| (b.wake)()))
+                .collect();
+            for id in dead {
+                s.boards.remove(&id);
+            }
+        }
+    }
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The reader task: whenever the durable head moves, read and decode up to it.
+async fn follow(
+    feed: std::sync::Weak<Feed>,
+    log: Arc<dyn EventLog>,
+    mut head: watch::Receiver<u64>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let target = *head.borrow_and_update();
+        let Some(f) = feed.upgrade() else { return };
+        let read = f.read();
+        if read >= target {
+            drop(f);
+            if head.changed().await.is_err() {
+                return;
+            }
+            continue;
+        }
+        match log.read_from(&f.tenant, read + 1, READ_CHUNK) {
+            Ok(entries) => {
+                backoff = Duration::from_millis(100);
+                let decoded: Vec<Decoded> = entries
+                    .into_iter()
+                    .take_while(|e| e.seq <= target)
+                    .map(|e| Decoded::from_entry(&f.tenant, "leaderboard", e))
+                    .collect();
+                if decoded.is_empty() || decoded[0].seq != read + 1 {
+                    // The durable head says more is logged than the store returns: a fault.
+                    if let Some(suppressed) = READ_ERROR_LOG.allow() {
+                        tracing::error!(tenant = %f.tenant, read, target, suppressed, "log read returned no entry at the next position");
+                    }
+                    drop(f);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+                f.push(decoded);
+            }
+            Err(e) => {
+                if let Some(suppressed) = READ_ERROR_LOG.allow() {
+                    tracing::error!(tenant = %f.tenant, error = %e, suppressed, "feed could not read the log; retrying");
+                }
+                drop(f);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        }
+        // A long backlog is read in chunks; let other tenants' work run in between.
+        tokio::task::yield_now().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn filter(types: &[&str]) -> TypeFilter {
+        let rules: Vec<Value> = types
+            .iter()
+            .map(|t| json!({"event_type": t, "points_expression": "1"}))
+            .collect();
+        TypeFilter::of(&Definition::from_json("b", &json!({ "rules": rules })).unwrap())
+    }
+
+    #[test]
+    fn filters_agree_with_the_rule_matcher() {
+        use crate::leaderboard::matcher::event_type_matches;
+        let pats = ["*", "match.*", "match.completed", "a", "x.y.*"];
+        let types = [
+            "match",
+            "match.",
+            "match.completed",
+            "match.won",
+            "a",
+            "ab",
+            "x.y.z",
+            "x.y",
+            "",
+        ];
+        for p in pats {
+            let f = filter(&[p]);
+            for t in types {
+                assert_eq!(f.wants(t), event_type_matches(p, t), "{p} vs {t}");
+            }
+        }
+        let both = filter(&["a", "match.*"]);
+        assert!(both.wants("a") && both.wants("match.x") && !both.wants("b"));
+    }
+
+    fn entry(seq: u64, ty: &str) -> Decoded {
+        Decoded {
+            seq,
+            accepted_ms: seq as i64,
+            event: Some(json!({"type": ty})),
+        }
+    }
+
+    fn feed(capacity: usize) -> Feed {
+        Feed {
+            tenant: "t".into(),
+            capacity,
+            state: Mutex::new(State {
+                buf: VecDeque::new(),
+                read: 0,
+                accepted_ms: i64::MIN,
+                boards: HashMap::new(),
+                next_token: 1,
+            }),
+            task: Mutex::new(None),
+        }
+    }
+
+    #[test]
+    fn only_boards_that_can_match_are_woken_and_others_skip() {
+        let f = feed(100);
+        let woke = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let w = woke.clone();
+        let a = f.register(
+            "a",
+            filter(&["match.*"]),
+            Box::new(move || {
+                w.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                true
+            }),
+        );
+        let b = f.register(
+            "b",
+            filter(&["quest.done"]),
+            Box::new(|| panic!("not woken")),
+        );
+        f.push(vec![entry(1, "match.won"), entry(2, "match.lost")]);
+        assert_eq!(woke.load(std::sync::atomic::Ordering::SeqCst), 1);
+        match f.plan("a", a, 0, 10) {
+            Plan::Entries(e) => assert_eq!(e.iter().map(|d| d.seq).collect::<Vec<_>>(), [1, 2]),
+            _ => panic!("a has entries to apply"),
+        }
+        match f.plan("b", b, 0, 10) {
+            Plan::Skip { to, accepted_ms } => assert_eq!((to, accepted_ms), (2, 2)),
+            _ => panic!("b has nothing to match"),
+        }
+        assert!(matches!(f.plan("a", a, 2, 10), Plan::Entries(e) if e.is_empty()));
+    }
+
+    #[test]
+    fn the_buffer_is_bounded_and_older_positions_read_cold() {
+        let f = feed(3);
+        let t = f.register("a", filter(&["*"]), Box::new(|| true));
+        f.push((1..=5).map(|s| entry(s, "x")).collect());
+        assert_eq!(f.lock().buf.len(), 3);
+        assert!(matches!(f.plan("a", t, 1, 10), Plan::Cold));
+        match f.plan("a", t, 2, 1) {
+            Plan::Entries(e) => assert_eq!(e[0].seq, 3),
+            _ => panic!("3 is buffered"),
+        }
+        // A stale token (an earlier incarnation) gets no skip and cannot unregister.
+        f.unregister("a", t + 7);
+        assert!(f.lock().boards.contains_key("a"));
+    }
+
+    #[test]
+    fn a_gone_board_is_dropped_when_woken() {
+        let f = feed(10);
+        f.register("gone", filter(&["*"]), Box::new(|| false));
+        f.push(vec![entry(1, "x")]);
+        assert!(f.lock().boards.is_empty());
+    }
+}

@@ -1,0 +1,339 @@
+//! Black-box hardening tests of the engine against the real binary over real sockets: the
+//! per-tenant board cap, nothing acknowledged that a board cannot decode, sums that would
+//! overflow, and client-chosen extremes that must not wrap.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+fn sum_board() -> Value {
+    json!({"rules": [{"event_type": "match.*", "points_expression": "attrs.score"}],
+           "timeframes": ["all_time"]})
+}
+
+/// The value of one Prometheus series (0 when absent), matched by name and label pairs.
+fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn the_101st_board_of_a_tenant_is_refused_and_others_are_unaffected() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let c = server.client();
+    for i in 0..100 {
+        let (status, body) = c.put_board(&format!("b{i}"), &sum_board()).await;
+        assert_eq!(status, 201, "board {i}: {body}");
+    }
+    let (status, body) = c.put_board("b100", &sum_board()).await;
+    assert_envelope(status, &body, 400, "VALIDATION_ERROR");
+    let msg = body["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("100 leaderboards") && msg.contains("max_leaderboards_per_tenant"),
+        "{msg}"
+    );
+    // Nothing was created, the other boards still work, replacing one is not "one more".
+    let (status, _) = c.get("/v1/leaderboards/b100", "").await;
+    assert_eq!(status, 404);
+    let (_, list) = c.get("/v1/leaderboards", "").await;
+    assert_eq!(list["leaderboards"].as_array().unwrap().len(), 100);
+    let mut changed = sum_board();
+    changed["name"] = json!("renamed");
+    let (status, body) = c.put_board("b7", &changed).await;
+    assert_eq!(status, 200, "{body}");
+    // Another tenant has its own allowance.
+    let other = Client::new(&server.base, OTHER, OTHER_SECRET);
+    let (status, body) = other.put_board("b100", &sum_board()).await;
+    assert_eq!(status, 201, "{body}");
+    // Deleting one makes room again.
+    let (status, _) = c.request("DELETE", "/v1/leaderboards/b0", b"").await;
+    assert_eq!(status, 204);
+    let (status, body) = c.put_board("b100", &sum_board()).await;
+    assert_eq!(status, 201, "{body}");
+    let m = server.metrics().await;
+    assert_eq!(
+        metric(&m, "phoenix_tenant_leaderboards", &[("tenant", TENANT)]),
+        100.0
+    );
+    assert_eq!(
+        metric(&m, "phoenix_tenant_leaderboards", &[("tenant", OTHER)]),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "phoenix_leaderboards_rejected_total",
+            &[("tenant", TENANT), ("reason", "limit")]
+        ),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn the_cap_is_configurable_and_checked_for_config_boards() {
+    let dir = tempfile::tempdir().unwrap();
+    let board = |id: &str| {
+        format!(
+            "[[tenants.leaderboards]]\nid = \"{id}\"\nrules = [{{ event_type = \"*\", points_expression = \"1\" }}]\n"
+        )
+    };
+    // Three boards declared for a tenant allowed two: the config is refused at start-up.
+    let mut text = config_text(&dir.path().join("data"), "max_leaderboards_per_tenant = 2");
+    text.push_str(&format!("{}{}{}", board("x"), board("y"), board("z")));
+    std::fs::write(dir.path().join("bad.toml"), &text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_phoenix"))
+        .args(["serve", "--config"])
+        .arg(dir.path().join("bad.toml"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("leaderboards: 3 declared, at most max_leaderboards_per_tenant (2)"),
+        "{err}"
+    );
+    // Two declared (for the last tenant in the file): the server starts, and the cap of two
+    // holds for every tenant's API boards too.
+    let mut text = config_text(&dir.path().join("data"), "max_leaderboards_per_tenant = 2");
+    text.push_str(&format!("{}{}", board("x"), board("y")));
+    let server = Server::start_with(dir.path(), &text);
+    let c = server.client();
+    let (status, _) = c.put_board("one-more", &sum_board()).await;
+    assert_eq!(status, 201);
+    let (status, _) = c.put_board("two-more", &sum_board()).await;
+    assert_eq!(status, 201);
+    let (status, body) = c.put_board("three-more", &sum_board()).await;
+    assert_envelope(status, &body, 400, "VALIDATION_ERROR");
+}
+
+/// JSON bodies whose attrs a consumer's decoder refuses, with what the error must name.
+fn undecodable_attrs() -> Vec<(String, &'static str)> {
+    let deep = format!("{}1{}", r#"{"a":"#.repeat(130), "}".repeat(130));
+    vec![
+        (deep, "nesting is too deep"),
+        (r#"{"score":1e309}"#.to_owned(), "number is out of range"),
+        (r#"{"score":1,"name":"\ud800"}"#.to_owned(), "\\u escape"),
+    ]
+}
+
+fn raw_event(id: &str, attrs: &str) -> String {
+    format!(
+        r#"{{"event_id":"{id}","type":"match.completed","actor":{{"user_id":"eve"}},"occurred_at":"{}","attrs":{attrs}}}"#,
+        chrono::Utc::now().to_rfc3339()
+    )
+}
+
+#[tokio::test]
+async fn what_a_board_cannot_decode_is_never_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let c = server.client();
+    let (status, _) = c.put_board("sum", &sum_board()).await;
+    assert_eq!(status, 201);
+    // HTTP single: 400 naming the problem.
+    for (i, (attrs, want)) in undecodable_attrs().iter().enumerate() {
+        let body = raw_event(&format!("bad-{i}"), attrs);
+        let (status, resp) = c.post_at("/v1/events", body.as_bytes(), now()).await;
+        assert_envelope(status, &resp, 400, "VALIDATION_ERROR");
+        let msg = resp["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(want), "{msg} lacks {want}");
+    }
+    // HTTP bulk: each bad event fails alone, the good one is accepted.
+    let mut events: Vec<String> = undecodable_attrs()
+        .iter()
+        .enumerate()
+        .map(|(i, (a, _))| raw_event(&format!("bulk-bad-{i}"), a))
+        .collect();
+    events.push(raw_event("good-1", r#"{"score":7}"#));
+    let body = format!(r#"{{"events":[{}]}}"#, events.join(","));
+    let (status, resp) = c.post_at("/v1/events/bulk", body.as_bytes(), now()).await;
+    assert_eq!(status, 202, "{resp}");
+    assert_eq!(resp["status"], "partial", "{resp}");
+    assert_eq!(
+        (resp["accepted"].as_u64(), resp["failed"].as_u64()),
+        (Some(1), Some(3))
+    );
+    for (i, (_, want)) in undecodable_attrs().iter().enumerate() {
+        let r = &resp["results"][i];
+        assert_eq!(r["status"], "failed", "{r}");
+        assert_eq!(r["event_id"], format!("bulk-bad-{i}"));
+        assert!(r["error"].as_str().unwrap().contains(want), "{r}");
+    }
+    // WebSocket ingest agrees: the same events are refused there.
+    let mut ws = backend_ws(&server.base).await;
+    for (i, (attrs, _)) in undecodable_attrs().iter().enumerate() {
+        let frame = format!(
+            r#"{{"type":"ingest","id":"w{i}","event":{}}}"#,
+            raw_event(&format!("ws-bad-{i}"), attrs)
+        );
+        ws.send(Message::Text(frame.into())).await.unwrap();
+        let reply = next_frame(&mut ws).await;
+        let refused = reply["type"] == "error" || reply["results"][0]["status"] == "failed";
+        assert!(refused, "ws accepted an undecodable event: {reply}");
+    }
+    // Only the good event was logged, and every logged event decodes.
+    let log = c.log().await;
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert!(log.iter().all(|e| !e["event"].is_null()));
+    assert_eq!(log[0]["event"]["event_id"], "good-1");
+    eventually("the good event is scored", || async {
+        let (_, s) = c
+            .get("/v1/leaderboards/sum/standings", "timeframe=all_time")
+            .await;
+        s["entries"][0]["score"] == 7.0
+    })
+    .await;
+    let m = server.metrics().await;
+    assert_eq!(metric(&m, "phoenix_log_undecodable_total", &[]), 0.0, "{m}");
+}
+
+async fn backend_ws(
+    base: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let url = format!("{}/v1/ws", base.replacen("http://", "ws://", 1));
+    let mut req = url.into_client_request().unwrap();
+    let ts = now().to_string();
+    let sig = phoenix::auth::sign(SECRET.as_bytes(), "GET", "/v1/ws", &ts, b"");
+    let h = req.headers_mut();
+    h.insert("X-Tenant-Id", TENANT.parse().unwrap());
+    h.insert("X-Timestamp", ts.parse().unwrap());
+    h.insert("X-Signature", sig.parse().unwrap());
+    tokio_tungstenite::connect_async(req).await.unwrap().0
+}
+
+async fn next_frame(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> Value {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a frame within 10 s")
+            .expect("stream open")
+            .expect("frame");
+        if let Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if v["type"] == "error" || v["type"] == "ack" {
+                return v;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_sum_that_would_overflow_is_refused_counted_and_never_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let c = server.client();
+    let (status, _) = c.put_board("sum", &sum_board()).await;
+    assert_eq!(status, 201);
+    let big = |id: &str, user: &str, score: f64| {
+        let mut e = event(id, user, 0);
+        e["attrs"]["score"] = json!(score);
+        e
+    };
+    for (id, user, score) in [
+        ("o1", "ann", 1.7e308),
+        ("o2", "ann", 1.7e308),
+        ("o3", "bob", 5.0),
+    ] {
+        let (status, body) = c.post("/v1/events", &big(id, user, score)).await;
+        assert_eq!(status, 202, "{body}");
+    }
+    eventually("bob is scored", || async {
+        let (_, s) = c
+            .get("/v1/leaderboards/sum/standings", "timeframe=all_time")
+            .await;
+        s["total"] == 2
+    })
+    .await;
+    let (_, s) = c
+        .get("/v1/leaderboards/sum/standings", "timeframe=all_time")
+        .await;
+    let entries = s["entries"].as_array().unwrap();
+    assert!(
+        entries.iter().all(|e| e["score"].is_number()),
+        "no null scores: {s}"
+    );
+    assert_eq!(entries[0]["user_id"], "ann");
+    assert_eq!(
+        entries[0]["score"], 1.7e308,
+        "the refused event changed nothing"
+    );
+    let m = server.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            "phoenix_leaderboard_unscored_total",
+            &[("board", "sum"), ("reason", "overflow")]
+        ),
+        1.0,
+        "one event refused in one window"
+    );
+    // A negative event brings ann back into range: scored again.
+    let (status, _) = c.post("/v1/events", &big("o4", "ann", -1.0e308)).await;
+    assert_eq!(status, 202);
+    eventually("ann's sum moves down", || async {
+        let (_, s) = c
+            .get("/v1/leaderboards/sum/users/ann", "timeframe=all_time")
+            .await;
+        s["score"]
+            .as_f64()
+            .is_some_and(|x| (x - 0.7e308).abs() < 1e300)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn client_chosen_extremes_do_not_wrap() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let c = server.client();
+    let (status, _) = c.put_board("sum", &sum_board()).await;
+    assert_eq!(status, 201);
+    let (status, _) = c.post("/v1/events", &event("x1", "ann", 3)).await;
+    assert_eq!(status, 202);
+    eventually("ann is scored", || async {
+        let (_, s) = c
+            .get("/v1/leaderboards/sum/standings", "timeframe=all_time")
+            .await;
+        s["total"] == 1
+    })
+    .await;
+    let max = u64::MAX.to_string();
+    let (status, s) = c
+        .get(
+            "/v1/leaderboards/sum/standings",
+            &format!("timeframe=all_time&offset={max}"),
+        )
+        .await;
+    assert_eq!(status, 200, "{s}");
+    assert_eq!(s["entries"].as_array().unwrap().len(), 0);
+    let (status, page) = c.get("/v1/events", &format!("from={max}")).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page["events"].as_array().unwrap().is_empty());
+    // The board is still alive and answering.
+    let (status, u) = c
+        .get(
+            "/v1/leaderboards/sum/users/ann",
+            "timeframe=all_time&around=100",
+        )
+        .await;
+    assert_eq!(status, 200, "{u}");
+    assert_eq!(u["rank"], 1);
+}
