@@ -1,7 +1,7 @@
 //! `phoenix demo`: the server with the example configuration, three demo leaderboards per
 //! active tenant, and a traffic simulator sending signed events through the real HTTP path —
 //! matches, XP and purchases from a few dozen players, with some duplicates and late events —
-//! and a rewarded `season` board whose first window closes about two minutes after start, so
+//! and a rewarded `season` board whose cron schedule closes a window every five minutes, so
 //! the dashboard shows winners and grants within the first minutes.
 
 use std::time::Duration;
@@ -10,38 +10,34 @@ use serde_json::{json, Value};
 
 use crate::config::{Config, TenantStatus};
 
-/// Seconds after start at which the demo season's first window closes.
-pub const SEASON_FIRST_CLOSE_SECONDS: i64 = 120;
+/// The demo season: a cron schedule that closes a window every five minutes (plus 30 s of
+/// late grace), each close granting the reward tiers below — so the dashboard shows winners
+/// and grants within the first minutes, and new ones every five minutes after.
+pub const SEASON_CRON: &str = "*/5 * * * *";
 
-/// When the `season` board's windows run. Today: hourly windows with a grace that makes the
-/// previous hour (which the simulator backfills) close [`SEASON_FIRST_CLOSE_SECONDS`] after
-/// `now`. With cron schedules (SPEC §12) this becomes the one line
-/// `json!({"schedules": [{"id": "season", "cron": "*/5 * * * *"}], "late_grace_seconds": 30})`
-/// and the season closes every five minutes.
-fn season_windows(now: chrono::DateTime<chrono::Utc>) -> Value {
-    use chrono::Timelike;
-    let into_hour = i64::from(now.minute() * 60 + now.second());
-    json!({"timeframes": ["hourly", "all_time"], "late_grace_seconds": into_hour + SEASON_FIRST_CLOSE_SECONDS})
+fn season_windows() -> Value {
+    json!({"timeframes": ["all_time"], "schedules": [{"id": "season", "cron": SEASON_CRON}],
+           "late_grace_seconds": 30})
 }
 
 /// The rewarded season board: top 3, places 4-10 and the best quarter.
-fn season(now: chrono::DateTime<chrono::Utc>) -> Value {
+fn season() -> Value {
     let mut def = json!({"name": "Season (rewards)",
         "rules": [{"event_type": "match.completed", "points_expression": "attrs.score"}],
         "rewards": [{"ranks": [1, 1], "coins": 1000, "items": ["gold-cup"]},
                     {"ranks": [2, 3], "coins": 500, "items": ["silver-cup"]},
                     {"ranks": [4, 10], "coins": 100},
                     {"top_percent": 25, "coins": 20}]});
-    if let (Some(d), Value::Object(w)) = (def.as_object_mut(), season_windows(now)) {
+    if let (Some(d), Value::Object(w)) = (def.as_object_mut(), season_windows()) {
         d.extend(w);
     }
     def
 }
 
 /// The demo leaderboards created for every active tenant (`now`: the demo's start).
-pub fn boards_at(now: chrono::DateTime<chrono::Utc>) -> Vec<(&'static str, Value)> {
+pub fn boards_at(_now: chrono::DateTime<chrono::Utc>) -> Vec<(&'static str, Value)> {
     let mut b = boards();
-    b.push(("season", season(now)));
+    b.push(("season", season()));
     b
 }
 
@@ -166,18 +162,7 @@ pub async fn simulate(config: Config, base: String, rate: u64) {
                     + rng.below(3) as usize)
                     % PLAYERS.len()];
                 let late = rng.below(100) < 2;
-                let mut at = chrono::Utc::now() - chrono::Duration::hours(if late { 2 } else { 0 });
-                // During the first minute, a third of the events belong to the previous hour:
-                // the season window that closes first (see `season_windows`).
-                if !late
-                    && chrono::Utc::now() - started < chrono::Duration::seconds(60)
-                    && rng.below(3) == 0
-                {
-                    use chrono::Timelike;
-                    let into_hour = i64::from(started.minute() * 60 + started.second());
-                    at = started
-                        - chrono::Duration::seconds(into_hour + 60 + rng.below(1800) as i64);
-                }
+                let at = chrono::Utc::now() - chrono::Duration::hours(if late { 2 } else { 0 });
                 let (ty, attrs) = match rng.below(10) {
                     0..=5 => (
                         "match.completed",

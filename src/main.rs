@@ -92,7 +92,7 @@ fn serve(path: PathBuf, log_format: LogFormat, demo_rate: Option<u64>) -> std::p
         println!("phoenix listening on http://{addr}");
         if let Some(rate) = demo_rate {
             println!(
-                "demo: dashboard http://{addr}/ (operator token {:?}); {rate} simulated events/s per active tenant; boards ranked, xp, spenders and season (rewards; its first window closes about two minutes from now)",
+                "demo: dashboard http://{addr}/ (operator token {:?}); {rate} simulated events/s per active tenant; boards ranked, xp, spenders and season (rewards; a window closes every five minutes)",
                 config.operator_token.expose()
             );
             println!("demo: watch live with `cargo run --example watch -- --url ws://{addr} --leaderboard ranked`");

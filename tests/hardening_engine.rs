@@ -322,6 +322,19 @@ async fn client_chosen_extremes_do_not_wrap() {
             &format!("timeframe=all_time&offset={max}"),
         )
         .await;
+    // Past the edge's bound: a clear 400 naming the parameter (nothing wraps).
+    assert_envelope(status, &s, 400, "VALIDATION_ERROR");
+    assert!(
+        s["error"]["message"].as_str().unwrap().contains("offset"),
+        "{s}"
+    );
+    // The largest offset the edge allows reaches the board, which answers an empty page.
+    let (status, s) = c
+        .get(
+            "/v1/leaderboards/sum/standings",
+            "timeframe=all_time&offset=4294966295",
+        )
+        .await;
     assert_eq!(status, 200, "{s}");
     assert_eq!(s["entries"].as_array().unwrap().len(), 0);
     let (status, page) = c.get("/v1/events", &format!("from={max}")).await;

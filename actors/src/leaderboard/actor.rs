@@ -364,7 +364,15 @@ impl Actor for LeaderboardActor {
     ) -> Result<BoardActorState, ActorProcessingErr> {
         let meta = meta_tree(&args.db, &args.tenant, &args.def.id)?;
         let history = History::open(&args.db, &args.tenant, &args.def.id)?;
-        let board = recover(&args, &meta, &history)?;
+        let mut board = recover(&args, &meta, &history)?;
+        if board.applied == 0 {
+            // A new or rebuilt board starts at the oldest retained position (retention may
+            // have deleted what came before): the PUT answer's `rebuilt_from`.
+            let first = args.log.first_seq(&args.tenant)?;
+            if first > 1 {
+                board.skip(first - 1, 0);
+            }
+        }
         let closes = CloseStore::open(&args.db, &args.tenant, &args.def.id)?;
         let epoch_ms = closes.epoch(
             &args.def.to_json().to_string(),
