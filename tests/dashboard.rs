@@ -1,6 +1,6 @@
 //! End-to-end browser test of the live-ops dashboard in headless Debian Chromium, driven by
-//! playwright-core (tests/browser/dashboard.mjs). `.ci/run` installs chromium and
-//! playwright-core; elsewhere the test says it is skipped when they are missing.
+//! playwright-core (tests/browser/dashboard.mjs). `scripts/test` installs chromium and
+//! playwright-core; without them the test fails unless `PHOENIX_SKIP_BROWSER=1` asks to skip it.
 
 mod common;
 
@@ -19,11 +19,15 @@ async fn dashboard_shows_standings_moving_live() {
         && Path::new("/usr/bin/chromium").exists()
         && Command::new("node").arg("--version").output().is_ok();
     if !tools {
+        // Skipping must be asked for: scripts/test (the README's test command) installs all
+        // of it, so a missing tool is a broken setup, not a reason to pass.
         assert!(
-            std::env::var("CI").is_err(),
-            "CI must install chromium, node and playwright-core (.ci/run)"
+            std::env::var("PHOENIX_SKIP_BROWSER").as_deref() == Ok("1")
+                && std::env::var("CI").is_err(),
+            "the dashboard browser test needs /usr/bin/chromium, node and tests/browser/node_modules \
+             (scripts/test installs them); set PHOENIX_SKIP_BROWSER=1 to skip it outside CI"
         );
-        eprintln!("SKIPPED: dashboard browser test needs /usr/bin/chromium, node and tests/browser/node_modules (see .ci/run)");
+        eprintln!("SKIPPED (PHOENIX_SKIP_BROWSER=1): dashboard browser test");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
