@@ -22,6 +22,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/admin/tenants/{id}/token", post(token))
 }
 
+#[utoipa::path(get, path = "/", operation_id = "dashboard_page", tag = "admin", responses((status = 200, description = "The live-ops dashboard (HTML; it asks for the operator token)", content_type = "text/html", body = String)))]
 async fn page() -> impl IntoResponse {
     (
         [
@@ -32,6 +33,7 @@ async fn page() -> impl IntoResponse {
     )
 }
 
+#[utoipa::path(get, path = "/v1/admin/tenants/{id}/leaderboards", operation_id = "tenant_leaderboards", tag = "admin", security(("operator" = [])), params(("id" = String, Path, description = "Tenant id")), responses((status = 200, description = "The tenant's boards", body = crate::openapi::schemas::LeaderboardList), crate::openapi::OperatorErrors))]
 async fn boards(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -47,6 +49,7 @@ async fn boards(
 }
 
 /// A one-hour read-only client token for the dashboard's live view of a tenant.
+#[utoipa::path(post, path = "/v1/admin/tenants/{id}/token", operation_id = "dashboard_token", tag = "admin", security(("operator" = [])), params(("id" = String, Path, description = "Tenant id")), responses((status = 200, description = "A one-hour read-only client token", body = crate::openapi::schemas::DashboardToken), crate::openapi::OperatorErrors))]
 async fn token(
     State(app): State<AppState>,
     Path(id): Path<String>,

@@ -43,6 +43,7 @@ fn tenant_of(
     app.tenants.authenticate(headers, method, uri.path(), body)
 }
 
+#[utoipa::path(put, path = "/v1/leaderboards/{id}", operation_id = "put_leaderboard", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), params(("id" = String, Path, description = "Leaderboard id")), request_body = crate::openapi::schemas::LeaderboardDefinition, responses((status = 201, description = "Created; rebuilt from the retained log", body = crate::openapi::schemas::LeaderboardDefinition), (status = 200, description = "Replaced (or unchanged)", body = crate::openapi::schemas::LeaderboardDefinition), crate::openapi::TenantErrors))]
 pub async fn put(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -68,6 +69,7 @@ pub async fn put(
     Ok((status, Json(def)))
 }
 
+#[utoipa::path(get, path = "/v1/leaderboards/{id}", operation_id = "get_leaderboard", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), params(("id" = String, Path, description = "Leaderboard id")), responses((status = 200, description = "The definition", body = crate::openapi::schemas::LeaderboardDefinition), crate::openapi::NotFound, crate::openapi::TenantErrors))]
 pub async fn get(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -82,6 +84,7 @@ pub async fn get(
         .ok_or_else(|| ApiError::NotFound(format!("leaderboard {id} not found")))
 }
 
+#[utoipa::path(get, path = "/v1/leaderboards", operation_id = "list_leaderboards", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), responses((status = 200, description = "The tenant's boards", body = crate::openapi::schemas::LeaderboardList), crate::openapi::TenantErrors))]
 pub async fn list(
     State(app): State<AppState>,
     uri: Uri,
@@ -94,6 +97,7 @@ pub async fn list(
     ))
 }
 
+#[utoipa::path(delete, path = "/v1/leaderboards/{id}", operation_id = "delete_leaderboard", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), params(("id" = String, Path, description = "Leaderboard id")), responses((status = 204, description = "Deleted"), crate::openapi::NotFound, crate::openapi::TenantErrors))]
 pub async fn delete(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -109,7 +113,8 @@ pub async fn delete(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ViewQuery {
     timeframe: Option<String>,
@@ -177,6 +182,7 @@ fn view(q: &ViewQuery) -> Result<(Timeframe, WindowSel), ApiError> {
     Ok((tf, window))
 }
 
+#[utoipa::path(get, path = "/v1/leaderboards/{id}/standings", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = []), ("client_token" = [])), params(("id" = String, Path, description = "Leaderboard id"), ViewQuery), responses((status = 200, description = "A page of standings", body = crate::openapi::schemas::Standings), crate::openapi::NotFound, crate::openapi::TenantErrors))]
 pub async fn standings(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -209,6 +215,7 @@ pub async fn standings(
     })))
 }
 
+#[utoipa::path(get, path = "/v1/leaderboards/{id}/users/{user_id}", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = []), ("client_token" = [])), params(("id" = String, Path, description = "Leaderboard id"), ("user_id" = String, Path, description = "Player"), ViewQuery), responses((status = 200, description = "The player's rank and neighbours", body = crate::openapi::schemas::UserStanding), crate::openapi::NotFound, crate::openapi::TenantErrors))]
 pub async fn user(
     State(app): State<AppState>,
     Path((id, user)): Path<(String, String)>,
