@@ -213,9 +213,9 @@ pub struct UserStanding {
     pub timeframe: String,
     pub window: String,
     pub user_id: String,
-    /// Null when the user is not on the board.
-    pub rank: Option<u64>,
-    pub score: Option<f64>,
+    /// 1-based (a user not on the board is a 404).
+    pub rank: u64,
+    pub score: f64,
     /// The neighbours, `around` on each side.
     pub entries: Vec<Standing>,
 }
