@@ -137,6 +137,7 @@ fn random_secret() -> Result<String, ApiError> {
     Ok(hex::encode(buf))
 }
 
+#[utoipa::path(get, path = "/v1/admin/tenants", operation_id = "list_tenants", tag = "admin", security(("operator" = [])), responses((status = 200, description = "Every tenant", body = crate::openapi::schemas::TenantList), crate::openapi::OperatorErrors))]
 async fn list(State(app): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     app.require_operator(&headers)?;
     let list: Vec<Value> = app
@@ -148,7 +149,7 @@ async fn list(State(app): State<AppState>, headers: HeaderMap) -> Result<Json<Va
     Ok(Json(json!({"tenants": list})))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateTenant {
     id: String,
@@ -156,6 +157,7 @@ struct CreateTenant {
     secret: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/admin/tenants", operation_id = "create_tenant", tag = "admin", security(("operator" = [])), request_body = CreateTenant, responses((status = 201, description = "Created; the answer carries the secret once", body = crate::openapi::schemas::TenantView), (status = 409, description = "`CONFLICT`: the id exists", body = crate::openapi::schemas::ErrorEnvelope), crate::openapi::OperatorErrors))]
 async fn create(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -209,6 +211,7 @@ async fn set_status(
     Ok(Json(view(id, &t)))
 }
 
+#[utoipa::path(post, path = "/v1/admin/tenants/{id}/suspend", tag = "admin", security(("operator" = [])), params(("id" = String, Path, description = "Tenant id")), responses((status = 200, description = "Suspended: its writes get 403", body = crate::openapi::schemas::TenantView), crate::openapi::OperatorErrors))]
 async fn suspend(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -217,6 +220,7 @@ async fn suspend(
     set_status(&app, &headers, &id, TenantStatus::Suspended).await
 }
 
+#[utoipa::path(post, path = "/v1/admin/tenants/{id}/resume", tag = "admin", security(("operator" = [])), params(("id" = String, Path, description = "Tenant id")), responses((status = 200, description = "Active again", body = crate::openapi::schemas::TenantView), crate::openapi::OperatorErrors))]
 async fn resume(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -225,7 +229,7 @@ async fn resume(
     set_status(&app, &headers, &id, TenantStatus::Active).await
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Rotate {
     #[serde(default)]
@@ -235,6 +239,7 @@ struct Rotate {
     overlap_seconds: Option<i64>,
 }
 
+#[utoipa::path(post, path = "/v1/admin/tenants/{id}/rotate", tag = "admin", security(("operator" = [])), params(("id" = String, Path, description = "Tenant id")), request_body(content = Option<Rotate>, description = "Optional; an empty body rotates to a random secret with a 3600 s overlap"), responses((status = 200, description = "The new secret, once; the old one works until `previous_secret_valid_until`", body = crate::openapi::schemas::TenantView), crate::openapi::OperatorErrors))]
 async fn rotate(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -278,6 +283,7 @@ struct SetWebhook {
 
 /// `PUT /v1/admin/tenants/{id}/webhook` `{"url": "https://…" | null}`: set or remove the
 /// tenant's outbound webhook (persisted; applies to the next delivery attempt).
+#[utoipa::path(put, path = "/v1/admin/tenants/{id}/webhook", operation_id = "set_webhook", tag = "admin", security(("operator" = [])), params(("id" = String, Path, description = "Tenant id")), request_body = crate::openapi::schemas::WebhookSetting, responses((status = 200, description = "The tenant with its webhook", body = crate::openapi::schemas::TenantView), crate::openapi::NotFound, crate::openapi::OperatorErrors))]
 async fn set_webhook(
     State(app): State<AppState>,
     Path(id): Path<String>,

@@ -28,6 +28,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/admin/tenants/{id}/token", post(token))
 }
 
+#[utoipa::path(get, path = "/", operation_id = "dashboard_page", tag = "admin", responses((status = 200, description = "The live-ops dashboard (HTML; it asks for the operator token)", content_type = "text/html", body = String)))]
 async fn page() -> impl IntoResponse {
     (
         [
@@ -38,6 +39,7 @@ async fn page() -> impl IntoResponse {
     )
 }
 
+#[utoipa::path(get, path = "/v1/admin/tenants/{id}/leaderboards", operation_id = "tenant_leaderboards", tag = "admin", security(("operator" = [])), params(("id" = String, Path, description = "Tenant id")), responses((status = 200, description = "The tenant's boards", body = crate::openapi::schemas::LeaderboardList), crate::openapi::OperatorErrors))]
 async fn boards(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -53,6 +55,7 @@ async fn boards(
 }
 
 /// A one-hour read-only client token for the dashboard's live view of a tenant.
+#[utoipa::path(post, path = "/v1/admin/tenants/{id}/token", operation_id = "dashboard_token", tag = "admin", security(("operator" = [])), params(("id" = String, Path, description = "Tenant id")), responses((status = 200, description = "A one-hour read-only client token", body = crate::openapi::schemas::DashboardToken), crate::openapi::OperatorErrors))]
 async fn token(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -77,6 +80,7 @@ async fn token(
 /// The board editor's save: `PUT /v1/admin/tenants/{id}/leaderboards/{board}` with the
 /// definition, exactly as the tenant's own `PUT /v1/leaderboards/{id}` (same validation, same
 /// 400 messages naming the field).
+#[utoipa::path(put, path = "/v1/admin/tenants/{id}/leaderboards/{board}", operation_id = "admin_put_leaderboard", tag = "admin", security(("operator" = [])), params(("id" = String, Path, description = "Tenant id"), ("board" = String, Path)), request_body = crate::openapi::schemas::LeaderboardDefinition, responses((status = 201, description = "Created", body = crate::openapi::schemas::LeaderboardDefinition), (status = 200, description = "Replaced", body = crate::openapi::schemas::LeaderboardDefinition), crate::openapi::OperatorErrors))]
 async fn put_board(
     State(app): State<AppState>,
     Path((id, board)): Path<(String, String)>,
@@ -102,6 +106,7 @@ async fn put_board(
 }
 
 /// A player's wallet for the player view (operator token).
+#[utoipa::path(get, path = "/v1/admin/tenants/{id}/players/{user}/wallet", operation_id = "admin_wallet", tag = "admin", security(("operator" = [])), params(("id" = String, Path, description = "Tenant id"), ("user" = String, Path)), responses((status = 200, description = "The player's wallet and ledger", body = crate::openapi::schemas::Wallet), crate::openapi::NotFound, crate::openapi::OperatorErrors))]
 async fn wallet(
     State(app): State<AppState>,
     Path((id, user)): Path<(String, String)>,

@@ -9,7 +9,7 @@
 //! event `gamemonitoring.vote`.
 
 mod config;
-mod players;
+pub(crate) mod players;
 pub mod signature;
 pub mod vote;
 
@@ -51,6 +51,7 @@ fn count_delivery(outcome: &'static str) {
 }
 
 /// `POST /v1/webhooks/gamemonitoring/{tenant_id}` → 204, or an error envelope.
+#[utoipa::path(post, path = "/v1/webhooks/gamemonitoring/{tenant_id}", tag = "gamemonitoring", params(("tenant_id" = String, Path, description = "Tenant id")), request_body = crate::openapi::schemas::GmWebhook, responses((status = 204, description = "Handled (granted, duplicate, test or ignored)"), crate::openapi::NotFound, crate::openapi::TenantErrors))]
 pub async fn webhook(
     State(app): State<AppState>,
     Path(tenant): Path<String>,

@@ -13,6 +13,7 @@ pub mod gamemonitoring;
 pub mod gateway;
 pub mod metrics;
 pub mod ninja;
+pub mod openapi;
 pub mod server;
 pub mod tenants;
 pub mod tokens;

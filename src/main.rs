@@ -45,6 +45,8 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormat,
     },
+    /// Print the OpenAPI 3.1 document (the one `GET /openapi.json` serves) and exit.
+    Openapi,
 }
 
 fn main() -> std::process::ExitCode {
@@ -56,6 +58,10 @@ fn main() -> std::process::ExitCode {
             rate,
             log_format,
         } => serve(config, log_format, Some(rate)),
+        Command::Openapi => {
+            println!("{}", phoenix::openapi::document());
+            std::process::ExitCode::SUCCESS
+        }
     }
 }
 

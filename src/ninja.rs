@@ -52,7 +52,8 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/ninja/{kind}/{id}", get(dimension))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventQuery {
     client_id: Option<String>,
     app_id: Option<String>,
@@ -118,6 +119,7 @@ fn tenant_for(app: &AppState, q: &EventQuery) -> Result<String, ApiError> {
 
 /// `POST /event?client_id=&app_id=&api_client=[&app_pwd=]`: one payload (`{"timestamp",
 /// "data"}`) or a JSON array of up to 100.
+#[utoipa::path(post, path = "/event", operation_id = "ninja_ingest", tag = "ninja-metrics", params(EventQuery), request_body(content = Object, description = "One payload `{\"timestamp\", \"data\"}` or an array of up to 100 (seed 003)"), responses((status = 202, description = "Stored durably", body = crate::openapi::schemas::NinjaAck), (status = 415, description = "`UNSUPPORTED_MEDIA_TYPE`", body = crate::openapi::schemas::ErrorEnvelope), crate::openapi::TenantErrors))]
 pub async fn ingest(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -319,6 +321,7 @@ fn tenant_dims(app: &AppState, headers: &HeaderMap, uri: &Uri) -> Result<Dims, A
 }
 
 /// `GET /v1/ninja/{accounts|characters|shards|items}/{id}` (tenant HMAC).
+#[utoipa::path(get, path = "/v1/ninja/{kind}/{id}", tag = "ninja-metrics", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), params(("kind" = String, Path, description = "`accounts`, `characters`, `shards` or `items`"), ("id" = String, Path, description = "Record id")), responses((status = 200, description = "The dimension record", body = crate::openapi::schemas::NinjaRecord), crate::openapi::NotFound, crate::openapi::TenantErrors))]
 pub async fn dimension(
     State(app): State<AppState>,
     Path((kind, id)): Path<(String, String)>,
@@ -337,6 +340,7 @@ pub async fn dimension(
 }
 
 /// `GET /v1/ninja/currencies/{label}`: current rate and history (tenant HMAC).
+#[utoipa::path(get, path = "/v1/ninja/currencies/{label}", tag = "ninja-metrics", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), params(("label" = String, Path, description = "Virtual currency label")), responses((status = 200, description = "Current rate and history", body = crate::openapi::schemas::NinjaRecord), crate::openapi::NotFound, crate::openapi::TenantErrors))]
 pub async fn currency(
     State(app): State<AppState>,
     Path(label): Path<String>,
@@ -351,6 +355,7 @@ pub async fn currency(
 }
 
 /// `GET /v1/ninja/clients`: `api_client` and User-Agent values seen, with counts.
+#[utoipa::path(get, path = "/v1/ninja/clients", tag = "ninja-metrics", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), responses((status = 200, description = "`api_client` and User-Agent values seen, with counts", body = crate::openapi::schemas::NinjaClients), crate::openapi::TenantErrors))]
 pub async fn clients(
     State(app): State<AppState>,
     uri: Uri,

@@ -105,6 +105,7 @@ fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "service", security(("operator" = [])), responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String), (status = 401, description = "`UNAUTHORIZED`", body = crate::openapi::schemas::ErrorEnvelope)))]
 async fn metrics_endpoint(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -181,6 +182,7 @@ pub fn app(state: AppState) -> Router {
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/metrics", get(metrics_endpoint))
+        .route("/openapi.json", get(crate::openapi::openapi_json))
         .merge(limited)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(gateway::BODY_LIMIT))

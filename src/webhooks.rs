@@ -281,6 +281,7 @@ fn time(ms: i64) -> Value {
 
 /// `GET /v1/webhooks/deliveries?limit=50` (tenant HMAC) → `{"pending": n, "deliveries":
 /// [attempts, newest first]}`.
+#[utoipa::path(get, path = "/v1/webhooks/deliveries", operation_id = "webhook_deliveries", tag = "webhooks", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), params(("limit" = Option<u32>, Query, description = "Newest first")), responses((status = 200, description = "Delivery attempts and results", body = crate::openapi::schemas::WebhookDeliveries), crate::openapi::TenantErrors))]
 pub async fn deliveries(
     State(app): State<AppState>,
     headers: HeaderMap,

@@ -70,6 +70,7 @@ fn gm_of<'a>(app: &'a AppState, tenant: &str) -> Result<&'a super::GmConfig, Api
 
 /// `PUT /v1/players/{user_id}` `{"nickname": "…"}` → 200 `{"user_id", "nickname",
 /// "balance", "claimed": [grants made now]}`.
+#[utoipa::path(put, path = "/v1/players/{user_id}", tag = "gamemonitoring", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), params(("user_id" = String, Path, description = "Player")), request_body = crate::openapi::schemas::LinkRequest, responses((status = 200, description = "Linked; grants for earlier votes are made now", body = crate::openapi::schemas::LinkAnswer), crate::openapi::NotFound, crate::openapi::TenantErrors))]
 pub async fn link(
     State(app): State<AppState>,
     Path(user_id): Path<String>,
@@ -118,6 +119,7 @@ pub async fn link(
 
 /// `GET /v1/players/{user_id}/wallet` → `{"user_id", "nicknames", "balance", "grants"}`;
 /// 404 for a user never linked and never granted.
+#[utoipa::path(get, path = "/v1/players/{user_id}/wallet", tag = "gamemonitoring", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), params(("user_id" = String, Path, description = "Player")), responses((status = 200, description = "Balance and grants", body = crate::openapi::schemas::Wallet), crate::openapi::NotFound, crate::openapi::TenantErrors))]
 pub async fn wallet(
     State(app): State<AppState>,
     Path(user_id): Path<String>,
@@ -139,7 +141,8 @@ pub async fn wallet(
     })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeliveryQuery {
     /// Most deliveries (default 100, 1..=1000).
     limit: Option<usize>,
@@ -150,6 +153,7 @@ pub struct DeliveryQuery {
 
 /// `GET /v1/gamemonitoring/deliveries?limit=&after_type=&after_id=` → the recorded webhook
 /// deliveries (the dedupe records) in key order, `{"deliveries": […]}`.
+#[utoipa::path(get, path = "/v1/gamemonitoring/deliveries", tag = "gamemonitoring", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), params(DeliveryQuery), responses((status = 200, description = "Recorded webhook deliveries in key order", body = crate::openapi::schemas::Deliveries), crate::openapi::NotFound, crate::openapi::TenantErrors))]
 pub async fn deliveries(
     State(app): State<AppState>,
     headers: HeaderMap,

@@ -44,6 +44,7 @@ pub struct EventResult {
 }
 
 /// `POST /v1/events`: one event → 202 `{"event_id", "status": "accepted"|"duplicate"}`.
+#[utoipa::path(post, path = "/v1/events", tag = "ingestion", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), request_body = crate::openapi::schemas::IngestionEventV1, responses((status = 202, description = "Stored durably (or a duplicate)", body = crate::openapi::schemas::EventAck), crate::openapi::TenantErrors))]
 pub async fn ingest_one(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -90,6 +91,7 @@ async fn ingest_one_inner(
 }
 
 /// `POST /v1/events/bulk`: `{"events": [...]}` with 1..=100 events, each validated alone.
+#[utoipa::path(post, path = "/v1/events/bulk", tag = "ingestion", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), request_body = crate::openapi::schemas::BulkRequest, responses((status = 202, description = "Per-event results; accepted ones are durable", body = crate::openapi::schemas::BulkAck), crate::openapi::TenantErrors))]
 pub async fn ingest_bulk(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -265,7 +267,8 @@ fn bulk_events(text: &str) -> Result<Vec<&RawValue>, ApiError> {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogQuery {
     /// First position to return (default 1).
     #[serde(default)]
@@ -276,6 +279,7 @@ pub struct LogQuery {
 }
 
 /// `GET /v1/events?from=&limit=`: the tenant's durable log, in order (signed with body "").
+#[utoipa::path(get, path = "/v1/events", tag = "ingestion", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), params(LogQuery), responses((status = 200, description = "A page of the durable log", body = crate::openapi::schemas::LogPage), crate::openapi::TenantErrors))]
 pub async fn read_log(
     State(app): State<AppState>,
     headers: HeaderMap,

@@ -48,6 +48,7 @@ fn tenant_of(
     app.tenants.authenticate(headers, method, uri.path(), body)
 }
 
+#[utoipa::path(put, path = "/v1/leaderboards/{id}", operation_id = "put_leaderboard", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), params(("id" = String, Path, description = "Leaderboard id")), request_body = crate::openapi::schemas::LeaderboardDefinition, responses((status = 201, description = "Created; rebuilt from the retained log", body = crate::openapi::schemas::LeaderboardDefinition), (status = 200, description = "Replaced (or unchanged)", body = crate::openapi::schemas::LeaderboardDefinition), crate::openapi::TenantErrors))]
 pub async fn put(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -73,6 +74,7 @@ pub async fn put(
     Ok((status, Json(def)))
 }
 
+#[utoipa::path(get, path = "/v1/leaderboards/{id}", operation_id = "get_leaderboard", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), params(("id" = String, Path, description = "Leaderboard id")), responses((status = 200, description = "The definition", body = crate::openapi::schemas::LeaderboardDefinition), crate::openapi::NotFound, crate::openapi::TenantErrors))]
 pub async fn get(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -87,6 +89,7 @@ pub async fn get(
         .ok_or_else(|| ApiError::NotFound(format!("leaderboard {id} not found")))
 }
 
+#[utoipa::path(get, path = "/v1/leaderboards", operation_id = "list_leaderboards", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), responses((status = 200, description = "The tenant's boards", body = crate::openapi::schemas::LeaderboardList), crate::openapi::TenantErrors))]
 pub async fn list(
     State(app): State<AppState>,
     uri: Uri,
@@ -99,6 +102,7 @@ pub async fn list(
     ))
 }
 
+#[utoipa::path(delete, path = "/v1/leaderboards/{id}", operation_id = "delete_leaderboard", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), params(("id" = String, Path, description = "Leaderboard id")), responses((status = 204, description = "Deleted"), crate::openapi::NotFound, crate::openapi::TenantErrors))]
 pub async fn delete(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -114,7 +118,8 @@ pub async fn delete(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ViewQuery {
     timeframe: Option<String>,
@@ -196,6 +201,7 @@ fn view_of(
     Ok((tf, window))
 }
 
+#[utoipa::path(get, path = "/v1/leaderboards/{id}/standings", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = []), ("client_token" = [])), params(("id" = String, Path, description = "Leaderboard id"), ViewQuery), responses((status = 200, description = "A page of standings", body = crate::openapi::schemas::Standings), crate::openapi::NotFound, crate::openapi::TenantErrors))]
 pub async fn standings(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -228,6 +234,7 @@ pub async fn standings(
     })))
 }
 
+#[utoipa::path(get, path = "/v1/leaderboards/{id}/users/{user_id}", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = []), ("client_token" = [])), params(("id" = String, Path, description = "Leaderboard id"), ("user_id" = String, Path, description = "Player"), ViewQuery), responses((status = 200, description = "The player's rank and neighbours", body = crate::openapi::schemas::UserStanding), crate::openapi::NotFound, crate::openapi::TenantErrors))]
 pub async fn user(
     State(app): State<AppState>,
     Path((id, user)): Path<(String, String)>,
@@ -275,6 +282,7 @@ fn timeframe_of(q: &ViewQuery) -> Result<Timeframe, ApiError> {
 
 /// `GET /v1/leaderboards/{id}/windows/{key}/results?timeframe=…` → the final standings
 /// (top entries) and the grants of a closed window; 404 while it is not closed.
+#[utoipa::path(get, path = "/v1/leaderboards/{id}/windows/{key}/results", operation_id = "window_results", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = []), ("client_token" = [])), params(("id" = String, Path, description = "Leaderboard id"), ("key" = String, Path, description = "Window key"), ("timeframe" = String, Query, description = "Timeframe or schedule id")), responses((status = 200, description = "Final standings and grants of a closed window", body = crate::openapi::schemas::WindowClose), crate::openapi::NotFound, crate::openapi::TenantErrors))]
 pub async fn results(
     State(app): State<AppState>,
     Path((id, key)): Path<(String, String)>,
@@ -294,6 +302,7 @@ pub async fn results(
 
 /// `GET /v1/leaderboards/{id}/results?timeframe=…&limit=20` → `{"closes": […]}`: the
 /// closed windows of a timeframe with their winners and grants, newest first.
+#[utoipa::path(get, path = "/v1/leaderboards/{id}/results", operation_id = "closed_windows", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = []), ("client_token" = [])), params(("id" = String, Path, description = "Leaderboard id"), ("timeframe" = String, Query, description = "Timeframe or schedule id"), ("limit" = Option<u32>, Query, description = "1-100, default 20")), responses((status = 200, description = "Closed windows, newest first, with winners and grants", body = crate::openapi::schemas::WindowCloses), crate::openapi::NotFound, crate::openapi::TenantErrors))]
 pub async fn closes(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -330,6 +339,7 @@ struct UsersBody {
 /// `POST /v1/leaderboards/{id}/standings/users`: the listed users' entries in rank order (a
 /// friends or clan board); users without a score are left out. Tenant HMAC (signed over the
 /// body) or a client token.
+#[utoipa::path(post, path = "/v1/leaderboards/{id}/standings/users", operation_id = "users_standings", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = []), ("client_token" = [])), params(("id" = String, Path, description = "Leaderboard id")), request_body = crate::openapi::schemas::UsersStandingsRequest, responses((status = 200, description = "Those users' entries in rank order (friends or clan board)", body = crate::openapi::schemas::Standings), crate::openapi::NotFound, crate::openapi::TenantErrors))]
 pub async fn users(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -383,6 +393,7 @@ struct WindowsQuery {
 
 /// `GET /v1/leaderboards/{id}/windows?timeframe=…&limit=…`: the windows of one timeframe, newest
 /// first, with their state (`open`, `grace`, `closed`) and close time.
+#[utoipa::path(get, path = "/v1/leaderboards/{id}/windows", operation_id = "list_windows", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = []), ("client_token" = [])), params(("id" = String, Path, description = "Leaderboard id"), ("timeframe" = String, Query, description = "Timeframe or schedule id"), ("limit" = Option<u32>, Query, description = "1-100, default 20")), responses((status = 200, description = "Windows newest first with state and close time", body = crate::openapi::schemas::WindowList), crate::openapi::NotFound, crate::openapi::TenantErrors))]
 pub async fn windows(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -460,6 +471,7 @@ fn check_user_id(user: &str) -> Result<(), ApiError> {
 }
 
 /// `POST /v1/leaderboards/{id}/members/{user_id}` → 201 joined, 200 already a member, 409 full.
+#[utoipa::path(post, path = "/v1/leaderboards/{id}/members/{user_id}", operation_id = "join", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = []), ("client_token" = [])), params(("id" = String, Path, description = "Leaderboard id"), ("user_id" = String, Path)), responses((status = 201, description = "Joined", body = crate::openapi::schemas::Membership), (status = 200, description = "Already a member", body = crate::openapi::schemas::Membership), (status = 409, description = "max_members reached", body = crate::openapi::schemas::ErrorEnvelope), crate::openapi::NotFound, crate::openapi::TenantErrors))]
 pub async fn join(
     State(app): State<AppState>,
     Path((id, user)): Path<(String, String)>,
@@ -482,6 +494,7 @@ pub async fn join(
 }
 
 /// `DELETE /v1/leaderboards/{id}/members/{user_id}` → 204, or 404 if not a member.
+#[utoipa::path(delete, path = "/v1/leaderboards/{id}/members/{user_id}", operation_id = "leave", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = []), ("client_token" = [])), params(("id" = String, Path, description = "Leaderboard id"), ("user_id" = String, Path)), responses((status = 204, description = "Left"), crate::openapi::NotFound, crate::openapi::TenantErrors))]
 pub async fn leave(
     State(app): State<AppState>,
     Path((id, user)): Path<(String, String)>,
@@ -512,6 +525,7 @@ struct MembersQuery {
 
 /// `GET /v1/leaderboards/{id}/members?after=…&limit=…`: members in user id order, paged by
 /// the last id seen (`next`).
+#[utoipa::path(get, path = "/v1/leaderboards/{id}/members", operation_id = "list_members", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), params(("id" = String, Path, description = "Leaderboard id"), ("after" = Option<String>, Query, description = "Page after this user id"), ("limit" = Option<u32>, Query, description = "1-1000")), responses((status = 200, description = "Members, by user id", body = crate::openapi::schemas::MemberList), crate::openapi::NotFound, crate::openapi::TenantErrors))]
 pub async fn members(
     State(app): State<AppState>,
     Path(id): Path<String>,

@@ -17,7 +17,7 @@ use crate::tokens::{mint, Claims};
 /// Longest token lifetime: 7 days.
 pub const MAX_TTL: i64 = 7 * 86_400;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TokenRequest {
     user_id: String,
@@ -27,6 +27,7 @@ struct TokenRequest {
     ttl_seconds: Option<i64>,
 }
 
+#[utoipa::path(post, path = "/v1/tokens", operation_id = "create_client_token", tag = "realtime", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), request_body = TokenRequest, responses((status = 201, description = "A read-only client token", body = crate::openapi::schemas::ClientToken), crate::openapi::TenantErrors))]
 pub async fn create(
     State(app): State<AppState>,
     headers: HeaderMap,

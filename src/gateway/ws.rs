@@ -71,7 +71,8 @@ impl Drop for Slot {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WsQuery {
     token: Option<String>,
 }
@@ -102,6 +103,7 @@ pub fn register_metrics() {
     }
 }
 
+#[utoipa::path(get, path = "/v1/ws", tag = "realtime", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = []), ("client_token_query" = [])), params(WsQuery), responses((status = 101, description = "Switching to the WebSocket protocol (frames: docs/websocket.md)"), crate::openapi::TenantErrors))]
 pub async fn upgrade(
     State(app): State<AppState>,
     query: Result<Query<WsQuery>, axum::extract::rejection::QueryRejection>,
