@@ -17,7 +17,10 @@
 //! Committer threads (committer.rs)          writer: each round's events as few log records as
 //!                                            fit, bounded bytes per tenant per round (fair);
 //!                                            fsync: one fsync acknowledges whole rounds
-//! SledLog (store.rs)                        one sled tree per tenant, ≤ 64 KB records
+//! SledLog (store.rs)                        one sled tree per tenant, ≤ 64 KB records,
+//!                                            LZ4-compressed from 512 bytes
+//! Upkeep task (engine/maintenance.rs)       low-disk guard (retention.rs) every second,
+//!                                            log retention in bounded steps every minute
 //! RewardStore (rewards.rs)                  vote-reward dedupe + grants, one transaction each
 //! CloseStore (leaderboard/close.rs)         a window close: record + grants + outbox, one tx
 //! Outbox (outbox.rs)                        durable webhook deliveries, retried by the edge
