@@ -129,17 +129,6 @@ pub struct ViewQuery {
     around: Option<usize>,
 }
 
-fn parse_query(raw: Option<String>) -> Result<ViewQuery, ApiError> {
-    let raw = raw.unwrap_or_default();
-    Query::<ViewQuery>::try_from_uri(
-        &format!("/?{raw}")
-            .parse()
-            .map_err(|_| ApiError::Validation("bad query string".into()))?,
-    )
-    .map(|q| q.0)
-    .map_err(|e| ApiError::Validation(format!("query: {}", e.body_text())))
-}
-
 /// Read-only queries take tenant HMAC, or a client token (`Authorization: Bearer pxt1…`)
 /// scoped to its tenant and, if it names any, its leaderboards.
 fn reader_of(
@@ -210,7 +199,7 @@ pub async fn standings(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = reader_of(&app, &headers, &uri, &id)?;
-    let q = parse_query(raw)?;
+    let q = query_of::<ViewQuery>(raw)?;
     let (tf, window) = view(&q)?;
     let limit = q.limit.unwrap_or(10);
     if limit == 0 || limit > MAX_LIMIT {
@@ -243,7 +232,7 @@ pub async fn user(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = reader_of(&app, &headers, &uri, &id)?;
-    let q = parse_query(raw)?;
+    let q = query_of::<ViewQuery>(raw)?;
     let (tf, window) = view(&q)?;
     let around = q.around.unwrap_or(5);
     if around > 100 {
@@ -291,7 +280,7 @@ pub async fn results(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = reader_of(&app, &headers, &uri, &id)?;
-    let tf = timeframe_of(&parse_query(raw)?)?;
+    let tf = timeframe_of(&query_of::<ViewQuery>(raw)?)?;
     let key =
         WindowKey::parse(tf, &key).map_err(|e| ApiError::Validation(format!("window: {e}")))?;
     let engine = app.require_engine()?;
@@ -311,7 +300,7 @@ pub async fn closes(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = reader_of(&app, &headers, &uri, &id)?;
-    let q = parse_query(raw)?;
+    let q = query_of::<ViewQuery>(raw)?;
     let tf = timeframe_of(&q)?;
     let limit = q.limit.unwrap_or(20);
     if limit == 0 || limit > 100 {
