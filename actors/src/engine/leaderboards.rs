@@ -12,7 +12,8 @@ use super::Engine;
 use crate::error::EngineError;
 use crate::event::Event;
 use crate::leaderboard::actor::{
-    BoardArgs, LeaderboardMsg, QueryError, Standings, UserStanding, WindowInfo, WindowSel,
+    BoardArgs, LeaderboardMsg, MemberStatus, QueryError, Standings, UserStanding, WindowInfo,
+    WindowSel,
 };
 use crate::leaderboard::definition::Definition;
 use crate::leaderboard::members::{Decision, JoinOutcome, MEMBER_JOINED, MEMBER_LEFT};
@@ -389,13 +390,14 @@ impl Engine {
         Ok((d, duplicate))
     }
 
-    /// Join a tournament (`entry.join_required`). A full board is `QueryError::Conflict`.
-    pub async fn join_member(
+    /// `user`'s membership of board `id`; a board without `entry.join_required` is invalid
+    /// for joins and leaves.
+    async fn tournament_status(
         &self,
         tenant: &str,
         id: &str,
         user: &str,
-    ) -> Result<JoinOutcome, QueryError> {
+    ) -> Result<MemberStatus, QueryError> {
         let u = user.to_owned();
         let status = self
             .ask(tenant, id, |reply| LeaderboardMsg::Membership {
@@ -408,6 +410,17 @@ impl Engine {
                 "entry.join_required is not set on this leaderboard".into(),
             ));
         }
+        Ok(status)
+    }
+
+    /// Join a tournament (`entry.join_required`). A full board is `QueryError::Conflict`.
+    pub async fn join_member(
+        &self,
+        tenant: &str,
+        id: &str,
+        user: &str,
+    ) -> Result<JoinOutcome, QueryError> {
+        let status = self.tournament_status(tenant, id, user).await?;
         if status.member {
             return Ok(JoinOutcome::AlreadyMember);
         }
@@ -430,18 +443,7 @@ impl Engine {
         id: &str,
         user: &str,
     ) -> Result<bool, QueryError> {
-        let u = user.to_owned();
-        let status = self
-            .ask(tenant, id, |reply| LeaderboardMsg::Membership {
-                user: u,
-                reply,
-            })
-            .await?;
-        if !status.join_required {
-            return Err(QueryError::Invalid(
-                "entry.join_required is not set on this leaderboard".into(),
-            ));
-        }
+        let status = self.tournament_status(tenant, id, user).await?;
         if !status.member {
             return Ok(false);
         }
