@@ -9,44 +9,12 @@ use std::io::{Read, Write};
 use std::net::TcpStream as StdTcp;
 use std::time::{Duration, Instant};
 
+use common::ws::{backend, send, with_token, ws_url, Ws};
 use common::*;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use serde_json::{json, Value};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-fn ws_url(base: &str) -> String {
-    format!("{}/v1/ws", base.replacen("http://", "ws://", 1))
-}
-
-async fn backend(base: &str, tenant: &str, secret: &str) -> Result<Ws, String> {
-    let mut req = ws_url(base).into_client_request().unwrap();
-    let ts = now().to_string();
-    let sig = phoenix::auth::sign(secret.as_bytes(), "GET", "/v1/ws", &ts, b"");
-    let h = req.headers_mut();
-    h.insert("X-Tenant-Id", tenant.parse().unwrap());
-    h.insert("X-Timestamp", ts.parse().unwrap());
-    h.insert("X-Signature", sig.parse().unwrap());
-    connect_async(req)
-        .await
-        .map(|(ws, _)| ws)
-        .map_err(|e| e.to_string())
-}
-
-async fn with_token(base: &str, token: &str) -> Result<Ws, String> {
-    connect_async(format!("{}?token={token}", ws_url(base)))
-        .await
-        .map(|(ws, _)| ws)
-        .map_err(|e| e.to_string())
-}
-
-async fn send(ws: &mut Ws, v: Value) {
-    ws.send(Message::Text(v.to_string().into())).await.unwrap();
-}
+use tokio_tungstenite::{connect_async, MaybeTlsStream};
 
 /// The next text frame, raw (fails after 10 s).
 async fn next_text(ws: &mut Ws) -> String {

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+pub mod ws;
+
 pub const TENANT: &str = "demo";
 pub const SECRET: &str = "demo-secret-0123456789";
 pub const OTHER: &str = "other";
