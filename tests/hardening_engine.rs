@@ -4,37 +4,32 @@
 
 mod common;
 
-use std::time::Duration;
-
+use common::ws::{demo_backend, next_where, send_text};
 use common::*;
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::Message;
 
 fn sum_board() -> Value {
     json!({"rules": [{"event_type": "match.*", "points_expression": "attrs.score"}],
            "timeframes": ["all_time"]})
 }
 
-/// The value of one Prometheus series (0 when absent), matched by name and label pairs.
-fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+/// A server with the standard config and board `sum` (201).
+async fn start_with_sum(dir: &std::path::Path) -> (Server, Client) {
+    let server = Server::start(dir);
+    let c = server.client();
+    let (status, body) = c.put_board("sum", &sum_board()).await;
+    assert_eq!(status, 201, "{body}");
+    (server, c)
+}
+
+/// The all-time standings of board `sum`.
+async fn sum_standings(c: &Client) -> Value {
+    c.standings("sum", "timeframe=all_time").await.1
 }
 
 #[tokio::test]
 async fn the_101st_board_of_a_tenant_is_refused_and_others_are_unaffected() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
-    let c = server.client();
+    let (_dir, server, c) = fresh();
     for i in 0..100 {
         let (status, body) = c.put_board(&format!("b{i}"), &sum_board()).await;
         assert_eq!(status, 201, "board {i}: {body}");
@@ -140,10 +135,7 @@ fn raw_event(id: &str, attrs: &str) -> String {
 #[tokio::test]
 async fn what_a_board_cannot_decode_is_never_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
-    let c = server.client();
-    let (status, _) = c.put_board("sum", &sum_board()).await;
-    assert_eq!(status, 201);
+    let (server, c) = start_with_sum(dir.path()).await;
     // HTTP single: 400 naming the problem.
     for (i, (attrs, want)) in undecodable_attrs().iter().enumerate() {
         let body = raw_event(&format!("bad-{i}"), attrs);
@@ -174,14 +166,14 @@ async fn what_a_board_cannot_decode_is_never_acknowledged() {
         assert!(r["error"].as_str().unwrap().contains(want), "{r}");
     }
     // WebSocket ingest agrees: the same events are refused there.
-    let mut ws = backend_ws(&server.base).await;
+    let mut ws = demo_backend(&server.base).await;
     for (i, (attrs, _)) in undecodable_attrs().iter().enumerate() {
         let frame = format!(
             r#"{{"type":"ingest","id":"w{i}","event":{}}}"#,
             raw_event(&format!("ws-bad-{i}"), attrs)
         );
-        ws.send(Message::Text(frame.into())).await.unwrap();
-        let reply = next_frame(&mut ws).await;
+        send_text(&mut ws, frame).await;
+        let reply = next_where(&mut ws, |f| f["type"] == "error" || f["type"] == "ack").await;
         let refused = reply["type"] == "error" || reply["results"][0]["status"] == "failed";
         assert!(refused, "ws accepted an undecodable event: {reply}");
     }
@@ -191,9 +183,7 @@ async fn what_a_board_cannot_decode_is_never_acknowledged() {
     assert!(log.iter().all(|e| !e["event"].is_null()));
     assert_eq!(log[0]["event"]["event_id"], "good-1");
     eventually("the good event is scored", || async {
-        let (_, s) = c
-            .get("/v1/leaderboards/sum/standings", "timeframe=all_time")
-            .await;
+        let s = sum_standings(&c).await;
         s["entries"][0]["score"] == 7.0
     })
     .await;
@@ -201,47 +191,10 @@ async fn what_a_board_cannot_decode_is_never_acknowledged() {
     assert_eq!(metric(&m, "phoenix_log_undecodable_total", &[]), 0.0, "{m}");
 }
 
-async fn backend_ws(
-    base: &str,
-) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
-    let url = format!("{}/v1/ws", base.replacen("http://", "ws://", 1));
-    let mut req = url.into_client_request().unwrap();
-    let ts = now().to_string();
-    let sig = phoenix::auth::sign(SECRET.as_bytes(), "GET", "/v1/ws", &ts, b"");
-    let h = req.headers_mut();
-    h.insert("X-Tenant-Id", TENANT.parse().unwrap());
-    h.insert("X-Timestamp", ts.parse().unwrap());
-    h.insert("X-Signature", sig.parse().unwrap());
-    tokio_tungstenite::connect_async(req).await.unwrap().0
-}
-
-async fn next_frame(
-    ws: &mut tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-) -> Value {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("a frame within 10 s")
-            .expect("stream open")
-            .expect("frame");
-        if let Message::Text(t) = msg {
-            let v: Value = serde_json::from_str(&t).unwrap();
-            if v["type"] == "error" || v["type"] == "ack" {
-                return v;
-            }
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_sum_that_would_overflow_is_refused_counted_and_never_stored() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
-    let c = server.client();
-    let (status, _) = c.put_board("sum", &sum_board()).await;
-    assert_eq!(status, 201);
+    let (server, c) = start_with_sum(dir.path()).await;
     let big = |id: &str, user: &str, score: f64| {
         let mut e = event(id, user, 0);
         e["attrs"]["score"] = json!(score);
@@ -256,15 +209,11 @@ async fn a_sum_that_would_overflow_is_refused_counted_and_never_stored() {
         assert_eq!(status, 202, "{body}");
     }
     eventually("bob is scored", || async {
-        let (_, s) = c
-            .get("/v1/leaderboards/sum/standings", "timeframe=all_time")
-            .await;
+        let s = sum_standings(&c).await;
         s["total"] == 2
     })
     .await;
-    let (_, s) = c
-        .get("/v1/leaderboards/sum/standings", "timeframe=all_time")
-        .await;
+    let s = sum_standings(&c).await;
     let entries = s["entries"].as_array().unwrap();
     assert!(
         entries.iter().all(|e| e["score"].is_number()),
@@ -289,9 +238,7 @@ async fn a_sum_that_would_overflow_is_refused_counted_and_never_stored() {
     let (status, _) = c.post("/v1/events", &big("o4", "ann", -1.0e308)).await;
     assert_eq!(status, 202);
     eventually("ann's sum moves down", || async {
-        let (_, s) = c
-            .get("/v1/leaderboards/sum/users/ann", "timeframe=all_time")
-            .await;
+        let (_, s) = c.user("sum", "ann", "timeframe=all_time").await;
         s["score"]
             .as_f64()
             .is_some_and(|x| (x - 0.7e308).abs() < 1e300)
@@ -302,38 +249,22 @@ async fn a_sum_that_would_overflow_is_refused_counted_and_never_stored() {
 #[tokio::test]
 async fn client_chosen_extremes_do_not_wrap() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
-    let c = server.client();
-    let (status, _) = c.put_board("sum", &sum_board()).await;
-    assert_eq!(status, 201);
+    let (_server, c) = start_with_sum(dir.path()).await;
     let (status, _) = c.post("/v1/events", &event("x1", "ann", 3)).await;
     assert_eq!(status, 202);
     eventually("ann is scored", || async {
-        let (_, s) = c
-            .get("/v1/leaderboards/sum/standings", "timeframe=all_time")
-            .await;
+        let s = sum_standings(&c).await;
         s["total"] == 1
     })
     .await;
     let max = u64::MAX.to_string();
-    let (status, s) = c
-        .get(
-            "/v1/leaderboards/sum/standings",
-            &format!("timeframe=all_time&offset={max}"),
-        )
-        .await;
+    let past_bound = format!("timeframe=all_time&offset={max}");
+    let (status, s) = c.standings("sum", &past_bound).await;
     // Past the edge's bound: a clear 400 naming the parameter (nothing wraps).
-    assert_envelope(status, &s, 400, "VALIDATION_ERROR");
-    assert!(
-        s["error"]["message"].as_str().unwrap().contains("offset"),
-        "{s}"
-    );
+    assert_invalid(status, &s, "offset");
     // The largest offset the edge allows reaches the board, which answers an empty page.
     let (status, s) = c
-        .get(
-            "/v1/leaderboards/sum/standings",
-            "timeframe=all_time&offset=4294966295",
-        )
+        .standings("sum", "timeframe=all_time&offset=4294966295")
         .await;
     assert_eq!(status, 200, "{s}");
     assert_eq!(s["entries"].as_array().unwrap().len(), 0);
@@ -341,12 +272,7 @@ async fn client_chosen_extremes_do_not_wrap() {
     assert_eq!(status, 200, "{page}");
     assert!(page["events"].as_array().unwrap().is_empty());
     // The board is still alive and answering.
-    let (status, u) = c
-        .get(
-            "/v1/leaderboards/sum/users/ann",
-            "timeframe=all_time&around=100",
-        )
-        .await;
+    let (status, u) = c.user("sum", "ann", "timeframe=all_time&around=100").await;
     assert_eq!(status, 200, "{u}");
     assert_eq!(u["rank"], 1);
 }

@@ -7,95 +7,54 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream as StdTcp;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::ws::{backend, send, with_token, ws_url, Ws};
+use common::ws::{
+    assert_serves, backend, churn, close_of, demo_backend, next, next_of, next_text, ping_ok,
+    refusal, send, subscribe, with_token, Ws, WsError,
+};
 use common::*;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{connect_async, MaybeTlsStream};
+use tokio_tungstenite::MaybeTlsStream;
 
-/// The next text frame, raw (fails after 10 s).
-async fn next_text(ws: &mut Ws) -> String {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("a frame within 10 s")
-            .expect("stream open")
-            .expect("frame");
-        match msg {
-            Message::Text(t) => return t.to_string(),
-            Message::Close(c) => panic!("closed: {c:?}"),
-            _ => {}
-        }
-    }
-}
-
-async fn next(ws: &mut Ws) -> Value {
-    serde_json::from_str(&next_text(ws).await).unwrap()
-}
-
-async fn next_of(ws: &mut Ws, ty: &str) -> Value {
-    loop {
-        let f = next(ws).await;
-        if f["type"] == ty {
-            return f;
-        }
-    }
-}
-
-/// Read until the server's close frame; its (code, reason). Fails on a bare close.
-async fn close_of(ws: &mut Ws, within: Duration) -> (u16, String) {
-    let deadline = Instant::now() + within;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, ws.next()).await {
-            Ok(Some(Ok(Message::Close(Some(f))))) => return (f.code.into(), f.reason.to_string()),
-            Ok(Some(Ok(Message::Close(None)))) => panic!("close frame without a code"),
-            Ok(Some(Ok(_))) => {}
-            Ok(other) => panic!("the stream ended without a close frame: {other:?}"),
-            Err(_) => panic!("no close frame within {within:?}"),
-        }
-    }
+/// A server with board `b` on the standard tenant (its config: the standard one plus
+/// `extra`).
+async fn start(dir: &Path, extra: &str) -> (Server, Client) {
+    let server = Server::start_with(dir, &config_text(&dir.join("data"), extra));
+    let c = server.client();
+    put_board(&c, "b").await;
+    (server, c)
 }
 
 async fn put_board(c: &Client, id: &str) {
     let def = json!({"rules": [{"event_type": "*", "points_expression": "attrs.score"}], "timeframes": ["daily", "all_time"]});
-    let (s, body) = c.put_board(id, &def).await;
-    assert!(s < 300, "{body}");
+    c.create_board(id, &def).await;
 }
 
-fn subscribe(id: &str, view: Value) -> Value {
-    json!({"type": "subscribe", "id": id, "leaderboard": "b", "timeframe": "all_time", "view": view})
-}
-
-/// Sum of every sample of `name` in a Prometheus text.
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.split(['{', ' ']).next() == Some(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-async fn ping_ok(ws: &mut Ws) {
-    send(ws, json!({"type": "ping", "id": "p"})).await;
-    assert_eq!(next_of(ws, "pong").await["id"], "p");
+/// The live WebSocket views, summed over boards.
+async fn views(server: &Server) -> f64 {
+    server.metric("phoenix_ws_views", &[]).await
 }
 
 async fn admin(base: &str, path: &str, body: Value) -> (u16, Value) {
-    let resp = reqwest::Client::new()
-        .post(format!("{base}{path}"))
-        .bearer_auth(OPERATOR)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    decode(resp).await
+    plain::operator(base, "POST", path, Some(&body)).await
 }
 
-/// Create tenant `id` with `secret` through the operator API.
-async fn new_tenant(base: &str, id: &str, secret: &str) -> Client {
+/// Rotate t2's secret to `secret`, the old one staying valid for `overlap_seconds`.
+async fn rotate(base: &str, secret: &str, overlap_seconds: u64) {
+    let body = json!({"secret": secret, "overlap_seconds": overlap_seconds});
+    let (s, v) = admin(base, "/v1/admin/tenants/t2/rotate", body).await;
+    assert_eq!(s, 200, "{v}");
+}
+
+/// A server in `dir` with tenant `id` created with `secret` through the operator API, with
+/// board `b`, a client token for alice, and an open backend session and client session.
+async fn live_tenant(dir: &Path, id: &str, secret: &str) -> (Server, Client, String, Ws, Ws) {
+    let server = Server::start(dir);
+    let base = &server.base;
     let (s, v) = admin(
         base,
         "/v1/admin/tenants",
@@ -103,27 +62,19 @@ async fn new_tenant(base: &str, id: &str, secret: &str) -> Client {
     )
     .await;
     assert_eq!(s, 201, "{v}");
-    Client::new(base, id, secret)
-}
-
-async fn token(c: &Client, ttl: i64) -> String {
-    let (s, t) = c
-        .post(
-            "/v1/tokens",
-            &json!({"user_id": "alice", "ttl_seconds": ttl}),
-        )
-        .await;
-    assert_eq!(s, 201, "{t}");
-    t["token"].as_str().unwrap().to_owned()
+    let c = Client::new(base, id, secret);
+    put_board(&c, "b").await;
+    let tok = c.token("alice", 600).await;
+    let back = backend(base, id, secret).await.unwrap();
+    let client = with_token(base, &tok).await.unwrap();
+    (server, c, tok, back, client)
 }
 
 #[tokio::test]
 async fn subscriptions_per_connection_are_capped_and_frame_strings_bounded() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
-    let c = server.client();
-    put_board(&c, "b").await;
-    let tok = token(&c, 600).await;
+    let (server, c) = start(dir.path(), "").await;
+    let tok = c.token("alice", 600).await;
     // A read-only client token, as in the report.
     let mut ws = with_token(&server.base, &tok).await.unwrap();
     for n in 1..=32 {
@@ -154,7 +105,7 @@ async fn subscriptions_per_connection_are_capped_and_frame_strings_bounded() {
     assert_eq!(next_of(&mut ws, "snapshot").await["id"], "s34");
     let text = server.metrics().await;
     assert!(
-        metric(&text, "phoenix_ws_subscriptions_refused_total") >= 1.0,
+        metric(&text, "phoenix_ws_subscriptions_refused_total", &[]) >= 1.0,
         "{text}"
     );
 
@@ -215,20 +166,15 @@ async fn subscriptions_per_connection_are_capped_and_frame_strings_bounded() {
     ping_ok(&mut ws).await;
     // No refused subscription made a view. Live: top 1 (s34), top 2 (s1 and formerly s2),
     // top 4..=32, and the 256-byte neighbourhood; top 3 went with s3.
-    eventually("32 live views", || async {
-        metric(&server.metrics().await, "phoenix_ws_views") == 32.0
-    })
-    .await;
+    eventually("32 live views", || async { views(&server).await == 32.0 }).await;
 }
 
 #[tokio::test]
 async fn views_nobody_watches_are_released_without_a_board_change() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
-    let c = server.client();
-    put_board(&c, "b").await;
-    c.post("/v1/events", &event("e1", "alice", 5)).await;
-    let mut ws = backend(&server.base, TENANT, SECRET).await.unwrap();
+    let (server, c) = start(dir.path(), "").await;
+    c.ingest(&[event("e1", "alice", 5)]).await;
+    let mut ws = demo_backend(&server.base).await;
     for i in 0..5 {
         send(
             &mut ws,
@@ -238,14 +184,14 @@ async fn views_nobody_watches_are_released_without_a_board_change() {
         next_of(&mut ws, "snapshot").await;
     }
     let text = server.metrics().await;
-    assert_eq!(metric(&text, "phoenix_ws_views"), 5.0, "{text}");
-    assert_eq!(metric(&text, "phoenix_ws_sessions"), 1.0, "{text}");
+    assert_eq!(metric(&text, "phoenix_ws_views", &[]), 5.0, "{text}");
+    assert_eq!(metric(&text, "phoenix_ws_sessions", &[]), 1.0, "{text}");
     // Unsubscribing one releases its view, with no event on the board.
     send(&mut ws, json!({"type": "unsubscribe", "id": "a0"})).await;
     ping_ok(&mut ws).await;
     let t0 = Instant::now();
     eventually("the unwatched view is released", || async {
-        metric(&server.metrics().await, "phoenix_ws_views") == 4.0
+        views(&server).await == 4.0
     })
     .await;
     // Closing the connection releases the rest; the board does not change meanwhile.
@@ -253,7 +199,8 @@ async fn views_nobody_watches_are_released_without_a_board_change() {
     drop(ws);
     eventually("views of a closed connection are released", || async {
         let text = server.metrics().await;
-        metric(&text, "phoenix_ws_views") == 0.0 && metric(&text, "phoenix_ws_sessions") == 0.0
+        metric(&text, "phoenix_ws_views", &[]) == 0.0
+            && metric(&text, "phoenix_ws_sessions", &[]) == 0.0
     })
     .await;
     let took = t0.elapsed();
@@ -283,11 +230,9 @@ fn server_socket(server_port: u16, client_port: u16) -> Option<(String, u64)> {
 async fn a_slow_consumer_is_reset_at_once_even_if_it_never_reads() {
     let dir = tempfile::tempdir().unwrap();
     let extra = "ws_push_interval_ms = 1\nws_outbound_queue = 4\nws_stall_timeout_seconds = 2";
-    let server = Server::start_with(dir.path(), &config_text(&dir.path().join("data"), extra));
-    let c = server.client();
-    put_board(&c, "b").await;
+    let (server, c) = start(dir.path(), extra).await;
     let server_port: u16 = server.base.rsplit(':').next().unwrap().parse().unwrap();
-    let mut ws = backend(&server.base, TENANT, SECRET).await.unwrap();
+    let mut ws = demo_backend(&server.base).await;
     let client_port = match ws.get_ref() {
         MaybeTlsStream::Plain(s) => s.local_addr().unwrap().port(),
         _ => unreachable!("plain TCP"),
@@ -305,19 +250,10 @@ async fn a_slow_consumer_is_reset_at_once_even_if_it_never_reads() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut round = 0;
     let judged = loop {
-        let events: Vec<Value> = (0..100)
-            .map(|j| {
-                event(
-                    &format!("r{round}-{j}"),
-                    &format!("user{j}-{pad}"),
-                    (round * 7 + j * 13) % 97 + 1,
-                )
-            })
-            .collect();
-        c.post("/v1/events/bulk", &json!({"events": events})).await;
+        churn(&c, round, &pad).await;
         round += 1;
         let text = server.metrics().await;
-        if metric(&text, "phoenix_ws_slow_closed_total") >= 1.0 {
+        if metric(&text, "phoenix_ws_slow_closed_total", &[]) >= 1.0 {
             break Instant::now();
         }
         assert!(Instant::now() < deadline, "never judged slow:\n{text}");
@@ -340,16 +276,16 @@ async fn a_slow_consumer_is_reset_at_once_even_if_it_never_reads() {
     );
     let text = server.metrics().await;
     assert_eq!(
-        metric(&text, "phoenix_ws_slow_closed_total"),
+        metric(&text, "phoenix_ws_slow_closed_total", &[]),
         1.0,
         "counted per connection:\n{text}"
     );
     assert!(
-        metric(&text, "phoenix_ws_frames_dropped_total") > 0.0,
+        metric(&text, "phoenix_ws_frames_dropped_total", &[]) > 0.0,
         "{text}"
     );
     eventually("the session is gone", || async {
-        metric(&server.metrics().await, "phoenix_ws_sessions") == 0.0
+        server.metric("phoenix_ws_sessions", &[]).await == 0.0
     })
     .await;
     // Reading now: whatever had reached the client, then the reset (or EOF), quickly.
@@ -369,22 +305,14 @@ async fn a_slow_consumer_is_reset_at_once_even_if_it_never_reads() {
         "backlog bounded: {frames} frames for {round} rounds"
     );
     // The server is fine afterwards.
-    let mut ws2 = backend(&server.base, TENANT, SECRET).await.unwrap();
-    send(&mut ws2, subscribe("again", json!({"top": 3}))).await;
-    assert_eq!(next(&mut ws2).await["type"], "snapshot");
+    assert_serves(&server.base).await;
 }
 
 #[tokio::test]
 async fn suspension_ends_open_backend_and_client_sessions_within_a_second() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
-    let t1 = new_tenant(&server.base, "t1", "t1-secret-0123456789").await;
-    put_board(&t1, "b").await;
-    let tok = token(&t1, 600).await;
-    let mut back = backend(&server.base, "t1", "t1-secret-0123456789")
-        .await
-        .unwrap();
-    let mut client = with_token(&server.base, &tok).await.unwrap();
+    let (server, t1, tok, mut back, mut client) =
+        live_tenant(dir.path(), "t1", "t1-secret-0123456789").await;
     send(&mut client, subscribe("s", json!({"top": 3}))).await;
     next_of(&mut client, "snapshot").await;
     send(
@@ -397,7 +325,7 @@ async fn suspension_ends_open_backend_and_client_sessions_within_a_second() {
         "accepted"
     );
     // Another tenant's session is not touched.
-    let mut bystander = backend(&server.base, TENANT, SECRET).await.unwrap();
+    let mut bystander = demo_backend(&server.base).await;
 
     let t0 = Instant::now();
     let (s, v) = admin(&server.base, "/v1/admin/tenants/t1/suspend", json!({})).await;
@@ -413,12 +341,9 @@ async fn suspension_ends_open_backend_and_client_sessions_within_a_second() {
         "sessions ended {took:?} after the suspension"
     );
     // Nothing more from t1: new sessions are refused, the log holds only the event before.
-    let err = backend(&server.base, "t1", "t1-secret-0123456789")
-        .await
-        .unwrap_err();
-    assert!(err.contains("403"), "{err}");
-    let err = with_token(&server.base, &tok).await.unwrap_err();
-    assert!(err.contains("403"), "{err}");
+    let refused = backend(&server.base, "t1", "t1-secret-0123456789").await;
+    assert_eq!(refusal(refused), 403);
+    assert_eq!(refusal(with_token(&server.base, &tok).await), 403);
     let (s, v) = admin(&server.base, "/v1/admin/tenants/t1/resume", json!({})).await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(t1.logged_ids().await, ["before"]);
@@ -428,10 +353,8 @@ async fn suspension_ends_open_backend_and_client_sessions_within_a_second() {
 #[tokio::test]
 async fn an_expired_client_token_ends_its_session() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
-    let c = server.client();
-    put_board(&c, "b").await;
-    let tok = token(&c, 2).await;
+    let (server, c) = start(dir.path(), "").await;
+    let tok = c.token("alice", 2).await;
     let minted = Instant::now();
     let mut ws = with_token(&server.base, &tok).await.unwrap();
     send(&mut ws, subscribe("s", json!({"top": 3}))).await;
@@ -444,29 +367,16 @@ async fn an_expired_client_token_ends_its_session() {
         after > Duration::from_millis(900) && after < Duration::from_millis(3500),
         "closed {after:?} after minting"
     );
-    let err = with_token(&server.base, &tok).await.unwrap_err();
-    assert!(err.contains("401"), "{err}");
+    assert_eq!(refusal(with_token(&server.base, &tok).await), 401);
 }
 
 #[tokio::test]
 async fn rotation_keeps_old_credentials_for_the_overlap_only() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
-    let old = new_tenant(&server.base, "t2", "t2-old-secret-0123456").await;
-    put_board(&old, "b").await;
-    let old_token = token(&old, 600).await;
-    let mut back = backend(&server.base, "t2", "t2-old-secret-0123456")
-        .await
-        .unwrap();
-    let mut client = with_token(&server.base, &old_token).await.unwrap();
+    let (server, _old, old_token, mut back, mut client) =
+        live_tenant(dir.path(), "t2", "t2-old-secret-0123456").await;
 
-    let (s, v) = admin(
-        &server.base,
-        "/v1/admin/tenants/t2/rotate",
-        json!({"secret": "t2-new-secret-0123456", "overlap_seconds": 2}),
-    )
-    .await;
-    assert_eq!(s, 200, "{v}");
+    rotate(&server.base, "t2-new-secret-0123456", 2).await;
     let rotated = Instant::now();
     let new = Client::new(&server.base, "t2", "t2-new-secret-0123456");
     // During the overlap: old sessions go on, the old token verifies over HTTP and WS.
@@ -496,7 +406,7 @@ async fn rotation_keeps_old_credentials_for_the_overlap_only() {
         .expect("old token during the overlap");
     send(&mut during, subscribe("s", json!({"top": 3}))).await;
     next_of(&mut during, "snapshot").await;
-    let new_token = token(&new, 600).await;
+    let new_token = new.token("alice", 600).await;
 
     // The overlap ends: every session that rests on the old secret ends with 1008.
     for ws in [&mut back, &mut client, &mut during] {
@@ -511,14 +421,9 @@ async fn rotation_keeps_old_credentials_for_the_overlap_only() {
     );
     let (s, e) = standings(old_token.clone()).await;
     assert_envelope(s, &e, 401, "UNAUTHORIZED");
-    assert!(with_token(&server.base, &old_token)
-        .await
-        .unwrap_err()
-        .contains("401"));
-    assert!(backend(&server.base, "t2", "t2-old-secret-0123456")
-        .await
-        .unwrap_err()
-        .contains("401"));
+    assert_eq!(refusal(with_token(&server.base, &old_token).await), 401);
+    let refused = backend(&server.base, "t2", "t2-old-secret-0123456").await;
+    assert_eq!(refusal(refused), 401);
     // The new credentials work.
     let (s, v) = standings(new_token.clone()).await;
     assert_eq!(s, 200, "{v}");
@@ -530,13 +435,7 @@ async fn rotation_keeps_old_credentials_for_the_overlap_only() {
     // Without overlap the old secret's sessions end at once; the new secret's do not.
     let mut token_ws = with_token(&server.base, &new_token).await.unwrap();
     let t0 = Instant::now();
-    let (s, v) = admin(
-        &server.base,
-        "/v1/admin/tenants/t2/rotate",
-        json!({"secret": "t2-third-secret-01234", "overlap_seconds": 0}),
-    )
-    .await;
-    assert_eq!(s, 200, "{v}");
+    rotate(&server.base, "t2-third-secret-01234", 0).await;
     for ws in [&mut fresh, &mut token_ws] {
         let (code, reason) = close_of(ws, Duration::from_secs(2)).await;
         assert_eq!(code, 1008, "{reason}");
@@ -550,20 +449,32 @@ async fn rotation_keeps_old_credentials_for_the_overlap_only() {
 
 // ---- protocol errors, over a raw socket so the frames can be anything ----
 
-/// A raw TCP connection upgraded to a WebSocket as the backend (tenant HMAC).
-fn raw_ws(base: &str) -> StdTcp {
+/// A raw TCP connection that sent a tenant-signed `GET /v1/ws`, with the upgrade headers
+/// when `upgrade`.
+fn raw_get_ws(base: &str, upgrade: bool) -> StdTcp {
     let addr = base.strip_prefix("http://").unwrap();
     let mut s = StdTcp::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let ts = now().to_string();
-    let sig = phoenix::auth::sign(SECRET.as_bytes(), "GET", "/v1/ws", &ts, b"");
+    let sig = sign(SECRET, "GET", "/v1/ws", &ts, b"");
+    let connection = if upgrade {
+        "Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="
+    } else {
+        "close"
+    };
     write!(
         s,
-        "GET /v1/ws HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+        "GET /v1/ws HTTP/1.1\r\nHost: {addr}\r\nConnection: {connection}\r\n\
          X-Tenant-Id: {TENANT}\r\nX-Timestamp: {ts}\r\nX-Signature: {sig}\r\n\r\n"
     )
     .unwrap();
+    s
+}
+
+/// A raw TCP connection upgraded to a WebSocket as the backend (tenant HMAC).
+fn raw_ws(base: &str) -> StdTcp {
+    let mut s = raw_get_ws(base, true);
     let mut head = Vec::new();
     let mut b = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -598,28 +509,34 @@ fn header(fin: bool, opcode: u8, len: usize, masked: bool) -> Vec<u8> {
     h
 }
 
+/// One server frame: its opcode and payload.
+fn read_frame(s: &mut StdTcp) -> std::io::Result<(u8, Vec<u8>)> {
+    let mut h = [0u8; 2];
+    s.read_exact(&mut h)?;
+    let mut len = (h[1] & 0x7f) as usize;
+    if len == 126 {
+        let mut b = [0u8; 2];
+        s.read_exact(&mut b)?;
+        len = u16::from_be_bytes(b) as usize;
+    } else if len == 127 {
+        let mut b = [0u8; 8];
+        s.read_exact(&mut b)?;
+        len = u64::from_be_bytes(b) as usize;
+    }
+    let mut payload = vec![0u8; len];
+    s.read_exact(&mut payload)?;
+    Ok((h[0] & 0x0f, payload))
+}
+
 /// Read server frames until a close frame: its (code, reason); panics on EOF first (a bare
 /// TCP close) and collects the text frames seen before.
 fn raw_close(s: &mut StdTcp) -> (u16, String, Vec<String>) {
     let mut texts = Vec::new();
     loop {
-        let mut h = [0u8; 2];
-        if let Err(e) = s.read_exact(&mut h) {
-            panic!("connection ended without a close frame ({e}); saw {texts:?}");
-        }
-        let mut len = (h[1] & 0x7f) as usize;
-        if len == 126 {
-            let mut b = [0u8; 2];
-            s.read_exact(&mut b).unwrap();
-            len = u16::from_be_bytes(b) as usize;
-        } else if len == 127 {
-            let mut b = [0u8; 8];
-            s.read_exact(&mut b).unwrap();
-            len = u64::from_be_bytes(b) as usize;
-        }
-        let mut payload = vec![0u8; len];
-        s.read_exact(&mut payload).unwrap();
-        match h[0] & 0x0f {
+        let (opcode, payload) = read_frame(s).unwrap_or_else(|e| {
+            panic!("connection ended without a close frame ({e}); saw {texts:?}")
+        });
+        match opcode {
             0x8 => {
                 assert!(payload.len() >= 2, "a close frame carries a code");
                 let code = u16::from_be_bytes([payload[0], payload[1]]);
@@ -635,19 +552,10 @@ fn raw_close(s: &mut StdTcp) -> (u16, String, Vec<String>) {
 /// Read one text frame (skipping others).
 fn raw_text(s: &mut StdTcp) -> String {
     loop {
-        let mut h = [0u8; 2];
-        s.read_exact(&mut h).unwrap();
-        let mut len = (h[1] & 0x7f) as usize;
-        if len == 126 {
-            let mut b = [0u8; 2];
-            s.read_exact(&mut b).unwrap();
-            len = u16::from_be_bytes(b) as usize;
-        }
-        assert!(len < 1 << 16, "small frames only here");
-        let mut payload = vec![0u8; len];
-        s.read_exact(&mut payload).unwrap();
-        assert_ne!(h[0] & 0x0f, 0x8, "unexpected close: {payload:?}");
-        if h[0] & 0x0f == 0x1 {
+        let (opcode, payload) = read_frame(s).unwrap();
+        assert!(payload.len() < 1 << 16, "small frames only here");
+        assert_ne!(opcode, 0x8, "unexpected close: {payload:?}");
+        if opcode == 0x1 {
             return String::from_utf8(payload).unwrap();
         }
     }
@@ -739,17 +647,7 @@ fn protocol_errors_get_a_close_code_and_reason_never_a_bare_close() {
     );
 
     // Authenticated but not an upgrade: the envelope, no switch of protocols.
-    let addr = server.base.strip_prefix("http://").unwrap();
-    let mut s = StdTcp::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let ts = now().to_string();
-    let sig = phoenix::auth::sign(SECRET.as_bytes(), "GET", "/v1/ws", &ts, b"");
-    write!(
-        s,
-        "GET /v1/ws HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-         X-Tenant-Id: {TENANT}\r\nX-Timestamp: {ts}\r\nX-Signature: {sig}\r\n\r\n"
-    )
-    .unwrap();
+    let mut s = raw_get_ws(&server.base, false);
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
     assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
@@ -765,24 +663,22 @@ async fn connections_are_capped_per_process_with_a_503_envelope() {
         &config_text(&dir.path().join("data"), "ws_max_connections = 3"),
     );
     let c = server.client();
-    let tok = token(&c, 600).await;
+    let tok = c.token("alice", 600).await;
     let mut open = Vec::new();
     for _ in 0..2 {
-        open.push(backend(&server.base, TENANT, SECRET).await.unwrap());
+        open.push(demo_backend(&server.base).await);
     }
     open.push(with_token(&server.base, &tok).await.unwrap());
     // The fourth is refused before the upgrade, in the envelope.
-    let refused = connect_async(format!("{}?token={tok}", ws_url(&server.base))).await;
-    match refused {
-        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+    match with_token(&server.base, &tok).await {
+        Err(WsError::Http(resp)) => {
             let body: Value = serde_json::from_slice(resp.body().as_deref().unwrap()).unwrap();
             assert_envelope(resp.status().as_u16(), &body, 503, "UNAVAILABLE");
         }
         other => panic!("expected a 503, got {other:?}"),
     }
     // A bad credential is still a 401 (auth first), and uses no slot.
-    let err = with_token(&server.base, "garbage").await.unwrap_err();
-    assert!(err.contains("401"), "{err}");
+    assert_eq!(refusal(with_token(&server.base, "garbage").await), 401);
     // Closing one frees its slot.
     let mut first = open.remove(0);
     first.close(None).await.unwrap();
@@ -798,7 +694,7 @@ async fn connections_are_capped_per_process_with_a_503_envelope() {
     ping_ok(again.as_mut().expect("a slot again after a close")).await;
     let text = server.metrics().await;
     assert!(
-        metric(&text, "phoenix_ws_connections_refused_total") >= 1.0,
+        metric(&text, "phoenix_ws_connections_refused_total", &[]) >= 1.0,
         "{text}"
     );
 }

@@ -7,9 +7,7 @@ use serde_json::{json, Value};
 
 #[tokio::test]
 async fn single_and_bulk_happy_path() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
-    let c = server.client();
+    let (_dir, _server, c) = fresh();
 
     let (status, body) = c
         .post("/v1/events", &event("evt-1", "user-123", 1550))
@@ -69,9 +67,7 @@ async fn the_seeds_sample_payload_is_accepted() {
 
 #[tokio::test]
 async fn duplicates_are_acknowledged_but_logged_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
-    let c = server.client();
+    let (_dir, _server, c) = fresh();
     let e = event("dup-1", "u1", 10);
     assert_eq!(c.post("/v1/events", &e).await.1["status"], "accepted");
     assert_eq!(c.post("/v1/events", &e).await.1["status"], "duplicate");
@@ -96,9 +92,7 @@ async fn duplicates_are_acknowledged_but_logged_once() {
 
 #[tokio::test]
 async fn one_bad_event_does_not_sink_the_bulk() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
-    let c = server.client();
+    let (_dir, _server, c) = fresh();
     let mut bad = event("bad", "u", 1);
     bad["type"] = json!("");
     let bulk = json!({"events": [event("ok-1", "u", 1), bad, {"no": "id"}, event("ok-2", "u", 2)]});
@@ -136,9 +130,7 @@ async fn one_bad_event_does_not_sink_the_bulk() {
 
 #[tokio::test]
 async fn tenant_id_in_the_payload_is_overridden() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
-    let c = server.client();
+    let (_dir, server, c) = fresh();
     let mut e = event("x-1", "u1", 5);
     e["tenant_id"] = json!(OTHER);
     assert_eq!(c.post("/v1/events", &e).await.0, 202);
@@ -155,9 +147,7 @@ async fn tenant_id_in_the_payload_is_overridden() {
 
 #[tokio::test]
 async fn every_bad_input_gets_the_envelope_and_changes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
-    let c = server.client();
+    let (_dir, server, c) = fresh();
     assert_eq!(c.post("/v1/events", &event("seed", "u", 1)).await.0, 202);
 
     // Body over 1 MB.

@@ -37,75 +37,22 @@ fn match_event(
     })
 }
 
-async fn put_board(c: &Client, id: &str, def: &Value) -> (u16, Value) {
-    c.put_board(id, def).await
-}
-
-async fn delete_board(c: &Client, id: &str) -> u16 {
-    c.request("DELETE", &format!("/v1/leaderboards/{id}"), b"")
-        .await
-        .0
-}
-
-async fn standings(c: &Client, id: &str, query: &str) -> (u16, Value) {
-    c.get(&format!("/v1/leaderboards/{id}/standings"), query)
-        .await
-}
-
-fn table(v: &Value) -> Vec<(u64, String, f64)> {
-    v["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["rank"].as_u64().unwrap(),
-                e["user_id"].as_str().unwrap().to_owned(),
-                e["score"].as_f64().unwrap(),
-            )
-        })
-        .collect()
-}
-
-fn rows(list: &[(&str, f64)]) -> Vec<(u64, String, f64)> {
-    list.iter()
-        .enumerate()
-        .map(|(i, (u, s))| (i as u64 + 1, u.to_string(), *s))
-        .collect()
-}
-
-/// Poll standings until `want` (or fail).
-async fn expect_standings(c: &Client, id: &str, query: &str, want: Vec<(u64, String, f64)>) {
-    let mut last = Value::Null;
-    for _ in 0..200 {
-        let (s, body) = standings(c, id, query).await;
-        if s == 200 && table(&body) == want {
-            return;
-        }
-        last = body;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{id}?{query}: wanted {want:?}, last answer {last}");
-}
-
 #[tokio::test]
 async fn scores_windows_and_ranks_match_a_hand_computed_answer() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
-    let c = server.client();
-    let (s, body) = put_board(
-        &c,
-        "score",
-        &json!({
-            "name": "Total score",
-            "rules": [{"event_type": "match.completed", "points_expression": "attrs.score"}],
-            "timeframes": ["hourly", "daily", "weekly", "all_time"],
-            "late_grace_seconds": 30 * 86400
-        }),
-    )
-    .await;
+    let (_dir, server, c) = fresh();
+    let (s, body) = c
+        .put_board(
+            "score",
+            &json!({
+                "name": "Total score",
+                "rules": [{"event_type": "match.completed", "points_expression": "attrs.score"}],
+                "timeframes": ["hourly", "daily", "weekly", "all_time"],
+                "late_grace_seconds": 30 * 86400
+            }),
+        )
+        .await;
     assert_eq!(s, 201, "{body}");
-    let (s, body) = put_board(&c, "ranked", &json!({
+    let (s, body) = c.put_board("ranked", &json!({
         "name": "Weekly ranked score",
         "scope": {"actor.metadata.region": {"eq": "na-east"}},
         "rules": [{"event_type": "match.completed", "conditions": {"attrs.mode": {"eq": "ranked"}},
@@ -180,11 +127,10 @@ async fn scores_windows_and_ranks_match_a_hand_computed_answer() {
     let day = b.format("%Y-%m-%d").to_string();
     let week = format!("{}-W{:02}", b.iso_week().year(), b.iso_week().week());
 
-    expect_standings(
-        &c,
+    c.expect_standings(
         "score",
         &format!("timeframe=hourly&window={hour}&limit=10"),
-        rows(&[
+        ranked(&[
             ("user-123", 1550.0),
             ("alice", 1500.0),
             ("carol", 1200.0),
@@ -192,62 +138,43 @@ async fn scores_windows_and_ranks_match_a_hand_computed_answer() {
         ]),
     )
     .await;
-    // The day and the ISO week hold the same events (dave's is a week older).
-    for query in [
-        format!("timeframe=daily&window={day}"),
-        format!("timeframe=weekly&window={week}"),
+    // The day and the ISO week hold the same events; all time has dave's, a week older.
+    let week_scores = [
+        ("user-123", 1550.0),
+        ("alice", 1500.0),
+        ("carol", 1200.0),
+        ("bob", 1100.0),
+    ];
+    let all_time = [&[("dave", 2000.0)][..], &week_scores].concat();
+    for (query, want) in [
+        (format!("timeframe=daily&window={day}"), &week_scores[..]),
+        (format!("timeframe=weekly&window={week}"), &week_scores),
+        ("timeframe=all_time&window=all_time".to_owned(), &all_time),
     ] {
-        expect_standings(
-            &c,
-            "score",
-            &query,
-            rows(&[
-                ("user-123", 1550.0),
-                ("alice", 1500.0),
-                ("carol", 1200.0),
-                ("bob", 1100.0),
-            ]),
-        )
-        .await;
+        c.expect_standings("score", &query, ranked(want)).await;
     }
-    expect_standings(
-        &c,
-        "score",
-        "timeframe=all_time&window=all_time",
-        rows(&[
-            ("dave", 2000.0),
-            ("user-123", 1550.0),
-            ("alice", 1500.0),
-            ("carol", 1200.0),
-            ("bob", 1100.0),
-        ]),
-    )
-    .await;
     // Pagination.
-    expect_standings(
-        &c,
+    c.expect_standings(
         "score",
         "timeframe=all_time&limit=2&offset=1",
         vec![(2, "user-123".into(), 1550.0), (3, "alice".into(), 1500.0)],
     )
     .await;
     // Ranked: 1000*0.1 + max(5-3, 0) = 102; 800*0.1 + 7 = 87; 300*0.1 + 1 = 31.
-    expect_standings(
-        &c,
+    c.expect_standings(
         "ranked",
         &format!("timeframe=hourly&window={hour}"),
-        rows(&[("alice", 102.0), ("bob", 87.0)]),
+        ranked(&[("alice", 102.0), ("bob", 87.0)]),
     )
     .await;
-    expect_standings(
-        &c,
+    c.expect_standings(
         "ranked",
         &format!("timeframe=daily&window={day}"),
-        rows(&[("bob", 118.0), ("alice", 102.0)]),
+        ranked(&[("bob", 118.0), ("alice", 102.0)]),
     )
     .await;
 
-    let (s, v) = standings(&c, "score", "timeframe=all_time").await;
+    let (s, v) = c.standings("score", "timeframe=all_time").await;
     assert_eq!(s, 200);
     assert_eq!(
         (
@@ -261,10 +188,7 @@ async fn scores_windows_and_ranks_match_a_hand_computed_answer() {
 
     // A user's rank and neighbours.
     let (s, u) = c
-        .get(
-            "/v1/leaderboards/score/users/alice",
-            "timeframe=all_time&around=1",
-        )
+        .user("score", "alice", "timeframe=all_time&around=1")
         .await;
     assert_eq!(s, 200, "{u}");
     assert_eq!(
@@ -280,8 +204,9 @@ async fn scores_windows_and_ranks_match_a_hand_computed_answer() {
         ]
     );
     let (s, u) = c
-        .get(
-            "/v1/leaderboards/score/users/bob",
+        .user(
+            "score",
+            "bob",
             &format!("timeframe=hourly&window={hour}&around=1"),
         )
         .await;
@@ -293,38 +218,35 @@ async fn scores_windows_and_ranks_match_a_hand_computed_answer() {
     );
 
     // 404s: unknown board, user without a score there, window with nothing in it.
-    let (s, e) = standings(&c, "nope", "timeframe=daily").await;
+    let (s, e) = c.standings("nope", "timeframe=daily").await;
+    assert_envelope(s, &e, 404, "NOT_FOUND");
+    let (s, e) = c.user("ranked", "carol", "timeframe=all_time").await;
     assert_envelope(s, &e, 404, "NOT_FOUND");
     let (s, e) = c
-        .get("/v1/leaderboards/ranked/users/carol", "timeframe=all_time")
+        .standings("score", "timeframe=daily&window=2001-01-01")
         .await;
     assert_envelope(s, &e, 404, "NOT_FOUND");
-    let (s, e) = standings(&c, "score", "timeframe=daily&window=2001-01-01").await;
-    assert_envelope(s, &e, 404, "NOT_FOUND");
-    let (s, e) = standings(&c, "score", "timeframe=monthly").await;
+    let (s, e) = c.standings("score", "timeframe=monthly").await;
     assert_envelope(s, &e, 404, "NOT_FOUND");
     // 400s: bad timeframe, window key of the wrong shape, limit out of range, unknown param.
-    for q in [
+    let bad = [
         "timeframe=yearly",
         "timeframe=daily&window=2025-W47",
         "limit=0",
         "limit=5000",
         "colour=red",
-    ] {
-        let (s, e) = standings(&c, "score", q).await;
-        assert_envelope(s, &e, 400, "VALIDATION_ERROR");
-    }
+    ];
+    c.assert_queries_invalid("/v1/leaderboards/score/standings", &bad)
+        .await;
     // Another tenant sees none of it.
     let other = Client::new(&server.base, OTHER, OTHER_SECRET);
-    let (s, e) = standings(&other, "score", "timeframe=all_time").await;
+    let (s, e) = other.standings("score", "timeframe=all_time").await;
     assert_envelope(s, &e, 404, "NOT_FOUND");
 }
 
 #[tokio::test]
 async fn definitions_are_validated_listed_replaced_and_deleted() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(dir.path());
-    let c = server.client();
+    let (dir, mut server, c) = fresh();
     let good =
         json!({"rules": [{"event_type": "*", "points_expression": "1"}], "aggregation": "count"});
     for (def, needle) in [
@@ -346,21 +268,21 @@ async fn definitions_are_validated_listed_replaced_and_deleted() {
         ),
         (json!({"rules": []}), "rules"),
     ] {
-        let (s, e) = put_board(&c, "bad", &def).await;
+        let (s, e) = c.put_board("bad", &def).await;
         assert_envelope(s, &e, 400, "VALIDATION_ERROR");
         assert!(
             e["error"]["message"].as_str().unwrap().contains(needle),
             "{e} lacks {needle}"
         );
     }
-    let (s, e) = put_board(&c, "bad", &good).await; // bad JSON body below
+    let (s, e) = c.put_board("bad", &good).await; // bad JSON body below
     assert_eq!(s, 201, "{e}");
-    assert_eq!(delete_board(&c, "bad").await, 204);
-    assert_eq!(delete_board(&c, "bad").await, 404);
+    assert_eq!(c.delete("/v1/leaderboards/bad").await.0, 204);
+    assert_eq!(c.delete("/v1/leaderboards/bad").await.0, 404);
 
-    assert_eq!(put_board(&c, "count", &good).await.0, 201);
+    assert_eq!(c.put_board("count", &good).await.0, 201);
     assert_eq!(
-        put_board(&c, "count", &good).await.0,
+        c.put_board("count", &good).await.0,
         200,
         "identical PUT is not a create"
     );
@@ -368,7 +290,8 @@ async fn definitions_are_validated_listed_replaced_and_deleted() {
         c.post("/v1/events", &event(&format!("c{i}"), "amy", 1))
             .await;
     }
-    expect_standings(&c, "count", "", rows(&[("amy", 3.0)])).await;
+    c.expect_standings("count", "", ranked(&[("amy", 3.0)]))
+        .await;
     let (s, list) = c.get("/v1/leaderboards", "").await;
     assert_eq!(s, 200);
     assert_eq!(list["leaderboards"].as_array().unwrap().len(), 1);
@@ -377,25 +300,25 @@ async fn definitions_are_validated_listed_replaced_and_deleted() {
 
     // Changing the definition rebuilds it from the retained log.
     let sum = json!({"rules": [{"event_type": "*", "points_expression": "attrs.score * 10"}]});
-    assert_eq!(put_board(&c, "count", &sum).await.0, 200);
-    expect_standings(&c, "count", "", rows(&[("amy", 30.0)])).await;
+    assert_eq!(c.put_board("count", &sum).await.0, 200);
+    c.expect_standings("count", "", ranked(&[("amy", 30.0)]))
+        .await;
 
     // Definitions and standings survive a restart.
     server.kill();
     drop(server);
     let server = Server::start(dir.path());
     let c = server.client();
-    expect_standings(&c, "count", "", rows(&[("amy", 30.0)])).await;
+    c.expect_standings("count", "", ranked(&[("amy", 30.0)]))
+        .await;
 }
 
 #[tokio::test]
 async fn late_events_land_inside_grace_and_not_outside() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
-    let c = server.client();
+    let (_dir, _server, c) = fresh();
     let def = json!({"rules": [{"event_type": "*", "points_expression": "attrs.score"}],
                      "timeframes": ["hourly", "all_time"], "late_grace_seconds": 5400});
-    assert_eq!(put_board(&c, "late", &def).await.0, 201);
+    assert_eq!(c.put_board("late", &def).await.0, 201);
     // 61 minutes ago: its hour has ended (≤ 61 min ago), inside the 90 min grace.
     let inside = Utc::now() - Dur::minutes(61);
     // 3 hours ago: its hour ended ≥ 2 h ago, past the grace.
@@ -407,23 +330,23 @@ async fn late_events_land_inside_grace_and_not_outside() {
     c.post("/v1/events/bulk", &json!({"events": [e1, e2]}))
         .await;
 
-    expect_standings(
-        &c,
+    c.expect_standings(
         "late",
         "timeframe=all_time",
-        rows(&[("otto", 7.0), ("ina", 5.0)]),
+        ranked(&[("otto", 7.0), ("ina", 5.0)]),
     )
     .await;
     let hour_in = inside.format("%Y-%m-%dT%H").to_string();
-    expect_standings(
-        &c,
+    c.expect_standings(
         "late",
         &format!("timeframe=hourly&window={hour_in}"),
-        rows(&[("ina", 5.0)]),
+        ranked(&[("ina", 5.0)]),
     )
     .await;
     let hour_out = outside.format("%Y-%m-%dT%H").to_string();
-    let (s, e) = standings(&c, "late", &format!("timeframe=hourly&window={hour_out}")).await;
+    let (s, e) = c
+        .standings("late", &format!("timeframe=hourly&window={hour_out}"))
+        .await;
     assert_envelope(s, &e, 404, "NOT_FOUND");
 }
 
@@ -443,7 +366,8 @@ async fn boards_can_be_declared_in_the_config() {
     e["type"] = json!("xp.granted");
     e["attrs"] = json!({"xp": 40});
     assert_eq!(c.post("/v1/events", &e).await.0, 202);
-    expect_standings(&c, "xp", "timeframe=daily", rows(&[("zoe", 40.0)])).await;
+    c.expect_standings("xp", "timeframe=daily", ranked(&[("zoe", 40.0)]))
+        .await;
 }
 
 /// Send every event (retrying what was not acknowledged) until all are acknowledged.
@@ -489,22 +413,20 @@ async fn sigkill_mid_stream_then_restart_gives_identical_standings() {
         &config_text(&clean_dir.path().join("data"), extra),
     );
     let cc = clean.client();
-    assert_eq!(put_board(&cc, "b", &def).await.0, 201);
+    assert_eq!(cc.put_board("b", &def).await.0, 201);
     send_all(&cc, &events).await;
-    expect_standings(&cc, "b", "timeframe=all_time&limit=100", want.clone()).await;
+    cc.expect_standings("b", "timeframe=all_time&limit=100", want.clone())
+        .await;
     let hour = at.format("%Y-%m-%dT%H").to_string();
-    let (_, clean_hourly) = standings(
-        &cc,
-        "b",
-        &format!("timeframe=hourly&window={hour}&limit=100"),
-    )
-    .await;
+    let (_, clean_hourly) = cc
+        .standings("b", &format!("timeframe=hourly&window={hour}&limit=100"))
+        .await;
 
     // Killed run: kill while events stream in, restart, resend everything.
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start_with(dir.path(), &config_text(&dir.path().join("data"), extra));
     let c = server.client();
-    assert_eq!(put_board(&c, "b", &def).await.0, 201);
+    assert_eq!(c.put_board("b", &def).await.0, 201);
     let sender = {
         let (c, events) = (c.clone(), events.clone());
         tokio::spawn(async move {
@@ -526,13 +448,11 @@ async fn sigkill_mid_stream_then_restart_gives_identical_standings() {
     let server = Server::start_with(dir.path(), &config_text(&dir.path().join("data"), extra));
     let c = server.client();
     send_all(&c, &events).await;
-    expect_standings(&c, "b", "timeframe=all_time&limit=100", want).await;
-    let (_, hourly) = standings(
-        &c,
-        "b",
-        &format!("timeframe=hourly&window={hour}&limit=100"),
-    )
-    .await;
+    c.expect_standings("b", "timeframe=all_time&limit=100", want)
+        .await;
+    let (_, hourly) = c
+        .standings("b", &format!("timeframe=hourly&window={hour}&limit=100"))
+        .await;
     assert_eq!(hourly, clean_hourly);
     // Every event is in the log exactly once.
     let ids = c.logged_ids().await;

@@ -12,11 +12,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Datelike, Duration as Dur, NaiveTime, SecondsFormat, TimeZone, Utc};
+use common::ws::{demo_backend, next_where, send, with_token, Ws};
 use common::*;
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::Message;
 
 /// Largest grace a board accepts: 366 days.
 const YEAR_GRACE: u64 = 31_622_400;
@@ -46,65 +44,60 @@ fn board(extra: Value) -> Value {
     d
 }
 
-async fn put(c: &Client, id: &str, def: &Value) {
-    let (s, body) = c.put_board(id, def).await;
-    assert!(s == 200 || s == 201, "{s} {body}");
-}
-
-async fn ingest(c: &Client, events: &[Value]) {
-    for chunk in events.chunks(100) {
-        let (s, body) = c.post("/v1/events/bulk", &json!({ "events": chunk })).await;
-        assert_eq!(s, 202, "{body}");
-        assert_eq!(
-            body["accepted"].as_u64(),
-            Some(chunk.len() as u64),
-            "{body}"
-        );
-    }
-}
-
-fn table(v: &Value) -> Vec<(u64, String, f64)> {
-    v["entries"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no entries: {v}"))
-        .iter()
-        .map(|e| {
-            (
-                e["rank"].as_u64().unwrap(),
-                e["user_id"].as_str().unwrap().to_owned(),
-                e["score"].as_f64().unwrap(),
-            )
-        })
-        .collect()
-}
-
-fn row(rank: u64, user: &str, score: f64) -> (u64, String, f64) {
-    (rank, user.to_owned(), score)
-}
-
-/// Poll a standings query until it shows `want` (or fail with the last answer after 30 s: the
-/// machine is shared, and a restarted board replays first).
-async fn expect(c: &Client, id: &str, query: &str, want: Vec<(u64, String, f64)>) -> Value {
-    let mut last = Value::Null;
-    for _ in 0..600 {
-        let (s, v) = c
-            .get(&format!("/v1/leaderboards/{id}/standings"), query)
-            .await;
-        if s == 200 && table(&v) == want {
-            return v;
-        }
-        last = json!({"status": s, "body": v});
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{id}?{query}: wanted {want:?}, last {last}");
-}
-
 async fn windows(c: &Client, id: &str, query: &str) -> Vec<Value> {
     let (s, v) = c
         .get(&format!("/v1/leaderboards/{id}/windows"), query)
         .await;
     assert_eq!(s, 200, "{v}");
     v["windows"].as_array().unwrap().clone()
+}
+
+/// Poll the windows listing of `id` until `state` holds for it (checked every 100 ms, for
+/// at most 30 s); the listing then.
+async fn windows_until(
+    c: &Client,
+    id: &str,
+    query: &str,
+    state: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let mut list = Vec::new();
+    for _ in 0..300 {
+        list = windows(c, id, query).await;
+        if state(&list) {
+            return list;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{id}?{query}: never reached the state wanted: {list:?}");
+}
+
+/// The next frame of type `ty`; an error frame on the way fails.
+async fn next_frame(ws: &mut Ws, ty: &str) -> Value {
+    next_where(ws, |f| {
+        assert_ne!(f["type"], "error", "{f}");
+        f["type"] == ty
+    })
+    .await
+}
+
+/// The next update must move `user` to `rank`.
+async fn assert_update_ranks(ws: &mut Ws, user: &str, rank: u64) {
+    let up = next_frame(ws, "update").await;
+    assert!(
+        up["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|ch| ch["user_id"] == user && ch["rank"] == rank),
+        "{user} at {rank}: {up}"
+    );
+}
+
+/// A server in a fresh directory with board `id` (`board(extra)`) on the standard tenant.
+async fn start_with_board(id: &str, extra: Value) -> (tempfile::TempDir, Server, Client) {
+    let (dir, server, c) = fresh();
+    c.create_board(id, &board(extra)).await;
+    (dir, server, c)
 }
 
 /// Los Angeles' last midnight before `now`, in UTC (whatever the season: chrono-tz knows
@@ -120,16 +113,10 @@ fn la_midnight(now: DateTime<Utc>) -> DateTime<Utc> {
 
 #[tokio::test]
 async fn daily_and_weekly_reset_at_local_midnight_across_daylight_saving() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
-    let c = server.client();
-    put(
-        &c,
+    let (_dir, _server, c) = start_with_board(
         "la",
-        &board(
-            json!({"timezone": "America/Los_Angeles", "timeframes": ["daily", "weekly"],
+        json!({"timezone": "America/Los_Angeles", "timeframes": ["daily", "weekly"],
                       "late_grace_seconds": YEAR_GRACE}),
-        ),
     )
     .await;
     let (s, def) = c.get("/v1/leaderboards/la", "").await;
@@ -137,79 +124,42 @@ async fn daily_and_weekly_reset_at_local_midnight_across_daylight_saving() {
         (s, def["timezone"].as_str()),
         (200, Some("America/Los_Angeles"))
     );
-    ingest(
-        &c,
-        &[
-            // 2026-11-01 (clocks fall back): local 00:00 PDT = 07:00Z … 23:59:59 PST = 07:59:59Z next day.
-            ev("f1", "ann", 1.0, t("2026-11-01T07:00:00Z")),
-            ev("f2", "ann", 2.0, t("2026-11-02T07:59:59Z")),
-            ev("f3", "bob", 4.0, t("2026-11-02T08:00:00Z")),
-            ev("f0", "cy", 8.0, t("2026-11-01T06:59:59Z")),
-            // 2026-03-08 (clocks spring forward): 08:00Z … 06:59:59Z next day.
-            ev("s1", "dee", 1.0, t("2026-03-09T06:59:59Z")),
-            ev("s2", "eve", 1.0, t("2026-03-09T07:00:00Z")),
-            ev("s0", "fay", 1.0, t("2026-03-08T07:59:59Z")),
-        ],
-    )
+    c.ingest(&[
+        // 2026-11-01 (clocks fall back): local 00:00 PDT = 07:00Z … 23:59:59 PST = 07:59:59Z next day.
+        ev("f1", "ann", 1.0, t("2026-11-01T07:00:00Z")),
+        ev("f2", "ann", 2.0, t("2026-11-02T07:59:59Z")),
+        ev("f3", "bob", 4.0, t("2026-11-02T08:00:00Z")),
+        ev("f0", "cy", 8.0, t("2026-11-01T06:59:59Z")),
+        // 2026-03-08 (clocks spring forward): 08:00Z … 06:59:59Z next day.
+        ev("s1", "dee", 1.0, t("2026-03-09T06:59:59Z")),
+        ev("s2", "eve", 1.0, t("2026-03-09T07:00:00Z")),
+        ev("s0", "fay", 1.0, t("2026-03-08T07:59:59Z")),
+    ])
     .await;
-    let fall = expect(
-        &c,
-        "la",
-        "timeframe=daily&window=2026-11-01",
-        vec![row(1, "ann", 3.0)],
-    )
-    .await;
+    let fall = c
+        .expect_standings(
+            "la",
+            "timeframe=daily&window=2026-11-01",
+            vec![row(1, "ann", 3.0)],
+        )
+        .await;
     assert_eq!(fall["window"], "2026-11-01");
-    expect(
-        &c,
-        "la",
-        "timeframe=daily&window=2026-11-02",
-        vec![row(1, "bob", 4.0)],
-    )
-    .await;
-    expect(
-        &c,
-        "la",
-        "timeframe=daily&window=2026-10-31",
-        vec![row(1, "cy", 8.0)],
-    )
-    .await;
-    expect(
-        &c,
-        "la",
-        "timeframe=daily&window=2026-03-08",
-        vec![row(1, "dee", 1.0)],
-    )
-    .await;
-    expect(
-        &c,
-        "la",
-        "timeframe=daily&window=2026-03-09",
-        vec![row(1, "eve", 1.0)],
-    )
-    .await;
-    expect(
-        &c,
-        "la",
-        "timeframe=daily&window=2026-03-07",
-        vec![row(1, "fay", 1.0)],
-    )
-    .await;
     // Local Sunday 2026-11-01 23:59 PST is still ISO week 44; Monday 00:00 PST starts week 45.
-    expect(
-        &c,
-        "la",
-        "timeframe=weekly&window=2026-W44",
-        vec![row(1, "cy", 8.0), row(2, "ann", 3.0)],
-    )
-    .await;
-    expect(
-        &c,
-        "la",
-        "timeframe=weekly&window=2026-W45",
-        vec![row(1, "bob", 4.0)],
-    )
-    .await;
+    for (window, want) in [
+        ("daily&window=2026-11-02", vec![row(1, "bob", 4.0)]),
+        ("daily&window=2026-10-31", vec![row(1, "cy", 8.0)]),
+        ("daily&window=2026-03-08", vec![row(1, "dee", 1.0)]),
+        ("daily&window=2026-03-09", vec![row(1, "eve", 1.0)]),
+        ("daily&window=2026-03-07", vec![row(1, "fay", 1.0)]),
+        (
+            "weekly&window=2026-W44",
+            vec![row(1, "cy", 8.0), row(2, "ann", 3.0)],
+        ),
+        ("weekly&window=2026-W45", vec![row(1, "bob", 4.0)]),
+    ] {
+        c.expect_standings("la", &format!("timeframe={window}"), want)
+            .await;
+    }
 
     // The listing gives the real spans: 25 and 23 hours.
     let list = windows(&c, "la", "timeframe=daily&limit=100").await;
@@ -248,48 +198,38 @@ async fn daily_and_weekly_reset_at_local_midnight_across_daylight_saving() {
 
 #[tokio::test]
 async fn local_windows_freeze_at_local_midnight_plus_grace() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
-    let c = server.client();
     let now = Utc::now();
     let midnight = la_midnight(now);
     // Yesterday (local) closes a few seconds from now.
     let grace = u64::try_from((now - midnight).num_seconds()).unwrap() + 3;
-    put(
-        &c,
+    let (_dir, _server, c) = start_with_board(
         "la",
-        &board(
-            json!({"timezone": "America/Los_Angeles", "timeframes": ["daily"],
+        json!({"timezone": "America/Los_Angeles", "timeframes": ["daily"],
                       "late_grace_seconds": grace}),
-        ),
     )
     .await;
     let yesterday = (midnight - Dur::seconds(1))
         .with_timezone(&chrono_tz::America::Los_Angeles)
         .date_naive()
         .to_string();
-    ingest(&c, &[ev("y1", "ann", 5.0, midnight - Dur::seconds(1))]).await;
+    c.ingest(&[ev("y1", "ann", 5.0, midnight - Dur::seconds(1))])
+        .await;
     let q = format!("timeframe=daily&window={yesterday}");
-    expect(&c, "la", &q, vec![row(1, "ann", 5.0)]).await;
-    let mut closed = false;
-    for _ in 0..300 {
-        let list = windows(&c, "la", "timeframe=daily").await;
-        if list
-            .iter()
+    c.expect_standings("la", &q, vec![row(1, "ann", 5.0)]).await;
+    // Yesterday closes.
+    windows_until(&c, "la", "timeframe=daily", |list| {
+        list.iter()
             .any(|w| w["window"] == yesterday.as_str() && w["state"] == "closed")
-        {
-            closed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(closed, "yesterday never closed");
+    })
+    .await;
     // Frozen into history: still queryable, and a late event no longer counts (the event after
     // it shows it was applied).
-    ingest(&c, &[ev("y2", "bob", 9.0, midnight - Dur::seconds(2))]).await;
-    ingest(&c, &[ev("t1", "cy", 1.0, Utc::now())]).await;
-    expect(&c, "la", "timeframe=daily", vec![row(1, "cy", 1.0)]).await;
-    expect(&c, "la", &q, vec![row(1, "ann", 5.0)]).await;
+    c.ingest(&[ev("y2", "bob", 9.0, midnight - Dur::seconds(2))])
+        .await;
+    c.ingest(&[ev("t1", "cy", 1.0, Utc::now())]).await;
+    c.expect_standings("la", "timeframe=daily", vec![row(1, "cy", 1.0)])
+        .await;
+    c.expect_standings("la", &q, vec![row(1, "ann", 5.0)]).await;
 }
 
 /// The start of the weekly Tuesday-10:00-Los-Angeles window holding `now` (PST: 18:00Z).
@@ -306,56 +246,47 @@ fn last_tuesday_10_la(now: DateTime<Utc>) -> DateTime<Utc> {
 
 #[tokio::test]
 async fn schedules_are_timeframes_for_standings_users_windows_and_websocket() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
-    let c = server.client();
     let now = Utc::now();
     let season_start = (now - Dur::hours(2)).with_nanosecond_zero();
     let season_end = (now + Dur::hours(2)).with_nanosecond_zero();
-    put(
-        &c,
+    let (_dir, server, c) = start_with_board(
         "cup",
-        &board(json!({
+        json!({
         "timezone": "America/Los_Angeles",
         "late_grace_seconds": YEAR_GRACE,
         "schedules": [
             {"id": "weekly_tue", "cron": "0 10 * * 2"},
             {"id": "season", "start": iso(season_start), "end": iso(season_end)},
             {"id": "winter_cup", "start": "2027-12-20T00:00:00Z", "end": "2028-01-03T00:00:00Z"}
-        ]})),
+        ]}),
     )
     .await;
     let fire = last_tuesday_10_la(now);
-    ingest(
-        &c,
-        &[
-            ev("w1", "ann", 3.0, now - Dur::minutes(1)),
-            ev("w2", "bob", 5.0, now - Dur::minutes(2)),
-            // The previous cron window, and before the season.
-            ev("w0", "cy", 7.0, fire - Dur::seconds(1)),
-        ],
-    )
+    c.ingest(&[
+        ev("w1", "ann", 3.0, now - Dur::minutes(1)),
+        ev("w2", "bob", 5.0, now - Dur::minutes(2)),
+        // The previous cron window, and before the season.
+        ev("w0", "cy", 7.0, fire - Dur::seconds(1)),
+    ])
     .await;
     let key = iso(fire);
-    let v = expect(
-        &c,
-        "cup",
-        "timeframe=weekly_tue&window=current",
-        vec![row(1, "bob", 5.0), row(2, "ann", 3.0)],
-    )
-    .await;
+    let v = c
+        .expect_standings(
+            "cup",
+            "timeframe=weekly_tue&window=current",
+            vec![row(1, "bob", 5.0), row(2, "ann", 3.0)],
+        )
+        .await;
     assert_eq!(v["window"], key.as_str());
     assert_eq!(v["timeframe"], "weekly_tue");
-    expect(
-        &c,
+    c.expect_standings(
         "cup",
         &format!("timeframe=weekly_tue&window={key}"),
         vec![row(1, "bob", 5.0), row(2, "ann", 3.0)],
     )
     .await;
     let prev = iso(fire - Dur::days(7));
-    expect(
-        &c,
+    c.expect_standings(
         "cup",
         &format!("timeframe=weekly_tue&window={prev}"),
         vec![row(1, "cy", 7.0)],
@@ -367,7 +298,7 @@ async fn schedules_are_timeframes_for_standings_users_windows_and_websocket() {
         season[1].0 = 2;
         season[2].0 = 3;
     }
-    let v = expect(&c, "cup", "timeframe=season", season).await;
+    let v = c.expect_standings("cup", "timeframe=season", season).await;
     assert_eq!(v["window"], iso(season_start).as_str());
     // Outside a fixed window `current` is 404; a known key with nothing in it is 404 too.
     let (s, e) = c
@@ -375,18 +306,17 @@ async fn schedules_are_timeframes_for_standings_users_windows_and_websocket() {
         .await;
     assert_envelope(s, &e, 404, "NOT_FOUND");
     // Unknown timeframes are 400; a window key of the wrong shape is 400.
-    for q in [
-        "timeframe=monthly_cup",
-        "timeframe=weekly_tue&window=2026-12-01",
-        "timeframe=weekly_tue&window=2026-12-01T18:00:00%2B00:00",
-    ] {
-        let (s, e) = c.get("/v1/leaderboards/cup/standings", q).await;
-        assert_envelope(s, &e, 400, "VALIDATION_ERROR");
-    }
+    c.assert_queries_invalid(
+        "/v1/leaderboards/cup/standings",
+        &[
+            "timeframe=monthly_cup",
+            "timeframe=weekly_tue&window=2026-12-01",
+            "timeframe=weekly_tue&window=2026-12-01T18:00:00%2B00:00",
+        ],
+    )
+    .await;
     // User queries take schedules too.
-    let (s, u) = c
-        .get("/v1/leaderboards/cup/users/ann", "timeframe=weekly_tue")
-        .await;
+    let (s, u) = c.user("cup", "ann", "timeframe=weekly_tue").await;
     assert_eq!(s, 200, "{u}");
     assert_eq!(
         (u["rank"].as_u64(), u["window"].as_str()),
@@ -406,44 +336,27 @@ async fn schedules_are_timeframes_for_standings_users_windows_and_websocket() {
         1
     );
     assert!(windows(&c, "cup", "timeframe=winter_cup").await.is_empty());
-    for q in [
-        "timeframe=weekly_tue&limit=0",
-        "timeframe=weekly_tue&limit=101",
-        "timeframe=nope",
-        "colour=red",
-    ] {
-        let (s, e) = c.get("/v1/leaderboards/cup/windows", q).await;
-        assert_envelope(s, &e, 400, "VALIDATION_ERROR");
-    }
+    c.assert_queries_invalid(
+        "/v1/leaderboards/cup/windows",
+        &[
+            "timeframe=weekly_tue&limit=0",
+            "timeframe=weekly_tue&limit=101",
+            "timeframe=nope",
+            "colour=red",
+        ],
+    )
+    .await;
 
     // A WebSocket view of a schedule.
-    let url = format!("{}/v1/ws", server.base.replacen("http://", "ws://", 1));
-    let mut req = url.into_client_request().unwrap();
-    let ts = now_ts();
-    let sig = phoenix::auth::sign(SECRET.as_bytes(), "GET", "/v1/ws", &ts, b"");
-    let h = req.headers_mut();
-    h.insert("X-Tenant-Id", TENANT.parse().unwrap());
-    h.insert("X-Timestamp", ts.parse().unwrap());
-    h.insert("X-Signature", sig.parse().unwrap());
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let mut ws = demo_backend(&server.base).await;
     let sub = json!({"type": "subscribe", "id": "s", "leaderboard": "cup",
                      "timeframe": "weekly_tue", "view": {"top": 5}});
-    ws.send(Message::Text(sub.to_string().into()))
-        .await
-        .unwrap();
+    send(&mut ws, sub).await;
     let snap = next_frame(&mut ws, "snapshot").await;
     assert_eq!(snap["window"], key.as_str(), "{snap}");
     assert_eq!(snap["entries"].as_array().unwrap().len(), 2, "{snap}");
-    ingest(&c, &[ev("w3", "dan", 9.0, now)]).await;
-    let up = next_frame(&mut ws, "update").await;
-    assert!(
-        up["changes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|ch| ch["user_id"] == "dan" && ch["rank"] == 1),
-        "{up}"
-    );
+    c.ingest(&[ev("w3", "dan", 9.0, now)]).await;
+    assert_update_ranks(&mut ws, "dan", 1).await;
 }
 
 trait NoNanos {
@@ -456,62 +369,25 @@ impl NoNanos for DateTime<Utc> {
     }
 }
 
-fn now_ts() -> String {
-    now().to_string()
-}
-
-async fn next_frame(
-    ws: &mut tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-    ty: &str,
-) -> Value {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("a frame within 10 s")
-            .expect("open")
-            .expect("frame");
-        if let Message::Text(text) = msg {
-            let v: Value = serde_json::from_str(&text).unwrap();
-            if v["type"] == ty {
-                return v;
-            }
-            assert_ne!(v["type"], "error", "{v}");
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_fixed_window_freezes_at_its_end_plus_grace() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
-    let c = server.client();
     let now = Utc::now().with_nanosecond_zero();
     let (start, end) = (now - Dur::hours(1), now + Dur::seconds(3));
-    put(
-        &c,
+    let (_dir, _server, c) = start_with_board(
         "sprint",
-        &board(json!({"late_grace_seconds": 1,
-                      "schedules": [{"id": "sprint", "start": iso(start), "end": iso(end)}]})),
+        json!({"late_grace_seconds": 1,
+                      "schedules": [{"id": "sprint", "start": iso(start), "end": iso(end)}]}),
     )
     .await;
-    ingest(&c, &[ev("a", "ann", 2.0, now - Dur::seconds(10))]).await;
-    expect(&c, "sprint", "timeframe=sprint", vec![row(1, "ann", 2.0)]).await;
-    let mut state = String::new();
-    for _ in 0..300 {
-        let list = windows(&c, "sprint", "timeframe=sprint").await;
-        state = list
-            .first()
-            .map(|w| w["state"].as_str().unwrap().to_owned())
-            .unwrap_or_default();
-        if state == "closed" {
-            assert_eq!(list[0]["closes_at"], iso(end + Dur::seconds(1)).as_str());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(state, "closed");
+    c.ingest(&[ev("a", "ann", 2.0, now - Dur::seconds(10))])
+        .await;
+    c.expect_standings("sprint", "timeframe=sprint", vec![row(1, "ann", 2.0)])
+        .await;
+    let list = windows_until(&c, "sprint", "timeframe=sprint", |list| {
+        list.first().is_some_and(|w| w["state"] == "closed")
+    })
+    .await;
+    assert_eq!(list[0]["closes_at"], iso(end + Dur::seconds(1)).as_str());
     // After the end: `current` is 404, the window itself is still there.
     let (s, e) = c
         .get("/v1/leaderboards/sprint/standings", "timeframe=sprint")
@@ -519,31 +395,15 @@ async fn a_fixed_window_freezes_at_its_end_plus_grace() {
     assert_envelope(s, &e, 404, "NOT_FOUND");
     // Frozen: queryable from history after the board wrote it.
     let q = format!("timeframe=sprint&window={}", iso(start));
-    expect(&c, "sprint", &q, vec![row(1, "ann", 2.0)]).await;
-}
-
-async fn token(c: &Client, user: &str) -> String {
-    let (s, t) = c
-        .post("/v1/tokens", &json!({"user_id": user, "ttl_seconds": 600}))
+    c.expect_standings("sprint", &q, vec![row(1, "ann", 2.0)])
         .await;
-    assert_eq!(s, 201, "{t}");
-    t["token"].as_str().unwrap().to_owned()
 }
 
+/// Join `user` to `board`: signed by the tenant, or with a client token.
 async fn join_with(c: &Client, board: &str, user: &str, bearer: Option<&str>) -> (u16, Value) {
     let path = format!("/v1/leaderboards/{board}/members/{user}");
     match bearer {
-        Some(tok) => {
-            decode(
-                c.http
-                    .post(format!("{}{path}", c.base))
-                    .bearer_auth(tok)
-                    .send()
-                    .await
-                    .unwrap(),
-            )
-            .await
-        }
+        Some(tok) => plain::call(&c.base, "POST", &path, Some(tok), None).await,
         None => c.request("POST", &path, b"").await,
     }
 }
@@ -556,37 +416,28 @@ async fn members(c: &Client, board: &str, query: &str) -> Value {
     v
 }
 
-fn member_ids(v: &Value) -> Vec<String> {
-    v["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["user_id"].as_str().unwrap().to_owned())
-        .collect()
+fn member_ids(v: &Value) -> Vec<&str> {
+    strs(&v["members"], "user_id")
 }
 
 #[tokio::test]
 async fn tournaments_admit_members_cap_attempts_and_survive_restarts() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(dir.path());
-    let c = server.client();
-    put(
-        &c,
+    let (dir, mut server, c) = start_with_board(
         "cup",
-        &board(json!({"timeframes": ["daily", "all_time"],
-                      "entry": {"join_required": true, "max_members": 2, "max_attempts": 2}})),
+        json!({"timeframes": ["daily", "all_time"],
+                      "entry": {"join_required": true, "max_members": 2, "max_attempts": 2}}),
     )
     .await;
-    put(&c, "open", &board(json!({}))).await;
+    c.create_board("open", &board(json!({}))).await;
     // Not a member yet: scores nothing.
-    ingest(&c, &[ev("pre", "ann", 50.0, Utc::now())]).await;
+    c.ingest(&[ev("pre", "ann", 50.0, Utc::now())]).await;
 
     let (s, v) = join_with(&c, "cup", "ann", None).await;
     assert_eq!(s, 201, "{v}");
     assert_eq!(v["member"], true);
     let (s, _) = join_with(&c, "cup", "ann", None).await;
     assert_eq!(s, 200, "already a member");
-    let bob = token(&c, "bob").await;
+    let bob = c.token("bob", 600).await;
     let (s, v) = join_with(&c, "cup", "bob", Some(&bob)).await;
     assert_eq!(s, 201, "own token: {v}");
     let (s, e) = join_with(&c, "cup", "cy", Some(&bob)).await;
@@ -597,13 +448,14 @@ async fn tournaments_admit_members_cap_attempts_and_survive_restarts() {
     assert_envelope(s, &e, 400, "VALIDATION_ERROR");
     let (s, e) = join_with(&c, "nope", "cy", None).await;
     assert_envelope(s, &e, 404, "NOT_FOUND");
-    let unsigned = c
-        .http
-        .post(format!("{}/v1/leaderboards/cup/members/cy", c.base))
-        .send()
-        .await
-        .unwrap();
-    let (s, e) = decode(unsigned).await;
+    let (s, e) = plain::call(
+        &c.base,
+        "POST",
+        "/v1/leaderboards/cup/members/cy",
+        None,
+        None,
+    )
+    .await;
     assert_envelope(s, &e, 401, "UNAUTHORIZED");
     let m = members(&c, "cup", "").await;
     assert_eq!(member_ids(&m), ["ann", "bob"]);
@@ -611,39 +463,33 @@ async fn tournaments_admit_members_cap_attempts_and_survive_restarts() {
     let page = members(&c, "cup", "limit=1").await;
     assert_eq!(
         (member_ids(&page), page["next"].as_str()),
-        (vec!["ann".to_owned()], Some("ann"))
+        (vec!["ann"], Some("ann"))
     );
     assert_eq!(member_ids(&members(&c, "cup", "after=ann").await), ["bob"]);
 
     // Two scored events per user per window; the third is counted, not scored.
     let now = Utc::now();
-    ingest(
-        &c,
-        &[
-            ev("a1", "ann", 1.0, now),
-            ev("a2", "ann", 2.0, now),
-            ev("a3", "ann", 100.0, now),
-            ev("b1", "bob", 4.0, now),
-            ev("c1", "cy", 9.0, now),
-        ],
-    )
+    c.ingest(&[
+        ev("a1", "ann", 1.0, now),
+        ev("a2", "ann", 2.0, now),
+        ev("a3", "ann", 100.0, now),
+        ev("b1", "bob", 4.0, now),
+        ev("c1", "cy", 9.0, now),
+    ])
     .await;
     let want = vec![row(1, "bob", 4.0), row(2, "ann", 3.0)];
-    expect(&c, "cup", "timeframe=all_time", want.clone()).await;
-    expect(
-        &c,
-        "open",
-        "timeframe=all_time",
-        vec![row(1, "ann", 153.0), row(2, "cy", 9.0), row(3, "bob", 4.0)],
-    )
-    .await;
+    c.expect_standings("cup", "timeframe=all_time", want.clone())
+        .await;
+    let open = ranked(&[("ann", 153.0), ("cy", 9.0), ("bob", 4.0)]);
+    c.expect_standings("open", "timeframe=all_time", open).await;
     let metrics = server.metrics().await;
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("phoenix_leaderboard_over_attempts_total")
-                && l.contains("board=\"cup\"")
-                && l.ends_with(" 2")),
+    assert_eq!(
+        sample(
+            &metrics,
+            "phoenix_leaderboard_over_attempts_total",
+            &[("board", "cup")]
+        ),
+        Some(2.0),
         "two windows refused ann's third event"
     );
 
@@ -658,7 +504,7 @@ async fn tournaments_admit_members_cap_attempts_and_survive_restarts() {
     assert_envelope(s, &e, 404, "NOT_FOUND");
     let (s, _) = join_with(&c, "cup", "cy", None).await;
     assert_eq!(s, 201);
-    ingest(&c, &[ev("b2", "bob", 40.0, Utc::now())]).await;
+    c.ingest(&[ev("b2", "bob", 40.0, Utc::now())]).await;
     // Joins and leaves are durable events of the tenant's log.
     let log = c.log().await;
     let types: Vec<&str> = log
@@ -682,36 +528,25 @@ async fn tournaments_admit_members_cap_attempts_and_survive_restarts() {
     server.kill();
     let server = Server::start(dir.path());
     let c = server.client();
-    expect(&c, "cup", "timeframe=all_time", want.clone()).await;
+    c.expect_standings("cup", "timeframe=all_time", want.clone())
+        .await;
     assert_eq!(member_ids(&members(&c, "cup", "").await), ["ann", "cy"]);
-    ingest(
-        &c,
-        &[
-            ev("a4", "ann", 1000.0, Utc::now()),
-            ev("c2", "cy", 1.0, Utc::now()),
-        ],
-    )
+    c.ingest(&[
+        ev("a4", "ann", 1000.0, Utc::now()),
+        ev("c2", "cy", 1.0, Utc::now()),
+    ])
     .await;
-    expect(
-        &c,
-        "cup",
-        "timeframe=all_time",
-        vec![row(1, "bob", 4.0), row(2, "ann", 3.0), row(3, "cy", 1.0)],
-    )
-    .await;
+    let cup = ranked(&[("bob", 4.0), ("ann", 3.0), ("cy", 1.0)]);
+    c.expect_standings("cup", "timeframe=all_time", cup).await;
     let (s, _) = join_with(&c, "cup", "bob", None).await;
     assert_eq!(s, 409, "full again: ann and cy");
 }
 
 #[tokio::test]
 async fn racing_joins_for_the_last_places_are_decided_in_log_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
-    let c = server.client();
-    put(
-        &c,
+    let (_dir, _server, c) = start_with_board(
         "cup",
-        &board(json!({"entry": {"join_required": true, "max_members": 3}})),
+        json!({"entry": {"join_required": true, "max_members": 3}}),
     )
     .await;
     let joins = (0..12).map(|i| {
@@ -729,47 +564,22 @@ async fn racing_joins_for_the_last_places_are_decided_in_log_order() {
 
 #[tokio::test]
 async fn shared_ties_percentiles_and_friends_boards() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
-    let c = server.client();
-    put(&c, "tied", &board(json!({"ties": "shared"}))).await;
-    put(&c, "plain", &board(json!({}))).await;
+    let (_dir, server, c) = start_with_board("tied", json!({"ties": "shared"})).await;
+    c.create_board("plain", &board(json!({}))).await;
     let now = Utc::now();
-    ingest(
-        &c,
-        &[
-            ev("1", "ann", 10.0, now),
-            ev("2", "bob", 8.0, now),
-            ev("3", "cy", 8.0, now),
-            ev("4", "dan", 5.0, now),
-        ],
-    )
-    .await;
-    expect(
-        &c,
-        "tied",
-        "",
-        vec![
-            row(1, "ann", 10.0),
-            row(2, "bob", 8.0),
-            row(2, "cy", 8.0),
-            row(4, "dan", 5.0),
-        ],
-    )
-    .await;
-    expect(&c, "tied", "offset=2&limit=1", vec![row(2, "cy", 8.0)]).await;
-    expect(
-        &c,
-        "plain",
-        "",
-        vec![
-            row(1, "ann", 10.0),
-            row(2, "bob", 8.0),
-            row(3, "cy", 8.0),
-            row(4, "dan", 5.0),
-        ],
-    )
-    .await;
+    let scores = [("ann", 10.0), ("bob", 8.0), ("cy", 8.0), ("dan", 5.0)];
+    let events: Vec<Value> = (1..)
+        .zip(scores)
+        .map(|(i, (u, s))| ev(&format!("{i}"), u, s, now))
+        .collect();
+    c.ingest(&events).await;
+    // Shared ties: bob and cy are both 2nd and dan is 4th; without them every rank differs.
+    for (id, ranks) in [("tied", [1, 2, 2, 4]), ("plain", [1, 2, 3, 4])] {
+        let want = ranks.iter().zip(scores).map(|(r, (u, s))| row(*r, u, s));
+        c.expect_standings(id, "", want.collect()).await;
+    }
+    c.expect_standings("tied", "offset=2&limit=1", vec![row(2, "cy", 8.0)])
+        .await;
     let user = |b: &'static str, u: &'static str| {
         let c = c.clone();
         async move {
@@ -814,18 +624,9 @@ async fn shared_ties_percentiles_and_friends_boards() {
     );
     assert_eq!(v["total"], 4);
     // A client token may ask too.
-    let tok = token(&c, "cy").await;
+    let tok = c.token("cy", 600).await;
     let body = json!({"user_ids": ["bob"]}).to_string();
-    let (s, v) = decode(
-        c.http
-            .post(format!("{}{path}", c.base))
-            .bearer_auth(&tok)
-            .body(body)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, v) = plain::call(&c.base, "POST", path, Some(&tok), Some(body)).await;
     assert_eq!((s, table(&v)), (200, vec![row(2, "bob", 8.0)]));
     let many: Vec<String> = (0..101).map(|i| format!("u{i}")).collect();
     for bad in [
@@ -839,46 +640,24 @@ async fn shared_ties_percentiles_and_friends_boards() {
         let (s, e) = c.post(path, &bad).await;
         assert_envelope(s, &e, 400, "VALIDATION_ERROR");
     }
-    let (s, e) = c
-        .post_at(path, b"{not json", now_ts().parse().unwrap())
-        .await;
+    let (s, e) = c.post_at(path, b"{not json", common::now()).await;
     assert_envelope(s, &e, 400, "VALIDATION_ERROR");
 
     // WebSocket pushes carry shared ranks too.
-    let url = format!(
-        "{}/v1/ws?token={tok}",
-        server.base.replacen("http://", "ws://", 1)
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let mut ws = with_token(&server.base, &tok).await.unwrap();
     let sub = json!({"type": "subscribe", "id": "t", "leaderboard": "tied", "view": {"top": 5}});
-    ws.send(Message::Text(sub.to_string().into()))
-        .await
-        .unwrap();
+    send(&mut ws, sub).await;
     let snap = next_frame(&mut ws, "snapshot").await;
-    let ranks: Vec<u64> = snap["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["rank"].as_u64().unwrap())
-        .collect();
+    let ranks: Vec<u64> = table(&snap).iter().map(|r| r.0).collect();
     assert_eq!(ranks, [1, 2, 2, 4], "{snap}");
-    ingest(&c, &[ev("5", "dan", 3.0, now)]).await;
-    let up = next_frame(&mut ws, "update").await;
-    assert!(
-        up["changes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|ch| ch["user_id"] == "dan" && ch["rank"] == 2),
-        "dan ties at 8 and shares rank 2: {up}"
-    );
+    c.ingest(&[ev("5", "dan", 3.0, now)]).await;
+    // dan ties at 8 and shares rank 2.
+    assert_update_ranks(&mut ws, "dan", 2).await;
 }
 
 #[tokio::test]
 async fn bad_live_ops_definitions_are_400s_naming_the_field_and_old_boards_are_unchanged() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
-    let c = server.client();
+    let (_dir, _server, c) = fresh();
     let cases = [
         (json!({"timezone": "Mars/Olympus"}), "timezone"),
         (json!({"timezone": 3}), "timezone"),
@@ -937,7 +716,8 @@ async fn bad_live_ops_definitions_are_400s_naming_the_field_and_old_boards_are_u
     let (s, _) = c.get("/v1/leaderboards/bad", "").await;
     assert_eq!(s, 404, "nothing was stored");
     // A board without the new fields reads back without them.
-    put(&c, "old", &board(json!({"timeframes": ["daily"]}))).await;
+    c.create_board("old", &board(json!({"timeframes": ["daily"]})))
+        .await;
     let (_, def) = c.get("/v1/leaderboards/old", "").await;
     for k in ["timezone", "schedules", "entry", "ties"] {
         assert!(def.get(k).is_none(), "{k} in {def}");

@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::ops::ControlFlow::{Break, Continue};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -72,16 +73,47 @@ fn signature_ok(r: &Received) -> bool {
     h("x-tenant-id") == TENANT && mac.verify_slice(&sig).is_ok()
 }
 
+/// Wait (at most 20 s) until the receiver has answered a delivery 200; all it got by then.
+async fn until_delivered(seen: &Mutex<Vec<Received>>) -> Vec<Received> {
+    for _ in 0..400 {
+        if seen.lock().unwrap().iter().any(|r| r.answered == 200) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    seen.lock().unwrap().clone()
+}
+
+/// The webhook deliveries listing once it holds at least two attempts (fails after 10 s).
+async fn two_attempts(c: &Client, query: &str) -> Value {
+    wait_for(
+        "two delivery attempts listed",
+        Duration::from_secs(10),
+        || async {
+            let (s, l) = c.get("/v1/webhooks/deliveries", query).await;
+            assert_eq!(s, 200, "{l}");
+            if l["deliveries"].as_array().is_some_and(|d| d.len() >= 2) {
+                Break(l)
+            } else {
+                Continue(l)
+            }
+        },
+    )
+    .await
+}
+
 fn config(dir: &std::path::Path, url: &str) -> String {
     // No checkpoint during the test: a restart rebuilds the board from the log and freezes
     // the closed window again, which must not grant again.
     let extra =
         "checkpoint_interval_seconds = 3600\n[webhooks]\nretry_initial_ms = 300\npoll_ms = 100\n";
-    config_text(&dir.join("data"), extra).replacen(
-        &format!("secret = \"{SECRET}\""),
-        &format!("secret = \"{SECRET}\"\nwebhook_url = \"{url}\""),
-        1,
-    )
+    with_webhook(&config_text(&dir.join("data"), extra), SECRET, url)
+}
+
+/// `config` with `webhook_url = url` for the tenant whose secret is `secret`.
+fn with_webhook(config: &str, secret: &str, url: &str) -> String {
+    let entry = format!("secret = \"{secret}\"");
+    config.replacen(&entry, &format!("{entry}\nwebhook_url = \"{url}\""), 1)
 }
 
 async fn wallet(c: &Client, user: &str) -> Value {
@@ -167,20 +199,14 @@ async fn window_close_grants_once_across_sigkill_and_retries_the_webhook() {
         (Some(4), Some(true)),
         "{r}"
     );
-    let order: Vec<&str> = r["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["user_id"].as_str().unwrap())
-        .collect();
-    assert_eq!(order, ["ann", "bob", "cid", "dan"]);
-    let grants: Vec<(String, u64, u64)> = r["grants"]
+    assert_eq!(strs(&r["results"], "user_id"), ["ann", "bob", "cid", "dan"]);
+    let grants: Vec<(&str, u64, u64)> = r["grants"]
         .as_array()
         .unwrap()
         .iter()
         .map(|g| {
             (
-                g["user_id"].as_str().unwrap().to_owned(),
+                g["user_id"].as_str().unwrap(),
                 g["rank"].as_u64().unwrap(),
                 g["coins"].as_u64().unwrap(),
             )
@@ -190,10 +216,10 @@ async fn window_close_grants_once_across_sigkill_and_retries_the_webhook() {
     assert_eq!(
         grants,
         [
-            ("ann".into(), 1, 1000),
-            ("bob".into(), 2, 300),
-            ("cid".into(), 3, 300),
-            ("dan".into(), 4, 7)
+            ("ann", 1, 1000),
+            ("bob", 2, 300),
+            ("cid", 3, 300),
+            ("dan", 4, 7)
         ]
     );
     let expected = vec![(1000, 1), (300, 1), (300, 1), (7, 1)];
@@ -213,13 +239,7 @@ async fn window_close_grants_once_across_sigkill_and_retries_the_webhook() {
 
     // The webhook: first delivery refused (500), the retry has the same id and a valid
     // signature, and is answered 200.
-    for _ in 0..200 {
-        if seen.lock().unwrap().iter().any(|r| r.answered == 200) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let got = seen.lock().unwrap().clone();
+    let got = until_delivered(&seen).await;
     assert!(got.len() >= 2, "first attempt then a retry: {got:?}");
     assert_eq!((got[0].answered, got[1].answered), (500, 200));
     let id = got[0].headers["x-phoenix-delivery"]
@@ -253,16 +273,7 @@ async fn window_close_grants_once_across_sigkill_and_retries_the_webhook() {
     forged.body = Bytes::from(String::from_utf8_lossy(&got[1].body).replace("1000", "9000"));
     assert!(!signature_ok(&forged));
     // The attempts are listed, newest first.
-    let mut listed = Value::Null;
-    for _ in 0..100 {
-        let (s, l) = c.get("/v1/webhooks/deliveries", "limit=10").await;
-        assert_eq!(s, 200, "{l}");
-        if l["deliveries"].as_array().is_some_and(|d| d.len() >= 2) {
-            listed = l;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let listed = two_attempts(&c, "limit=10").await;
     let d = listed["deliveries"]
         .as_array()
         .expect("two attempts listed");
@@ -367,9 +378,7 @@ async fn window_close_grants_once_across_sigkill_and_retries_the_webhook() {
 
 #[tokio::test]
 async fn bad_rewards_are_400_naming_the_field() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
-    let c = server.client();
+    let (_dir, _server, c) = fresh();
     let base = |rewards: Value| {
         json!({"rules": [{"event_type": "*", "points_expression": "1"}],
                "timeframes": ["daily"], "rewards": rewards})
@@ -415,69 +424,40 @@ async fn bad_rewards_are_400_naming_the_field() {
         .await;
     assert_eq!(s, 201, "{body}");
     assert_eq!(body["rewards"], json!([{"top_percent": 10, "coins": 50}]));
-    let (s, body) = c
-        .get(
-            "/v1/leaderboards/good/windows/2025-11-18/results",
-            "timeframe=daily",
-        )
-        .await;
-    assert_envelope(s, &body, 404, "NOT_FOUND");
-    let (s, body) = c
-        .get(
-            "/v1/leaderboards/good/windows/2025-W47/results",
-            "timeframe=daily",
-        )
-        .await;
-    assert_envelope(s, &body, 400, "VALIDATION_ERROR");
-    let (s, body) = c
-        .get(
-            "/v1/leaderboards/nope/windows/2025-11-18/results",
-            "timeframe=daily",
-        )
-        .await;
-    assert_envelope(s, &body, 404, "NOT_FOUND");
+    for (board, key, status, code) in [
+        ("good", "2025-11-18", 404, "NOT_FOUND"),
+        ("good", "2025-W47", 400, "VALIDATION_ERROR"),
+        ("nope", "2025-11-18", 404, "NOT_FOUND"),
+    ] {
+        let path = format!("/v1/leaderboards/{board}/windows/{key}/results");
+        let (s, body) = c.get(&path, "timeframe=daily").await;
+        assert_envelope(s, &body, status, code);
+    }
 }
 
 #[tokio::test]
 async fn webhook_url_is_set_through_the_admin_api_and_survives_restart() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    let admin = reqwest::Client::new();
-    let put = |body: Value| {
-        admin
-            .put(format!("{}/v1/admin/tenants/{TENANT}/webhook", server.base))
-            .bearer_auth(OPERATOR)
-            .body(body.to_string())
-            .send()
-    };
-    let r = decode(put(json!({"url": "ftp://example.com/x"})).await.unwrap()).await;
-    assert_envelope(r.0, &r.1, 400, "VALIDATION_ERROR");
-    let r = decode(
-        put(json!({"url": "http://127.0.0.1:9/hook"}))
+    let path = format!("/v1/admin/tenants/{TENANT}/webhook");
+    let bad = json!({"url": "ftp://example.com/x"});
+    let (s, e) = plain::operator(&server.base, "PUT", &path, Some(&bad)).await;
+    assert_envelope(s, &e, 400, "VALIDATION_ERROR");
+    let good = json!({"url": "http://127.0.0.1:9/hook"});
+    let (s, v) = plain::operator(&server.base, "PUT", &path, Some(&good)).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["webhook_url"], "http://127.0.0.1:9/hook");
+    let unauth = Some("{\"url\":null}".to_owned());
+    assert_eq!(
+        plain::call(&server.base, "PUT", &path, None, unauth)
             .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(r.0, 200, "{}", r.1);
-    assert_eq!(r.1["webhook_url"], "http://127.0.0.1:9/hook");
-    let unauth = admin
-        .put(format!("{}/v1/admin/tenants/{TENANT}/webhook", server.base))
-        .body("{\"url\":null}")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(unauth.status(), 401);
+            .0,
+        401
+    );
     drop(server);
     let server = Server::start(dir.path());
-    let list: Value = admin
-        .get(format!("{}/v1/admin/tenants", server.base))
-        .bearer_auth(OPERATOR)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (s, list) = plain::operator(&server.base, "GET", "/v1/admin/tenants", None).await;
+    assert_eq!(s, 200, "{list}");
     let demo = list["tenants"]
         .as_array()
         .unwrap()
@@ -539,30 +519,19 @@ async fn a_hanging_receiver_times_out_without_blocking_ingestion_or_other_tenant
     }); // so the fake answers 200 at once
     let dir = tempfile::tempdir().unwrap();
     let extra = "[webhooks]\ntimeout_ms = 300\nretry_initial_ms = 200\npoll_ms = 100\n";
-    let cfg = config_text(&dir.path().join("data"), extra)
-        .replacen(
-            &format!("secret = \"{SECRET}\""),
-            &format!("secret = \"{SECRET}\"\nwebhook_url = \"{hang_url}\""),
-            1,
-        )
-        .replacen(
-            &format!("secret = \"{OTHER_SECRET}\""),
-            &format!("secret = \"{OTHER_SECRET}\"\nwebhook_url = \"{ok_url}\""),
-            1,
-        );
+    let cfg = config_text(&dir.path().join("data"), extra);
+    let cfg = with_webhook(
+        &with_webhook(&cfg, SECRET, &hang_url),
+        OTHER_SECRET,
+        &ok_url,
+    );
     let server = Server::start_with(dir.path(), &cfg);
     let demo = server.client();
     let other = Client::new(&server.base, OTHER, OTHER_SECRET);
     board_closing_soon(&demo).await;
     board_closing_soon(&other).await;
     // The other tenant's delivery arrives although demo's receiver hangs.
-    for _ in 0..400 {
-        if seen.lock().unwrap().iter().any(|r| r.answered == 200) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let got = seen.lock().unwrap().clone();
+    let got = until_delivered(&seen).await;
     let delivered: Vec<&Received> = got.iter().filter(|r| r.answered == 200).collect();
     assert!(
         !delivered.is_empty(),
@@ -570,15 +539,7 @@ async fn a_hanging_receiver_times_out_without_blocking_ingestion_or_other_tenant
     );
     assert_eq!(delivered[0].headers["x-tenant-id"], OTHER);
     // demo's attempts time out and are retried; its ingestion is unaffected.
-    let mut listed = Value::Null;
-    for _ in 0..200 {
-        let (_, l) = demo.get("/v1/webhooks/deliveries", "").await;
-        if l["deliveries"].as_array().is_some_and(|d| d.len() >= 2) {
-            listed = l;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let listed = two_attempts(&demo, "").await;
     let d = listed["deliveries"]
         .as_array()
         .expect("two timed-out attempts");

@@ -5,80 +5,67 @@ mod common;
 
 use std::time::Duration;
 
-use common::ws::{backend, send, with_token, ws_url, Ws};
+use common::ws::{
+    assert_serves, backend, churn, demo_backend, next, next_of, refusal, send, subscribe,
+    with_token, ws_url, Ws,
+};
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
 
-/// The next JSON frame (fails after 10 s).
-async fn next(ws: &mut Ws) -> Value {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("a frame within 10 s")
-            .expect("stream open")
-            .expect("frame");
-        if let Message::Text(t) = msg {
-            return serde_json::from_str(&t).unwrap();
-        }
-    }
-}
-
-async fn next_of(ws: &mut Ws, ty: &str) -> Value {
-    loop {
-        let f = next(ws).await;
-        if f["type"] == ty {
-            return f;
-        }
-    }
-}
-
-async fn put_board(c: &Client, id: &str, def: &Value) {
-    let (s, body) = c.put_board(id, def).await;
-    assert!(s < 300, "{body}");
-}
-
 fn sum_board() -> Value {
     json!({"rules": [{"event_type": "*", "points_expression": "attrs.score"}], "timeframes": ["daily", "all_time"]})
 }
 
-fn subscribe(id: &str, view: Value) -> Value {
-    json!({"type": "subscribe", "id": id, "leaderboard": "b", "timeframe": "all_time", "view": view})
+/// A server with board `b` (its config: the standard one plus `extra`).
+async fn start(dir: &std::path::Path, extra: &str) -> (Server, Client) {
+    let server = Server::start_with(dir, &config_text(&dir.join("data"), extra));
+    let c = server.client();
+    c.create_board("b", &sum_board()).await;
+    (server, c)
 }
 
-fn rows(v: &Value, field: &str) -> Vec<(String, Value)> {
-    v[field]
+/// Subscribe as `id` until the snapshot holds `entries` entries (events are applied in the
+/// background, so the first snapshots may predate them).
+async fn snapshot_with(ws: &mut Ws, id: &str, view: Value, entries: usize) -> Value {
+    loop {
+        send(ws, subscribe(id, view.clone())).await;
+        let snap = next_of(ws, "snapshot").await;
+        if snap["entries"].as_array().unwrap().len() == entries {
+            return snap;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// (user, rank) of each entry.
+fn ranks(v: &Value) -> Vec<(&str, u64)> {
+    v["entries"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| (e["user_id"].as_str().unwrap().to_owned(), e["rank"].clone()))
+        .map(|e| (e["user_id"].as_str().unwrap(), e["rank"].as_u64().unwrap()))
         .collect()
+}
+
+/// The error code of the next error frame.
+async fn next_error(ws: &mut Ws) -> Value {
+    next_of(ws, "error").await["error"]["code"].clone()
 }
 
 #[tokio::test]
 async fn snapshot_then_updates_after_http_ingest() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
-    let c = server.client();
-    put_board(&c, "b", &sum_board()).await;
+    let (server, c) = start(dir.path(), "").await;
     c.post("/v1/events", &event("a1", "alice", 10)).await;
 
-    let mut ws = backend(&server.base, TENANT, SECRET).await.unwrap();
-    // The snapshot may predate alice's event being applied; wait until she is in it.
-    let mut snap;
-    loop {
-        send(&mut ws, subscribe("top", json!({"top": 3}))).await;
-        snap = next_of(&mut ws, "snapshot").await;
-        if !snap["entries"].as_array().unwrap().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let mut ws = demo_backend(&server.base).await;
+    let snap = snapshot_with(&mut ws, "top", json!({"top": 3}), 1).await;
     assert_eq!(snap["id"], "top");
     assert_eq!(snap["window"], "all_time");
-    assert_eq!(rows(&snap, "entries"), vec![("alice".into(), json!(1))]);
+    assert_eq!(ranks(&snap), [("alice", 1)]);
     let seq = snap["seq"].as_u64().unwrap();
 
     c.post("/v1/events", &event("b1", "bob", 20)).await;
@@ -102,10 +89,7 @@ async fn snapshot_then_updates_after_http_ingest() {
     send(&mut ws, json!({"type": "ping", "id": "p1"})).await;
     assert_eq!(next_of(&mut ws, "pong").await["id"], "p1");
     send(&mut ws, json!({"type": "dance"})).await;
-    assert_eq!(
-        next_of(&mut ws, "error").await["error"]["code"],
-        "VALIDATION_ERROR"
-    );
+    assert_eq!(next_error(&mut ws).await, "VALIDATION_ERROR");
     send(
         &mut ws,
         json!({"type": "subscribe", "id": "x", "leaderboard": "nope", "view": {"top": 3}}),
@@ -117,50 +101,24 @@ async fn snapshot_then_updates_after_http_ingest() {
         (Some("x"), Some("NOT_FOUND"))
     );
     send(&mut ws, subscribe("y", json!({"top": 0}))).await;
-    assert_eq!(
-        next_of(&mut ws, "error").await["error"]["code"],
-        "VALIDATION_ERROR"
-    );
+    assert_eq!(next_error(&mut ws).await, "VALIDATION_ERROR");
     ws.send(Message::Text("{not json".into())).await.unwrap();
-    assert_eq!(
-        next_of(&mut ws, "error").await["error"]["code"],
-        "VALIDATION_ERROR"
-    );
+    assert_eq!(next_error(&mut ws).await, "VALIDATION_ERROR");
 }
 
 #[tokio::test]
 async fn around_view_follows_a_user_who_is_overtaken() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
-    let c = server.client();
-    put_board(&c, "b", &sum_board()).await;
+    let (server, c) = start(dir.path(), "").await;
     let seed: Vec<Value> = [("a", 50), ("b", 40), ("c", 30), ("d", 20)]
         .iter()
         .map(|(u, s)| event(&format!("s-{u}"), u, *s))
         .collect();
     c.post("/v1/events/bulk", &json!({"events": seed})).await;
 
-    let mut ws = backend(&server.base, TENANT, SECRET).await.unwrap();
-    let snap = loop {
-        send(
-            &mut ws,
-            subscribe("me", json!({"around": "c", "radius": 1})),
-        )
-        .await;
-        let s = next_of(&mut ws, "snapshot").await;
-        if s["entries"].as_array().unwrap().len() == 3 {
-            break s;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert_eq!(
-        rows(&snap, "entries"),
-        vec![
-            ("b".into(), json!(2)),
-            ("c".into(), json!(3)),
-            ("d".into(), json!(4))
-        ]
-    );
+    let mut ws = demo_backend(&server.base).await;
+    let snap = snapshot_with(&mut ws, "me", json!({"around": "c", "radius": 1}), 3).await;
+    assert_eq!(ranks(&snap), [("b", 2), ("c", 3), ("d", 4)]);
 
     // Two players overtake c: c moves from 3 to 5, and the view moves with c.
     c.post(
@@ -184,23 +142,14 @@ async fn around_view_follows_a_user_who_is_overtaken() {
     )
     .await;
     let again = next_of(&mut ws, "snapshot").await;
-    assert_eq!(
-        rows(&again, "entries"),
-        vec![
-            ("f".into(), json!(4)),
-            ("c".into(), json!(5)),
-            ("d".into(), json!(6))
-        ]
-    );
+    assert_eq!(ranks(&again), [("f", 4), ("c", 5), ("d", 6)]);
 }
 
 #[tokio::test]
 async fn client_tokens_are_read_only_scoped_and_expiring() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
-    let c = server.client();
-    put_board(&c, "b", &sum_board()).await;
-    put_board(&c, "secret-board", &sum_board()).await;
+    let (server, c) = start(dir.path(), "").await;
+    c.create_board("secret-board", &sum_board()).await;
 
     let (s, t) = c
         .post(
@@ -218,10 +167,7 @@ async fn client_tokens_are_read_only_scoped_and_expiring() {
         json!({"type": "subscribe", "id": "x", "leaderboard": "secret-board", "view": {"top": 5}}),
     )
     .await;
-    assert_eq!(
-        next_of(&mut ws, "error").await["error"]["code"],
-        "FORBIDDEN"
-    );
+    assert_eq!(next_error(&mut ws).await, "FORBIDDEN");
     send(
         &mut ws,
         json!({"type": "ingest", "id": "i", "event": event("tok-1", "alice", 1)}),
@@ -247,104 +193,55 @@ async fn client_tokens_are_read_only_scoped_and_expiring() {
         .await
         .unwrap();
     send(&mut ws2, subscribe("s", json!({"top": 5}))).await;
-    assert_eq!(
-        next_of(&mut ws2, "error").await["error"]["code"],
-        "NOT_FOUND"
-    );
+    assert_eq!(next_error(&mut ws2).await, "NOT_FOUND");
 
     // Expired, forged and missing credentials: 401 before the upgrade.
-    let expired = phoenix::tokens::mint(
-        SECRET.as_bytes(),
-        &phoenix::tokens::Claims {
-            t: TENANT.into(),
-            u: "alice".into(),
-            exp: now() - 1,
-            lb: None,
-        },
-    );
+    let expired = mint_token(SECRET, TENANT, "alice", now() - 1);
     for bad in [expired, format!("{token}00"), "garbage".to_owned()] {
-        let err = with_token(&server.base, &bad).await.unwrap_err();
-        assert!(err.contains("401"), "{err}");
+        assert_eq!(refusal(with_token(&server.base, &bad).await), 401);
     }
-    let err = connect_async(ws_url(&server.base))
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("401"), "{err}");
-    assert!(backend(&server.base, TENANT, "wrong-secret-0000000")
-        .await
-        .unwrap_err()
-        .contains("401"));
+    let anonymous = connect_async(ws_url(&server.base)).await.map(|(ws, _)| ws);
+    assert_eq!(refusal(anonymous), 401);
+    let forged = backend(&server.base, TENANT, "wrong-secret-0000000").await;
+    assert_eq!(refusal(forged), 401);
     // The same token reads standings over HTTP (read-only), only for its boards.
-    let http = reqwest::Client::new();
-    let get = |path: &str, tok: &str| {
-        http.get(format!("{}{path}", server.base))
-            .bearer_auth(tok.to_owned())
-            .send()
+    let bearer = |method: &'static str, path: &'static str, tok: &str| {
+        let (base, tok) = (server.base.clone(), tok.to_owned());
+        async move { plain::call(&base, method, path, Some(&tok), None).await }
     };
-    let (s, v) = decode(
-        get("/v1/leaderboards/b/standings?timeframe=all_time", &token)
-            .await
-            .unwrap(),
-    )
-    .await;
+    let all_time = "/v1/leaderboards/b/standings?timeframe=all_time";
+    let (s, v) = bearer("GET", all_time, &token).await;
     assert_eq!((s, v["leaderboard"].as_str()), (200, Some("b")), "{v}");
-    let (s, e) = decode(
-        get("/v1/leaderboards/secret-board/standings", &token)
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, e) = bearer("GET", "/v1/leaderboards/secret-board/standings", &token).await;
     assert_envelope(s, &e, 403, "FORBIDDEN");
-    let (s, e) = decode(
-        get("/v1/leaderboards/b/standings", "pxt1.bogus.00")
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, e) = bearer("GET", "/v1/leaderboards/b/standings", "pxt1.bogus.00").await;
     assert_envelope(s, &e, 401, "UNAUTHORIZED");
-    let (s, e) = decode(
-        http.put(format!("{}/v1/leaderboards/b", server.base))
-            .bearer_auth(&token)
-            .body("{}")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let put = Some("{}".to_owned());
+    let (s, e) = plain::call(&server.base, "PUT", "/v1/leaderboards/b", Some(&token), put).await;
     assert_envelope(s, &e, 401, "UNAUTHORIZED");
     // Token requests are validated.
-    let (s, e) = c
-        .post("/v1/tokens", &json!({"user_id": "", "ttl_seconds": 60}))
-        .await;
-    assert_envelope(s, &e, 400, "VALIDATION_ERROR");
-    let (s, e) = c
-        .post(
-            "/v1/tokens",
-            &json!({"user_id": "a", "ttl_seconds": 999999999}),
-        )
-        .await;
-    assert_envelope(s, &e, 400, "VALIDATION_ERROR");
+    for bad in [
+        json!({"user_id": "", "ttl_seconds": 60}),
+        json!({"user_id": "a", "ttl_seconds": 999999999}),
+    ] {
+        let (s, e) = c.post("/v1/tokens", &bad).await;
+        assert_envelope(s, &e, 400, "VALIDATION_ERROR");
+    }
 }
 
 #[tokio::test]
 async fn streaming_ingest_acks_after_durability_with_dedupe() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
-    let c = server.client();
-    let mut ws = backend(&server.base, TENANT, SECRET).await.unwrap();
+    let (_dir, server, c) = fresh();
+    let mut ws = demo_backend(&server.base).await;
     let mut bad = event("w-bad", "u", 1);
     bad["type"] = json!("");
     send(&mut ws, json!({"type": "ingest", "id": "batch-1", "events": [event("w1", "u", 1), event("w1", "u", 1), bad, event("w2", "u", 2)]})).await;
     let ack = next_of(&mut ws, "ack").await;
     assert_eq!(ack["id"], "batch-1");
-    let statuses: Vec<&str> = ack["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["status"].as_str().unwrap())
-        .collect();
-    assert_eq!(statuses, ["accepted", "duplicate", "failed", "accepted"]);
+    assert_eq!(
+        strs(&ack["results"], "status"),
+        ["accepted", "duplicate", "failed", "accepted"]
+    );
     // Acknowledged means durable and visible in the log.
     let ids = c.logged_ids().await;
     assert_eq!(ids, ["w1", "w2"]);
@@ -382,50 +279,30 @@ async fn streaming_ingest_acks_after_durability_with_dedupe() {
         json!({"type": "ingest", "id": "empty", "events": []}),
     )
     .await;
-    assert_eq!(
-        next_of(&mut ws, "error").await["error"]["code"],
-        "VALIDATION_ERROR"
-    );
+    assert_eq!(next_error(&mut ws).await, "VALIDATION_ERROR");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_is_resynced_or_closed_not_buffered() {
     let dir = tempfile::tempdir().unwrap();
     let extra = "ws_push_interval_ms = 1\nws_outbound_queue = 4\nws_stall_timeout_seconds = 2";
-    let server = Server::start_with(dir.path(), &config_text(&dir.path().join("data"), extra));
-    let c = server.client();
-    put_board(&c, "b", &sum_board()).await;
-    let mut ws = backend(&server.base, TENANT, SECRET).await.unwrap();
+    let (server, c) = start(dir.path(), extra).await;
+    let mut ws = demo_backend(&server.base).await;
     send(&mut ws, subscribe("big", json!({"top": 100}))).await;
     // Never read from `ws` while the top 100 churns. Long user ids make each frame ~26 KB so
     // the socket buffers (several MB on loopback) fill within seconds.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let pad = "x".repeat(200);
     let mut round = 0;
-    let metric = |text: &str, name: &str| -> f64 {
-        text.lines()
-            .filter(|l| l.starts_with(name))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    };
     loop {
-        let events: Vec<Value> = (0..100)
-            .map(|j| {
-                event(
-                    &format!("r{round}-{j}"),
-                    &format!("user{j}-{pad}"),
-                    (round * 7 + j * 13) % 97 + 1,
-                )
-            })
-            .collect();
-        c.post("/v1/events/bulk", &json!({"events": events})).await;
+        churn(&c, round, &pad).await;
         round += 1;
         let text = server.metrics().await;
-        if metric(&text, "phoenix_ws_slow_closed_total") >= 1.0
+        if metric(&text, "phoenix_ws_slow_closed_total", &[]) >= 1.0
             || std::time::Instant::now() > deadline
         {
             assert!(
-                metric(&text, "phoenix_ws_frames_dropped_total") > 0.0,
+                metric(&text, "phoenix_ws_frames_dropped_total", &[]) > 0.0,
                 "frames were dropped, not queued:\n{text}"
             );
             break;
@@ -463,49 +340,33 @@ async fn a_client_that_never_reads_is_resynced_or_closed_not_buffered() {
         "closed (reset, or a close frame with the reason), after {frames} frames"
     );
     // The server is fine afterwards.
-    let mut ws2 = backend(&server.base, TENANT, SECRET).await.unwrap();
-    send(&mut ws2, subscribe("again", json!({"top": 3}))).await;
-    assert_eq!(next(&mut ws2).await["type"], "snapshot");
+    assert_serves(&server.base).await;
 }
 
 #[tokio::test]
 async fn reconnect_and_resubscribe_resumes_from_a_fresh_snapshot() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
-    let c = server.client();
-    put_board(&c, "b", &sum_board()).await;
-    let mut ws = backend(&server.base, TENANT, SECRET).await.unwrap();
+    let (server, c) = start(dir.path(), "").await;
+    let mut ws = demo_backend(&server.base).await;
     send(&mut ws, subscribe("s", json!({"top": 5}))).await;
     assert_eq!(next(&mut ws).await["type"], "snapshot");
     ws.close(None).await.unwrap();
     drop(ws);
     c.post("/v1/events", &event("while-away", "zed", 99)).await;
-    let mut ws = backend(&server.base, TENANT, SECRET).await.unwrap();
-    let snap = loop {
-        send(&mut ws, subscribe("s", json!({"top": 5}))).await;
-        let s = next_of(&mut ws, "snapshot").await;
-        if !s["entries"].as_array().unwrap().is_empty() {
-            break s;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert_eq!(rows(&snap, "entries"), vec![("zed".into(), json!(1))]);
+    let mut ws = demo_backend(&server.base).await;
+    let snap = snapshot_with(&mut ws, "s", json!({"top": 5}), 1).await;
+    assert_eq!(ranks(&snap), [("zed", 1)]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coalescing_caps_a_hot_board_but_never_delays_a_quiet_one() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_with(
-        dir.path(),
-        &config_text(&dir.path().join("data"), "ws_push_interval_ms = 300"),
-    );
-    let c = server.client();
-    put_board(&c, "b", &sum_board()).await;
-    let mut ws = backend(&server.base, TENANT, SECRET).await.unwrap();
+    let (server, c) = start(dir.path(), "ws_push_interval_ms = 300").await;
+    let mut ws = demo_backend(&server.base).await;
     send(&mut ws, subscribe("t", json!({"top": 3}))).await;
     next_of(&mut ws, "snapshot").await;
     // A second session on the same view shares it: one view computed, two subscribers.
-    let mut ws2 = backend(&server.base, TENANT, SECRET).await.unwrap();
+    let mut ws2 = demo_backend(&server.base).await;
     send(&mut ws2, subscribe("same", json!({"top": 3}))).await;
     next_of(&mut ws2, "snapshot").await;
     let text = server.metrics().await;

@@ -1,15 +1,28 @@
 //! Test harness: start the real `phoenix` binary on 127.0.0.1:0 with a temp data dir, and a
-//! signing HTTP client.
+//! signing HTTP client. Beside it: `boards` (leaderboard, event and token helpers), `plain`
+//! (unsigned, Bearer and operator requests), `prom` (reading `/metrics`), `ws` (WebSocket
+//! clients).
 #![allow(dead_code)]
 
+use std::fmt::Debug;
+use std::future::Future;
 use std::io::{BufRead, BufReader};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod boards;
+pub mod plain;
+pub mod prom;
 pub mod ws;
+
+#[allow(unused_imports)]
+pub use boards::{ranked, row, strs, table, user_scores, Row};
+#[allow(unused_imports)]
+pub use prom::{metric, sample};
 
 pub const TENANT: &str = "demo";
 pub const SECRET: &str = "demo-secret-0123456789";
@@ -17,29 +30,59 @@ pub const OTHER: &str = "other";
 pub const OTHER_SECRET: &str = "other-secret-0123456789";
 pub const OPERATOR: &str = "test-operator-token";
 
-/// The standard test configuration; `data_dir` and extra TOML are filled in.
-pub fn config_text(data_dir: &Path, extra: &str) -> String {
+/// The tenant HMAC of a request (seed 000 §3), as the `X-Signature` header carries it.
+pub fn sign(secret: &str, method: &str, path: &str, ts: &str, body: &[u8]) -> String {
+    phoenix::auth::sign(secret.as_bytes(), method, path, ts, body)
+}
+
+/// A client token for `user` of `tenant` signed with `secret`, expiring at `exp` (Unix
+/// seconds), as the server mints them: for tokens the API would not hand out.
+pub fn mint_token(secret: &str, tenant: &str, user: &str, exp: i64) -> String {
+    let claims = phoenix::tokens::Claims {
+        t: tenant.into(),
+        u: user.into(),
+        exp,
+        lb: None,
+    };
+    phoenix::tokens::mint(secret.as_bytes(), &claims)
+}
+
+/// The top of every test configuration: listen on a free port, data in `data_dir`, the
+/// operator token.
+pub fn config_head(data_dir: &Path) -> String {
     format!(
-        r#"
-listen = "127.0.0.1:0"
-data_dir = "{}"
-operator_token = "{OPERATOR}"
-{extra}
-[[tenants]]
-id = "{TENANT}"
-secret = "{SECRET}"
-
-[[tenants]]
-id = "{OTHER}"
-secret = "{OTHER_SECRET}"
-
-[[tenants]]
-id = "paused"
-secret = "paused-secret-0123456789"
-status = "suspended"
-"#,
+        "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\noperator_token = \"{OPERATOR}\"\n",
         data_dir.display()
     )
+}
+
+/// A `[[tenants]]` entry; `more` is TOML that follows inside it (sub-tables included).
+pub fn tenant_toml(id: &str, secret: &str, more: &str) -> String {
+    format!("\n[[tenants]]\nid = \"{id}\"\nsecret = \"{secret}\"\n{more}")
+}
+
+/// The standard test configuration; `data_dir` and extra TOML are filled in.
+pub fn config_text(data_dir: &Path, extra: &str) -> String {
+    [
+        config_head(data_dir),
+        format!("{extra}\n"),
+        tenant_toml(TENANT, SECRET, ""),
+        tenant_toml(OTHER, OTHER_SECRET, ""),
+        tenant_toml(
+            "paused",
+            "paused-secret-0123456789",
+            "status = \"suspended\"\n",
+        ),
+    ]
+    .concat()
+}
+
+/// A server with the standard config in a fresh temp dir, and its tenant client.
+pub fn fresh() -> (tempfile::TempDir, Server, Client) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let c = server.client();
+    (dir, server, c)
 }
 
 /// A running `phoenix serve` child process.
@@ -97,14 +140,23 @@ impl Server {
 
     /// `GET /metrics` with the operator token: the Prometheus text (the status must be 200).
     pub async fn metrics(&self) -> String {
-        let resp = reqwest::Client::new()
+        let resp = self.scrape().await.expect("request");
+        assert_eq!(resp.status(), 200);
+        resp.text().await.expect("metrics text")
+    }
+
+    /// `GET /metrics` with the operator token, however it goes.
+    pub async fn scrape(&self) -> reqwest::Result<reqwest::Response> {
+        reqwest::Client::new()
             .get(format!("{}/metrics", self.base))
             .bearer_auth(OPERATOR)
             .send()
             .await
-            .expect("request");
-        assert_eq!(resp.status(), 200);
-        resp.text().await.expect("metrics text")
+    }
+
+    /// The sum of the samples of one metric (see [`prom::metric`]).
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        metric(&self.metrics().await, name, labels)
     }
 }
 
@@ -150,7 +202,7 @@ impl Client {
         ts: i64,
     ) -> reqwest::RequestBuilder {
         let ts = ts.to_string();
-        let sig = phoenix::auth::sign(self.secret.as_bytes(), method, path, &ts, body);
+        let sig = sign(&self.secret, method, path, &ts, body);
         let url = if query.is_empty() {
             format!("{}{path}", self.base)
         } else {
@@ -270,34 +322,64 @@ pub fn assert_envelope(status: u16, body: &Value, want_status: u16, code: &str) 
     );
 }
 
+/// The message of an error envelope.
+pub fn message(body: &Value) -> &str {
+    body["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error message in {body}"))
+}
+
+/// Assert a 400 `VALIDATION_ERROR` envelope whose message contains `needle`.
+pub fn assert_invalid(status: u16, body: &Value, needle: &str) {
+    assert_envelope(status, body, 400, "VALIDATION_ERROR");
+    assert!(message(body).contains(needle), "{body} lacks {needle:?}");
+}
+
+/// Poll `f` every 50 ms until it breaks with a value, and return it; fail after `within`
+/// with `what` and the last thing `f` saw.
+pub async fn wait_for<T, Seen, F, Fut>(what: &str, within: Duration, f: F) -> T
+where
+    Seen: Debug,
+    F: Fn() -> Fut,
+    Fut: Future<Output = ControlFlow<T, Seen>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        match f().await {
+            ControlFlow::Break(done) => return done,
+            ControlFlow::Continue(seen) if Instant::now() >= deadline => {
+                panic!("never happened within {within:?}: {what}; last seen: {seen:?}")
+            }
+            ControlFlow::Continue(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
 /// Poll `f` until it returns true (or fail after ~10 s).
 pub async fn eventually<F, Fut>(what: &str, f: F)
 where
     F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
+    Fut: Future<Output = bool>,
 {
-    for _ in 0..200 {
-        if f().await {
-            return;
+    wait_for(what, Duration::from_secs(10), || {
+        let done = f();
+        async move {
+            if done.await {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("never happened: {what}");
+    })
+    .await
 }
 
 impl Client {
     /// Like `post`, but `None` on a transport error (the server was killed).
     pub async fn http_post_json(&self, path: &str, body: &Value) -> Option<(u16, Value)> {
         let body = body.to_string();
-        let ts = now().to_string();
-        let sig = phoenix::auth::sign(self.secret.as_bytes(), "POST", path, &ts, body.as_bytes());
         let resp = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header("X-Tenant-Id", &self.tenant)
-            .header("X-Timestamp", ts)
-            .header("X-Signature", sig)
-            .body(body)
+            .signed("POST", path, "", body.as_bytes(), now())
             .send()
             .await
             .ok()?;
