@@ -25,16 +25,8 @@ fn fixture_dir() -> PathBuf {
 /// The config the fixture was written with; `api_base` is the fake vote API (unused when
 /// reading).
 fn config(data: &Path, api_base: &str) -> String {
-    format!(
+    let integrations = format!(
         r#"
-listen = "127.0.0.1:0"
-data_dir = "{data}"
-operator_token = "{OPERATOR}"
-
-[[tenants]]
-id = "{TENANT}"
-secret = "{SECRET}"
-
 [tenants.ninja_metrics]
 client_id = "100"
 app_id = "100"
@@ -48,13 +40,14 @@ timeout_ms = 2000
 [[tenants.gamemonitoring.rewards]]
 coins = 25
 items = ["vote-crate"]
-
-[[tenants]]
-id = "{OTHER}"
-secret = "{OTHER_SECRET}"
-"#,
-        data = data.display()
-    )
+"#
+    );
+    [
+        config_head(data),
+        tenant_toml(TENANT, SECRET, &integrations),
+        tenant_toml(OTHER, OTHER_SECRET, ""),
+    ]
+    .concat()
 }
 
 fn nm(ts: &str, data: Value) -> Value {
@@ -134,28 +127,24 @@ async fn read_all(base: &str) -> Value {
     Value::Object(out)
 }
 
-/// Remove what legitimately differs between two binaries reading the same data (fields a
-/// newer version adds are ignored: only the fixture's keys are compared).
-fn contains(expected: &Value, actual: &Value, at: &str) -> Result<(), String> {
+/// Where `actual` differs from `expected`, if anywhere (fields a newer version adds are
+/// ignored: only the fixture's keys are compared).
+fn mismatch(expected: &Value, actual: &Value, at: &str) -> Option<String> {
     match (expected, actual) {
-        (Value::Object(e), Value::Object(a)) => {
-            for (k, v) in e {
-                let got = a.get(k).ok_or(format!("{at}.{k}: missing"))?;
-                contains(v, got, &format!("{at}.{k}"))?;
-            }
-            Ok(())
+        (Value::Object(e), Value::Object(a)) => e.iter().find_map(|(k, v)| match a.get(k) {
+            Some(got) => mismatch(v, got, &format!("{at}.{k}")),
+            None => Some(format!("{at}.{k}: missing")),
+        }),
+        (Value::Array(e), Value::Array(a)) if e.len() != a.len() => {
+            Some(format!("{at}: {} items, expected {}", a.len(), e.len()))
         }
-        (Value::Array(e), Value::Array(a)) => {
-            if e.len() != a.len() {
-                return Err(format!("{at}: {} items, expected {}", a.len(), e.len()));
-            }
-            for (i, (x, y)) in e.iter().zip(a).enumerate() {
-                contains(x, y, &format!("{at}[{i}]"))?;
-            }
-            Ok(())
-        }
-        (e, a) if e == a => Ok(()),
-        (e, a) => Err(format!("{at}: {a}, expected {e}")),
+        (Value::Array(e), Value::Array(a)) => e
+            .iter()
+            .zip(a)
+            .enumerate()
+            .find_map(|(i, (x, y))| mismatch(x, y, &format!("{at}[{i}]"))),
+        (e, a) if e == a => None,
+        (e, a) => Some(format!("{at}: {a}, expected {e}")),
     }
 }
 
@@ -186,9 +175,9 @@ async fn an_old_data_dir_opens_with_identical_answers() {
     let mut last = String::new();
     for _ in 0..100 {
         let got = read_all(&server.base).await;
-        match contains(&expected, &got, "") {
-            Ok(()) => return,
-            Err(e) => last = e,
+        match mismatch(&expected, &got, "") {
+            None => return,
+            Some(e) => last = e,
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }

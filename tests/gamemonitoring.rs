@@ -6,6 +6,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::ops::ControlFlow::{Break, Continue};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -93,16 +94,8 @@ async fn fake_vote(State(f): State<Fake>, Path(id): Path<String>) -> Response {
 
 /// The standard config with `demo` wired to the fake API (`other` has no integration).
 fn gm_config(dir: &std::path::Path, api_base: &str, timeout_ms: u64) -> String {
-    format!(
+    let gamemonitoring = format!(
         r#"
-listen = "127.0.0.1:0"
-data_dir = "{data}"
-operator_token = "{OPERATOR}"
-
-[[tenants]]
-id = "{TENANT}"
-secret = "{SECRET}"
-
 [tenants.gamemonitoring]
 webhook_token = "{GM_TOKEN}"
 api_base = "{api_base}"
@@ -117,13 +110,14 @@ vip_days = 3
 
 [[tenants.gamemonitoring.rewards]]
 coins = 10
-
-[[tenants]]
-id = "{OTHER}"
-secret = "{OTHER_SECRET}"
-"#,
-        data = dir.join("data").display()
-    )
+"#
+    );
+    [
+        config_head(&dir.join("data")),
+        tenant_toml(TENANT, SECRET, &gamemonitoring),
+        tenant_toml(OTHER, OTHER_SECRET, ""),
+    ]
+    .concat()
 }
 
 /// A signed webhook body.
@@ -478,30 +472,21 @@ async fn a_monthly_top_voters_board_counts_votes() {
     link(&c, "bob", "bob").await;
     // A redelivery does not count twice.
     assert_eq!(vote(&s.base, "a1").await, 204);
-    let mut last = Value::Null;
-    for _ in 0..200 {
-        let (st, v) = c
-            .get("/v1/leaderboards/top-voters/standings", "timeframe=monthly")
-            .await;
-        assert_eq!(st, 200, "{v}");
-        let rows: Vec<(String, f64)> = v["entries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| {
-                (
-                    e["user_id"].as_str().unwrap().to_owned(),
-                    e["score"].as_f64().unwrap(),
-                )
-            })
-            .collect();
-        if rows == vec![("alice".to_owned(), 2.0), ("bob".to_owned(), 1.0)] {
-            return;
-        }
-        last = v;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("standings never showed alice 2, bob 1: {last}");
+    let want = [("alice".to_owned(), 2.0), ("bob".to_owned(), 1.0)];
+    wait_for(
+        "standings show alice 2, bob 1",
+        Duration::from_secs(10),
+        || async {
+            let (st, v) = c.standings("top-voters", "timeframe=monthly").await;
+            assert_eq!(st, 200, "{v}");
+            if user_scores(&v) == want {
+                Break(())
+            } else {
+                Continue(v)
+            }
+        },
+    )
+    .await;
 }
 
 /// Suspend the tenant through the operator API (or resume it).

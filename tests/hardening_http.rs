@@ -14,8 +14,11 @@ use tokio::net::TcpStream;
 /// Short deadlines so the tests run in seconds: header 1 s, body 1 s, idle 4 s.
 const SHORT: &str = "http_header_timeout_seconds = 1\nhttp_body_timeout_seconds = 1\nhttp_idle_timeout_seconds = 4\n";
 
-fn start(dir: &std::path::Path, extra: &str) -> Server {
-    Server::start_with(dir, &config_text(&dir.join("data"), extra))
+/// A server in a fresh directory with the standard config plus `extra`.
+fn start(extra: &str) -> (tempfile::TempDir, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), &config_text(&dir.path().join("data"), extra));
+    (dir, server)
 }
 
 fn addr(server: &Server) -> String {
@@ -72,9 +75,7 @@ async fn read_response(s: &mut TcpStream) -> Raw {
 
 /// Send `bytes` on a fresh connection and read the answer.
 async fn exchange(server: &Server, bytes: &[u8]) -> Raw {
-    let mut s = connect(server).await;
-    s.write_all(bytes).await.unwrap();
-    read_response(&mut s).await
+    read_response(&mut sent(server, bytes).await).await
 }
 
 /// Wait until the server closes `s` (EOF or reset), failing after `within`; returns how long
@@ -92,13 +93,26 @@ async fn closed_within(s: &mut TcpStream, within: Duration) -> (Duration, Vec<u8
     }
 }
 
-/// The value of a metric line starting with `prefix` (0 when absent).
-fn metric(text: &str, prefix: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
+/// At least `n` HTTP timeouts were counted at `stage`.
+async fn assert_timeouts(server: &Server, stage: &str, n: f64) {
+    let m = server.metrics().await;
+    let counted = metric(&m, "phoenix_http_timeouts_total", &[("stage", stage)]);
+    assert!(counted >= n, "{counted} {stage} timeouts:\n{m}");
+}
+
+/// A fresh connection on which `bytes` were sent.
+async fn sent(server: &Server, bytes: &[u8]) -> TcpStream {
+    let mut s = connect(server).await;
+    s.write_all(bytes).await.unwrap();
+    s
+}
+
+/// `GET /health` on `s`, and its response.
+async fn health(s: &mut TcpStream) -> Raw {
+    s.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    read_response(s).await
 }
 
 fn assert_raw_envelope(r: &Raw, status: u16, code: &str) {
@@ -112,8 +126,7 @@ fn assert_raw_envelope(r: &Raw, status: u16, code: &str) {
 
 #[tokio::test]
 async fn a_silent_connection_is_closed_after_the_header_timeout() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), SHORT);
+    let (_dir, server) = start(SHORT);
     let mut s = connect(&server).await;
     let (took, got) = closed_within(&mut s, Duration::from_secs(5)).await;
     assert!(
@@ -124,17 +137,12 @@ async fn a_silent_connection_is_closed_after_the_header_timeout() {
         got.is_empty(),
         "a silent connection gets no answer: {got:?}"
     );
-    let m = server.metrics().await;
-    assert!(
-        metric(&m, "phoenix_http_timeouts_total{stage=\"header\"}") >= 1.0,
-        "{m}"
-    );
+    assert_timeouts(&server, "header", 1.0).await;
 }
 
 #[tokio::test]
 async fn a_dripping_header_is_closed_although_bytes_keep_coming() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), SHORT);
+    let (_dir, server) = start(SHORT);
     let mut s = connect(&server).await;
     let (mut reader, mut writer) = s.split();
     let t0 = Instant::now();
@@ -166,8 +174,7 @@ async fn a_dripping_header_is_closed_although_bytes_keep_coming() {
 
 #[tokio::test]
 async fn an_announced_body_never_sent_gets_408_and_the_connection_closes() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), SHORT);
+    let (_dir, server) = start(SHORT);
     // Part of the body, then nothing.
     let mut s = connect(&server).await;
     s.write_all(
@@ -184,35 +191,28 @@ async fn an_announced_body_never_sent_gets_408_and_the_connection_closes() {
     closed_within(&mut s, Duration::from_secs(2)).await;
 
     // No body byte at all, on an endpoint that reads it.
-    let mut s = connect(&server).await;
-    s.write_all(b"POST /v1/events/bulk HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\n")
-        .await
-        .unwrap();
+    let mut s = sent(
+        &server,
+        b"POST /v1/events/bulk HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\n",
+    )
+    .await;
     let r = read_response(&mut s).await;
     assert_raw_envelope(&r, 408, "REQUEST_TIMEOUT");
     closed_within(&mut s, Duration::from_secs(2)).await;
 
     // Nothing was logged, and the stalls were counted.
     assert!(server.client().log().await.is_empty());
-    let m = server.metrics().await;
-    assert!(
-        metric(&m, "phoenix_http_timeouts_total{stage=\"body\"}") >= 2.0,
-        "{m}"
-    );
+    assert_timeouts(&server, "body", 2.0).await;
 }
 
 #[tokio::test]
 async fn an_idle_keep_alive_connection_closes_after_the_idle_timeout_not_before() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), SHORT);
+    let (_dir, server) = start(SHORT);
     let mut s = connect(&server).await;
     // Requests every 500 ms keep it open well past the idle timeout.
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(6) {
-        s.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
-            .await
-            .unwrap();
-        let r = read_response(&mut s).await;
+        let r = health(&mut s).await;
         assert_eq!(r.status, 200, "{r:?}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -224,17 +224,12 @@ async fn an_idle_keep_alive_connection_closes_after_the_idle_timeout_not_before(
     let (took, got) = closed_within(&mut s, Duration::from_secs(4)).await;
     assert!(got.is_empty(), "{got:?}");
     assert!(took < Duration::from_secs(4), "{took:?}");
-    let m = server.metrics().await;
-    assert!(
-        metric(&m, "phoenix_http_timeouts_total{stage=\"idle\"}") >= 1.0,
-        "{m}"
-    );
+    assert_timeouts(&server, "idle", 1.0).await;
 }
 
 #[tokio::test]
 async fn a_client_that_never_reads_its_responses_is_closed() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), SHORT);
+    let (_dir, server) = start(SHORT);
     let mut s = connect(&server).await;
     // Pipelined requests for the 12 KB dashboard page, never reading an answer: the
     // server's writes block, and after the 1 s write deadline it closes the connection.
@@ -250,27 +245,20 @@ async fn a_client_that_never_reads_its_responses_is_closed() {
     .await
     .expect("still open after 10 s of not reading");
     assert!(t0.elapsed() >= Duration::from_millis(900), "{closed}");
-    let m = server.metrics().await;
-    assert!(
-        metric(&m, "phoenix_http_timeouts_total{stage=\"write\"}") >= 1.0,
-        "{m}"
-    );
+    assert_timeouts(&server, "write", 1.0).await;
 }
 
 #[tokio::test]
 async fn probes_answer_while_stalled_uploads_hold_the_concurrency_limit() {
-    let dir = tempfile::tempdir().unwrap();
     // A long body timeout so the uploads keep their places for the whole test.
-    let server = start(
-        dir.path(),
-        "max_concurrent_requests = 4\nhttp_body_timeout_seconds = 60\n",
-    );
+    let (_dir, server) = start("max_concurrent_requests = 4\nhttp_body_timeout_seconds = 60\n");
     let mut uploads = Vec::new();
     for _ in 0..8 {
-        let mut s = connect(&server).await;
-        s.write_all(b"POST /v1/events HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n{")
-            .await
-            .unwrap();
+        let s = sent(
+            &server,
+            b"POST /v1/events HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n{",
+        )
+        .await;
         uploads.push(s);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -313,15 +301,11 @@ async fn probes_answer_while_stalled_uploads_hold_the_concurrency_limit() {
 
 #[tokio::test]
 async fn connections_over_the_limit_are_refused_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), "max_connections = 3\n");
+    let (_dir, server) = start("max_connections = 3\n");
     let mut held = Vec::new();
     for _ in 0..3 {
         let mut s = connect(&server).await;
-        s.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
-            .await
-            .unwrap();
-        assert_eq!(read_response(&mut s).await.status, 200);
+        assert_eq!(health(&mut s).await.status, 200);
         held.push(s);
     }
     // The fourth is answered 503 in the envelope and closed at once (an accepted one would
@@ -356,10 +340,10 @@ async fn connections_over_the_limit_are_refused_at_once() {
         m
     };
     assert!(
-        metric(&m, "phoenix_http_connections_refused_total") >= 1.0,
+        metric(&m, "phoenix_http_connections_refused_total", &[]) >= 1.0,
         "{m}"
     );
-    let open = metric(&m, "phoenix_http_connections ");
+    let open = metric(&m, "phoenix_http_connections", &[]);
     assert!(
         (2.0..=3.0).contains(&open),
         "2 held + the scrape: {open}\n{m}"
@@ -368,8 +352,7 @@ async fn connections_over_the_limit_are_refused_at_once() {
 
 #[tokio::test]
 async fn transport_level_errors_use_the_envelope() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), "");
+    let (_dir, server) = start("");
 
     // 405, keeping `Allow`.
     let r = exchange(
@@ -380,59 +363,66 @@ async fn transport_level_errors_use_the_envelope() {
     assert_raw_envelope(&r, 405, "METHOD_NOT_ALLOWED");
     assert!(r.head.contains("allow: get"), "{}", r.head);
 
-    // 405 on a route under the concurrency limit, too.
-    let r = exchange(&server, b"DELETE /v1/events HTTP/1.1\r\nhost: x\r\n\r\n").await;
-    assert_raw_envelope(&r, 405, "METHOD_NOT_ALLOWED");
-
-    // 404.
-    let r = exchange(&server, b"GET /no/such/thing HTTP/1.1\r\nhost: x\r\n\r\n").await;
-    assert_raw_envelope(&r, 404, "NOT_FOUND");
-
-    // A percent-encoding that is not UTF-8 in a path segment.
-    let r = exchange(
-        &server,
-        b"GET /v1/leaderboards/%FF%FE/standings HTTP/1.1\r\nhost: x\r\n\r\n",
-    )
-    .await;
-    assert_raw_envelope(&r, 400, "VALIDATION_ERROR");
-
-    // 414 from our limit (8 KiB) …
-    let long = format!(
-        "GET /health?x={} HTTP/1.1\r\nhost: x\r\n\r\n",
-        "a".repeat(10_000)
-    );
-    let r = exchange(&server, long.as_bytes()).await;
-    assert_raw_envelope(&r, 414, "URI_TOO_LONG");
-    // The limit holds for paths no route knows, too.
-    let long_unknown = format!(
-        "GET /nowhere/{} HTTP/1.1\r\nhost: x\r\n\r\n",
-        "a".repeat(10_000)
-    );
-    let r = exchange(&server, long_unknown.as_bytes()).await;
-    assert_raw_envelope(&r, 414, "URI_TOO_LONG");
-    // … and from hyper's own (64 KiB), rewritten.
-    let longer = format!(
-        "GET /health?x={} HTTP/1.1\r\nhost: x\r\n\r\n",
-        "a".repeat(70_000)
-    );
-    let r = exchange(&server, longer.as_bytes()).await;
-    assert_raw_envelope(&r, 414, "URI_TOO_LONG");
-
-    // 431 from our limit (32 KiB of header fields) …
-    let huge = format!(
-        "GET /health HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n",
-        "b".repeat(40_000)
-    );
-    let r = exchange(&server, huge.as_bytes()).await;
-    assert_raw_envelope(&r, 431, "REQUEST_HEADER_FIELDS_TOO_LARGE");
-    // … and from hyper's (more than 100 fields), rewritten.
-    let mut many = String::from("GET /health HTTP/1.1\r\nhost: x\r\n");
+    // A GET of `target`, with `fields` header lines after the host.
+    let get = |target: String, fields: String| {
+        format!("GET {target} HTTP/1.1\r\nhost: x\r\n{fields}\r\n")
+    };
+    let mut many = String::new();
     for i in 0..150 {
         many.push_str(&format!("x-h{i}: v\r\n"));
     }
-    many.push_str("\r\n");
-    let r = exchange(&server, many.as_bytes()).await;
-    assert_raw_envelope(&r, 431, "REQUEST_HEADER_FIELDS_TOO_LARGE");
+    let many = get("/health".into(), many);
+    let cases = [
+        // 405 on a route under the concurrency limit, too.
+        (
+            "DELETE /v1/events HTTP/1.1\r\nhost: x\r\n\r\n".to_owned(),
+            405,
+            "METHOD_NOT_ALLOWED",
+        ),
+        (
+            get("/no/such/thing".into(), String::new()),
+            404,
+            "NOT_FOUND",
+        ),
+        // A percent-encoding that is not UTF-8 in a path segment.
+        (
+            get("/v1/leaderboards/%FF%FE/standings".into(), String::new()),
+            400,
+            "VALIDATION_ERROR",
+        ),
+        // 414 from our limit (8 KiB), for paths no route knows too, and from hyper's own
+        // (64 KiB), rewritten.
+        (
+            get(format!("/health?x={}", "a".repeat(10_000)), String::new()),
+            414,
+            "URI_TOO_LONG",
+        ),
+        (
+            get(format!("/nowhere/{}", "a".repeat(10_000)), String::new()),
+            414,
+            "URI_TOO_LONG",
+        ),
+        (
+            get(format!("/health?x={}", "a".repeat(70_000)), String::new()),
+            414,
+            "URI_TOO_LONG",
+        ),
+        // 431 from our limit (32 KiB of header fields), and from hyper's (more than 100
+        // fields), rewritten.
+        (
+            get(
+                "/health".into(),
+                format!("x-big: {}\r\n", "b".repeat(40_000)),
+            ),
+            431,
+            "REQUEST_HEADER_FIELDS_TOO_LARGE",
+        ),
+        (many.clone(), 431, "REQUEST_HEADER_FIELDS_TOO_LARGE"),
+    ];
+    for (request, status, code) in cases {
+        let r = exchange(&server, request.as_bytes()).await;
+        assert_raw_envelope(&r, status, code);
+    }
 
     // A request hyper cannot parse at all.
     for garbage in [
@@ -440,8 +430,7 @@ async fn transport_level_errors_use_the_envelope() {
         b"GET / HTTP/9.9\r\n\r\n",
         b"GET /health HTTP/1.1\r\nno colon here\r\n\r\n",
     ] {
-        let mut s = connect(&server).await;
-        s.write_all(garbage).await.unwrap();
+        let mut s = sent(&server, garbage).await;
         let r = read_response(&mut s).await;
         assert_raw_envelope(&r, 400, "VALIDATION_ERROR");
         assert!(r.head.contains("connection: close"), "{}", r.head);
@@ -452,10 +441,7 @@ async fn transport_level_errors_use_the_envelope() {
     // recognised by coming after a fully flushed response, not by being first).
     let mut s = connect(&server).await;
     for _ in 0..3 {
-        s.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
-            .await
-            .unwrap();
-        let r = read_response(&mut s).await;
+        let r = health(&mut s).await;
         assert_eq!((r.status, r.json()), (200, json!({"status": "ok"})));
     }
     s.write_all(b"GARBAGE\r\n\r\n").await.unwrap();
@@ -482,17 +468,14 @@ async fn transport_level_errors_use_the_envelope() {
     let (s, b) = c.post("/v1/events", &event("ok", "u", 1)).await;
     assert_eq!(s, 202, "{b}");
     assert_eq!(c.logged_ids().await, ["ok"]);
-    let m = server.metrics().await;
-    assert!(
-        metric(&m, "phoenix_http_transport_errors_total{status=\"400\"}") >= 3.0,
-        "{m}"
-    );
+    let errors = "phoenix_http_transport_errors_total";
+    let counted = server.metric(errors, &[("status", "400")]).await;
+    assert!(counted >= 3.0, "{counted} transport errors");
 }
 
 #[tokio::test]
 async fn extreme_numbers_from_clients_are_refused_not_wrapped() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), "");
+    let (_dir, server) = start("");
     let c = server.client();
     let body = event("e1", "u", 1).to_string();
     // Correctly signed, timestamps at the ends of i64 (`-2^63 + now` used to wrap into range).
@@ -532,17 +515,13 @@ async fn extreme_numbers_from_clients_are_refused_not_wrapped() {
 
 #[tokio::test]
 async fn sigterm_still_shuts_down_gracefully_with_connections_open() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = start(dir.path(), "");
+    let (dir, mut server) = start("");
     let c = server.client();
     let (s, b) = c.post("/v1/events", &event("kept", "u", 1)).await;
     assert_eq!(s, 202, "{b}");
     // An idle keep-alive connection and a silent one do not hold the shutdown up.
     let mut idle = connect(&server).await;
-    idle.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
-        .await
-        .unwrap();
-    assert_eq!(read_response(&mut idle).await.status, 200);
+    assert_eq!(health(&mut idle).await.status, 200);
     let _silent = connect(&server).await;
     let t0 = Instant::now();
     let status = server.terminate(Duration::from_secs(5));

@@ -23,13 +23,7 @@ async fn single_and_bulk_happy_path() {
     assert_eq!(body["total"], 3);
     assert_eq!(body["accepted"], 3);
     assert_eq!(body["failed"], 0);
-    let ids: Vec<&str> = body["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["event_id"].as_str().unwrap())
-        .collect();
-    assert_eq!(ids, ["b1", "b2", "b3"]);
+    assert_eq!(strs(&body["results"], "event_id"), ["b1", "b2", "b3"]);
 
     let log = c.log().await;
     let logged: Vec<&str> = log
@@ -48,15 +42,8 @@ async fn single_and_bulk_happy_path() {
 async fn the_seeds_sample_payload_is_accepted() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    let sample = r#"{
-  "tenant_id": "placeholder",
-  "event_id": "evt_01JBQ56ZGTKNC3XN8R8KZZR4N5",
-  "type": "match.completed",
-  "actor": {"user_id": "user-123", "metadata": {"region": "na-east", "platform": "ios"}},
-  "subject": {"type": "match", "id": "match-987"},
-  "occurred_at": "2025-11-18T12:34:56Z",
-  "attrs": {"score": 1550, "duration_seconds": 480, "victory": true}
-}"#;
+    // The sample payload as seed 000 prints it.
+    let sample = include_str!("fixtures/seed-000-sample.json");
     let (status, body) = server
         .client()
         .post_at("/v1/events", sample.as_bytes(), now())
@@ -76,13 +63,10 @@ async fn duplicates_are_acknowledged_but_logged_once() {
     let bulk = json!({"events": [e.clone(), event("dup-2", "u2", 1), event("dup-2", "u2", 1)]});
     let (status, body) = c.post("/v1/events/bulk", &bulk).await;
     assert_eq!(status, 202);
-    let statuses: Vec<&str> = body["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["status"].as_str().unwrap())
-        .collect();
-    assert_eq!(statuses, ["duplicate", "accepted", "duplicate"]);
+    assert_eq!(
+        strs(&body["results"], "status"),
+        ["duplicate", "accepted", "duplicate"]
+    );
     assert_eq!(body["accepted"], 1);
     assert_eq!(body["duplicates"], 2);
 
@@ -352,44 +336,21 @@ async fn ready_is_503_while_storage_is_broken_and_recovers() {
     let config = config_text(&blocker.join("data"), "");
     let server = Server::start_with(dir.path(), &config);
     let c = server.client();
-    let http = reqwest::Client::new();
 
-    let resp = http
-        .get(format!("{}/health", server.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200, "liveness does not depend on storage");
-    let (s, b) = decode(
-        http.get(format!("{}/ready", server.base))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, _) = plain::get(&server.base, "/health").await;
+    assert_eq!(s, 200, "liveness does not depend on storage");
+    let (s, b) = plain::get(&server.base, "/ready").await;
     assert_envelope(s, &b, 503, "UNAVAILABLE");
     let (s, b) = c.post("/v1/events", &event("never", "u", 1)).await;
     assert_envelope(s, &b, 503, "UNAVAILABLE");
-    let (s, b) = c
-        .post(
-            "/v1/events/bulk",
-            &json!({"events": [event("never", "u", 1)]}),
-        )
-        .await;
+    let (s, b) = c.bulk(&[event("never", "u", 1)]).await;
     assert_envelope(s, &b, 503, "UNAVAILABLE");
 
     // Fix the storage: the server notices on its own and becomes ready.
     std::fs::remove_file(&blocker).unwrap();
     let base = server.base.clone();
-    eventually("ready after storage is fixed", || {
-        let (http, base) = (http.clone(), base.clone());
-        async move {
-            http.get(format!("{base}/ready"))
-                .send()
-                .await
-                .map(|r| r.status() == 200)
-                .unwrap_or(false)
-        }
+    eventually("ready after storage is fixed", || async {
+        plain::get(&base, "/ready").await.0 == 200
     })
     .await;
     assert_eq!(
@@ -415,14 +376,7 @@ async fn metrics_need_the_operator_token() {
             .0,
         202
     );
-    let http = reqwest::Client::new();
-    let (s, b) = decode(
-        http.get(format!("{}/metrics", server.base))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, b) = plain::get(&server.base, "/metrics").await;
     assert_envelope(s, &b, 401, "UNAUTHORIZED");
     let text = server.metrics().await;
     assert!(

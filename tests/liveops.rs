@@ -482,13 +482,12 @@ async fn tournaments_admit_members_cap_attempts_and_survive_restarts() {
         .await;
     let open = ranked(&[("ann", 153.0), ("cy", 9.0), ("bob", 4.0)]);
     c.expect_standings("open", "timeframe=all_time", open).await;
-    let metrics = server.metrics().await;
+    let (metrics, over) = (
+        server.metrics().await,
+        "phoenix_leaderboard_over_attempts_total",
+    );
     assert_eq!(
-        sample(
-            &metrics,
-            "phoenix_leaderboard_over_attempts_total",
-            &[("board", "cup")]
-        ),
+        sample(&metrics, over, &[("board", "cup")]),
         Some(2.0),
         "two windows refused ann's third event"
     );

@@ -4,6 +4,9 @@
 
 mod common;
 
+use std::ops::ControlFlow::{Break, Continue};
+use std::time::Duration;
+
 use common::*;
 use serde_json::{json, Value};
 
@@ -16,6 +19,13 @@ fn config(dir: &std::path::Path) -> String {
          [tenants.ninja_metrics]\nclient_id = \"100\"\napp_id = \"100\"\napp_pwd = \"nm-pass-123\"\n",
     );
     c
+}
+
+/// A server in a fresh directory with the Ninja Metrics tenant `nm`.
+fn start() -> (tempfile::TempDir, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), &config(dir.path()));
+    (dir, server)
 }
 
 async fn post_nm(base: &str, query: &str, body: &str, content_type: Option<&str>) -> (u16, Value) {
@@ -153,6 +163,12 @@ fn character(account: &str, id: &str, name: &str) -> Value {
     )
 }
 
+/// `payload` is refused with a message containing `needle`.
+async fn refused_with(base: &str, payload: Value, needle: &str) {
+    let (_, e) = nm(base, &payload).await;
+    assert!(message(&e).contains(needle), "{e}");
+}
+
 async fn accept(base: &str, payload: &Value) {
     let (s, b) = nm(base, payload).await;
     assert_eq!(s, 202, "{payload} → {b}");
@@ -189,8 +205,7 @@ async fn load_dimensions(base: &str, ex: &[Value]) {
 
 #[tokio::test]
 async fn every_type_accepts_the_seed_example_and_rejects_a_broken_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_with(dir.path(), &config(dir.path()));
+    let (_dir, server) = start();
     let ex = seed_examples();
     load_dimensions(&server.base, &ex).await;
     // Usage events #1–#8 (incl. #3) and #16–#24, then #12 and finally #10 (deletes the account).
@@ -319,9 +334,7 @@ async fn every_type_accepts_the_seed_example_and_rejects_a_broken_one() {
             bad["data"][field] = value;
         }
         let (s, b) = nm(&server.base, &bad).await;
-        assert_envelope(s, &b, 400, "VALIDATION_ERROR");
-        let msg = b["error"]["message"].as_str().unwrap();
-        assert!(msg.contains(needle), "#{n}: {msg:?} lacks {needle:?}");
+        assert_invalid(s, &b, needle);
     }
 
     // Dimension data is queryable (tenant HMAC).
@@ -360,8 +373,7 @@ async fn every_type_accepts_the_seed_example_and_rejects_a_broken_one() {
 
 #[tokio::test]
 async fn references_must_be_initialised_and_not_deleted() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_with(dir.path(), &config(dir.path()));
+    let (_dir, server) = start();
     let base = &server.base;
     let ex = seed_examples();
     // `area` varies the payload: an identical payload is a retry (a duplicate), not a new event.
@@ -371,39 +383,23 @@ async fn references_must_be_initialised_and_not_deleted() {
             json!({"type":1,"account_id":acct,"character_id":chr,"shard_id":shard,"platform":"web","area_id":area}),
         )
     };
+    let refused = |payload: Value, needle: &'static str| refused_with(base, payload, needle);
     let (s, e) = nm(base, &login("ghost", "", 0, 0)).await;
-    assert_envelope(s, &e, 400, "VALIDATION_ERROR");
-    assert!(e["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("account \"ghost\" was never initialised"));
+    assert_invalid(s, &e, "account \"ghost\" was never initialised");
     accept(base, &account("ann")).await;
     accept(base, &login("ann", "", 0, 0)).await;
-    let (_, e) = nm(base, &login("ann", "ghostchar", 0, 0)).await;
-    assert!(
-        e["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("data.character_id: character \"ghostchar\" was never initialised"),
-        "{e}"
-    );
-    let (_, e) = nm(base, &login("ann", "", 7, 0)).await;
-    assert!(
-        e["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("data.shard_id: shard 7 was never initialised"),
-        "{e}"
-    );
+    refused(
+        login("ann", "ghostchar", 0, 0),
+        "data.character_id: character \"ghostchar\" was never initialised",
+    )
+    .await;
+    refused(
+        login("ann", "", 7, 0),
+        "data.shard_id: shard 7 was never initialised",
+    )
+    .await;
     // Characters need their account; a deleted character or account can no longer be used.
-    let (_, e) = nm(base, &character("nobody", "c1", "C One")).await;
-    assert!(
-        e["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("account \"nobody\""),
-        "{e}"
-    );
+    refused(character("nobody", "c1", "C One"), "account \"nobody\"").await;
     accept(base, &character("ann", "c1", "C One")).await;
     accept(base, &login("ann", "c1", 0, 0)).await;
     accept(
@@ -414,23 +410,9 @@ async fn references_must_be_initialised_and_not_deleted() {
         ),
     )
     .await;
-    let (_, e) = nm(base, &login("ann", "c1", 0, 1)).await;
-    assert!(
-        e["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("character \"c1\" was deleted"),
-        "{e}"
-    );
+    refused(login("ann", "c1", 0, 1), "character \"c1\" was deleted").await;
     accept(base, &p("2013-01-16T00:00:00.000Z", json!({"type":10,"account_id":"ann","account_status":"Cancelled","farmer_flag":"N","integrity_flag":"N"}))).await;
-    let (_, e) = nm(base, &login("ann", "", 0, 2)).await;
-    assert!(
-        e["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("account \"ann\" was deleted"),
-        "{e}"
-    );
+    refused(login("ann", "", 0, 2), "account \"ann\" was deleted").await;
     // Items and virtual currencies too.
     accept(base, &account("bo")).await;
     accept(base, &character("bo", "b1", "Bee")).await;
@@ -440,39 +422,22 @@ async fn references_must_be_initialised_and_not_deleted() {
             json!({"type":18,"account_id":"bo","character_id":"b1","shard_id":0,"transaction_type":0,"currency_type":1,"virtual_currency_label":label,"currency_value":5}),
         )
     };
-    let (_, e) = nm(base, &spend("gold")).await;
-    assert!(
-        e["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("virtual currency \"gold\" was never initialised"),
-        "{e}"
-    );
+    refused(
+        spend("gold"),
+        "virtual currency \"gold\" was never initialised",
+    )
+    .await;
     accept(base, &ex[13]).await; // mucha at 0.01
     accept(base, &spend("mucha")).await;
     let used = p(
         "2013-01-14T15:36:27.483Z",
         json!({"type":16,"account_id":"bo","character_id":"b1","character_lvl":1,"shard_id":0,"item_id":99,"item_count":1,"area_id":0,"position_x":-1.0,"position_y":-1.0,"position_z":-1.0}),
     );
-    let (_, e) = nm(base, &used).await;
-    assert!(
-        e["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("item 99 was never initialised"),
-        "{e}"
-    );
+    refused(used, "item 99 was never initialised").await;
     // An INGAME item must not name an owner; a UGC one must.
     let mut ingame_owned = ex[14].clone();
     ingame_owned["data"]["item_segment"] = json!("INGAME");
-    let (_, e) = nm(base, &ingame_owned).await;
-    assert!(
-        e["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("must be \"\" when item_segment is \"INGAME\""),
-        "{e}"
-    );
+    refused(ingame_owned, "must be \"\" when item_segment is \"INGAME\"").await;
     // Currency rates keep their history by timestamp.
     accept(
         base,
@@ -491,8 +456,7 @@ async fn references_must_be_initialised_and_not_deleted() {
 
 #[tokio::test]
 async fn retries_dedupe_auth_content_type_and_batches() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_with(dir.path(), &config(dir.path()));
+    let (_dir, server) = start();
     let base = &server.base;
     let ex = seed_examples();
     // A retried identical POST is deduplicated — loaders included (a second #10 is not an error).
@@ -542,11 +506,7 @@ async fn retries_dedupe_auth_content_type_and_batches() {
         ),
     )
     .await;
-    assert_envelope(s, &e, 400, "VALIDATION_ERROR");
-    assert!(e["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("timestamp"));
+    assert_invalid(s, &e, "timestamp");
     let (s, e) = nm(base, &p("2013-01-14T15:36:27.000Z", json!({"type": 47}))).await;
     assert_envelope(s, &e, 400, "VALIDATION_ERROR");
     let (s, b) = nm(
@@ -590,8 +550,7 @@ async fn retries_dedupe_auth_content_type_and_batches() {
 
 #[tokio::test]
 async fn an_xp_leaderboard_fed_only_by_ninja_metrics() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_with(dir.path(), &config(dir.path()));
+    let (_dir, server) = start();
     let base = &server.base;
     let c = Client::new(base, "nm", "nm-secret-0123456789");
     let (s, _) = c.put_board("xp", &json!({"rules": [{"event_type": "nm.player_xp", "points_expression": "attrs.xp_amount"}]})).await;
@@ -619,29 +578,14 @@ async fn an_xp_leaderboard_fed_only_by_ninja_metrics() {
     // A retried XP event does not count twice.
     let (_, dup) = nm(base, &xp("amy", "amy-c", 40, "2013-01-14T15:36:22.000Z")).await;
     assert_eq!(dup["status"], "duplicate");
-    let mut last = Value::Null;
-    for _ in 0..100 {
-        let (_, v) = c
-            .get("/v1/leaderboards/xp/standings", "timeframe=all_time")
-            .await;
-        let rows: Vec<(String, f64)> = v["entries"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|e| {
-                        (
-                            e["user_id"].as_str().unwrap().to_owned(),
-                            e["score"].as_f64().unwrap(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        if rows == vec![("amy".to_owned(), 70.0), ("ben".to_owned(), 50.0)] {
-            return;
+    let want = [("amy".to_owned(), 70.0), ("ben".to_owned(), 50.0)];
+    wait_for("amy 70, ben 50", Duration::from_secs(5), || async {
+        let (_, v) = c.standings("xp", "timeframe=all_time").await;
+        if user_scores(&v) == want {
+            Break(())
+        } else {
+            Continue(v)
         }
-        last = v;
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("standings never matched: {last}");
+    })
+    .await;
 }

@@ -193,12 +193,7 @@ fn the_parser_reads_chained_and_plain_methods() {
 async fn the_served_document_covers_every_route_of_the_router() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    let http = reqwest::Client::new();
-    let resp = http
-        .get(format!("{}/openapi.json", server.base))
-        .send()
-        .await
-        .unwrap();
+    let resp = plain::send(&server.base, "GET", "/openapi.json", None, None).await;
     assert_eq!(resp.status(), 200);
     assert!(resp.headers()[reqwest::header::CONTENT_TYPE]
         .to_str()
@@ -250,12 +245,8 @@ async fn the_served_document_covers_every_route_of_the_router() {
 async fn operations_declare_their_path_params_auth_and_error_envelope() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    let doc: Value = reqwest::get(format!("{}/openapi.json", server.base))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (status, doc) = plain::get(&server.base, "/openapi.json").await;
+    assert_eq!(status, 200, "{doc}");
     let schemes = doc["components"]["securitySchemes"].as_object().unwrap();
     let envelope = &doc["components"]["schemas"]["ErrorEnvelope"];
     assert_eq!(envelope["required"], serde_json::json!(["error"]));
@@ -325,28 +316,12 @@ async fn operations_declare_their_path_params_auth_and_error_envelope() {
 async fn the_document_is_public_and_other_methods_get_the_envelope() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    let http = reqwest::Client::new();
     // No credentials at all, and a bearer that is not the operator's: both 200.
-    let plain = http
-        .get(format!("{}/openapi.json", server.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(plain.status(), 200);
-    let bogus = http
-        .get(format!("{}/openapi.json", server.base))
-        .bearer_auth("not-a-token")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bogus.status(), 200);
-    let (status, body) = decode(
-        http.post(format!("{}/openapi.json", server.base))
-            .body("{}")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    for token in [None, Some("not-a-token")] {
+        let (status, doc) = plain::call(&server.base, "GET", "/openapi.json", token, None).await;
+        assert_eq!(status, 200, "{doc}");
+    }
+    let body = Some("{}".to_owned());
+    let (status, body) = plain::call(&server.base, "POST", "/openapi.json", None, body).await;
     assert_envelope(status, &body, 405, "METHOD_NOT_ALLOWED");
 }
