@@ -65,39 +65,40 @@ fn check(secret: &str, headers: &HeaderMap, path: &str, body: &[u8]) -> Option<V
     )
 }
 
+/// The answer to a POST of `body` to `path` (`/v1/events` or `/v1/events/bulk`).
+fn answer(
+    mode: Mode,
+    secret: &str,
+    path: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> (StatusCode, Json<Value>) {
+    if mode == Mode::Noop {
+        return (StatusCode::ACCEPTED, Json(json!({"status": "accepted"})));
+    }
+    match check(secret, headers, path, body) {
+        Some(mut r) if !path.ends_with("bulk") => (StatusCode::ACCEPTED, Json(r.remove(0))),
+        Some(r) => (
+            StatusCode::ACCEPTED,
+            Json(json!({"status": "accepted", "results": r})),
+        ),
+        None => (StatusCode::UNAUTHORIZED, Json(json!({}))),
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let (mode, secret) = (args.mode, args.secret.clone());
-    let s2 = secret.clone();
-    let app = Router::new()
-        .route(
-            "/v1/events",
+    let mut app = Router::new();
+    for path in ["/v1/events", "/v1/events/bulk"] {
+        let (mode, secret) = (args.mode, args.secret.clone());
+        app = app.route(
+            path,
             post(move |headers: HeaderMap, body: Bytes| async move {
-                if mode == Mode::Noop {
-                    return (StatusCode::ACCEPTED, Json(json!({"status": "accepted"})));
-                }
-                match check(&secret, &headers, "/v1/events", &body) {
-                    Some(mut r) => (StatusCode::ACCEPTED, Json(r.remove(0))),
-                    None => (StatusCode::UNAUTHORIZED, Json(json!({}))),
-                }
-            }),
-        )
-        .route(
-            "/v1/events/bulk",
-            post(move |headers: HeaderMap, body: Bytes| async move {
-                if mode == Mode::Noop {
-                    return (StatusCode::ACCEPTED, Json(json!({"status": "accepted"})));
-                }
-                match check(&s2, &headers, "/v1/events/bulk", &body) {
-                    Some(r) => (
-                        StatusCode::ACCEPTED,
-                        Json(json!({"status": "accepted", "results": r})),
-                    ),
-                    None => (StatusCode::UNAUTHORIZED, Json(json!({}))),
-                }
+                answer(mode, &secret, path, &headers, &body)
             }),
         );
+    }
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .expect("bind");

@@ -8,6 +8,8 @@
 //! With `--rate` (events/s, open loop) latency is measured from each request's scheduled
 //! send time, so queueing delay is not hidden (no coordinated omission).
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,10 +33,8 @@ enum Mode {
 struct Args {
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: String,
-    #[arg(long, default_value = "demo")]
-    tenant: String,
-    #[arg(long, default_value = "demo-secret-0123456789")]
-    secret: String,
+    #[command(flatten)]
+    auth: common::Tenant,
     #[arg(long, value_enum, default_value = "single")]
     mode: Mode,
     /// Events per bulk request.
@@ -148,16 +148,13 @@ async fn connection(
                 &occurred_at,
             )
         };
-        let ts = chrono::Utc::now().timestamp().to_string();
-        let sig = phoenix::auth::sign(args.secret.as_bytes(), "POST", path, &ts, body.as_bytes());
-        let req = hyper::Request::post(path)
+        let mut req = hyper::Request::post(path)
             .header("host", &args.addr)
-            .header("content-type", "application/json")
-            .header("x-tenant-id", &args.tenant)
-            .header("x-timestamp", ts)
-            .header("x-signature", sig)
-            .body(Full::new(Bytes::from(body)))
-            .expect("request");
+            .header("content-type", "application/json");
+        for (name, value) in args.auth.headers("POST", path, body.as_bytes()) {
+            req = req.header(name, value);
+        }
+        let req = req.body(Full::new(Bytes::from(body))).expect("request");
         let sent = Instant::now();
         let from = if interval.is_some() { scheduled } else { sent };
         match sender.send_request(req).await {

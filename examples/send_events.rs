@@ -8,6 +8,8 @@
 //!   cargo run --example send_events -- standings --id score --timeframe daily
 //! Options: --url (default http://127.0.0.1:8080), --tenant (demo), --secret (the demo secret).
 
+mod common;
+
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
 
@@ -15,10 +17,8 @@ use serde_json::{json, Value};
 struct Args {
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
-    #[arg(long, default_value = "demo")]
-    tenant: String,
-    #[arg(long, default_value = "demo-secret-0123456789")]
-    secret: String,
+    #[command(flatten)]
+    auth: common::Tenant,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -98,19 +98,11 @@ fn fresh_id() -> String {
 }
 
 async fn send(args: &Args, method: &str, path: &str, query: &str, body: String) -> (u16, Value) {
-    let ts = chrono::Utc::now().timestamp().to_string();
-    let sig = phoenix::auth::sign(args.secret.as_bytes(), method, path, &ts, body.as_bytes());
-    let client = reqwest::Client::new();
     let url = format!("{}{path}{query}", args.url);
-    let req = match method {
-        "GET" => client.get(url),
-        "PUT" => client.put(url).body(body),
-        _ => client.post(url).body(body),
-    };
+    let req = args
+        .auth
+        .request(&reqwest::Client::new(), method, &url, path, body);
     let resp = req
-        .header("X-Tenant-Id", &args.tenant)
-        .header("X-Timestamp", ts)
-        .header("X-Signature", sig)
         .header("Content-Type", "application/json")
         .send()
         .await
@@ -122,7 +114,7 @@ async fn send(args: &Args, method: &str, path: &str, query: &str, body: String) 
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let (status, body) = match &args.command {
+    let (method, path, query, body) = match &args.command {
         Cmd::Single {
             user,
             score,
@@ -131,65 +123,61 @@ async fn main() {
         } => {
             let id = event_id.clone().unwrap_or_else(fresh_id);
             let body = event(&id, event_type, user, *score).to_string();
-            send(&args, "POST", "/v1/events", "", body).await
+            ("POST", "/v1/events".to_owned(), String::new(), body)
         }
         Cmd::Bulk { count } => {
             let players = ["alice", "bob", "carol", "dave", "erin", "frank"];
             let events: Vec<Value> = (0..*count)
                 .map(|i| {
                     let score = ((i * 7919) % 2000) as i64;
+                    let player = players[i % players.len()];
                     event(
                         &format!("{}-{i}", fresh_id()),
                         "match.completed",
-                        players[i % players.len()],
+                        player,
                         score,
                     )
                 })
                 .collect();
-            send(
-                &args,
-                "POST",
-                "/v1/events/bulk",
-                "",
-                json!({ "events": events }).to_string(),
-            )
-            .await
+            let body = json!({ "events": events }).to_string();
+            ("POST", "/v1/events/bulk".to_owned(), String::new(), body)
         }
-        Cmd::Log { from } => {
-            send(
-                &args,
-                "GET",
-                "/v1/events",
-                &format!("?from={from}"),
-                String::new(),
-            )
-            .await
-        }
-        Cmd::Board { id, def } => {
-            let path = format!("/v1/leaderboards/{id}");
-            send(&args, "PUT", &path, "", def.clone()).await
-        }
+        Cmd::Log { from } => (
+            "GET",
+            "/v1/events".to_owned(),
+            format!("?from={from}"),
+            String::new(),
+        ),
+        Cmd::Board { id, def } => (
+            "PUT",
+            format!("/v1/leaderboards/{id}"),
+            String::new(),
+            def.clone(),
+        ),
         Cmd::Standings {
             id,
             timeframe,
             window,
             limit,
-        } => {
-            let q = format!("?timeframe={timeframe}&window={window}&limit={limit}");
-            let path = format!("/v1/leaderboards/{id}/standings");
-            send(&args, "GET", &path, &q, String::new()).await
-        }
+        } => (
+            "GET",
+            format!("/v1/leaderboards/{id}/standings"),
+            format!("?timeframe={timeframe}&window={window}&limit={limit}"),
+            String::new(),
+        ),
         Cmd::User {
             id,
             user,
             timeframe,
             around,
-        } => {
-            let q = format!("?timeframe={timeframe}&around={around}");
-            let path = format!("/v1/leaderboards/{id}/users/{user}");
-            send(&args, "GET", &path, &q, String::new()).await
-        }
+        } => (
+            "GET",
+            format!("/v1/leaderboards/{id}/users/{user}"),
+            format!("?timeframe={timeframe}&around={around}"),
+            String::new(),
+        ),
     };
+    let (status, body) = send(&args, method, &path, &query, body).await;
     println!("HTTP {status}");
     println!(
         "{}",

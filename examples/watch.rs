@@ -5,6 +5,8 @@
 //! Options: --url ws://127.0.0.1:8080, --tenant demo, --secret <demo secret>, --top 10,
 //! or --token <client token> to connect as a game client instead of with tenant HMAC.
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use clap::Parser;
@@ -17,10 +19,8 @@ use tokio_tungstenite::tungstenite::Message;
 struct Args {
     #[arg(long, default_value = "ws://127.0.0.1:8080")]
     url: String,
-    #[arg(long, default_value = "demo")]
-    tenant: String,
-    #[arg(long, default_value = "demo-secret-0123456789")]
-    secret: String,
+    #[command(flatten)]
+    auth: common::Tenant,
     /// Connect with a client token instead of tenant HMAC.
     #[arg(long)]
     token: Option<String>,
@@ -42,20 +42,12 @@ fn print(board: &str, window: &str, rows: &BTreeMap<usize, (String, f64)>) {
 #[tokio::main]
 async fn main() {
     let a = Args::parse();
-    let mut req = match &a.token {
+    let req = match &a.token {
         Some(t) => format!("{}/v1/ws?token={t}", a.url)
             .into_client_request()
             .unwrap(),
-        None => format!("{}/v1/ws", a.url).into_client_request().unwrap(),
+        None => a.auth.ws_request(&format!("{}/v1/ws", a.url)),
     };
-    if a.token.is_none() {
-        let ts = chrono::Utc::now().timestamp().to_string();
-        let sig = phoenix::auth::sign(a.secret.as_bytes(), "GET", "/v1/ws", &ts, b"");
-        let h = req.headers_mut();
-        h.insert("X-Tenant-Id", a.tenant.parse().unwrap());
-        h.insert("X-Timestamp", ts.parse().unwrap());
-        h.insert("X-Signature", sig.parse().unwrap());
-    }
     let (mut ws, _) = tokio_tungstenite::connect_async(req)
         .await
         .unwrap_or_else(|e| panic!("connect: {e}"));

@@ -10,6 +10,8 @@
 //! age is receipt time minus that event's 202 time.
 //! ingest: streaming `ingest` frames of 100 events with acks, several batches in flight.
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,7 +19,6 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -28,10 +29,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Args {
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: String,
-    #[arg(long, default_value = "demo")]
-    tenant: String,
-    #[arg(long, default_value = "demo-secret-0123456789")]
-    secret: String,
+    #[command(flatten)]
+    auth: common::Tenant,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -65,16 +64,7 @@ type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn connect(a: &Args) -> Ws {
-    let mut req = format!("ws://{}/v1/ws", a.addr)
-        .into_client_request()
-        .unwrap();
-    let ts = chrono::Utc::now().timestamp().to_string();
-    let sig = phoenix::auth::sign(a.secret.as_bytes(), "GET", "/v1/ws", &ts, b"");
-    req.headers_mut()
-        .insert("X-Tenant-Id", a.tenant.parse().unwrap());
-    req.headers_mut().insert("X-Timestamp", ts.parse().unwrap());
-    req.headers_mut()
-        .insert("X-Signature", sig.parse().unwrap());
+    let req = a.auth.ws_request(&format!("ws://{}/v1/ws", a.addr));
     // tungstenite zero-fills its whole read buffer (128 KiB by default) before every read;
     // frames here are ~1 KiB, so a small buffer keeps the client's own cost per frame down.
     let config = WebSocketConfig::default().read_buffer_size(8 * 1024);
@@ -85,23 +75,9 @@ async fn connect(a: &Args) -> Ws {
 }
 
 async fn http(a: &Args, client: &reqwest::Client, method: &str, path: &str, body: String) -> u16 {
-    let ts = chrono::Utc::now().timestamp().to_string();
-    let sig = phoenix::auth::sign(a.secret.as_bytes(), method, path, &ts, body.as_bytes());
     let url = format!("http://{}{path}", a.addr);
-    let req = match method {
-        "PUT" => client.put(url),
-        "DELETE" => client.delete(url),
-        _ => client.post(url),
-    };
-    req.header("X-Tenant-Id", &a.tenant)
-        .header("X-Timestamp", ts)
-        .header("X-Signature", sig)
-        .body(body)
-        .send()
-        .await
-        .expect("http")
-        .status()
-        .as_u16()
+    let req = a.auth.request(client, method, &url, path, body);
+    req.send().await.expect("http").status().as_u16()
 }
 
 /// An event of this run only (`bench.<run>`): a board created by a later run against the
