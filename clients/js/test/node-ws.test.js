@@ -95,16 +95,26 @@ function open(u, opts) {
   return { ws, messages, closed, opened };
 }
 
-test('client frames are masked; custom headers reach the server; text both ways', async () => {
+/**
+ * A client connected to the hand-written server: `sock` is the server side of the
+ * connection and `got` collects the frames the client sends.
+ */
+async function connected(u = url, opts) {
   let sock;
   let got;
   onConnect = (s, frames) => {
     sock = s;
     got = frames;
   };
-  raw.length = 0;
-  const c = open(`${url}/x?y=1`, { headers: { 'X-Tenant-Id': 'demo' } });
+  const c = open(u, opts);
   await c.opened;
+  return { ...c, sock, got };
+}
+
+test('client frames are masked; custom headers reach the server; text both ways', async () => {
+  raw.length = 0;
+  const c = await connected(`${url}/x?y=1`, { headers: { 'X-Tenant-Id': 'demo' } });
+  const { sock, got } = c;
   assert.equal(c.ws.readyState, NodeWebSocket.OPEN);
   c.ws.send('héllo');
   c.ws.send('x'.repeat(70_000)); // 64-bit length
@@ -131,14 +141,8 @@ test('client frames are masked; custom headers reach the server; text both ways'
 });
 
 test('fragmented server messages with a ping in the middle; pong echoes the ping payload', async () => {
-  let sock;
-  let got;
-  onConnect = (s, frames) => {
-    sock = s;
-    got = frames;
-  };
-  const c = open(url);
-  await c.opened;
+  const c = await connected();
+  const { sock, got } = c;
   const msg = '{"type":"update","changes":["ü",1,2]}';
   const b = Buffer.from(msg);
   // Split inside the two-byte "ü" so reassembly must happen on bytes, not strings.
@@ -168,14 +172,8 @@ test('fragmented server messages with a ping in the middle; pong echoes the ping
 });
 
 test('invalid UTF-8 in a text frame closes with 1007; a bare TCP close is 1006', async () => {
-  let sock;
-  let got;
-  onConnect = (s, frames) => {
-    sock = s;
-    got = frames;
-  };
-  const c = open(url);
-  await c.opened;
+  const c = await connected();
+  const { sock, got } = c;
   sock.write(frame(1, Buffer.from([0x7b, 0xff, 0xfe, 0x7d])));
   await waitFrames(got, 1);
   assert.equal(got[0].opcode, 8);
