@@ -9,19 +9,13 @@ cd "$(dirname "$0")/.."
 secs=${1:-8}
 brate=${2:-200}
 aconns=${3:-8}
-cargo build --release --quiet --bin phoenix --example loadgen --example send_events
-work=$(mktemp -d)
-pids=()
-trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$work"' EXIT
+source benches/lib.sh
+build --bin phoenix --example loadgen --example send_events
 port=18290
 base="http://127.0.0.1:$port"
 lg=./target/release/examples/loadgen
 
-PHOENIX_DATA_DIR="$work/data" PHOENIX_LISTEN=127.0.0.1:$port PHOENIX_LOG=warn \
-  ./target/release/phoenix serve --config phoenix.example.toml >"$work/out" 2>"$work/err" &
-pids+=($!)
-for _ in $(seq 100); do grep -q listening "$work/out" 2>/dev/null && break; sleep 0.05; done
-grep -q listening "$work/out" || { echo "phoenix did not start"; cat "$work/err"; exit 1; }
+start_phoenix $port
 
 # A: 100 boards (the per-tenant maximum), all matching the flood's type. B: one board.
 for i in $(seq 100); do
@@ -36,7 +30,7 @@ b_load() { # label
     --connections 4 --rate "$brate" --duration "$secs" --label "$1"
 }
 
-echo "# $(date -u +%FT%TZ) $(nproc) vCPU, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); load generators on the same cores"
+machine "; load generators on the same cores"
 for r in 1 2 3; do
   b_load "alone-$r" | tee -a "$work/results"
   $lg --addr 127.0.0.1:$port --mode bulk --connections "$aconns" --duration "$((secs + 2))" \
@@ -47,8 +41,7 @@ for r in 1 2 3; do
   wait "$flood"
   cat "$work/flood-$r" | tee -a "$work/results"
 done
-lag=$(curl -s -H 'Authorization: Bearer demo-operator-token' "$base/metrics" |
-  awk '/^phoenix_leaderboard_apply_lag/ {if ($2 > m) m = $2} END {print m + 0}')
+lag=$(max_lag "$base")
 python3 - "$work/results" "$lag" <<'PY'
 import re, statistics, sys
 rows = {}

@@ -7,26 +7,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-8}
 reps=${2:-3}
-cargo build --release --quiet --bin phoenix --example loadgen --example baseline_server
-work=$(mktemp -d)
-pids=()
-trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$work"' EXIT
-
-start() { # name port cmd...
-  local port=$2; shift 2
-  "$@" >"$work/$port.out" 2>"$work/$port.err" &
-  pids+=($!)
-  for _ in $(seq 50); do grep -q listening "$work/$port.out" 2>/dev/null && return; sleep 0.1; done
-  echo "server on $port did not start"; cat "$work/$port.err"; exit 1
-}
+source benches/lib.sh
+build --bin phoenix --example loadgen --example baseline_server
 lg() { ./target/release/examples/loadgen --duration "$secs" "$@"; }
 
-PHOENIX_DATA_DIR="$work/data" PHOENIX_LISTEN=127.0.0.1:18180 PHOENIX_LOG=warn \
-  start phoenix 18180 ./target/release/phoenix serve --config phoenix.example.toml
-start baseline-signed 18190 ./target/release/examples/baseline_server --mode signed --listen 127.0.0.1:18190
-start baseline-noop 18191 ./target/release/examples/baseline_server --mode noop --listen 127.0.0.1:18191
+start_phoenix 18180
+start baseline-signed ./target/release/examples/baseline_server --mode signed --listen 127.0.0.1:18190
+start baseline-noop ./target/release/examples/baseline_server --mode noop --listen 127.0.0.1:18191
 
-echo "# $(date -u +%FT%TZ) $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+machine
 for r in $(seq "$reps"); do
   for target in "phoenix 18180" "baseline-signed 18190" "baseline-noop 18191"; do
     set -- $target
@@ -47,5 +36,5 @@ for r in $(seq "$reps"); do
 done
 echo "# phoenix data dir after the run: $(du -sh "$work/data" | cut -f1)"
 # Slow log writes / fsyncs (>= 100 ms) the server logged, to attribute any latency spikes.
-echo "# phoenix warnings: $(grep -c WARN "$work/18180.err" || true)"
-grep WARN "$work/18180.err" | sed 's/\x1b\[[0-9;]*m//g' | tail -20 | sed 's/^/#   /' || true
+echo "# phoenix warnings: $(grep -c WARN "$work/phoenix-18180.err" || true)"
+grep WARN "$work/phoenix-18180.err" | sed 's/\x1b\[[0-9;]*m//g' | tail -20 | sed 's/^/#   /' || true

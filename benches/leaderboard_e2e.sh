@@ -6,41 +6,28 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
-cargo build --release --quiet --bin phoenix --example loadgen --example send_events
-work=$(mktemp -d)
-pids=()
-trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$work"' EXIT
+source benches/lib.sh
+build --bin phoenix --example loadgen --example send_events
 port=18280
 base="http://127.0.0.1:$port"
 se() { ./target/release/examples/send_events --url "$base" "$@" >/dev/null; }
 
-start_phoenix() {
-  PHOENIX_DATA_DIR="$work/data" PHOENIX_LISTEN=127.0.0.1:$port PHOENIX_LOG=warn \
-    ./target/release/phoenix serve --config phoenix.example.toml >"$work/out" 2>"$work/err" &
-  pids+=($!)
-  phoenix_pid=$!
-  for _ in $(seq 100); do grep -q listening "$work/out" 2>/dev/null && return; sleep 0.05; done
-  echo "phoenix did not start"; cat "$work/err"; exit 1
-}
-# Largest apply lag over all boards (0 when every board has applied the durable head).
-max_lag() {
-  curl -s -H 'Authorization: Bearer demo-operator-token' "$base/metrics" |
-    awk '/^phoenix_leaderboard_apply_lag/ {if ($2 > m) m = $2} END {print m + 0}'
-}
+# Phoenix on $port with the data in $work/data; its pid in $phoenix_pid.
+phoenix_up() { start_phoenix $port; phoenix_pid=$started; }
 boards_caught_up() { # expected board count
   local n
-  n=$(curl -s -H 'Authorization: Bearer demo-operator-token' "$base/metrics" | grep -c '^phoenix_leaderboard_apply_lag' || true)
-  [ "$n" -ge "$1" ] && [ "$(max_lag)" = 0 ]
+  n=$(scrape "$base" | grep -c '^phoenix_leaderboard_apply_lag' || true)
+  [ "$n" -ge "$1" ] && [ "$(max_lag "$base")" = 0 ]
 }
 now() { date +%s.%N; }
 
 run_case() { # label, board count, timeframes json
   local label=$1 boards=$2 tfs=$3
-  rm -rf "$work/data"; start_phoenix
+  rm -rf "$work/data"; phoenix_up
   for i in $(seq "$boards"); do
     se board --id "b$i" --def "{\"rules\":[{\"event_type\":\"match.*\",\"points_expression\":\"attrs.score + $i\"}],\"timeframes\":$tfs}"
   done
-  (while kill -0 "$phoenix_pid" 2>/dev/null; do max_lag; sleep 0.5; done) >"$work/lag" 2>/dev/null &
+  (while kill -0 "$phoenix_pid" 2>/dev/null; do max_lag "$base"; sleep 0.5; done) >"$work/lag" 2>/dev/null &
   local sampler=$!
   local t0; t0=$(now)
   ./target/release/examples/loadgen --addr 127.0.0.1:$port --mode bulk --connections 16 --duration "$secs" --label "$label" | tee "$work/lg"
@@ -48,7 +35,7 @@ run_case() { # label, board count, timeframes json
   local t1; t1=$(now)
   kill "$sampler" 2>/dev/null || true
   local events
-  events=$(curl -s -H 'Authorization: Bearer demo-operator-token' "$base/metrics" | awk '/^phoenix_events_accepted_total/ {s += $2} END {print s}')
+  events=$(metric_sum phoenix_events_accepted_total "$base")
   python3 - "$label" "$events" "$t0" "$t1" "$work/lag" <<'PY'
 import sys
 label, events, t0, t1, lagf = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
@@ -57,20 +44,20 @@ print(f"{label}: {events:.0f} events ingested and applied in {t1 - t0:.2f} s = {
 PY
 }
 
-echo "# $(date -u +%FT%TZ) $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+machine
 run_case "1board-x-2tf" 1 '["daily","all_time"]'
-kill "$phoenix_pid"; wait "$phoenix_pid" 2>/dev/null || true
+stop "$phoenix_pid"
 run_case "5boards-x-4tf" 5 '["hourly","daily","weekly","all_time"]'
-kill "$phoenix_pid"; wait "$phoenix_pid" 2>/dev/null || true
+stop "$phoenix_pid"
 
 # Recovery: 1,000,000 logged events (125k/s for 1 s warm-up + 7 s), one board x 2 windows.
-rm -rf "$work/data"; start_phoenix
+rm -rf "$work/data"; phoenix_up
 se board --id rec --def '{"rules":[{"event_type":"match.*","points_expression":"attrs.score"}],"timeframes":["daily","all_time"]}'
 ./target/release/examples/loadgen --addr 127.0.0.1:$port --mode bulk --connections 16 --duration 7 --rate 125000 --label recovery-load >/dev/null
 until boards_caught_up 1; do sleep 0.05; done
 sleep 6 # let a checkpoint (every 5 s) cover the log
 kill -9 "$phoenix_pid"; wait "$phoenix_pid" 2>/dev/null || true
-t0=$(now); start_phoenix
+t0=$(now); phoenix_up
 until boards_caught_up 1; do sleep 0.02; done
 t1=$(now)
 logged=$(./target/release/examples/send_events --url "$base" log --from 999990 | grep -c '"seq"' || true)
@@ -80,7 +67,7 @@ se board --id rebuild --def '{"rules":[{"event_type":"match.*","points_expressio
 until boards_caught_up 2; do sleep 0.02; done
 t1=$(now)
 echo "full rebuild of a new board from the log (no checkpoint): $(python3 -c "print(f'{$t1 - $t0:.2f}')") s"
-kill "$phoenix_pid"; wait "$phoenix_pid" 2>/dev/null || true
+stop "$phoenix_pid"
 
 # Redis sorted sets doing the same kind of updates (1 ZINCRBY = 1 window update).
 if ! command -v redis-server >/dev/null; then

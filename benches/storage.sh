@@ -9,10 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
 reps=${2:-3}
-cargo build --release --quiet --bin phoenix --example loadgen
-work=$(mktemp -d)
-pid=
-trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"' EXIT
+source benches/lib.sh
+build --bin phoenix --example loadgen
 port=18280
 
 # serve NAME EXTRA-TOML: start Phoenix with the demo tenant and EXTRA-TOML at top level.
@@ -24,26 +22,20 @@ serve() {
     echo '[[tenants.leaderboards]]'; echo 'id = "score"'
     echo 'rules = [{ event_type = "match.*", points_expression = "attrs.score" }]'
     echo 'timeframes = ["all_time"]'; } > "$work/$1.toml"
-  PHOENIX_LOG=warn ./target/release/phoenix serve --config "$work/$1.toml" >"$work/out" 2>"$work/err" &
-  pid=$!
-  for _ in $(seq 100); do grep -q listening "$work/out" 2>/dev/null && return; sleep 0.1; done
-  echo "phoenix did not start"; cat "$work/err"; exit 1
+  PHOENIX_LOG=warn start "$1" ./target/release/phoenix serve --config "$work/$1.toml"
+  pid=$started
 }
-stop() { kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; pid=; }
 # metric NAME: the sum of a metric's samples in /metrics.
-metric() {
-  curl -s -H 'Authorization: Bearer bench-operator-token' "http://127.0.0.1:$port/metrics" \
-    | awk -v m="$1" '$1 == m || index($1, m "{") == 1 { s += $2 } END { printf "%d", s }'
-}
+metric() { metric_sum "$1" "http://127.0.0.1:$port" bench-operator-token; }
 lg() { ./target/release/examples/loadgen --addr 127.0.0.1:$port --duration "$secs" "$@"; }
 
-echo "# $(date -u +%FT%TZ) $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+machine
 for r in $(seq "$reps"); do
   for compression in false true; do
     serve "c-$compression" "log_compression = $compression\nlog_retention_hours = 100000"
     line=$(lg --label "compression=$compression" --mode bulk --connections 16)
     total=$(metric phoenix_events_accepted_total)
-    stop
+    stop "$pid"
     bytes=$(du -sb "$work/data" | cut -f1)
     echo "$line logged=$total disk_bytes=$bytes bytes_per_event=$(awk -v b="$bytes" -v t="$total" 'BEGIN { printf "%.0f", b / t }')"
   done
@@ -59,6 +51,6 @@ for r in $(seq "$reps"); do
     lg --label "retention=$retention" --mode bulk --connections 16 --rate 100000
     purged=$(metric phoenix_log_purged_records_total)
     echo "  retention=$retention purged_records=$purged"
-    stop
+    stop "$pid"
   done
 done

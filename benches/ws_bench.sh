@@ -3,15 +3,11 @@
 # bulk ingest, in one run on 127.0.0.1. Usage: benches/ws_bench.sh   (from the repo root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet --bin phoenix --example ws_bench --example loadgen
-work=$(mktemp -d)
-trap 'kill $pid 2>/dev/null; rm -rf "$work"' EXIT
+source benches/lib.sh
+build --bin phoenix --example ws_bench --example loadgen
 ulimit -n 65536 2>/dev/null || true
-PHOENIX_DATA_DIR="$work/data" PHOENIX_LISTEN=127.0.0.1:18380 PHOENIX_LOG=warn \
-  ./target/release/phoenix serve --config phoenix.example.toml >"$work/out" 2>"$work/err" &
-pid=$!
-for _ in $(seq 100); do grep -q listening "$work/out" 2>/dev/null && break; sleep 0.05; done
-echo "# $(date -u +%FT%TZ) $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); push interval 50 ms"
+start_phoenix 18380
+machine "; push interval 50 ms"
 for r in 1 2 3; do
   ./target/release/examples/ws_bench --addr 127.0.0.1:18380 push --subscribers 1000 --samples 40 --rate 2000 --seconds 5
 done
