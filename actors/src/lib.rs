@@ -46,6 +46,7 @@ pub mod retention;
 pub mod rewards;
 pub mod session;
 pub mod store;
+pub mod stores;
 pub mod supervisor;
 pub mod tenant;
 pub mod throttle;

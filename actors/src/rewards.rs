@@ -11,8 +11,8 @@
 //! - `unclaimed`: `lp(lower-cased nickname) ‖ vote_id` → [`Grant`] without a user
 //!
 //! `lp(x)` is `x` prefixed by its length as a big-endian u32, so prefixes never collide.
-//! Durability is the caller's: sled writes here become durable with the next log fsync
-//! (`Engine::persist`).
+//! This is the sled implementation of [`crate::stores::RewardLedger`] (the contract, and
+//! when writes are durable: after `Engine::persist`).
 
 use serde::{Deserialize, Serialize};
 use sled::transaction::{abort, ConflictableTransactionError, TransactionError, TransactionalTree};
@@ -430,14 +430,6 @@ impl RewardStore {
     /// The balance and ledger trees, for a caller's transaction around [`credit_once`].
     pub(crate) fn grant_trees(&self) -> (&sled::Tree, &sled::Tree) {
         (&self.balances, &self.grants)
-    }
-
-    /// The user a nickname is linked to, if any.
-    pub fn linked_user(&self, nickname: &str) -> Result<Option<String>, RewardError> {
-        Ok(self
-            .nicknames
-            .get(nickname_key(nickname).as_bytes())?
-            .map(|u| String::from_utf8_lossy(&u).into_owned()))
     }
 
     /// A player's wallet; `None` if the user was never linked and never granted anything.

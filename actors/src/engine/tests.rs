@@ -26,7 +26,7 @@ async fn eventually<F: Fn() -> bool>(what: &str, f: F) {
 
 async fn start(dir: &std::path::Path) -> Engine {
     let log = Arc::new(SledLog::open(dir, 1 << 22).unwrap());
-    let db = log.db().clone();
+    let db = log.store();
     let config = EngineConfig {
         checkpoint_interval: Duration::from_millis(100),
         ..EngineConfig::default()
@@ -148,7 +148,9 @@ async fn failed_fsync_is_never_acknowledged() {
         inner: SledLog::open(dir.path(), 1 << 22).unwrap(),
         fail_sync: AtomicBool::new(false),
     });
-    let db = sled::Config::new().temporary(true).open().unwrap();
+    // State in a database of its own: `persist` must sync it itself.
+    let state_dir = tempfile::tempdir().unwrap();
+    let db = crate::stores::SledStore::open(state_dir.path(), 1 << 20).unwrap();
     let engine = Engine::start(log.clone(), db, &["acme".into()], EngineConfig::default())
         .await
         .unwrap();
@@ -274,7 +276,7 @@ async fn current_views_follow_the_window_as_it_rolls_over() {
     use std::sync::atomic::AtomicI64;
     let dir = tempfile::tempdir().unwrap();
     let log = Arc::new(SledLog::open(dir.path(), 1 << 22).unwrap());
-    let db = log.db().clone();
+    let db = log.store();
     // A clock we can move: real time plus an offset.
     let offset = Arc::new(AtomicI64::new(0));
     let o = offset.clone();
@@ -373,7 +375,7 @@ async fn a_board_failing_repeatedly_restarts_with_growing_delays() {
         log.sync().unwrap();
     }
     let inner = SledLog::open(dir.path(), 1 << 22).unwrap();
-    let db = inner.db().clone();
+    let db = inner.store();
     let log = Arc::new(BrokenReads {
         inner,
         fail: AtomicBool::new(true),
