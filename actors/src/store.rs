@@ -37,7 +37,11 @@ pub struct LogEntry {
 /// An append-only, per-tenant, durable event log.
 ///
 /// sled is the embedded default. A replicated log (e.g. NATS JetStream, whose `Nats-Msg-Id`
-/// dedupe window and quorum acks match these semantics) can implement the same trait.
+/// dedupe window and quorum acks match these semantics) can implement the same trait: its
+/// [`EventLog::sync`] makes only the log durable. The engine's other state (definitions,
+/// checkpoints, the stores in [`crate::stores`]) is made durable by `Engine::persist`, which
+/// fsyncs the state store itself after the log's group commit, so nothing relies on the two
+/// sharing one database (in the embedded setup they do, and the second fsync is cheap).
 pub trait EventLog: Send + Sync + 'static {
     /// Buffer one run of `(accepted_ms, event_id, json)` whose first event gets `first_seq`.
     /// All-or-nothing; not yet durable. A failed append must leave the log unhealthy (no
