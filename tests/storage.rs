@@ -108,6 +108,20 @@ fn tmpfs(at: &Path, mb: u64) -> Option<Mount> {
     ok.then(|| Mount(at.to_owned()))
 }
 
+/// [`tmpfs`], or `None` after saying the test is skipped — outside CI only: CI runs as root
+/// and must be able to mount one.
+fn tmpfs_or_skip(at: &Path, mb: u64, test: &str) -> Option<Mount> {
+    let mount = tmpfs(at, mb);
+    if mount.is_none() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI runs as root and must be able to mount a tmpfs for {test}"
+        );
+        eprintln!("SKIPPED: {test} needs root to mount a tmpfs");
+    }
+    mount
+}
+
 struct Mount(std::path::PathBuf);
 
 impl Drop for Mount {
@@ -120,12 +134,7 @@ impl Drop for Mount {
 async fn low_disk_refuses_writes_keeps_reads_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let mnt = dir.path().join("mnt");
-    let Some(_mount) = tmpfs(&mnt, 96) else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI runs as root and must be able to mount a tmpfs for this test"
-        );
-        eprintln!("SKIPPED: low_disk test needs root to mount a tmpfs");
+    let Some(_mount) = tmpfs_or_skip(&mnt, 96, "low_disk") else {
         return;
     };
     let extra = "min_free_disk_mb = 48\ndisk_check_interval_ms = 100\ncache_mb = 8\n";
@@ -222,12 +231,7 @@ fn big_event(id: &str, user: &str, score: i64) -> Value {
 async fn a_store_that_failed_on_a_full_disk_heals_without_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let mnt = dir.path().join("mnt");
-    let Some(_mount) = tmpfs(&mnt, 64) else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI runs as root and must be able to mount a tmpfs for this test"
-        );
-        eprintln!("SKIPPED: the heal test needs root to mount a tmpfs");
+    let Some(_mount) = tmpfs_or_skip(&mnt, 64, "the heal test") else {
         return;
     };
     // The low-disk guard is off: the disk fills until a write really fails.

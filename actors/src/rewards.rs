@@ -468,32 +468,12 @@ impl RewardStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stores::contract::rewards::{balance, vote};
 
     fn store() -> (sled::Db, RewardStore) {
         let db = sled::Config::new().temporary(true).open().unwrap();
         let s = RewardStore::open(&db, "acme").unwrap();
         (db, s)
-    }
-
-    fn vote(id: &str, nick: &str, coins: u64) -> Vote {
-        Vote {
-            event_type: "server.vote".into(),
-            vote_id: id.into(),
-            nickname: nick.into(),
-            server_id: Some("1".into()),
-            gm_user_id: Some("77".into()),
-            reward: Some(Reward {
-                coins,
-                items: vec!["crate".into()],
-                role: Some("voter".into()),
-                vip_days: Some(1),
-            }),
-            fallback_user: None,
-        }
-    }
-
-    fn balance(s: &RewardStore, user: &str) -> u64 {
-        s.wallet(user).unwrap().map(|w| w.balance).unwrap_or(0)
     }
 
     #[test]
@@ -560,32 +540,6 @@ mod tests {
             Applied::Duplicate(_)
         ));
         assert_eq!(balance(&s, "u9"), 50);
-    }
-
-    #[test]
-    fn rewards_no_rule_fallback_and_ignored() {
-        let (_db, s) = store();
-        let mut v = vote("v1", "n", 1);
-        v.reward = None;
-        let a = s.apply_vote(&v, 1).unwrap();
-        assert!(matches!(a, Applied::New(ref d) if d.status == DeliveryStatus::NoRule));
-        let mut v = vote("v2", "n", 3);
-        v.fallback_user = Some("acct-1".into());
-        s.apply_vote(&v, 1).unwrap();
-        assert_eq!(balance(&s, "acct-1"), 3);
-        assert!(matches!(
-            s.record_ignored("server.other", "9", 1).unwrap(),
-            Applied::New(_)
-        ));
-        assert!(matches!(
-            s.record_ignored("server.other", "9", 2).unwrap(),
-            Applied::Duplicate(_)
-        ));
-        assert_eq!(s.deliveries(None, 10).unwrap().len(), 3);
-        let after = s.deliveries(Some(("server.vote", "v1")), 10).unwrap();
-        assert_eq!(after.len(), 2);
-        s.mark_emitted("server.vote", "v2").unwrap();
-        assert!(s.delivery("server.vote", "v2").unwrap().unwrap().emitted);
     }
 
     #[test]

@@ -150,7 +150,8 @@ impl Dims {
         let id = |k: &str| str_of(data, k).to_owned();
         let change = match t.loader {
             Loader::None => DimChange::None,
-            Loader::AccountCreate => DimChange::PutAccount {
+            Loader::AccountCreate => DimChange::Put {
+                kind: DimKind::Accounts,
                 id: id("account_id"),
                 record,
             },
@@ -168,8 +169,9 @@ impl Dims {
                 id: id("character_id"),
                 timestamp: timestamp.to_owned(),
             },
-            Loader::ShardCreate => DimChange::PutShard {
-                key: num_key(&data["shard_id"]),
+            Loader::ShardCreate => DimChange::Put {
+                kind: DimKind::Shards,
+                id: num_key(&data["shard_id"]),
                 record,
             },
             Loader::SetCurrency => DimChange::SetCurrency {
@@ -177,8 +179,9 @@ impl Dims {
                 timestamp: timestamp.to_owned(),
                 rate: data["virtual_currency_ex_rate"].clone(),
             },
-            Loader::ItemCreate => DimChange::PutItem {
-                key: num_key(&data["item_id"]),
+            Loader::ItemCreate => DimChange::Put {
+                kind: DimKind::Items,
+                id: num_key(&data["item_id"]),
                 record,
             },
         };

@@ -36,8 +36,11 @@ impl DimKind {
 pub enum DimChange {
     /// Nothing (the event is only marked applied).
     None,
-    /// Create or replace an account (stored with `deleted: false`).
-    PutAccount {
+    /// Create or replace an account, shard or item (an account is stored with
+    /// `deleted: false`; shards and items are never deleted). Shards and items are keyed by
+    /// their numeric id's canonical text. Characters use [`DimChange::PutCharacter`].
+    Put {
+        kind: DimKind,
         id: String,
         record: Map<String, Value>,
     },
@@ -57,16 +60,6 @@ pub enum DimChange {
     /// Mark an existing character deleted at `timestamp` and unlink its name (no-op if the
     /// character is unknown).
     DeleteCharacter { id: String, timestamp: String },
-    /// Create or replace a shard under its numeric key.
-    PutShard {
-        key: String,
-        record: Map<String, Value>,
-    },
-    /// Create or replace an item under its numeric key.
-    PutItem {
-        key: String,
-        record: Map<String, Value>,
-    },
     /// Add a rate of a virtual currency at `timestamp` (fixed-width ISO-8601).
     SetCurrency {
         label: String,
@@ -208,8 +201,14 @@ impl DimensionStore for SledDimensions {
             trees.transaction(|(acc, chr, shd, itm, cur, nam, app)| {
                 match change {
                     DimChange::None => {}
-                    DimChange::PutAccount { id, record } => {
-                        acc.insert(id.as_bytes(), enc(&with_deleted(record, false)))?;
+                    DimChange::Put { kind, id, record } => {
+                        let (tree, v) = match kind {
+                            DimKind::Accounts => (acc, with_deleted(record, false)),
+                            DimKind::Characters => (chr, with_deleted(record, false)),
+                            DimKind::Shards => (shd, Value::Object(record.clone())),
+                            DimKind::Items => (itm, Value::Object(record.clone())),
+                        };
+                        tree.insert(id.as_bytes(), enc(&v))?;
                     }
                     DimChange::DeleteAccount { id, record } => {
                         let mut r: Map<String, Value> = acc
@@ -243,12 +242,6 @@ impl DimensionStore for SledDimensions {
                             r.insert("updated_at".into(), json!(timestamp));
                             chr.insert(id.as_bytes(), enc(&with_deleted(&r, true)))?;
                         }
-                    }
-                    DimChange::PutShard { key, record } => {
-                        shd.insert(key.as_bytes(), enc(&Value::Object(record.clone())))?;
-                    }
-                    DimChange::PutItem { key, record } => {
-                        itm.insert(key.as_bytes(), enc(&Value::Object(record.clone())))?;
                     }
                     DimChange::SetCurrency {
                         label,

@@ -17,7 +17,8 @@ pub fn dimension_store(store: &dyn DimensionStore) {
     assert_eq!(store.get(DimKind::Accounts, "a1").unwrap(), None);
     store
         .apply(
-            &DimChange::PutAccount {
+            &DimChange::Put {
+                kind: DimKind::Accounts,
                 id: "a1".into(),
                 record: obj(json!({"account_id": "a1", "updated_at": "t1"})),
             },
@@ -108,26 +109,20 @@ pub fn dimension_store(store: &dyn DimensionStore) {
         "a delete merges into the record"
     );
 
-    for (key, kind, change) in [
-        (
-            "7",
-            DimKind::Shards,
-            DimChange::PutShard {
-                key: "7".into(),
-                record: obj(json!({"n": 1})),
-            },
-        ),
-        (
-            "9",
-            DimKind::Items,
-            DimChange::PutItem {
-                key: "9".into(),
-                record: obj(json!({"n": 2})),
-            },
-        ),
-    ] {
+    for (key, kind) in [("7", DimKind::Shards), ("9", DimKind::Items)] {
+        let change = DimChange::Put {
+            kind,
+            id: key.into(),
+            record: obj(json!({"n": key})),
+        };
         store.apply(&change, &format!("put-{key}")).unwrap();
         assert!(store.contains(kind, key).unwrap());
+        let stored = store.get(kind, key).unwrap().unwrap();
+        assert_eq!(
+            stored,
+            json!({"n": key}),
+            "shards and items are stored as given"
+        );
     }
 
     assert_eq!(store.currency("gold").unwrap(), None);

@@ -3,7 +3,7 @@
 use crate::outbox::{Attempt, AttemptResult, Enqueued, NewMessage};
 use crate::stores::WebhookOutbox;
 
-fn msg(tenant: &str, id: &str, at: i64) -> NewMessage {
+pub(crate) fn msg(tenant: &str, id: &str, at: i64) -> NewMessage {
     NewMessage {
         delivery_id: id.into(),
         tenant: tenant.into(),

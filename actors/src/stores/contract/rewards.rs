@@ -3,22 +3,25 @@
 use crate::rewards::{Applied, DeliveryStatus, Reward, Vote};
 use crate::stores::RewardLedger;
 
-fn vote(id: &str, nick: &str, coins: u64) -> Vote {
+/// A `server.vote` of `coins` (and a crate, a role, a VIP day) from `nick`.
+pub(crate) fn vote(id: &str, nick: &str, coins: u64) -> Vote {
     Vote {
         event_type: "server.vote".into(),
         vote_id: id.into(),
         nickname: nick.into(),
         server_id: Some("1".into()),
-        gm_user_id: None,
+        gm_user_id: Some("77".into()),
         reward: Some(Reward {
             coins,
-            ..Reward::default()
+            items: vec!["crate".into()],
+            role: Some("voter".into()),
+            vip_days: Some(1),
         }),
         fallback_user: None,
     }
 }
 
-fn balance(store: &dyn RewardLedger, user: &str) -> u64 {
+pub(crate) fn balance(store: &dyn RewardLedger, user: &str) -> u64 {
     store.wallet(user).unwrap().map(|w| w.balance).unwrap_or(0)
 }
 
@@ -54,6 +57,13 @@ pub fn reward_ledger(store: &dyn RewardLedger) {
     no_rule.reward = None;
     let a = store.apply_vote(&no_rule, 7).unwrap();
     assert!(matches!(a, Applied::New(ref d) if d.status == DeliveryStatus::NoRule));
+    assert_eq!(balance(store, "u1"), 10, "no rule, no grant");
+    // A nickname nobody linked goes to the owner found elsewhere, when the caller has one.
+    let mut fallback = vote("v4", "stranger", 3);
+    fallback.fallback_user = Some("acct-1".into());
+    let a = store.apply_vote(&fallback, 7).unwrap();
+    assert!(matches!(a, Applied::New(ref d) if d.status == DeliveryStatus::Granted));
+    assert_eq!(balance(store, "acct-1"), 3);
     assert!(matches!(
         store.record_ignored("server.other", "x", 8).unwrap(),
         Applied::New(_)
@@ -63,7 +73,7 @@ pub fn reward_ledger(store: &dyn RewardLedger) {
         Applied::Duplicate(_)
     ));
     let all = store.deliveries(None, 10).unwrap();
-    assert_eq!(all.len(), 4, "one record per delivery");
+    assert_eq!(all.len(), 5, "one record per delivery");
     // Paging one at a time visits each delivery once, in the order of a full listing.
     let mut paged: Vec<(String, String)> = Vec::new();
     loop {
