@@ -5,7 +5,7 @@
 //! → JSON object (400) → signature (401) → suspended tenant (403) → `is_test` (204, nothing
 //! else) → not `server.vote` (204, recorded) → already delivered (204; re-emits the stream
 //! event if it was lost) → fetch the vote (503 on any API trouble, nothing granted) → one
-//! sled transaction (dedupe record + grant, or unclaimed record) → fsync → 204 → stream
+//! rewards-ledger transaction (dedupe record + grant, or unclaimed record) → fsync → 204 → stream
 //! event `gamemonitoring.vote`.
 
 mod config;
@@ -195,7 +195,7 @@ fn open_store(engine: &Engine, tenant: &str) -> Result<Ledger, ApiError> {
     engine.rewards(tenant).map_err(internal)
 }
 
-/// Run a store call off the async workers (transactions may wait on sled's lock).
+/// Run a store call off the async workers (transactions may wait on the store's locks).
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, phoenix_actors::rewards::RewardError> + Send + 'static,
 ) -> Result<T, ApiError> {

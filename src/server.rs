@@ -35,7 +35,7 @@ pub struct AppState {
     /// replaced when a failed store heals (`engine_slot.rs`).
     engine: EngineSlot,
     metrics: PrometheusHandle,
-    /// Ninja Metrics dimension trees per tenant.
+    /// Ninja Metrics per-tenant locks (the dimensions are the engine's).
     pub ninja: crate::ninja::NinjaState,
 }
 
