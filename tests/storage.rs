@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
 
 async fn total(c: &Client, board: &str) -> f64 {
     let (s, b) = c
@@ -240,6 +241,11 @@ async fn a_store_that_failed_on_a_full_disk_heals_without_a_restart() {
     let mut server = Server::start_with(dir.path(), &config_text(&mnt.join("data"), extra));
     let c = server.client();
     assert_eq!(c.put_board("sum", &sum_board()).await.0, 201);
+    // A WebSocket session on the engine that will fail: it is ended (1012) when the engine
+    // is replaced, so it cannot keep the old store open.
+    let mut ws = common::ws::backend(&server.base, TENANT, SECRET)
+        .await
+        .unwrap();
     let mut acked: Vec<(String, i64)> = Vec::new();
     let mut refused: Vec<(String, i64)> = Vec::new();
     for i in 0..20 {
@@ -298,6 +304,19 @@ async fn a_store_that_failed_on_a_full_disk_heals_without_a_restart() {
     // Free the space: the same process reopens the store and serves writes again.
     std::fs::remove_file(mnt.join("filler")).unwrap();
     eventually("the store heals", || async { ready().await == 200 }).await;
+    let close = tokio::time::timeout(Duration::from_secs(10), async {
+        use futures_util::StreamExt;
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(f))) => break f.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                other => panic!("the session ended without a close frame: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("the old session is closed");
+    assert_eq!(close, Some(1012), "service restart");
     assert!(server.child_alive(), "healed without a restart");
     let m = server.metrics().await;
     assert!(m.contains("phoenix_store_reopens_total 1"), "{m}");
