@@ -332,10 +332,27 @@ impl Outbox {
     }
 }
 
+/// A sample message, shared by the unit tests below and the contract suite
+/// (`stores::contract::outbox`).
+pub mod fixtures {
+    use super::NewMessage;
+
+    /// A `test.kind` message of `tenant` with delivery id `id`, created at `at` ms.
+    pub fn msg(tenant: &str, id: &str, at: i64) -> NewMessage {
+        NewMessage {
+            delivery_id: id.into(),
+            tenant: tenant.into(),
+            kind: "test.kind".into(),
+            body: format!("{{\"id\":\"{id}\"}}"),
+            created_ms: at,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::fixtures::msg;
     use super::*;
-    use crate::stores::contract::outbox::msg;
 
     #[test]
     fn outbox_survives_reopen() {

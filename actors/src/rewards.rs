@@ -465,10 +465,38 @@ impl RewardStore {
     }
 }
 
+/// Sample votes, shared by the unit tests below and the contract suite
+/// (`stores::contract::rewards`).
+pub mod fixtures {
+    use super::{Reward, Vote};
+
+    /// A `server.vote` of `coins` (and a crate, a role, a VIP day) from `nick`.
+    pub fn vote(id: &str, nick: &str, coins: u64) -> Vote {
+        Vote {
+            event_type: "server.vote".into(),
+            vote_id: id.into(),
+            nickname: nick.into(),
+            server_id: Some("1".into()),
+            gm_user_id: Some("77".into()),
+            reward: Some(Reward {
+                coins,
+                items: vec!["crate".into()],
+                role: Some("voter".into()),
+                vip_days: Some(1),
+            }),
+            fallback_user: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::fixtures::vote;
+
+    fn balance(s: &RewardStore, user: &str) -> u64 {
+        s.wallet(user).unwrap().map(|w| w.balance).unwrap_or(0)
+    }
     use super::*;
-    use crate::stores::contract::rewards::{balance, vote};
 
     fn store() -> (sled::Db, RewardStore) {
         let db = sled::Config::new().temporary(true).open().unwrap();

@@ -4,8 +4,8 @@
 //! backends run them in this module's tests.
 
 mod dimensions;
-pub(crate) mod outbox;
-pub(crate) mod rewards;
+mod outbox;
+mod rewards;
 mod tenants;
 
 pub use dimensions::dimension_store;

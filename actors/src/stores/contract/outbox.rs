@@ -1,17 +1,8 @@
 //! The [`WebhookOutbox`] contract.
 
-use crate::outbox::{Attempt, AttemptResult, Enqueued, NewMessage};
+use crate::outbox::fixtures::msg;
+use crate::outbox::{Attempt, AttemptResult, Enqueued};
 use crate::stores::WebhookOutbox;
-
-pub(crate) fn msg(tenant: &str, id: &str, at: i64) -> NewMessage {
-    NewMessage {
-        delivery_id: id.into(),
-        tenant: tenant.into(),
-        kind: "test.kind".into(),
-        body: format!("{{\"id\":\"{id}\"}}"),
-        created_ms: at,
-    }
-}
 
 fn attempt(n: u32, result: AttemptResult) -> Attempt {
     Attempt {

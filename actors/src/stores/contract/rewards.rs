@@ -1,27 +1,10 @@
 //! The [`RewardLedger`] contract.
 
-use crate::rewards::{Applied, DeliveryStatus, Reward, Vote};
+use crate::rewards::fixtures::vote;
+use crate::rewards::{Applied, DeliveryStatus};
 use crate::stores::RewardLedger;
 
-/// A `server.vote` of `coins` (and a crate, a role, a VIP day) from `nick`.
-pub(crate) fn vote(id: &str, nick: &str, coins: u64) -> Vote {
-    Vote {
-        event_type: "server.vote".into(),
-        vote_id: id.into(),
-        nickname: nick.into(),
-        server_id: Some("1".into()),
-        gm_user_id: Some("77".into()),
-        reward: Some(Reward {
-            coins,
-            items: vec!["crate".into()],
-            role: Some("voter".into()),
-            vip_days: Some(1),
-        }),
-        fallback_user: None,
-    }
-}
-
-pub(crate) fn balance(store: &dyn RewardLedger, user: &str) -> u64 {
+fn balance(store: &dyn RewardLedger, user: &str) -> u64 {
     store.wallet(user).unwrap().map(|w| w.balance).unwrap_or(0)
 }
 
