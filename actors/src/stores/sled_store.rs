@@ -59,3 +59,26 @@ impl SledStore {
         self.db.size_on_disk()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The heal relies on this: while any handle of a store is alive, opening it again in
+    /// the same process fails (sled's file lock) instead of running two databases on one
+    /// set of files; once every handle is dropped it opens.
+    #[test]
+    fn a_held_store_cannot_be_opened_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = SledStore::open(dir.path(), 1 << 20).unwrap();
+        let tree = first.db().open_tree("t").unwrap();
+        drop(first);
+        assert!(
+            SledStore::open(dir.path(), 1 << 20).is_err(),
+            "a tree handle keeps the store locked"
+        );
+        drop(tree);
+        let again = SledStore::open(dir.path(), 1 << 20).unwrap();
+        again.sync().unwrap();
+    }
+}
