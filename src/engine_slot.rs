@@ -155,7 +155,7 @@ async fn run(slot: EngineSlot, mut workers: Vec<JoinHandle<()>>, open: Opener, h
                     Err(e) => {
                         metrics::counter!("phoenix_store_open_attempts_total", "result" => "failed")
                             .increment(1);
-                        tracing::error!(error = %e, retry_in_ms = healing.backoff.delay(attempt, 0).as_millis() as u64, "store unavailable; retrying");
+                        tracing::error!(error = %e, cause = ?e.source(), attempt, "store unavailable; retrying with backoff");
                     }
                 }
             }
