@@ -1,6 +1,7 @@
 //! Operator API (`/v1/admin/*`, operator token): list, create, suspend/resume tenants, and
 //! rotate a tenant's secret with an overlap period during which both secrets verify.
-//! Changes are persisted in sled and re-applied over the config at start-up.
+//! Changes are persisted in the engine's tenant registry and re-applied over the config at
+//! start-up.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -8,8 +9,9 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use phoenix_actors::Engine;
-use serde::{Deserialize, Serialize};
+use phoenix_actors::stores::{StoreError, TenantRecord, TenantState, WebhookRecord};
+use phoenix_actors::{Engine, EngineError};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::config::{valid_tenant_id, Secret, TenantStatus};
@@ -30,47 +32,32 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/admin/tenants/{id}/webhook", put(set_webhook))
 }
 
-/// A tenant as persisted in sled (`admin/tenants`).
-#[derive(Debug, Serialize, Deserialize)]
-struct Stored {
-    secret: String,
-    status: TenantStatus,
-    previous: Option<(String, i64)>,
-    /// The webhook setting; absent in records written before webhooks existed (then the
-    /// config's `webhook_url` stays).
-    #[serde(default)]
-    webhook: Option<StoredWebhook>,
+/// Why persisted admin changes could not be re-applied at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("tenant registry unreadable")]
+    Store(#[from] StoreError),
+    #[error("tenant {0}: actor did not start")]
+    Engine(String, #[source] EngineError),
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct StoredWebhook {
-    url: Option<String>,
-}
-
-fn tree(engine: &Engine) -> Result<sled::Tree, ApiError> {
-    engine
-        .db()
-        .open_tree("admin/tenants")
-        .map_err(|e| ApiError::Internal(e.to_string()))
+fn status_of(s: TenantState) -> TenantStatus {
+    match s {
+        TenantState::Active => TenantStatus::Active,
+        TenantState::Suspended => TenantStatus::Suspended,
+    }
 }
 
 /// Re-apply persisted admin changes over the configured tenants and start actors for tenants
 /// created at run time. Called once the store is open.
-pub async fn restore(engine: &Engine, tenants: &Tenants) -> Result<(), String> {
-    let tree = engine
-        .db()
-        .open_tree("admin/tenants")
-        .map_err(|e| e.to_string())?;
-    for kv in tree.iter() {
-        let (k, v) = kv.map_err(|e| e.to_string())?;
-        let id = String::from_utf8_lossy(&k).into_owned();
-        let s: Stored = serde_json::from_slice(&v).map_err(|e| format!("tenant {id}: {e}"))?;
+pub async fn restore(engine: &Engine, tenants: &Tenants) -> Result<(), RestoreError> {
+    for (id, s) in engine.tenants()?.list()? {
         let configured = tenants.get(&id).and_then(|t| t.webhook_url);
         tenants.upsert(
             &id,
             Tenant {
                 secret: Secret::new(s.secret),
-                status: s.status,
+                status: status_of(s.status),
                 previous: s.previous.map(|(p, until)| (Secret::new(p), until)),
                 webhook_url: match s.webhook {
                     Some(w) => w.url,
@@ -78,28 +65,32 @@ pub async fn restore(engine: &Engine, tenants: &Tenants) -> Result<(), String> {
                 },
             },
         );
-        engine.add_tenant(&id).await.map_err(|e| e.to_string())?;
+        engine
+            .add_tenant(&id)
+            .await
+            .map_err(|e| RestoreError::Engine(id.clone(), e))?;
     }
     Ok(())
 }
 
 async fn save(engine: &Engine, id: &str, t: &Tenant) -> Result<(), ApiError> {
-    let stored = Stored {
+    let record = TenantRecord {
         secret: t.secret.expose().to_owned(),
-        status: t.status,
+        status: match t.status {
+            TenantStatus::Active => TenantState::Active,
+            TenantStatus::Suspended => TenantState::Suspended,
+        },
         previous: t
             .previous
             .as_ref()
             .map(|(p, u)| (p.expose().to_owned(), *u)),
-        webhook: Some(StoredWebhook {
+        webhook: Some(WebhookRecord {
             url: t.webhook_url.clone(),
         }),
     };
-    tree(engine)?
-        .insert(
-            id.as_bytes(),
-            serde_json::to_vec(&stored).expect("serialises"),
-        )
+    engine
+        .tenants()
+        .and_then(|r| r.put(id, &record))
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     // Acknowledge only once durable.
     engine.persist().await.map_err(ApiError::from)
@@ -179,7 +170,7 @@ async fn create(
         )));
     }
     let secret = secret_or_random(req.secret)?;
-    let engine = app.require_engine()?;
+    let engine = &app.require_engine()?;
     let t = Tenant {
         secret: Secret::new(secret.clone()),
         status: TenantStatus::Active,
@@ -206,7 +197,7 @@ async fn set_status(
         .get(id)
         .ok_or_else(|| ApiError::NotFound(format!("tenant {id:?} not found")))?;
     t.status = status;
-    save(app.require_engine()?, id, &t).await?;
+    save(&app.require_engine()?, id, &t).await?;
     app.tenants.upsert(id, t.clone());
     Ok(Json(view(id, &t)))
 }
@@ -267,7 +258,7 @@ async fn rotate(
     let until = chrono::Utc::now().timestamp() + overlap;
     t.previous = Some((t.secret.clone(), until));
     t.secret = Secret::new(secret.clone());
-    save(app.require_engine()?, &id, &t).await?;
+    save(&app.require_engine()?, &id, &t).await?;
     app.tenants.upsert(&id, t.clone());
     let mut v = view(&id, &t);
     v["secret"] = json!(secret);
@@ -306,7 +297,7 @@ async fn set_webhook(
         .get(&id)
         .ok_or_else(|| ApiError::NotFound(format!("tenant {id:?} not found")))?;
     t.webhook_url = req.url;
-    save(app.require_engine()?, &id, &t).await?;
+    save(&app.require_engine()?, &id, &t).await?;
     app.tenants.upsert(&id, t.clone());
     Ok(Json(view(&id, &t)))
 }

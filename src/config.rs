@@ -142,6 +142,13 @@ pub struct Config {
     /// Milliseconds between two free-space measurements.
     #[serde(default = "default_disk_check_interval")]
     pub disk_check_interval_ms: u64,
+    /// After a failed store write (ENOSPC, EIO) or a failed open, the first wait in ms before
+    /// the store is reopened in the background; each failed try doubles it (jittered).
+    #[serde(default = "default_store_reopen_initial")]
+    pub store_reopen_initial_ms: u64,
+    /// The longest wait in ms between two tries to reopen the store.
+    #[serde(default = "default_store_reopen_max")]
+    pub store_reopen_max_ms: u64,
     /// WebSocket: open connections per process; one more upgrade is refused with 503
     /// (`phoenix_ws_connections_refused_total`).
     #[serde(default = "default_ws_max_connections")]
@@ -218,6 +225,14 @@ fn default_min_free_disk() -> u64 {
 }
 fn default_disk_check_interval() -> u64 {
     1000
+}
+
+fn default_store_reopen_initial() -> u64 {
+    500
+}
+
+fn default_store_reopen_max() -> u64 {
+    10_000
 }
 
 fn default_http_header_timeout() -> u64 {
@@ -436,6 +451,14 @@ impl Config {
         if self.ws_outbound_queue == 0 || self.ws_max_inflight_events < 100 {
             problems.push(
                 "ws_outbound_queue / ws_max_inflight_events: need at least 1 frame and 100 events"
+                    .into(),
+            );
+        }
+        if self.store_reopen_initial_ms == 0
+            || self.store_reopen_max_ms < self.store_reopen_initial_ms
+        {
+            problems.push(
+                "store_reopen_initial_ms / store_reopen_max_ms: initial must be at least 1 and at most max"
                     .into(),
             );
         }

@@ -116,7 +116,9 @@ async fn wallet(
     app.tenants
         .get(&id)
         .ok_or_else(|| ApiError::NotFound(format!("tenant {id:?} not found")))?;
-    let store = phoenix_actors::rewards::RewardStore::open(app.require_engine()?.db(), &id)
+    let store = app
+        .require_engine()?
+        .rewards(&id)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let w = store
         .wallet(&user)

@@ -5,7 +5,7 @@
 //! → JSON object (400) → signature (401) → suspended tenant (403) → `is_test` (204, nothing
 //! else) → not `server.vote` (204, recorded) → already delivered (204; re-emits the stream
 //! event if it was lost) → fetch the vote (503 on any API trouble, nothing granted) → one
-//! sled transaction (dedupe record + grant, or unclaimed record) → fsync → 204 → stream
+//! rewards-ledger transaction (dedupe record + grant, or unclaimed record) → fsync → 204 → stream
 //! event `gamemonitoring.vote`.
 
 mod config;
@@ -22,7 +22,8 @@ use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::Router;
 use chrono::{TimeZone, Utc};
-use phoenix_actors::rewards::{Applied, Delivery, DeliveryStatus, Grant, RewardStore, Vote};
+use phoenix_actors::rewards::{Applied, Delivery, DeliveryStatus, Grant, Vote};
+use phoenix_actors::stores::RewardLedger;
 use phoenix_actors::{Engine, Event};
 use serde_json::{json, Map, Value};
 
@@ -112,7 +113,7 @@ async fn handle(
             "event_id is longer than {MAX_VOTE_ID} bytes"
         )));
     }
-    let engine = app.require_engine()?;
+    let engine = &app.require_engine()?;
     let store = open_store(engine, tenant)?;
     let now_ms = Utc::now().timestamp_millis();
     if event_type != VOTE {
@@ -146,7 +147,9 @@ async fn handle(
     let vote = Vote {
         event_type: VOTE.into(),
         vote_id: event_id,
-        fallback_user: crate::ninja::character_owner(engine.db(), tenant, &fetched.nickname),
+        fallback_user: engine
+            .character_owner(tenant, &fetched.nickname)
+            .map_err(internal)?,
         reward: gm
             .rule_for(fetched.server_id.as_deref())
             .map(RewardRule::reward),
@@ -185,11 +188,14 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::Internal(e.to_string())
 }
 
-fn open_store(engine: &Engine, tenant: &str) -> Result<RewardStore, ApiError> {
-    RewardStore::open(engine.db(), tenant).map_err(internal)
+/// The tenant's rewards ledger (the engine's store).
+pub(crate) type Ledger = std::sync::Arc<dyn RewardLedger>;
+
+fn open_store(engine: &Engine, tenant: &str) -> Result<Ledger, ApiError> {
+    engine.rewards(tenant).map_err(internal)
 }
 
-/// Run a store call off the async workers (transactions may wait on sled's lock).
+/// Run a store call off the async workers (transactions may wait on the store's locks).
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, phoenix_actors::rewards::RewardError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -220,7 +226,7 @@ pub fn vote_event(tenant: &str, g: &Grant) -> Result<Event, ApiError> {
 
 /// Put a durable grant into the event stream (when the tenant wants it) and note it. A
 /// failure is logged: the next redelivery of the vote retries.
-async fn emit(engine: &Engine, store: &RewardStore, tenant: &str, gm: &GmConfig, g: &Grant) {
+async fn emit(engine: &Engine, store: &Ledger, tenant: &str, gm: &GmConfig, g: &Grant) {
     if !gm.emit_events {
         return;
     }
@@ -241,13 +247,7 @@ async fn emit(engine: &Engine, store: &RewardStore, tenant: &str, gm: &GmConfig,
     }
 }
 
-async fn emit_if_lost(
-    engine: &Engine,
-    store: &RewardStore,
-    tenant: &str,
-    gm: &GmConfig,
-    d: &Delivery,
-) {
+async fn emit_if_lost(engine: &Engine, store: &Ledger, tenant: &str, gm: &GmConfig, d: &Delivery) {
     if let (false, Some(g)) = (d.emitted, &d.grant) {
         emit(engine, store, tenant, gm, g).await;
     }

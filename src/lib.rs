@@ -8,6 +8,7 @@ pub mod auth;
 pub mod config;
 pub mod dashboard;
 pub mod demo;
+pub mod engine_slot;
 pub mod error;
 pub mod gamemonitoring;
 pub mod gateway;

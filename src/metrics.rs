@@ -57,6 +57,16 @@ const COUNTERS: &[CounterSpec] = &[
         labels: NO_LABELS,
     },
     CounterSpec {
+        name: "phoenix_store_reopens_total",
+        help: "Times a failed store (a write or fsync hit ENOSPC or EIO) was reopened without a process restart.",
+        labels: NO_LABELS,
+    },
+    CounterSpec {
+        name: "phoenix_store_open_attempts_total",
+        help: "Background tries to open the store (after a failed open at start-up or a failed store), by result.",
+        labels: &[&[("result", "ok")], &[("result", "failed")]],
+    },
+    CounterSpec {
         name: "phoenix_fsyncs_total",
         help: "fsyncs of the event log (each answers every request written before it).",
         labels: NO_LABELS,
@@ -142,6 +152,11 @@ const GAUGES: &[(&str, Unit, &str)] = &[
         "phoenix_store_bytes",
         Unit::Bytes,
         "Bytes the embedded store (sled) occupies on disk.",
+    ),
+    (
+        "phoenix_store_failed",
+        Unit::Count,
+        "1 while the store has failed and writes answer 503 until it is reopened, else 0.",
     ),
     (
         "phoenix_disk_free_bytes",

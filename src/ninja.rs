@@ -25,7 +25,8 @@ use crate::config::{Secret, TenantStatus};
 use crate::error::ApiError;
 use crate::gateway::{parse_json, utf8_body};
 use crate::server::AppState;
-use dims::Dims;
+use dims::{Dims, RefError};
+use phoenix_actors::stores::StoreError;
 
 /// `[tenants.ninja_metrics]`: which Ninja Metrics app maps to this tenant.
 #[derive(Debug, Clone, Deserialize)]
@@ -61,23 +62,24 @@ pub struct EventQuery {
     app_pwd: Option<String>,
 }
 
-/// A tenant's dimension trees and the lock that serialises its
+/// A tenant's dimensions and the lock that serialises its
 /// check-references → update-dimensions → log sequence.
 type TenantNm = (Dims, Arc<tokio::sync::Mutex<()>>);
 
-/// Per-tenant Ninja Metrics state, opened on first use (held in `AppState`).
+/// Per-tenant Ninja Metrics locks, created on first use (held in `AppState`; the
+/// dimensions themselves are the engine's, so a reopened store is picked up).
 #[derive(Clone, Default)]
-pub struct NinjaState(Arc<Mutex<HashMap<String, TenantNm>>>);
+pub struct NinjaState(Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>);
 
 fn tenant_state(app: &AppState, engine: &Engine, tenant: &str) -> Result<TenantNm, ApiError> {
+    let dims = Dims::new(
+        engine
+            .dimensions(tenant)
+            .map_err(|e| ApiError::Internal(e.to_string()))?,
+    );
     let mut map = app.ninja.0.lock().expect("ninja state");
-    if let Some(s) = map.get(tenant) {
-        return Ok(s.clone());
-    }
-    let dims = Dims::open(engine.db(), tenant).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let s = (dims, Arc::new(tokio::sync::Mutex::new(())));
-    map.insert(tenant.to_owned(), s.clone());
-    Ok(s)
+    let lock = map.entry(tenant.to_owned()).or_default().clone();
+    Ok((dims, lock))
 }
 
 /// Map `client_id` + `app_id` (and `app_pwd` when configured) to a tenant.
@@ -268,10 +270,13 @@ async fn process(
         Some(t) => format!("nm.{}", t.name),
         None => format!("nm.type_{number}"),
     };
-    let fault = |e: String| Failure::Fault(ApiError::Internal(e));
-    let replay = dims.applied(&event_id).map_err(|e| fault(e.to_string()))?;
+    let fault = |e: StoreError| Failure::Fault(ApiError::Internal(e.to_string()));
+    let replay = dims.applied(&event_id).map_err(fault)?;
     if let (Some(t), false) = (t, replay) {
-        dims.check_refs(t, data).map_err(invalid)?;
+        dims.check_refs(t, data).map_err(|e| match e {
+            RefError::Invalid(m) => Failure::Invalid(m),
+            RefError::Store(e) => fault(e),
+        })?;
     }
     let user = t
         .and_then(|t| t.actor)
@@ -292,16 +297,22 @@ async fn process(
         "occurred_at": timestamp, "attrs": attrs,
     });
     let event = Event::from_json(event, tenant, Utc::now()).map_err(|e| invalid(e.0))?;
-    if !replay {
-        if let Some(t) = t {
-            dims.apply(t, data, &timestamp, &event_id).map_err(fault)?;
-        }
+    let changed = !replay && t.is_some();
+    if let (Some(t), true) = (t, changed) {
+        dims.apply(t, data, &timestamp, &event_id).map_err(fault)?;
     }
-    // Logging fsyncs the dimension update with it (same store).
     let outcome = engine
         .ingest(tenant, vec![event])
         .await
         .map_err(|e| Failure::Fault(e.into()))?;
+    // The ingest fsync'd the log; a loader's dimension change is made durable with the
+    // state store too before it is acknowledged (a no-op extra fsync when they share one).
+    if changed {
+        engine
+            .persist()
+            .await
+            .map_err(|e| Failure::Fault(e.into()))?;
+    }
     let status = match outcome[0] {
         Outcome::Accepted { .. } => "accepted",
         Outcome::Duplicate { .. } => "duplicate",
@@ -316,7 +327,7 @@ async fn process(
 
 fn tenant_dims(app: &AppState, headers: &HeaderMap, uri: &Uri) -> Result<Dims, ApiError> {
     let tenant = app.tenants.authenticate(headers, "GET", uri.path(), b"")?;
-    let engine = app.read_engine()?;
+    let engine = &app.read_engine()?;
     Ok(tenant_state(app, engine, &tenant)?.0)
 }
 
@@ -335,6 +346,7 @@ pub async fn dimension(
         )));
     }
     dims.get(&kind, &id)
+        .map_err(internal)?
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("{kind} {id:?} not found")))
 }
@@ -349,7 +361,7 @@ pub async fn currency(
 ) -> Result<Json<Value>, ApiError> {
     let dims = tenant_dims(&app, &headers, &uri)?;
     dims.currency(&label)
-        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(internal)?
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("virtual currency {label:?} not found")))
 }
@@ -362,20 +374,9 @@ pub async fn clients(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let dims = tenant_dims(&app, &headers, &uri)?;
-    Ok(Json(json!({"clients": dims.clients()})))
+    Ok(Json(json!({"clients": dims.clients().map_err(internal)?})))
 }
 
-/// The sled tree mapping lower-cased character names (Ninja Metrics #11 `character_name`) to
-/// the owning `account_id`.
-pub fn character_names(db: &sled::Db, tenant: &str) -> sled::Result<sled::Tree> {
-    db.open_tree(format!("nm/{tenant}/character_names"))
-}
-
-/// The account a Ninja Metrics character name belongs to (case-insensitive), if any.
-pub fn character_owner(db: &sled::Db, tenant: &str, name: &str) -> Option<String> {
-    let v = character_names(db, tenant)
-        .ok()?
-        .get(name.to_lowercase())
-        .ok()??;
-    String::from_utf8(v.to_vec()).ok()
+fn internal(e: StoreError) -> ApiError {
+    ApiError::Internal(e.to_string())
 }

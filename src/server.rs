@@ -16,12 +16,12 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
 use axum::Router;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use phoenix_actors::{Engine, EngineConfig, EventLog, SledLog};
+use phoenix_actors::{Engine, EngineConfig};
 use tokio::net::TcpListener;
-use tokio::sync::OnceCell;
 use tower::limit::GlobalConcurrencyLimitLayer;
 
 use crate::config::Config;
+use crate::engine_slot::{self, EngineSlot, Healing, Opener, Running};
 use crate::error::ApiError;
 use crate::gateway::{self, events, health, leaderboards as lb, tokens, ws};
 use crate::tenants::Tenants;
@@ -31,28 +31,30 @@ use crate::tenants::Tenants;
 pub struct AppState {
     pub config: Arc<Config>,
     pub tenants: Tenants,
-    /// Set once the store is open; until then the service is alive but not ready.
-    engine: Arc<OnceCell<Engine>>,
+    /// The engine once the store is open (until then the service is alive but not ready);
+    /// replaced when a failed store heals (`engine_slot.rs`).
+    engine: EngineSlot,
     metrics: PrometheusHandle,
-    /// Ninja Metrics dimension trees per tenant.
+    /// Ninja Metrics per-tenant locks (the dimensions are the engine's).
     pub ninja: crate::ninja::NinjaState,
 }
 
 impl AppState {
-    pub fn engine(&self) -> Option<&Engine> {
+    pub fn engine(&self) -> Option<Engine> {
         self.engine.get()
     }
 
     /// The engine for a read (standings, the log, dimensions, wallets): answers while writes
-    /// are refused (a failed store, low disk); 503 only before the store has opened.
-    pub fn read_engine(&self) -> Result<&Engine, ApiError> {
+    /// are refused (a failed store, low disk); 503 only while no store is open (before it
+    /// first opens, and for the moment a failed one is being reopened).
+    pub fn read_engine(&self) -> Result<Engine, ApiError> {
         self.engine
             .get()
             .ok_or_else(|| ApiError::Unavailable("Persistence is unavailable; retry later".into()))
     }
 
     /// The engine for a write, or 503 while persistence is unavailable or the disk is low.
-    pub fn require_engine(&self) -> Result<&Engine, ApiError> {
+    pub fn require_engine(&self) -> Result<Engine, ApiError> {
         match self.engine.get() {
             Some(e) => e.writable().map(|()| e).map_err(|err| match err {
                 phoenix_actors::EngineError::DiskLow => ApiError::from(err),
@@ -199,17 +201,31 @@ fn hours(h: u64) -> Duration {
     Duration::from_secs(h.saturating_mul(3600))
 }
 
-async fn open_engine(config: &Config, tenants: &[String]) -> Result<Engine, String> {
+/// Why the engine could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot create {0}")]
+    DataDir(std::path::PathBuf, #[source] std::io::Error),
+    #[error("store unavailable")]
+    Store(#[from] phoenix_actors::EngineError),
+    #[error("tenants.{tenant}.leaderboards.{id}")]
+    Leaderboard {
+        tenant: String,
+        id: String,
+        #[source]
+        source: phoenix_actors::leaderboard::actor::QueryError,
+    },
+    #[error("could not restore tenants changed through the admin API")]
+    Restore(#[from] crate::admin::RestoreError),
+}
+
+async fn open_engine(config: &Config, tenants: &[String]) -> Result<Engine, OpenError> {
     std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
-    let log = SledLog::open(&config.data_dir, config.cache_mb * 1024 * 1024)
-        .map_err(|e| e.to_string())?
-        .with_compression(config.log_compression);
-    let db = log.db().clone();
-    let log: Arc<dyn EventLog> = Arc::new(log);
-    let engine = Engine::start(
-        log,
-        db,
+        .map_err(|e| OpenError::DataDir(config.data_dir.clone(), e))?;
+    let engine = Engine::open_sled(
+        &config.data_dir,
+        config.cache_mb * 1024 * 1024,
+        config.log_compression,
         tenants,
         EngineConfig {
             clock: phoenix_actors::leaderboard::actor::system_clock(),
@@ -246,15 +262,18 @@ async fn open_engine(config: &Config, tenants: &[String]) -> Result<Engine, Stri
             leaderboard_threads: config.leaderboard_threads,
         },
     )
-    .await
-    .map_err(|e| e.to_string())?;
+    .await?;
     // Leaderboards declared in the config (validated at load); identical ones are untouched.
     for t in &config.tenants {
         for (id, json) in t.leaderboard_json() {
             engine
                 .put_leaderboard(&t.id, &id, &json)
                 .await
-                .map_err(|e| format!("tenants.{}.leaderboards.{id}: {e}", t.id))?;
+                .map_err(|source| OpenError::Leaderboard {
+                    tenant: t.id.clone(),
+                    id: id.clone(),
+                    source,
+                })?;
         }
     }
     Ok(engine)
@@ -271,8 +290,23 @@ fn start_webhooks(
         .ok()
 }
 
+/// Open the engine, re-apply admin changes over the configured tenants, start the workers
+/// that hold it. Admin changes that cannot be restored are logged, not fatal (as before).
+async fn open_running(config: &Config, tenants: &Tenants) -> Result<Running, OpenError> {
+    let engine = open_engine(config, &tenants.ids()).await?;
+    if let Err(e) = crate::admin::restore(&engine, tenants).await {
+        let e = OpenError::from(e);
+        tracing::error!(error = %e, cause = ?std::error::Error::source(&e), "admin tenant changes not restored");
+    }
+    let workers = start_webhooks(&engine, tenants, config)
+        .into_iter()
+        .collect();
+    Ok(Running { engine, workers })
+}
+
 /// Serve until `shutdown` resolves. If the store cannot be opened the service still starts
-/// (`/health` 200, `/ready` 503, ingestion 503) and retries opening it every second.
+/// (`/health` 200, `/ready` 503, ingestion 503) and retries opening it with backoff; a store
+/// that fails later is reopened the same way (`engine_slot.rs`).
 pub async fn run(
     config: Config,
     listener: TcpListener,
@@ -280,42 +314,45 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let config = Arc::new(config);
     let tenants = Tenants::from_config(&config.tenants);
-    let cell: Arc<OnceCell<Engine>> = Arc::new(OnceCell::new());
     let ids = tenants.ids();
     // Before the engine starts: actors look their counters up once, when they start.
     let metrics = metrics_handle();
     crate::metrics::describe_and_register();
     crate::gateway::ws::register_metrics();
     crate::webhooks::register_metrics(&ids);
-    let mut webhook_worker = None;
-    match open_engine(&config, &ids).await {
-        Ok(engine) => {
-            if let Err(e) = crate::admin::restore(&engine, &tenants).await {
-                tracing::error!(error = %e, "could not restore tenants changed through the admin API");
-            }
-            webhook_worker = start_webhooks(&engine, &tenants, &config);
-            let _ = cell.set(engine);
-        }
+    let first = match open_running(&config, &tenants).await {
+        Ok(r) => Some(r),
         Err(e) => {
-            tracing::error!(error = %e, data_dir = %config.data_dir.display(), "store unavailable; retrying every second");
-            let (config, cell, tenants) = (config.clone(), cell.clone(), tenants.clone());
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    if let Ok(engine) = open_engine(&config, &ids).await {
-                        if let Err(e) = crate::admin::restore(&engine, &tenants).await {
-                            tracing::error!(error = %e, "could not restore admin tenant changes");
-                        }
-                        tracing::info!("store opened; ready");
-                        // Runs for the life of the process (this path has no handle to stop).
-                        let _ = start_webhooks(&engine, &tenants, &config);
-                        let _ = cell.set(engine);
-                        break;
-                    }
-                }
-            });
+            tracing::error!(error = %e, cause = ?std::error::Error::source(&e), data_dir = %config.data_dir.display(), "store unavailable; retrying");
+            None
         }
-    }
+    };
+    let opener: Opener = {
+        let (config, tenants) = (config.clone(), tenants.clone());
+        Arc::new(move || {
+            let (config, tenants) = (config.clone(), tenants.clone());
+            Box::pin(async move {
+                open_running(&config, &tenants)
+                    .await
+                    .map_err(|e| Box::new(e) as engine_slot::OpenError)
+            })
+        })
+    };
+    let slot = EngineSlot::default();
+    let keeper = engine_slot::keep(
+        slot.clone(),
+        first,
+        opener,
+        Healing {
+            data_dir: config.data_dir.clone(),
+            backoff: phoenix_actors::supervisor::Backoff {
+                initial: Duration::from_millis(config.store_reopen_initial_ms),
+                max: Duration::from_millis(config.store_reopen_max_ms),
+                reset_after: Duration::ZERO,
+            },
+            check_every: Duration::from_millis(config.disk_check_interval_ms),
+        },
+    );
     // The recorder keeps histogram samples until upkeep folds them in: run it, or memory
     // grows with every fsync until someone scrapes /metrics.
     let upkeep = {
@@ -331,18 +368,13 @@ pub async fn run(
     let state = AppState {
         config,
         tenants,
-        engine: cell.clone(),
+        engine: slot,
         metrics,
         ninja: Default::default(),
     };
     let transport = transport::Transport::from_config(&state.config);
     transport::serve(listener, app(state), transport, shutdown).await?;
     upkeep.abort();
-    if let Some(w) = webhook_worker {
-        w.abort();
-    }
-    if let Some(engine) = cell.get() {
-        engine.shutdown().await;
-    }
+    keeper.stop().await;
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! Outbound webhooks (SPEC §12, docs/webhooks.md): the delivery worker over the engine's
-//! durable [`Outbox`], and `GET /v1/webhooks/deliveries` (tenant HMAC).
+//! durable outbox ([`WebhookOutbox`]), and `GET /v1/webhooks/deliveries` (tenant HMAC).
 //!
 //! Each due entry is `POST`ed to its tenant's `webhook_url`, signed like an inbound request
 //! (seed 000 §3: `METHOD\nPATH\nTIMESTAMP\nBODY`, PATH = the URL's path) with the tenant's
@@ -19,7 +19,8 @@ use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::{Json, Router};
 use dashmap::DashMap;
-use phoenix_actors::outbox::{Attempt, AttemptResult, Outbox, OutboxEntry};
+use phoenix_actors::outbox::{Attempt, AttemptResult, OutboxEntry};
+use phoenix_actors::stores::WebhookOutbox;
 use phoenix_actors::Engine;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -88,7 +89,7 @@ fn random_unit() -> f64 {
 }
 
 struct Worker {
-    outbox: Outbox,
+    outbox: Arc<dyn WebhookOutbox>,
     tenants: Tenants,
     client: reqwest::Client,
     cfg: WebhookConfig,

@@ -1,5 +1,6 @@
 //! `Engine`: the handle the edge (`src/`) holds. Starts the supervisor and the group
-//! committer, routes calls to tenant actors with timeouts, and exposes the log as a stream.
+//! committer, routes calls to tenant actors with timeouts, and hands out the state stores
+//! (`engine/stores.rs`); no sled handle leaves it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -119,8 +120,12 @@ pub struct Engine {
 
 struct Inner {
     log: Arc<dyn EventLog>,
-    /// State other than the log: definitions, checkpoints, history.
+    /// State other than the log: definitions, checkpoints, history (and the state stores).
     db: sled::Db,
+    /// The store `db` lives in, synced by `persist`.
+    state: crate::stores::SledStore,
+    /// The state stores handed out (`engine/stores.rs`), opened on first use.
+    stores: stores::Opened,
     boards: BoardRoutes,
     committer: Committer,
     config: EngineConfig,
@@ -132,14 +137,18 @@ struct Inner {
     defs_lock: tokio::sync::Mutex<()>,
     supervisor: ActorRef<SupervisorMsg>,
     disk: DiskGuard,
+    /// Set when a state fsync failed (the log tracks its own failures).
+    state_failed: std::sync::atomic::AtomicBool,
+    /// `true` once shut down.
+    stopped: watch::Sender<bool>,
 }
 
 impl Engine {
     /// Start the supervisor with one tenant actor per id in `tenants`, and every leaderboard
-    /// stored in `db`.
+    /// stored in `state`.
     pub async fn start(
         log: Arc<dyn EventLog>,
-        db: sled::Db,
+        state: crate::stores::SledStore,
         tenants: &[String],
         config: EngineConfig,
     ) -> Result<Engine, EngineError> {
@@ -170,7 +179,9 @@ impl Engine {
         let engine = Engine {
             inner: Arc::new(Inner {
                 log,
-                db,
+                db: state.db().clone(),
+                state,
+                stores: Default::default(),
                 boards,
                 committer,
                 config,
@@ -180,6 +191,8 @@ impl Engine {
                 defs_lock: tokio::sync::Mutex::new(()),
                 supervisor,
                 disk,
+                state_failed: Default::default(),
+                stopped: watch::channel(false).0,
             }),
         };
         // Tenant actors have set the heads from the log: the feeds start reading after them.
@@ -296,15 +309,27 @@ impl Engine {
             .map(|h| h.subscribe())
     }
 
-    /// Wait until everything written so far (log and state) is durable: one trip through the
-    /// group committer. (In production the state db is the log's sled db, so the log's fsync
-    /// covers both.)
+    /// Wait until everything written so far is durable: the log (one trip through the group
+    /// committer) and then the state store's own fsync, so the promise holds whatever
+    /// backend the log has. A failed state fsync latches the store failed like a failed
+    /// log write (nothing after it is acknowledged until the store heals).
     pub async fn persist(&self) -> Result<(), EngineError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.inner.committer.submit(Box::new(move |r| {
             let _ = tx.send(r);
         }));
-        rx.await.map_err(|_| EngineError::Unavailable)?
+        rx.await.map_err(|_| EngineError::Unavailable)??;
+        let state = self.inner.state.clone();
+        let synced = tokio::task::spawn_blocking(move || state.sync())
+            .await
+            .map_err(|_| EngineError::Unavailable)?;
+        synced.map_err(|e| {
+            self.inner
+                .state_failed
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            tracing::error!(error = %e, "state store fsync failed; store marked unhealthy");
+            EngineError::from(e)
+        })
     }
 
     /// Whether the store can persist right now (and the disk has room).
@@ -314,7 +339,7 @@ impl Engine {
 
     /// `Ok` when writes may proceed: the store is healthy and the disk guard is not low.
     pub fn writable(&self) -> Result<(), EngineError> {
-        if !self.inner.log.healthy() {
+        if !self.store_healthy() {
             return Err(EngineError::Unavailable);
         }
         if self.inner.disk.low() {
@@ -323,14 +348,15 @@ impl Engine {
         Ok(())
     }
 
-    /// The state database (sled) for other concerns: dimensions, rewards, players.
-    pub fn db(&self) -> &sled::Db {
-        &self.inner.db
-    }
-
-    /// The event log (for consumers that read ranges directly).
-    pub fn log(&self) -> &Arc<dyn EventLog> {
-        &self.inner.log
+    /// Whether the store can persist: no log write and no state fsync has failed. Once
+    /// false it stays false for this engine (sled latches its error); a new engine on a
+    /// reopened store is how it heals.
+    pub fn store_healthy(&self) -> bool {
+        self.inner.log.healthy()
+            && !self
+                .inner
+                .state_failed
+                .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The current actor of a tenant (tests use it to inject faults).
@@ -343,12 +369,21 @@ impl Engine {
             .cloned()
     }
 
-    /// Stop the supervisor and its children.
+    /// Stop the supervisor and its children, and the feeds. The store closes once the last
+    /// clone of this engine is dropped (its actors and threads hold none after this).
     pub async fn shutdown(&self) {
         self.inner.supervisor.stop(None);
         for f in self.inner.feeds.read().expect("feeds").values() {
             f.stop();
         }
+        self.inner.stores.clear();
+        let _ = self.inner.stopped.send(true);
+    }
+
+    /// Becomes `true` once [`Engine::shutdown`] ran: holders of a clone (a WebSocket
+    /// session, a worker) let go of it then, so the store can be closed and reopened.
+    pub fn stopped(&self) -> watch::Receiver<bool> {
+        self.inner.stopped.subscribe()
     }
 }
 
@@ -372,6 +407,7 @@ fn tenant_args(
 mod closes;
 mod leaderboards;
 mod maintenance;
+mod stores;
 
 #[cfg(test)]
 #[path = "engine/tests.rs"]

@@ -21,10 +21,22 @@
 //!                                            LZ4-compressed from 512 bytes
 //! Upkeep task (engine/maintenance.rs)       low-disk guard (retention.rs) every second,
 //!                                            log retention in bounded steps every minute
-//! RewardStore (rewards.rs)                  vote-reward dedupe + grants, one transaction each
+//! State stores (stores/, engine/stores.rs) one trait per durable fact, sled beside it,
+//!                                            a contract suite each; the edge gets them from
+//!                                            the engine, never a sled handle:
+//!   TenantRegistry (stores/tenants.rs)      admin tenant changes, one record per tenant
+//!   DimensionStore (stores/dimensions.rs)   Ninja Metrics dimensions: change + applied
+//!                                            marker, one transaction
+//!   RewardLedger → RewardStore (rewards.rs) vote-reward dedupe + grants, one transaction each
+//!   WebhookOutbox → Outbox (outbox.rs)      durable webhook deliveries, retried by the edge
 //! CloseStore (leaderboard/close.rs)         a window close: record + grants + outbox, one tx
-//! Outbox (outbox.rs)                        durable webhook deliveries, retried by the edge
 //! ```
+//!
+//! Durability: the committer's fsync acknowledges events; `Engine::persist` makes everything
+//! else durable (the log's group commit, then the state store's own fsync). A failed write
+//! or fsync latches the store failed (`Engine::store_healthy`); the edge heals it by
+//! shutting the engine down and starting a new one on the reopened store, which rebuilds
+//! positions from the log as at start-up.
 //!
 //! Data flow: the edge validates an [`event::Event`], calls [`engine::Engine::ingest`]; the
 //! tenant actor dedupes and assigns positions, hands the events and its reply to the
@@ -46,6 +58,7 @@ pub mod retention;
 pub mod rewards;
 pub mod session;
 pub mod store;
+pub mod stores;
 pub mod supervisor;
 pub mod tenant;
 pub mod throttle;

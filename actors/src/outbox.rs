@@ -332,92 +332,27 @@ impl Outbox {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// A sample message, shared by the unit tests below and the contract suite
+/// (`stores::contract::outbox`).
+pub mod fixtures {
+    use super::NewMessage;
 
-    fn msg(tenant: &str, id: &str, at: i64) -> NewMessage {
+    /// A `test.kind` message of `tenant` with delivery id `id`, created at `at` ms.
+    pub fn msg(tenant: &str, id: &str, at: i64) -> NewMessage {
         NewMessage {
             delivery_id: id.into(),
             tenant: tenant.into(),
-            kind: "leaderboard.window_closed".into(),
+            kind: "test.kind".into(),
             body: format!("{{\"id\":\"{id}\"}}"),
             created_ms: at,
         }
     }
+}
 
-    fn attempt(e: &OutboxEntry, result: AttemptResult, next: Option<i64>) -> Attempt {
-        Attempt {
-            delivery_id: e.delivery_id.clone(),
-            kind: e.kind.clone(),
-            attempt: e.attempts + 1,
-            at_ms: 0,
-            result,
-            http_status: Some(500),
-            error: None,
-            duration_ms: 1,
-            next_attempt_ms: next,
-        }
-    }
-
-    /// Entries come out when due, stay through failures with the same body and id, leave
-    /// when delivered; the per-tenant bound refuses more; attempts list newest first.
-    #[test]
-    fn outbox_due_retry_deliver_and_bound() {
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        let o = Outbox::open(&db).unwrap();
-        assert_eq!(
-            o.enqueue(&msg("t", "d1", 100), 2).unwrap(),
-            Enqueued::Queued
-        );
-        assert_eq!(
-            o.enqueue(&msg("t", "d2", 200), 2).unwrap(),
-            Enqueued::Queued
-        );
-        assert_eq!(o.enqueue(&msg("t", "d3", 300), 2).unwrap(), Enqueued::Full);
-        assert_eq!(
-            o.enqueue(&msg("u", "d4", 300), 2).unwrap(),
-            Enqueued::Queued
-        );
-        assert_eq!((o.depth(), o.pending("t").unwrap()), (3, 2));
-        assert!(o.due(99, 10).unwrap().is_empty());
-        let due = o.due(150, 10).unwrap();
-        assert_eq!(due.len(), 1);
-        let e = &due[0];
-        assert_eq!(e.delivery_id, "d1");
-        // Fails: due again at 1000, same body.
-        o.record(
-            e,
-            &attempt(e, AttemptResult::Failed, Some(1000)),
-            Some(1000),
-        )
-        .unwrap();
-        let ids: Vec<String> = o
-            .due(999, 10)
-            .unwrap()
-            .into_iter()
-            .map(|e| e.delivery_id)
-            .collect();
-        assert_eq!(ids, ["d2", "d4"]);
-        let again = o.due(1000, 10).unwrap();
-        let e1 = again.iter().find(|e| e.delivery_id == "d1").unwrap();
-        assert_eq!((e1.attempts, e1.body.as_str()), (1, "{\"id\":\"d1\"}"));
-        o.record(e1, &attempt(e1, AttemptResult::Delivered, None), None)
-            .unwrap();
-        // Recording twice is harmless.
-        o.record(e1, &attempt(e1, AttemptResult::Delivered, None), None)
-            .unwrap();
-        assert_eq!(o.pending("t").unwrap(), 1);
-        assert_eq!(
-            o.enqueue(&msg("t", "d5", 300), 2).unwrap(),
-            Enqueued::Queued
-        );
-        let log = o.attempts("t", 10).unwrap();
-        assert_eq!(log.len(), 2, "the second record of d1 found nothing to do");
-        assert_eq!(log[0].result, AttemptResult::Delivered);
-        assert_eq!(log[1].result, AttemptResult::Failed);
-        assert!(o.attempts("u", 10).unwrap().is_empty());
-    }
+#[cfg(test)]
+mod tests {
+    use super::fixtures::msg;
+    use super::*;
 
     #[test]
     fn outbox_survives_reopen() {

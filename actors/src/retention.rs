@@ -103,7 +103,7 @@ impl DiskGuard {
 }
 
 /// Bytes an unprivileged writer may still use on `dir`'s filesystem (statvfs `f_bavail`).
-fn available(dir: &Path) -> std::io::Result<u64> {
+pub fn available(dir: &Path) -> std::io::Result<u64> {
     let st = rustix::fs::statvfs(dir)?;
     Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }

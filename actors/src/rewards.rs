@@ -11,8 +11,8 @@
 //! - `unclaimed`: `lp(lower-cased nickname) ‖ vote_id` → [`Grant`] without a user
 //!
 //! `lp(x)` is `x` prefixed by its length as a big-endian u32, so prefixes never collide.
-//! Durability is the caller's: sled writes here become durable with the next log fsync
-//! (`Engine::persist`).
+//! This is the sled implementation of [`crate::stores::RewardLedger`] (the contract, and
+//! when writes are durable: after `Engine::persist`).
 
 use serde::{Deserialize, Serialize};
 use sled::transaction::{abort, ConflictableTransactionError, TransactionError, TransactionalTree};
@@ -432,14 +432,6 @@ impl RewardStore {
         (&self.balances, &self.grants)
     }
 
-    /// The user a nickname is linked to, if any.
-    pub fn linked_user(&self, nickname: &str) -> Result<Option<String>, RewardError> {
-        Ok(self
-            .nicknames
-            .get(nickname_key(nickname).as_bytes())?
-            .map(|u| String::from_utf8_lossy(&u).into_owned()))
-    }
-
     /// A player's wallet; `None` if the user was never linked and never granted anything.
     pub fn wallet(&self, user_id: &str) -> Result<Option<Wallet>, RewardError> {
         let player: Option<Player> = self
@@ -473,17 +465,13 @@ impl RewardStore {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Sample votes, shared by the unit tests below and the contract suite
+/// (`stores::contract::rewards`).
+pub mod fixtures {
+    use super::{Reward, Vote};
 
-    fn store() -> (sled::Db, RewardStore) {
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        let s = RewardStore::open(&db, "acme").unwrap();
-        (db, s)
-    }
-
-    fn vote(id: &str, nick: &str, coins: u64) -> Vote {
+    /// A `server.vote` of `coins` (and a crate, a role, a VIP day) from `nick`.
+    pub fn vote(id: &str, nick: &str, coins: u64) -> Vote {
         Vote {
             event_type: "server.vote".into(),
             vote_id: id.into(),
@@ -499,9 +487,21 @@ mod tests {
             fallback_user: None,
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::vote;
 
     fn balance(s: &RewardStore, user: &str) -> u64 {
         s.wallet(user).unwrap().map(|w| w.balance).unwrap_or(0)
+    }
+    use super::*;
+
+    fn store() -> (sled::Db, RewardStore) {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let s = RewardStore::open(&db, "acme").unwrap();
+        (db, s)
     }
 
     #[test]
@@ -568,32 +568,6 @@ mod tests {
             Applied::Duplicate(_)
         ));
         assert_eq!(balance(&s, "u9"), 50);
-    }
-
-    #[test]
-    fn rewards_no_rule_fallback_and_ignored() {
-        let (_db, s) = store();
-        let mut v = vote("v1", "n", 1);
-        v.reward = None;
-        let a = s.apply_vote(&v, 1).unwrap();
-        assert!(matches!(a, Applied::New(ref d) if d.status == DeliveryStatus::NoRule));
-        let mut v = vote("v2", "n", 3);
-        v.fallback_user = Some("acct-1".into());
-        s.apply_vote(&v, 1).unwrap();
-        assert_eq!(balance(&s, "acct-1"), 3);
-        assert!(matches!(
-            s.record_ignored("server.other", "9", 1).unwrap(),
-            Applied::New(_)
-        ));
-        assert!(matches!(
-            s.record_ignored("server.other", "9", 2).unwrap(),
-            Applied::Duplicate(_)
-        ));
-        assert_eq!(s.deliveries(None, 10).unwrap().len(), 3);
-        let after = s.deliveries(Some(("server.vote", "v1")), 10).unwrap();
-        assert_eq!(after.len(), 2);
-        s.mark_emitted("server.vote", "v2").unwrap();
-        assert!(s.delivery("server.vote", "v2").unwrap().unwrap().emitted);
     }
 
     #[test]

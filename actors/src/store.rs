@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::RwLock;
 
 use crate::error::EngineError;
+use crate::stores::SledStore;
 
 /// Target size of one log record; a batch larger than this is split into several records.
 /// Keeps sled pages inline (see [`SledLog::open`]).
@@ -36,7 +37,11 @@ pub struct LogEntry {
 /// An append-only, per-tenant, durable event log.
 ///
 /// sled is the embedded default. A replicated log (e.g. NATS JetStream, whose `Nats-Msg-Id`
-/// dedupe window and quorum acks match these semantics) can implement the same trait.
+/// dedupe window and quorum acks match these semantics) can implement the same trait: its
+/// [`EventLog::sync`] makes only the log durable. The engine's other state (definitions,
+/// checkpoints, the stores in [`crate::stores`]) is made durable by `Engine::persist`, which
+/// fsyncs the state store itself after the log's group commit, so nothing relies on the two
+/// sharing one database (in the embedded setup they do, and the second fsync is cheap).
 pub trait EventLog: Send + Sync + 'static {
     /// Buffer one run of `(accepted_ms, event_id, json)` whose first event gets `first_seq`.
     /// All-or-nothing; not yet durable. A failed append must leave the log unhealthy (no
@@ -95,11 +100,7 @@ pub struct Span {
 
 /// The sled-backed [`EventLog`].
 pub struct SledLog {
-    db: sled::Db,
-    /// sled's log file, opened again so `sync` can `fdatasync` it: on Linux sled 0.34's
-    /// `flush()` stops at `sync_file_range`, which persists neither the file size nor the
-    /// drive's write cache.
-    file: std::fs::File,
+    store: SledStore,
     trees: RwLock<HashMap<String, sled::Tree>>,
     healthy: AtomicBool,
     /// Write compressed (v3) records where that saves space (the default).
@@ -117,21 +118,8 @@ impl std::fmt::Debug for SledLog {
 impl SledLog {
     /// Open (or create) the store under `dir`.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<SledLog, EngineError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_bytes)
-            // Pages over segment_size/4 (2 MiB) become separate blob files, which sled writes
-            // without fsync. A leaf holds at most 17 records and records are at most
-            // MAX_RECORD_BYTES, so every page stays inline in the fsync'd log.
-            .segment_size(8 << 20)
-            // We flush ourselves, from the single group-commit thread.
-            .flush_every_ms(None)
-            .open()?;
-        let file = std::fs::File::open(dir.join("db"))
-            .map_err(|e| EngineError::Storage(format!("open sled log file: {e}")))?;
         Ok(SledLog {
-            db,
-            file,
+            store: SledStore::open(dir, cache_bytes)?,
             trees: RwLock::new(HashMap::new()),
             healthy: AtomicBool::new(true),
             compress: true,
@@ -145,16 +133,21 @@ impl SledLog {
         self
     }
 
-    /// The underlying database, for the other concerns (checkpoints, dimensions …).
-    pub fn db(&self) -> &sled::Db {
-        &self.db
+    /// The database the log lives in, shared by the engine's state stores (one fsync
+    /// covers both in this embedded setup).
+    pub fn store(&self) -> SledStore {
+        self.store.clone()
+    }
+
+    fn db(&self) -> &sled::Db {
+        self.store.db()
     }
 
     fn tree(&self, tenant: &str) -> Result<sled::Tree, EngineError> {
         if let Some(t) = self.trees.read().expect("tree cache poisoned").get(tenant) {
             return Ok(t.clone());
         }
-        let tree = self.db.open_tree(format!("log/{tenant}"))?;
+        let tree = self.db().open_tree(format!("log/{tenant}"))?;
         self.trees
             .write()
             .expect("tree cache poisoned")
@@ -198,11 +191,7 @@ impl EventLog for SledLog {
         if !self.healthy() {
             return Err(EngineError::Unavailable);
         }
-        self.db.flush().map_err(|e| self.fail(e))?;
-        self.file
-            .sync_data()
-            .map_err(|e| self.fail(sled::Error::Io(e)))?;
-        Ok(())
+        self.store.sync().map_err(|e| self.fail(e))
     }
 
     fn read_from(&self, tenant: &str, from: u64, max: usize) -> Result<Vec<LogEntry>, EngineError> {
@@ -328,7 +317,7 @@ impl EventLog for SledLog {
     }
 
     fn size_on_disk(&self) -> Result<u64, EngineError> {
-        Ok(self.db.size_on_disk()?)
+        Ok(self.store.size_on_disk()?)
     }
 }
 

@@ -76,7 +76,7 @@ impl Backoff {
 }
 
 /// A random number for jitter (no RNG crate needed: std's hasher keys are random).
-fn jitter() -> u64 {
+pub fn jitter() -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(0);
     h.finish()

@@ -94,7 +94,7 @@ pub async fn link(
             )))
         }
     };
-    let engine = app.require_engine()?;
+    let engine = &app.require_engine()?;
     let store = open_store(engine, &tenant)?;
     let now_ms = Utc::now().timestamp_millis();
     let claimed = {
@@ -130,7 +130,7 @@ pub async fn wallet(
     // No `gm_of` check: leaderboard rewards (SPEC §12) credit the same wallet for tenants
     // without vote rewards.
     check_user(&user_id)?;
-    let engine = app.read_engine()?;
+    let engine = &app.read_engine()?;
     let w = open_store(engine, &tenant)?
         .wallet(&user_id)
         .map_err(super::internal)?
@@ -179,7 +179,7 @@ pub async fn deliveries(
             ))
         }
     };
-    let engine = app.read_engine()?;
+    let engine = &app.read_engine()?;
     let list = open_store(engine, &tenant)?
         .deliveries(after, limit)
         .map_err(super::internal)?;

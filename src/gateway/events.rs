@@ -66,7 +66,7 @@ async fn ingest_one_inner(
     let tenant = app
         .tenants
         .authenticate(headers, "POST", "/v1/events", &body)?;
-    let engine = app.require_engine()?;
+    let engine = &app.require_engine()?;
     let text = std::str::from_utf8(&body).expect("utf8_body checked");
     let event = Event::from_str(text, &tenant, Utc::now()).map_err(|e| {
         // A body that is not JSON at all is a request-level problem, not a schema one.
@@ -113,7 +113,7 @@ async fn ingest_bulk_inner(
     let tenant = app
         .tenants
         .authenticate(headers, "POST", "/v1/events/bulk", &body)?;
-    let engine = app.require_engine()?;
+    let engine = &app.require_engine()?;
     let text = std::str::from_utf8(&body).expect("utf8_body checked");
     let list = bulk_events(text)?;
     if list.is_empty() {
@@ -295,7 +295,7 @@ pub async fn read_log(
             "limit must be between 1 and 1000".into(),
         ));
     }
-    let engine = app.read_engine()?;
+    let engine = &app.read_engine()?;
     // Retention deletes the oldest records: a `from` below the oldest retained starts there.
     let first = engine.first_seq(&tenant)?;
     let from = q.from.unwrap_or(1).max(first);

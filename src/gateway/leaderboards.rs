@@ -58,7 +58,7 @@ pub async fn put(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let body = utf8_body(body)?;
     let tenant = tenant_of(&app, &headers, "PUT", &uri, &body)?;
-    let engine = app.require_engine()?;
+    let engine = &app.require_engine()?;
     let json = parse_json(&body)?;
     let before = engine.get_leaderboard(&tenant, &id)?;
     let (mut def, created) = engine.put_leaderboard(&tenant, &id, &json).await?;
@@ -82,7 +82,7 @@ pub async fn get(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = tenant_of(&app, &headers, "GET", &uri, b"")?;
-    let engine = app.read_engine()?;
+    let engine = &app.read_engine()?;
     engine
         .get_leaderboard(&tenant, &id)?
         .map(Json)
@@ -96,7 +96,7 @@ pub async fn list(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = tenant_of(&app, &headers, "GET", &uri, b"")?;
-    let engine = app.read_engine()?;
+    let engine = &app.read_engine()?;
     Ok(Json(
         json!({"leaderboards": engine.list_leaderboards(&tenant)?}),
     ))
@@ -110,7 +110,7 @@ pub async fn delete(
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let tenant = tenant_of(&app, &headers, "DELETE", &uri, b"")?;
-    let engine = app.require_engine()?;
+    let engine = &app.require_engine()?;
     if engine.delete_leaderboard(&tenant, &id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -213,7 +213,7 @@ pub async fn standings(
             "offset: must be 0 to {MAX_OFFSET}"
         )));
     }
-    let engine = app.read_engine()?;
+    let engine = &app.read_engine()?;
     let s = engine
         .standings(&tenant, &id, tf, window, offset, limit)
         .await?;
@@ -238,7 +238,7 @@ pub async fn user(
     if around > 100 {
         return Err(ApiError::Validation("around: must be 0 to 100".into()));
     }
-    let engine = app.read_engine()?;
+    let engine = &app.read_engine()?;
     let u = engine
         .user_standing(&tenant, &id, tf, window, &user, around)
         .await?;
@@ -283,7 +283,7 @@ pub async fn results(
     let tf = timeframe_of(&query_of::<ViewQuery>(raw)?)?;
     let key =
         WindowKey::parse(tf, &key).map_err(|e| ApiError::Validation(format!("window: {e}")))?;
-    let engine = app.require_engine()?;
+    let engine = &app.require_engine()?;
     Ok(Json(close_json(
         &engine.window_results(&tenant, &id, tf, key)?,
     )))
@@ -306,7 +306,7 @@ pub async fn closes(
     if limit == 0 || limit > 100 {
         return Err(ApiError::Validation("limit: must be 1 to 100".into()));
     }
-    let engine = app.require_engine()?;
+    let engine = &app.require_engine()?;
     let list = engine.window_closes(&tenant, &id, tf, limit)?;
     Ok(Json(json!({
         "leaderboard": id, "timeframe": tf.as_str(),
@@ -360,7 +360,7 @@ pub async fn users(
         )));
     }
     let (tf, window) = view_of(req.timeframe.as_deref(), req.window.as_deref())?;
-    let engine = app.require_engine()?;
+    let engine = &app.require_engine()?;
     let s = engine
         .users_standings(&tenant, &id, tf, window, req.user_ids)
         .await?;
@@ -399,7 +399,7 @@ pub async fn windows(
             "limit: must be 1 to {MAX_WINDOWS}"
         )));
     }
-    let engine = app.require_engine()?;
+    let engine = &app.require_engine()?;
     let list = engine.windows(&tenant, &id, tf, limit).await?;
     let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
         t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
@@ -471,7 +471,7 @@ pub async fn join(
     let body = utf8_body(body)?;
     let tenant = member_auth(&app, &headers, "POST", &uri, &body, &id, &user)?;
     check_user_id(&user)?;
-    let engine = app.require_engine()?;
+    let engine = &app.require_engine()?;
     let status = match engine.join_member(&tenant, &id, &user).await? {
         JoinOutcome::Joined => StatusCode::CREATED,
         JoinOutcome::AlreadyMember => StatusCode::OK,
@@ -492,7 +492,7 @@ pub async fn leave(
 ) -> Result<StatusCode, ApiError> {
     let tenant = member_auth(&app, &headers, "DELETE", &uri, b"", &id, &user)?;
     check_user_id(&user)?;
-    let engine = app.require_engine()?;
+    let engine = &app.require_engine()?;
     if engine.leave_member(&tenant, &id, &user).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -530,7 +530,7 @@ pub async fn members(
             "limit: must be 1 to {MAX_MEMBERS_PAGE}"
         )));
     }
-    let engine = app.require_engine()?;
+    let engine = &app.require_engine()?;
     let (page, total) = engine.members(&tenant, &id, q.after, limit).await?;
     let next = (page.len() == limit)
         .then(|| page.last().map(|(u, _)| u.clone()))

@@ -235,6 +235,17 @@ async fn session(
         cred,
         close.clone(),
     ));
+    // A healed store comes with a new engine: a session on the old one ends (1012) so the
+    // old store's handles go; the client reconnects to the new engine.
+    let restarted = {
+        let (mut stopped, close) = (engine.stopped(), close.clone());
+        tokio::spawn(async move {
+            if stopped.wait_for(|s| *s).await.is_ok() {
+                let reason = "service restart: reconnect".to_owned();
+                Closing::signal(&close, Closing::Close { code: 1012, reason });
+            }
+        })
+    };
     let inflight = Arc::new(Semaphore::new(limits.inflight));
     loop {
         let msg = tokio::select! {
@@ -288,6 +299,7 @@ async fn session(
         }
     }
     rights.abort();
+    restarted.abort();
     actor.stop();
     drop(out);
     let slow = matches!(&*close.borrow(), Some(Closing::Slow(_)));

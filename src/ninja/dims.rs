@@ -1,26 +1,27 @@
-//! Ninja Metrics dimension data per tenant in sled: accounts (#9/#10), characters (#11/#12),
-//! shards (#13), virtual currencies with rate history (#14), items (#15), character names,
-//! the markers of applied loader events, and the API clients seen.
+//! Ninja Metrics dimension rules: which references a payload must satisfy and what a
+//! loader event changes. The data lives in the engine's [`DimensionStore`] (accounts,
+//! characters, shards, currencies, items, character names, applied markers, clients).
 
+use std::sync::Arc;
+
+use phoenix_actors::stores::{DimChange, DimKind, DimensionStore, StoreError};
 use serde_json::{json, Map, Value};
-use sled::transaction::{ConflictableTransactionError, TransactionError};
-use sled::Transactional;
 
 use super::schema::{EventType, Loader, Ref};
 
-/// One tenant's dimension trees.
+/// One tenant's dimensions, as the Ninja Metrics routes use them.
 #[derive(Clone)]
 pub struct Dims {
-    accounts: sled::Tree,
-    characters: sled::Tree,
-    shards: sled::Tree,
-    items: sled::Tree,
-    /// `label \0 timestamp` → rate (timestamps are fixed-width ISO-8601, so keys sort by time).
-    currencies: sled::Tree,
-    names: sled::Tree,
-    /// event_id → loader already applied (makes retried loaders idempotent).
-    applied: sled::Tree,
-    clients: sled::Tree,
+    store: Arc<dyn DimensionStore>,
+}
+
+/// Why a payload's references fail: a 400 the client can fix, or a store fault.
+#[derive(Debug, thiserror::Error)]
+pub enum RefError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("dimension store failure")]
+    Store(#[from] StoreError),
 }
 
 /// Dimension key of a numeric id: `42` and `42.0` are the same shard.
@@ -35,57 +36,58 @@ fn str_of<'a>(data: &'a Map<String, Value>, k: &str) -> &'a str {
     data.get(k).and_then(Value::as_str).unwrap_or("")
 }
 
-fn live(v: Option<sled::IVec>) -> Option<Value> {
-    let v: Value = serde_json::from_slice(&v?).ok()?;
-    Some(v)
-}
-
 impl Dims {
-    pub fn open(db: &sled::Db, tenant: &str) -> sled::Result<Dims> {
-        let t = |n: &str| db.open_tree(format!("nm/{tenant}/{n}"));
-        Ok(Dims {
-            accounts: t("accounts")?,
-            characters: t("characters")?,
-            shards: t("shards")?,
-            items: t("items")?,
-            currencies: t("currencies")?,
-            names: super::character_names(db, tenant)?,
-            applied: t("applied")?,
-            clients: t("clients")?,
-        })
+    pub fn new(store: Arc<dyn DimensionStore>) -> Dims {
+        Dims { store }
     }
 
-    pub fn applied(&self, event_id: &str) -> sled::Result<bool> {
-        self.applied.contains_key(event_id)
+    pub fn applied(&self, event_id: &str) -> Result<bool, StoreError> {
+        self.store.applied(event_id)
     }
 
-    fn account_ok(&self, field: &str, id: &str) -> Result<(), String> {
-        match live(self.accounts.get(id).map_err(|e| e.to_string())?) {
-            None => Err(format!(
+    fn account_ok(&self, field: &str, id: &str) -> Result<(), RefError> {
+        match self.store.get(DimKind::Accounts, id)? {
+            None => Err(RefError::Invalid(format!(
                 "data.{field}: account {id:?} was never initialised (send #9 first)"
-            )),
-            Some(a) if a["deleted"] == true => {
-                Err(format!("data.{field}: account {id:?} was deleted (#10)"))
-            }
+            ))),
+            Some(a) if a["deleted"] == true => Err(RefError::Invalid(format!(
+                "data.{field}: account {id:?} was deleted (#10)"
+            ))),
             Some(_) => Ok(()),
         }
     }
 
-    fn character_ok(&self, field: &str, id: &str) -> Result<Value, String> {
-        match live(self.characters.get(id).map_err(|e| e.to_string())?) {
-            None => Err(format!(
+    fn character_ok(&self, field: &str, id: &str) -> Result<Value, RefError> {
+        match self.store.get(DimKind::Characters, id)? {
+            None => Err(RefError::Invalid(format!(
                 "data.{field}: character {id:?} was never initialised (send #11 first)"
-            )),
-            Some(c) if c["deleted"] == true => {
-                Err(format!("data.{field}: character {id:?} was deleted (#12)"))
-            }
+            ))),
+            Some(c) if c["deleted"] == true => Err(RefError::Invalid(format!(
+                "data.{field}: character {id:?} was deleted (#12)"
+            ))),
             Some(c) => Ok(c),
         }
     }
 
+    fn exists(
+        &self,
+        kind: DimKind,
+        field: &str,
+        k: &str,
+        what: &str,
+        num: u32,
+    ) -> Result<(), RefError> {
+        if self.store.contains(kind, k)? {
+            return Ok(());
+        }
+        Err(RefError::Invalid(format!(
+            "data.{field}: {what} {k} was never initialised (send #{num} first)"
+        )))
+    }
+
     /// Every referenced account, character, shard, item and currency must exist (and not be
     /// deleted). "Unused" values (0, "") are not references.
-    pub fn check_refs(&self, t: &EventType, data: &Map<String, Value>) -> Result<(), String> {
+    pub fn check_refs(&self, t: &EventType, data: &Map<String, Value>) -> Result<(), RefError> {
         for f in t.fields {
             let Some(v) = data.get(f.name) else { continue };
             match f.refers {
@@ -99,44 +101,30 @@ impl Dims {
                 }
                 Ref::Shard => {
                     if v.as_f64() != Some(0.0) {
-                        let k = num_key(v);
-                        if !self.shards.contains_key(&k).map_err(|e| e.to_string())? {
-                            return Err(format!(
-                                "data.{}: shard {k} was never initialised (send #13 first)",
-                                f.name
-                            ));
-                        }
+                        self.exists(DimKind::Shards, f.name, &num_key(v), "shard", 13)?;
                     }
                 }
-                Ref::Item => {
-                    let k = num_key(v);
-                    if !self.items.contains_key(&k).map_err(|e| e.to_string())? {
-                        return Err(format!(
-                            "data.{}: item {k} was never initialised (send #15 first)",
-                            f.name
-                        ));
-                    }
-                }
+                Ref::Item => self.exists(DimKind::Items, f.name, &num_key(v), "item", 15)?,
             }
         }
         // Virtual-currency transactions name a currency loaded with #14.
         if data.get("currency_type").and_then(Value::as_i64) == Some(1) {
             let label = str_of(data, "virtual_currency_label");
-            if self.currency(label).map_err(|e| e.to_string())?.is_none() {
-                return Err(format!(
+            if self.store.currency(label)?.is_none() {
+                return Err(RefError::Invalid(format!(
                     "data.virtual_currency_label: virtual currency {label:?} was never initialised (send #14 first)"
-                ));
+                )));
             }
         }
         match t.loader {
             Loader::CharacterDelete => {
                 let c = self.character_ok("character_id", str_of(data, "character_id"))?;
                 if c["account_id"] != str_of(data, "account_id") {
-                    return Err(format!(
+                    return Err(RefError::Invalid(format!(
                         "data.character_id: character {:?} does not belong to account {:?}",
                         str_of(data, "character_id"),
                         str_of(data, "account_id")
-                    ));
+                    )));
                 }
             }
             Loader::ItemCreate if str_of(data, "item_segment") == "UGC" => {
@@ -155,136 +143,72 @@ impl Dims {
         data: &Map<String, Value>,
         timestamp: &str,
         event_id: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), StoreError> {
         let mut record = data.clone();
         record.remove("type");
         record.insert("updated_at".into(), json!(timestamp));
-        let trees = (
-            &self.accounts,
-            &self.characters,
-            &self.shards,
-            &self.items,
-            &self.currencies,
-            &self.names,
-            &self.applied,
-        );
-        let result: Result<(), TransactionError<String>> =
-            trees.transaction(|(acc, chr, shd, itm, cur, nam, app)| {
-                let enc = |v: &Value| serde_json::to_vec(v).expect("JSON serialises");
-                match t.loader {
-                    Loader::None => {}
-                    Loader::AccountCreate => {
-                        let mut r = record.clone();
-                        r.insert("deleted".into(), json!(false));
-                        acc.insert(
-                            str_of(data, "account_id").as_bytes(),
-                            enc(&Value::Object(r)),
-                        )?;
-                    }
-                    Loader::AccountDelete => {
-                        let id = str_of(data, "account_id");
-                        let mut r: Map<String, Value> = acc
-                            .get(id)?
-                            .and_then(|v| serde_json::from_slice(&v).ok())
-                            .unwrap_or_default();
-                        for (k, v) in &record {
-                            r.insert(k.clone(), v.clone());
-                        }
-                        r.insert("deleted".into(), json!(true));
-                        acc.insert(id.as_bytes(), enc(&Value::Object(r)))?;
-                    }
-                    Loader::CharacterCreate => {
-                        let mut r = record.clone();
-                        r.insert("deleted".into(), json!(false));
-                        chr.insert(
-                            str_of(data, "character_id").as_bytes(),
-                            enc(&Value::Object(r)),
-                        )?;
-                        let name = str_of(data, "character_name").to_lowercase();
-                        if !name.is_empty() {
-                            nam.insert(name.as_bytes(), str_of(data, "account_id").as_bytes())?;
-                        }
-                    }
-                    Loader::CharacterDelete => {
-                        let id = str_of(data, "character_id");
-                        if let Some(old) = chr.get(id)? {
-                            let mut r: Map<String, Value> =
-                                serde_json::from_slice(&old).unwrap_or_default();
-                            if let Some(name) = r.get("character_name").and_then(Value::as_str) {
-                                nam.remove(name.to_lowercase().as_bytes())?;
-                            }
-                            r.insert("deleted".into(), json!(true));
-                            r.insert("updated_at".into(), json!(timestamp));
-                            chr.insert(id.as_bytes(), enc(&Value::Object(r)))?;
-                        }
-                    }
-                    Loader::ShardCreate => {
-                        shd.insert(
-                            num_key(&data["shard_id"]).as_bytes(),
-                            enc(&Value::Object(record.clone())),
-                        )?;
-                    }
-                    Loader::SetCurrency => {
-                        let key =
-                            format!("{}\0{timestamp}", str_of(data, "virtual_currency_label"));
-                        cur.insert(key.as_bytes(), enc(&data["virtual_currency_ex_rate"]))?;
-                    }
-                    Loader::ItemCreate => {
-                        itm.insert(
-                            num_key(&data["item_id"]).as_bytes(),
-                            enc(&Value::Object(record.clone())),
-                        )?;
-                    }
-                }
-                app.insert(event_id.as_bytes(), &b"1"[..])?;
-                Ok::<(), ConflictableTransactionError<String>>(())
-            });
-        result.map_err(|e| format!("{e:?}"))
+        let id = |k: &str| str_of(data, k).to_owned();
+        let change = match t.loader {
+            Loader::None => DimChange::None,
+            Loader::AccountCreate => DimChange::Put {
+                kind: DimKind::Accounts,
+                id: id("account_id"),
+                record,
+            },
+            Loader::AccountDelete => DimChange::DeleteAccount {
+                id: id("account_id"),
+                record,
+            },
+            Loader::CharacterCreate => DimChange::PutCharacter {
+                id: id("character_id"),
+                record,
+                name: id("character_name"),
+                account: id("account_id"),
+            },
+            Loader::CharacterDelete => DimChange::DeleteCharacter {
+                id: id("character_id"),
+                timestamp: timestamp.to_owned(),
+            },
+            Loader::ShardCreate => DimChange::Put {
+                kind: DimKind::Shards,
+                id: num_key(&data["shard_id"]),
+                record,
+            },
+            Loader::SetCurrency => DimChange::SetCurrency {
+                label: id("virtual_currency_label"),
+                timestamp: timestamp.to_owned(),
+                rate: data["virtual_currency_ex_rate"].clone(),
+            },
+            Loader::ItemCreate => DimChange::Put {
+                kind: DimKind::Items,
+                id: num_key(&data["item_id"]),
+                record,
+            },
+        };
+        self.store.apply(&change, event_id)
     }
 
-    /// Record an API client and User-Agent seen (count and last time).
+    /// Record an API client and User-Agent seen (count and last time); best effort.
     pub fn record_client(&self, api_client: &str, user_agent: &str, now: &str) {
-        let key = format!("{api_client}\0{user_agent}");
-        let _ = self.clients.update_and_fetch(key.as_bytes(), |old| {
-            let n = old
-                .and_then(|o| serde_json::from_slice::<Value>(o).ok())
-                .and_then(|v| v["requests"].as_u64())
-                .unwrap_or(0);
-            Some(serde_json::to_vec(&json!({"api_client": api_client, "user_agent": user_agent, "requests": n + 1, "last_seen": now})).expect("JSON"))
-        });
+        if let Err(e) = self.store.record_client(api_client, user_agent, now) {
+            tracing::warn!(error = %e, "could not count a Ninja Metrics client");
+        }
     }
 
-    pub fn clients(&self) -> Vec<Value> {
-        self.clients
-            .iter()
-            .values()
-            .filter_map(|v| serde_json::from_slice(&v.ok()?).ok())
-            .collect()
+    pub fn clients(&self) -> Result<Vec<Value>, StoreError> {
+        self.store.clients()
     }
 
     /// A dimension record by kind (`accounts`, `characters`, `shards`, `items`).
-    pub fn get(&self, kind: &str, id: &str) -> Option<Value> {
-        let tree = match kind {
-            "accounts" => &self.accounts,
-            "characters" => &self.characters,
-            "shards" => &self.shards,
-            "items" => &self.items,
-            _ => return None,
-        };
-        live(tree.get(id).ok()?)
+    pub fn get(&self, kind: &str, id: &str) -> Result<Option<Value>, StoreError> {
+        match DimKind::parse(kind) {
+            Some(k) => self.store.get(k, id),
+            None => Ok(None),
+        }
     }
 
     /// A currency's current rate and its history, oldest first.
-    pub fn currency(&self, label: &str) -> sled::Result<Option<Value>> {
-        let mut history = Vec::new();
-        for kv in self.currencies.scan_prefix(format!("{label}\0")) {
-            let (k, v) = kv?;
-            let at = String::from_utf8_lossy(&k[label.len() + 1..]).into_owned();
-            let rate: Value = serde_json::from_slice(&v).unwrap_or(Value::Null);
-            history.push(json!({"timestamp": at, "rate": rate}));
-        }
-        Ok(history.last().cloned().map(|cur| {
-            json!({"label": label, "rate": cur["rate"], "since": cur["timestamp"], "history": history})
-        }))
+    pub fn currency(&self, label: &str) -> Result<Option<Value>, StoreError> {
+        self.store.currency(label)
     }
 }

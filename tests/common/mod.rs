@@ -129,6 +129,11 @@ impl Server {
     }
 
     /// SIGKILL: no shutdown hooks, no final flush.
+    /// Whether the server process is still running (it has not exited or been killed).
+    pub fn child_alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -5,7 +5,6 @@
 
 use super::*;
 use crate::leaderboard::window::{Timeframe, WindowKey};
-use crate::rewards::RewardStore;
 use crate::store::SledLog;
 use chrono::{DurationRound, TimeDelta, Utc};
 use serde_json::json;
@@ -13,7 +12,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 async fn start(dir: &std::path::Path, offset: &Arc<AtomicI64>) -> Engine {
     let log = Arc::new(SledLog::open(dir, 1 << 22).unwrap());
-    let db = log.db().clone();
+    let db = log.store();
     let o = offset.clone();
     let clock: crate::leaderboard::actor::Clock =
         Arc::new(move || Utc::now() + chrono::Duration::milliseconds(o.load(Ordering::SeqCst)));
@@ -50,7 +49,8 @@ async fn closed(
 }
 
 fn balance(engine: &Engine, user: &str) -> (u64, usize) {
-    RewardStore::open(engine.db(), "acme")
+    engine
+        .rewards("acme")
         .unwrap()
         .wallet(user)
         .unwrap()

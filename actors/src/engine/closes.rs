@@ -1,12 +1,10 @@
-//! The engine's window-close API (SPEC §12): results of closed windows and the webhook
-//! outbox the edge delivers from.
+//! The engine's window-close API (SPEC §12): results of closed windows (the webhook outbox
+//! they feed is in `engine/stores.rs`).
 
 use super::Engine;
-use crate::error::EngineError;
 use crate::leaderboard::actor::QueryError;
 use crate::leaderboard::close::{CloseRecord, CloseStore};
 use crate::leaderboard::window::{Timeframe, WindowKey};
-use crate::outbox::Outbox;
 
 impl Engine {
     fn close_store(&self, tenant: &str, id: &str) -> Result<CloseStore, QueryError> {
@@ -38,10 +36,5 @@ impl Engine {
         limit: usize,
     ) -> Result<Vec<CloseRecord>, QueryError> {
         Ok(self.close_store(tenant, id)?.list(tf, limit)?)
-    }
-
-    /// The durable outbox of webhook deliveries.
-    pub fn outbox(&self) -> Result<Outbox, EngineError> {
-        Outbox::open(&self.inner.db)
     }
 }
