@@ -50,10 +50,10 @@ pub struct TenantConfig {
     pub leaderboards: Vec<toml::Table>,
     /// The Ninja Metrics app mapped to this tenant (`POST /event`).
     #[serde(default)]
-    pub ninja_metrics: Option<crate::ninja::NmConfig>,
+    pub ninja_metrics: Option<crate::sources::ninja_metrics::NmConfig>,
     /// GAMEMONITORING vote rewards for this tenant.
     #[serde(default)]
-    pub gamemonitoring: Option<crate::gamemonitoring::GmConfig>,
+    pub gamemonitoring: Option<crate::sources::gamemonitoring::GmConfig>,
     /// Hours this tenant's log records are kept, overriding the top-level
     /// `log_retention_hours`.
     #[serde(default)]

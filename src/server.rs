@@ -35,7 +35,7 @@ pub struct AppState {
     engine: Arc<OnceCell<Engine>>,
     metrics: PrometheusHandle,
     /// Ninja Metrics dimension trees per tenant.
-    pub ninja: crate::ninja::NinjaState,
+    pub ninja: crate::sources::ninja_metrics::NinjaState,
 }
 
 impl AppState {
@@ -175,8 +175,8 @@ pub fn app(state: AppState) -> Router {
         )
         .merge(crate::admin::routes())
         .merge(crate::dashboard::routes())
-        .merge(crate::ninja::routes())
-        .merge(crate::gamemonitoring::routes())
+        .merge(crate::sources::ninja_metrics::routes())
+        .merge(crate::sources::gamemonitoring::routes())
         .layer(GlobalConcurrencyLimitLayer::new(limit));
     Router::new()
         .route("/health", get(health::health))

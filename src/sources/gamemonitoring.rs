@@ -146,7 +146,11 @@ async fn handle(
     let vote = Vote {
         event_type: VOTE.into(),
         vote_id: event_id,
-        fallback_user: crate::ninja::character_owner(engine.db(), tenant, &fetched.nickname),
+        fallback_user: crate::sources::ninja_metrics::character_owner(
+            engine.db(),
+            tenant,
+            &fetched.nickname,
+        ),
         reward: gm
             .rule_for(fetched.server_id.as_deref())
             .map(RewardRule::reward),

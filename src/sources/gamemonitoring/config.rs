@@ -264,8 +264,8 @@ mod tests {
 
     #[test]
     fn the_example_file_configures_demo() {
-        let c =
-            crate::config::Config::from_toml(include_str!("../../phoenix.example.toml")).unwrap();
+        let c = crate::config::Config::from_toml(include_str!("../../../phoenix.example.toml"))
+            .unwrap();
         c.validate().unwrap();
         let demo = c.tenants.iter().find(|t| t.id == "demo").unwrap();
         let gm = demo.gamemonitoring.as_ref().unwrap();
