@@ -9,7 +9,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::Json;
-use phoenix_actors::leaderboard::actor::{QueryError, WindowSel};
+use phoenix_actors::leaderboard::actor::WindowSel;
 use phoenix_actors::leaderboard::members::JoinOutcome;
 use phoenix_actors::leaderboard::window::{Timeframe, WindowKey};
 use serde::Deserialize;
@@ -25,17 +25,6 @@ pub const MAX_LIMIT: usize = 1000;
 /// Largest `offset`: ranks are stored as `u32`, so no board has an entry past it, and
 /// `offset + limit` cannot wrap anywhere below.
 pub const MAX_OFFSET: usize = u32::MAX as usize - MAX_LIMIT;
-
-impl From<QueryError> for ApiError {
-    fn from(e: QueryError) -> Self {
-        match e {
-            QueryError::Invalid(m) => ApiError::Validation(m),
-            QueryError::Conflict(m) => ApiError::Conflict(m),
-            QueryError::Engine(e) => e.into(),
-            other => ApiError::NotFound(other.to_string()),
-        }
-    }
-}
 
 /// Authenticate a tenant request whose signed path is the request path (no query).
 fn tenant_of(

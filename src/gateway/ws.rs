@@ -10,6 +10,8 @@
 mod frames;
 mod handshake;
 mod live;
+mod render;
+mod session;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -20,7 +22,6 @@ use axum::response::Response;
 use chrono::Utc;
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
-use phoenix_actors::session::{error_frame, Closing, SessionArgs, SessionHandle};
 use phoenix_actors::Engine;
 use serde::Deserialize;
 use tokio::sync::{mpsc, watch, Semaphore};
@@ -35,6 +36,8 @@ use crate::tenants::Tenants;
 use crate::tokens::{self, Claims};
 use handshake::{Abort, Io, Upgrade};
 use live::Credential;
+use render::error_frame;
+use session::{Closing, SessionArgs, SessionHandle};
 
 pub use frames::MAX_FRAME_ID;
 
@@ -196,7 +199,7 @@ fn protocol_close(e: &tungstenite::Error) -> Option<Closing> {
         other => (1002, "protocol", format!("protocol error: {other}")),
     };
     metrics::counter!("phoenix_ws_protocol_closed_total", "reason" => label).increment(1);
-    let reason = phoenix_actors::session::truncate(&reason, 123).into_owned();
+    let reason = render::truncate(&reason, 123).into_owned();
     Some(Closing::Close { code, reason })
 }
 

@@ -8,13 +8,14 @@ use phoenix_actors::event::MAX_ID_LEN;
 use phoenix_actors::leaderboard::definition::valid_id;
 use phoenix_actors::leaderboard::views::{ViewKey, ViewKind};
 use phoenix_actors::leaderboard::window::{Timeframe, WindowKey};
-use phoenix_actors::session::{error_frame, SessionHandle, SubscribeError};
 use phoenix_actors::Engine;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Semaphore};
 
+use super::render::{api_error_frame, error_frame};
+use super::session::{SessionHandle, SubscribeError};
 use super::Principal;
 use crate::error::ApiError;
 use crate::gateway::events::Batch;
@@ -277,15 +278,7 @@ async fn ingest(
                 let (results, ..) = batch.results(&outcomes);
                 json!({"type": "ack", "id": id, "results": results}).to_string()
             }
-            Err(e) => {
-                let e = ApiError::from(e);
-                error_frame(
-                    id.as_deref(),
-                    e.code(),
-                    e.status().as_u16(),
-                    &e.public_message(),
-                )
-            }
+            Err(e) => api_error_frame(id.as_deref(), &ApiError::from(e)),
         };
         let _ = out.send(frame).await;
         drop(permits);

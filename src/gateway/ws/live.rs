@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use phoenix_actors::session::Closing;
+use super::session::Closing;
 use tokio::sync::watch;
 
 use crate::config::Secret;
