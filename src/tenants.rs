@@ -9,8 +9,9 @@ use dashmap::DashMap;
 use tokio::sync::watch;
 
 use crate::auth;
-use crate::config::{Secret, TenantConfig, TenantStatus};
+use crate::config::TenantConfig;
 use crate::error::ApiError;
+use crate::types::{Secret, TenantStatus};
 
 /// One tenant as the edge sees it.
 #[derive(Debug, Clone)]
@@ -111,22 +112,10 @@ impl Tenants {
         v
     }
 
-    /// Verify tenant HMAC on a request and return the tenant id. Order: headers, known
-    /// tenant, timestamp window, signature (constant time), then suspension (403).
-    pub fn authenticate(
-        &self,
-        headers: &HeaderMap,
-        method: &str,
-        path: &str,
-        body: &[u8],
-    ) -> Result<String, ApiError> {
-        self.authenticate_with(headers, method, path, body)
-            .map(|(id, _)| id)
-    }
-
-    /// Like [`Tenants::authenticate`], also returning the secret that verified (the current
-    /// one or, during a rotation overlap, the previous one), so a long-lived session can
-    /// tell when it stops being valid.
+    /// Verify tenant HMAC on a request: the tenant id and the secret that verified (the
+    /// current one or, during a rotation overlap, the previous one), so a long-lived session
+    /// can tell when it stops being valid. Order: headers, known tenant, timestamp window,
+    /// signature (constant time), then suspension (403).
     pub fn authenticate_with(
         &self,
         headers: &HeaderMap,

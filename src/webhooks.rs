@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::{Json, Router};
 use dashmap::DashMap;
@@ -27,7 +26,8 @@ use tokio::sync::Semaphore;
 
 use crate::config::WebhookConfig;
 use crate::error::ApiError;
-use crate::server::AppState;
+use crate::extract::SignedTenant;
+use crate::state::AppState;
 use crate::tenants::Tenants;
 
 /// Entries taken from the outbox per poll.
@@ -281,15 +281,12 @@ fn time(ms: i64) -> Value {
 
 /// `GET /v1/webhooks/deliveries?limit=50` (tenant HMAC) → `{"pending": n, "deliveries":
 /// [attempts, newest first]}`.
-#[utoipa::path(get, path = "/v1/webhooks/deliveries", operation_id = "webhook_deliveries", tag = "webhooks", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), params(("limit" = Option<u32>, Query, description = "Newest first")), responses((status = 200, description = "Delivery attempts and results", body = crate::openapi::schemas::WebhookDeliveries), crate::openapi::TenantErrors))]
+#[utoipa::path(get, path = "/v1/webhooks/deliveries", operation_id = "webhook_deliveries", tag = "webhooks", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), params(("limit" = Option<u32>, Query, description = "Newest first")), responses((status = 200, description = "Delivery attempts and results", body = crate::openapi::schemas::WebhookDeliveries), crate::openapi::schemas::TenantErrors))]
 pub async fn deliveries(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    SignedTenant(tenant): SignedTenant,
     query: Result<Query<DeliveriesQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = app
-        .tenants
-        .authenticate(&headers, "GET", "/v1/webhooks/deliveries", b"")?;
     let Query(q) = query.map_err(|e| ApiError::Validation(format!("query: {}", e.body_text())))?;
     let limit = q.limit.unwrap_or(50);
     if limit == 0 || limit > 1000 {

@@ -31,7 +31,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::error::ApiError;
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::tenants::Tenants;
 use crate::tokens::{self, Claims};
 use handshake::{Abort, Io, Upgrade};
@@ -106,7 +106,7 @@ pub fn register_metrics() {
     }
 }
 
-#[utoipa::path(get, path = "/v1/ws", tag = "realtime", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = []), ("client_token_query" = [])), params(WsQuery), responses((status = 101, description = "Switching to the WebSocket protocol (frames: docs/websocket.md)"), crate::openapi::TenantErrors))]
+#[utoipa::path(get, path = "/v1/ws", tag = "realtime", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = []), ("client_token_query" = [])), params(WsQuery), responses((status = 101, description = "Switching to the WebSocket protocol (frames: docs/websocket.md)"), crate::openapi::schemas::TenantErrors))]
 pub async fn upgrade(
     State(app): State<AppState>,
     query: Result<Query<WsQuery>, axum::extract::rejection::QueryRejection>,

@@ -8,9 +8,9 @@ use std::time::Duration;
 use super::session::Closing;
 use tokio::sync::watch;
 
-use crate::config::Secret;
 use crate::tenants::Tenants;
 use crate::tokens::{self, TokenError};
+use crate::types::Secret;
 
 /// How a session authenticated.
 #[derive(Debug, Clone)]

@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use crate::config::Secret;
+use crate::types::Secret;
 use phoenix_actors::rewards::Reward;
 
 /// GAMEMONITORING vote rewards of one tenant.
