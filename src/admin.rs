@@ -217,8 +217,8 @@ async fn set_status(
 #[utoipa::path(post, path = "/v1/admin/tenants/{id}/suspend", tag = "admin", security(("operator" = [])), params(("id" = String, Path, description = "Tenant id")), responses((status = 200, description = "Suspended: its writes get 403", body = crate::openapi::schemas::TenantView), crate::openapi::schemas::OperatorErrors))]
 async fn suspend(
     State(app): State<AppState>,
-    Writable(engine): Writable,
     Path(id): Path<String>,
+    Writable(engine): Writable,
 ) -> Result<Json<Value>, ApiError> {
     set_status(&app, &engine, &id, TenantStatus::Suspended).await
 }
@@ -226,8 +226,8 @@ async fn suspend(
 #[utoipa::path(post, path = "/v1/admin/tenants/{id}/resume", tag = "admin", security(("operator" = [])), params(("id" = String, Path, description = "Tenant id")), responses((status = 200, description = "Active again", body = crate::openapi::schemas::TenantView), crate::openapi::schemas::OperatorErrors))]
 async fn resume(
     State(app): State<AppState>,
-    Writable(engine): Writable,
     Path(id): Path<String>,
+    Writable(engine): Writable,
 ) -> Result<Json<Value>, ApiError> {
     set_status(&app, &engine, &id, TenantStatus::Active).await
 }
@@ -245,8 +245,8 @@ struct Rotate {
 #[utoipa::path(post, path = "/v1/admin/tenants/{id}/rotate", tag = "admin", security(("operator" = [])), params(("id" = String, Path, description = "Tenant id")), request_body(content = Option<Rotate>, description = "Optional; an empty body rotates to a random secret with a 3600 s overlap"), responses((status = 200, description = "The new secret, once; the old one works until `previous_secret_valid_until`", body = crate::openapi::schemas::TenantView), crate::openapi::schemas::OperatorErrors))]
 async fn rotate(
     State(app): State<AppState>,
-    Writable(engine): Writable,
     Path(id): Path<String>,
+    Writable(engine): Writable,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let body = utf8_body(body)?;
@@ -285,8 +285,8 @@ struct SetWebhook {
 #[utoipa::path(put, path = "/v1/admin/tenants/{id}/webhook", operation_id = "set_webhook", tag = "admin", security(("operator" = [])), params(("id" = String, Path, description = "Tenant id")), request_body = crate::openapi::schemas::WebhookSetting, responses((status = 200, description = "The tenant with its webhook", body = crate::openapi::schemas::TenantView), crate::openapi::schemas::NotFound, crate::openapi::schemas::OperatorErrors))]
 async fn set_webhook(
     State(app): State<AppState>,
-    Writable(engine): Writable,
     Path(id): Path<String>,
+    Writable(engine): Writable,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let body = utf8_body(body)?;

@@ -45,8 +45,8 @@ pub async fn page() -> impl IntoResponse {
 #[utoipa::path(get, path = "/v1/admin/tenants/{id}/leaderboards", operation_id = "tenant_leaderboards", tag = "admin", security(("operator" = [])), params(("id" = String, Path, description = "Tenant id")), responses((status = 200, description = "The tenant's boards", body = crate::openapi::schemas::LeaderboardList), crate::openapi::schemas::OperatorErrors))]
 async fn boards(
     State(app): State<AppState>,
-    Readable(engine): Readable,
     Path(id): Path<String>,
+    Readable(engine): Readable,
 ) -> Result<Json<Value>, ApiError> {
     tenant_named(&app, &id)?;
     Ok(Json(
@@ -78,8 +78,8 @@ async fn token(
 #[utoipa::path(put, path = "/v1/admin/tenants/{id}/leaderboards/{board}", operation_id = "admin_put_leaderboard", tag = "admin", security(("operator" = [])), params(("id" = String, Path, description = "Tenant id"), ("board" = String, Path)), request_body = crate::openapi::schemas::LeaderboardDefinition, responses((status = 201, description = "Created", body = crate::openapi::schemas::LeaderboardDefinition), (status = 200, description = "Replaced", body = crate::openapi::schemas::LeaderboardDefinition), crate::openapi::schemas::OperatorErrors))]
 async fn put_board(
     State(app): State<AppState>,
-    Writable(engine): Writable,
     Path((id, board)): Path<(String, String)>,
+    Writable(engine): Writable,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
     tenant_named(&app, &id)?;
@@ -98,8 +98,8 @@ async fn put_board(
 #[utoipa::path(get, path = "/v1/admin/tenants/{id}/players/{user}/wallet", operation_id = "admin_wallet", tag = "admin", security(("operator" = [])), params(("id" = String, Path, description = "Tenant id"), ("user" = String, Path)), responses((status = 200, description = "The player's wallet and ledger", body = crate::openapi::schemas::Wallet), crate::openapi::schemas::NotFound, crate::openapi::schemas::OperatorErrors))]
 async fn wallet(
     State(app): State<AppState>,
-    Writable(engine): Writable,
     Path((id, user)): Path<(String, String)>,
+    Writable(engine): Writable,
 ) -> Result<Json<Value>, ApiError> {
     tenant_named(&app, &id)?;
     let store = phoenix_actors::rewards::RewardStore::open(engine.db(), &id)

@@ -14,7 +14,8 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
 use axum::Router;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use phoenix_actors::{Engine, EngineConfig, EventLog, SledLog};
+use phoenix_actors::leaderboard::actor::QueryError;
+use phoenix_actors::{Engine, EngineConfig, EngineError, EventLog, SledLog};
 use tokio::net::TcpListener;
 use tokio::sync::OnceCell;
 use tower::limit::GlobalConcurrencyLimitLayer;
@@ -138,11 +139,32 @@ fn hours(h: u64) -> Duration {
     Duration::from_secs(h.saturating_mul(3600))
 }
 
-async fn open_engine(config: &Config, tenants: &[String]) -> Result<Engine, String> {
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
-    let log = SledLog::open(&config.data_dir, config.cache_mb * 1024 * 1024)
-        .map_err(|e| e.to_string())?
+/// Why the store could not be opened (the service then retries every second).
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot create {}: {source}", path.display())]
+    DataDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the engine did not start: {0}")]
+    Engine(#[from] EngineError),
+    #[error("tenants.{tenant}.leaderboards.{board}: {source}")]
+    Board {
+        tenant: String,
+        board: String,
+        #[source]
+        source: QueryError,
+    },
+}
+
+async fn open_engine(config: &Config, tenants: &[String]) -> Result<Engine, OpenError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| OpenError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    let log = SledLog::open(&config.data_dir, config.cache_mb * 1024 * 1024)?
         .with_compression(config.log_compression);
     let db = log.db().clone();
     let log: Arc<dyn EventLog> = Arc::new(log);
@@ -185,15 +207,18 @@ async fn open_engine(config: &Config, tenants: &[String]) -> Result<Engine, Stri
             leaderboard_threads: config.leaderboard_threads,
         },
     )
-    .await
-    .map_err(|e| e.to_string())?;
+    .await?;
     // Leaderboards declared in the config (validated at load); identical ones are untouched.
     for t in &config.tenants {
         for (id, json) in t.leaderboard_json() {
             engine
                 .put_leaderboard(&t.id, &id, &json)
                 .await
-                .map_err(|e| format!("tenants.{}.leaderboards.{id}: {e}", t.id))?;
+                .map_err(|source| OpenError::Board {
+                    tenant: t.id.clone(),
+                    board: id.clone(),
+                    source,
+                })?;
         }
     }
     Ok(engine)

@@ -48,6 +48,21 @@ impl Tenant {
     }
 }
 
+/// Why an open session's rights ended (the text is its close reason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RightsEnded {
+    #[error("tenant removed")]
+    TenantRemoved,
+    #[error("tenant suspended")]
+    Suspended,
+    #[error("tenant secret rotated: reconnect with the new secret")]
+    SecretRotated,
+    #[error("client token expired")]
+    TokenExpired,
+    #[error("client token no longer valid: tenant secret rotated")]
+    TokenInvalid,
+}
+
 /// The message of the 403 every authenticated request of a suspended tenant gets.
 pub const SUSPENDED: &str = "Tenant is inactive/suspended. Contact Phoenix support.";
 
@@ -150,20 +165,20 @@ impl Tenants {
 
     /// Whether a session that authenticated tenant `id` with `secret` may go on at `now`:
     /// `Ok(None)` with no end in sight, `Ok(Some(t))` until Unix time `t` (the end of a
-    /// rotation overlap), `Err(reason)` when its rights have ended.
+    /// rotation overlap), `Err(why)` when its rights have ended.
     pub fn session_rights(
         &self,
         id: &str,
         secret: &Secret,
         now: i64,
-    ) -> Result<Option<i64>, String> {
-        let tenant = self.get(id).ok_or_else(|| "tenant removed".to_owned())?;
+    ) -> Result<Option<i64>, RightsEnded> {
+        let tenant = self.get(id).ok_or(RightsEnded::TenantRemoved)?;
         if tenant.status == TenantStatus::Suspended {
-            return Err("tenant suspended".into());
+            return Err(RightsEnded::Suspended);
         }
         tenant
             .secret_valid_until(secret, now)
-            .ok_or_else(|| "tenant secret rotated: reconnect with the new secret".into())
+            .ok_or(RightsEnded::SecretRotated)
     }
 }
 
@@ -213,7 +228,7 @@ mod tests {
         rx.borrow_and_update();
         assert_eq!(
             tenants.session_rights("acme", &s, 10),
-            Err("tenant suspended".into())
+            Err(RightsEnded::Suspended)
         );
         tenants.upsert(
             "acme",

@@ -175,7 +175,7 @@ async fn deliver(w: &Worker, entry: OutboxEntry) {
                 Some(status),
                 Some(format!("receiver answered {status}")),
             ),
-            Err(e) => (AttemptResult::Failed, None, Some(e)),
+            Err(e) => (AttemptResult::Failed, None, Some(e.to_string())),
         },
         _ => (AttemptResult::NoEndpoint, None, None),
     };
@@ -226,14 +226,42 @@ async fn deliver(w: &Worker, entry: OutboxEntry) {
     }
 }
 
+/// `url::ParseError`, named through reqwest (which does not re-export it).
+type UrlError = <reqwest::Url as std::str::FromStr>::Err;
+
+/// Why a delivery got no answer (the text is recorded with the attempt).
+#[derive(Debug, thiserror::Error)]
+enum SendError {
+    #[error("bad webhook_url: {0}")]
+    BadUrl(#[source] UrlError),
+    #[error("timed out")]
+    Timeout(#[source] reqwest::Error),
+    #[error("could not connect")]
+    Connect(#[source] reqwest::Error),
+    #[error("request failed")]
+    Request(#[source] reqwest::Error),
+}
+
+impl From<reqwest::Error> for SendError {
+    fn from(e: reqwest::Error) -> SendError {
+        if e.is_timeout() {
+            SendError::Timeout(e)
+        } else if e.is_connect() {
+            SendError::Connect(e)
+        } else {
+            SendError::Request(e)
+        }
+    }
+}
+
 /// POST the entry's body, signed; the receiver's status, or why there was none.
 async fn send(
     w: &Worker,
     t: &crate::tenants::Tenant,
     url: &str,
     entry: &OutboxEntry,
-) -> Result<u16, String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("bad webhook_url: {e}"))?;
+) -> Result<u16, SendError> {
+    let parsed = reqwest::Url::parse(url).map_err(SendError::BadUrl)?;
     let ts = chrono::Utc::now().timestamp().to_string();
     let sig = crate::auth::sign(
         t.secret.expose().as_bytes(),
@@ -253,16 +281,7 @@ async fn send(
         .header("X-Phoenix-Event", &entry.kind)
         .body(entry.body.clone())
         .send()
-        .await
-        .map_err(|e| {
-            if e.is_timeout() {
-                "timed out".to_owned()
-            } else if e.is_connect() {
-                "could not connect".to_owned()
-            } else {
-                "request failed".to_owned()
-            }
-        })?;
+        .await?;
     Ok(resp.status().as_u16())
 }
 

@@ -26,8 +26,8 @@ pub const MAX_OFFSET: usize = u32::MAX as usize - MAX_LIMIT;
 
 #[utoipa::path(put, path = "/v1/leaderboards/{id}", operation_id = "put_leaderboard", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), params(("id" = String, Path, description = "Leaderboard id")), request_body = crate::openapi::schemas::LeaderboardDefinition, responses((status = 201, description = "Created; rebuilt from the retained log", body = crate::openapi::schemas::LeaderboardDefinition), (status = 200, description = "Replaced (or unchanged)", body = crate::openapi::schemas::LeaderboardDefinition), crate::openapi::schemas::TenantErrors))]
 pub async fn put(
-    Writable(engine): Writable,
     Path(id): Path<String>,
+    Writable(engine): Writable,
     signed: SignedBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let tenant = signed.tenant;
@@ -48,9 +48,9 @@ pub async fn put(
 
 #[utoipa::path(get, path = "/v1/leaderboards/{id}", operation_id = "get_leaderboard", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), params(("id" = String, Path, description = "Leaderboard id")), responses((status = 200, description = "The definition", body = crate::openapi::schemas::LeaderboardDefinition), crate::openapi::schemas::NotFound, crate::openapi::schemas::TenantErrors))]
 pub async fn get(
+    Path(id): Path<String>,
     SignedTenant(tenant): SignedTenant,
     Readable(engine): Readable,
-    Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     engine
         .get_leaderboard(&tenant, &id)?
@@ -70,9 +70,9 @@ pub async fn list(
 
 #[utoipa::path(delete, path = "/v1/leaderboards/{id}", operation_id = "delete_leaderboard", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), params(("id" = String, Path, description = "Leaderboard id")), responses((status = 204, description = "Deleted"), crate::openapi::schemas::NotFound, crate::openapi::schemas::TenantErrors))]
 pub async fn delete(
+    Path(id): Path<String>,
     SignedTenant(tenant): SignedTenant,
     Writable(engine): Writable,
-    Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     if engine.delete_leaderboard(&tenant, &id).await? {
         Ok(StatusCode::NO_CONTENT)
@@ -115,9 +115,9 @@ fn view_of(
 
 #[utoipa::path(get, path = "/v1/leaderboards/{id}/standings", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = []), ("client_token" = [])), params(("id" = String, Path, description = "Leaderboard id"), ViewQuery), responses((status = 200, description = "A page of standings", body = crate::openapi::schemas::Standings), crate::openapi::schemas::NotFound, crate::openapi::schemas::TenantErrors))]
 pub async fn standings(
+    Path(id): Path<String>,
     Reader { tenant, .. }: Reader,
     Readable(engine): Readable,
-    Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let q = query_of::<ViewQuery>(raw)?;
@@ -145,9 +145,9 @@ pub async fn standings(
 
 #[utoipa::path(get, path = "/v1/leaderboards/{id}/users/{user_id}", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = []), ("client_token" = [])), params(("id" = String, Path, description = "Leaderboard id"), ("user_id" = String, Path, description = "Player"), ViewQuery), responses((status = 200, description = "The player's rank and neighbours", body = crate::openapi::schemas::UserStanding), crate::openapi::schemas::NotFound, crate::openapi::schemas::TenantErrors))]
 pub async fn user(
+    Path((id, user)): Path<(String, String)>,
     Reader { tenant, .. }: Reader,
     Readable(engine): Readable,
-    Path((id, user)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let q = query_of::<ViewQuery>(raw)?;
@@ -190,9 +190,9 @@ fn timeframe_of(q: &ViewQuery) -> Result<Timeframe, ApiError> {
 /// (top entries) and the grants of a closed window; 404 while it is not closed.
 #[utoipa::path(get, path = "/v1/leaderboards/{id}/windows/{key}/results", operation_id = "window_results", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = []), ("client_token" = [])), params(("id" = String, Path, description = "Leaderboard id"), ("key" = String, Path, description = "Window key"), ("timeframe" = String, Query, description = "Timeframe or schedule id")), responses((status = 200, description = "Final standings and grants of a closed window", body = crate::openapi::schemas::WindowClose), crate::openapi::schemas::NotFound, crate::openapi::schemas::TenantErrors))]
 pub async fn results(
+    Path((id, key)): Path<(String, String)>,
     Reader { tenant, .. }: Reader,
     Writable(engine): Writable,
-    Path((id, key)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let tf = timeframe_of(&query_of::<ViewQuery>(raw)?)?;
@@ -207,9 +207,9 @@ pub async fn results(
 /// closed windows of a timeframe with their winners and grants, newest first.
 #[utoipa::path(get, path = "/v1/leaderboards/{id}/results", operation_id = "closed_windows", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = []), ("client_token" = [])), params(("id" = String, Path, description = "Leaderboard id"), ("timeframe" = String, Query, description = "Timeframe or schedule id"), ("limit" = Option<u32>, Query, description = "1-100, default 20")), responses((status = 200, description = "Closed windows, newest first, with winners and grants", body = crate::openapi::schemas::WindowCloses), crate::openapi::schemas::NotFound, crate::openapi::schemas::TenantErrors))]
 pub async fn closes(
+    Path(id): Path<String>,
     Reader { tenant, .. }: Reader,
     Writable(engine): Writable,
-    Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let q = query_of::<ViewQuery>(raw)?;
@@ -241,8 +241,8 @@ struct UsersBody {
 /// body) or a client token.
 #[utoipa::path(post, path = "/v1/leaderboards/{id}/standings/users", operation_id = "users_standings", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = []), ("client_token" = [])), params(("id" = String, Path, description = "Leaderboard id")), request_body = crate::openapi::schemas::UsersStandingsRequest, responses((status = 200, description = "Those users' entries in rank order (friends or clan board)", body = crate::openapi::schemas::Standings), crate::openapi::schemas::NotFound, crate::openapi::schemas::TenantErrors))]
 pub async fn users(
-    Writable(engine): Writable,
     Path(id): Path<String>,
+    Writable(engine): Writable,
     ReaderBody { reader, body }: ReaderBody,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = reader.tenant;
@@ -288,9 +288,9 @@ struct WindowsQuery {
 /// first, with their state (`open`, `grace`, `closed`) and close time.
 #[utoipa::path(get, path = "/v1/leaderboards/{id}/windows", operation_id = "list_windows", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = []), ("client_token" = [])), params(("id" = String, Path, description = "Leaderboard id"), ("timeframe" = String, Query, description = "Timeframe or schedule id"), ("limit" = Option<u32>, Query, description = "1-100, default 20")), responses((status = 200, description = "Windows newest first with state and close time", body = crate::openapi::schemas::WindowList), crate::openapi::schemas::NotFound, crate::openapi::schemas::TenantErrors))]
 pub async fn windows(
+    Path(id): Path<String>,
     Reader { tenant, .. }: Reader,
     Writable(engine): Writable,
-    Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let q: WindowsQuery = query_of(raw)?;
@@ -344,8 +344,8 @@ fn check_user_id(user: &str) -> Result<(), ApiError> {
 /// `POST /v1/leaderboards/{id}/members/{user_id}` → 201 joined, 200 already a member, 409 full.
 #[utoipa::path(post, path = "/v1/leaderboards/{id}/members/{user_id}", operation_id = "join", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = []), ("client_token" = [])), params(("id" = String, Path, description = "Leaderboard id"), ("user_id" = String, Path)), responses((status = 201, description = "Joined", body = crate::openapi::schemas::Membership), (status = 200, description = "Already a member", body = crate::openapi::schemas::Membership), (status = 409, description = "max_members reached", body = crate::openapi::schemas::ErrorEnvelope), crate::openapi::schemas::NotFound, crate::openapi::schemas::TenantErrors))]
 pub async fn join(
-    Writable(engine): Writable,
     Path((id, user)): Path<(String, String)>,
+    Writable(engine): Writable,
     ReaderBody { reader, .. }: ReaderBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let tenant = reader.acting_for(&user)?;
@@ -363,8 +363,8 @@ pub async fn join(
 /// `DELETE /v1/leaderboards/{id}/members/{user_id}` → 204, or 404 if not a member.
 #[utoipa::path(delete, path = "/v1/leaderboards/{id}/members/{user_id}", operation_id = "leave", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = []), ("client_token" = [])), params(("id" = String, Path, description = "Leaderboard id"), ("user_id" = String, Path)), responses((status = 204, description = "Left"), crate::openapi::schemas::NotFound, crate::openapi::schemas::TenantErrors))]
 pub async fn leave(
-    Writable(engine): Writable,
     Path((id, user)): Path<(String, String)>,
+    Writable(engine): Writable,
     reader: Reader,
 ) -> Result<StatusCode, ApiError> {
     let tenant = reader.acting_for(&user)?;
@@ -392,9 +392,9 @@ struct MembersQuery {
 /// the last id seen (`next`).
 #[utoipa::path(get, path = "/v1/leaderboards/{id}/members", operation_id = "list_members", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), params(("id" = String, Path, description = "Leaderboard id"), ("after" = Option<String>, Query, description = "Page after this user id"), ("limit" = Option<u32>, Query, description = "1-1000")), responses((status = 200, description = "Members, by user id", body = crate::openapi::schemas::MemberList), crate::openapi::schemas::NotFound, crate::openapi::schemas::TenantErrors))]
 pub async fn members(
+    Path(id): Path<String>,
     Reader { tenant, .. }: Reader,
     Writable(engine): Writable,
-    Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let q: MembersQuery = query_of(raw)?;

@@ -310,10 +310,10 @@ async fn process(
 /// `GET /v1/ninja/{accounts|characters|shards|items}/{id}` (tenant HMAC).
 #[utoipa::path(get, path = "/v1/ninja/{kind}/{id}", tag = "ninja-metrics", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), params(("kind" = String, Path, description = "`accounts`, `characters`, `shards` or `items`"), ("id" = String, Path, description = "Record id")), responses((status = 200, description = "The dimension record", body = crate::openapi::schemas::NinjaRecord), crate::openapi::schemas::NotFound, crate::openapi::schemas::TenantErrors))]
 pub async fn dimension(
+    Path((kind, id)): Path<(String, String)>,
     Extension(nm): Extension<NinjaState>,
     SignedTenant(tenant): SignedTenant,
     Readable(engine): Readable,
-    Path((kind, id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let (dims, _) = tenant_state(&nm, &engine, &tenant)?;
     if !["accounts", "characters", "shards", "items"].contains(&kind.as_str()) {
@@ -329,10 +329,10 @@ pub async fn dimension(
 /// `GET /v1/ninja/currencies/{label}`: current rate and history (tenant HMAC).
 #[utoipa::path(get, path = "/v1/ninja/currencies/{label}", tag = "ninja-metrics", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), params(("label" = String, Path, description = "Virtual currency label")), responses((status = 200, description = "Current rate and history", body = crate::openapi::schemas::NinjaRecord), crate::openapi::schemas::NotFound, crate::openapi::schemas::TenantErrors))]
 pub async fn currency(
+    Path(label): Path<String>,
     Extension(nm): Extension<NinjaState>,
     SignedTenant(tenant): SignedTenant,
     Readable(engine): Readable,
-    Path(label): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let (dims, _) = tenant_state(&nm, &engine, &tenant)?;
     dims.currency(&label)

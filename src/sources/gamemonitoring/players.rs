@@ -71,8 +71,8 @@ fn gm_of<'a>(app: &'a AppState, tenant: &str) -> Result<&'a super::GmConfig, Api
 #[utoipa::path(put, path = "/v1/players/{user_id}", tag = "gamemonitoring", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), params(("user_id" = String, Path, description = "Player")), request_body = crate::openapi::schemas::LinkRequest, responses((status = 200, description = "Linked; grants for earlier votes are made now", body = crate::openapi::schemas::LinkAnswer), crate::openapi::schemas::NotFound, crate::openapi::schemas::TenantErrors))]
 pub async fn link(
     State(app): State<AppState>,
-    Writable(engine): Writable,
     Path(user_id): Path<String>,
+    Writable(engine): Writable,
     SignedBody { tenant, body, .. }: SignedBody,
 ) -> Result<Json<Value>, ApiError> {
     let gm = gm_of(&app, &tenant)?;
@@ -113,9 +113,9 @@ pub async fn link(
 /// 404 for a user never linked and never granted.
 #[utoipa::path(get, path = "/v1/players/{user_id}/wallet", tag = "gamemonitoring", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), params(("user_id" = String, Path, description = "Player")), responses((status = 200, description = "Balance and grants", body = crate::openapi::schemas::Wallet), crate::openapi::schemas::NotFound, crate::openapi::schemas::TenantErrors))]
 pub async fn wallet(
+    Path(user_id): Path<String>,
     SignedTenant(tenant): SignedTenant,
     Readable(engine): Readable,
-    Path(user_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     // No `gm_of` check: leaderboard rewards (SPEC §12) credit the same wallet for tenants
     // without vote rewards.
