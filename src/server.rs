@@ -1,6 +1,6 @@
-//! `run(config, listener, shutdown)`: the whole service, started by `main` and by tests on
-//! `127.0.0.1:0`. `app(state)` builds the router; `transport` serves it over HTTP/1 with
-//! deadlines and a connection limit.
+//! `run(config, listener, shutdown)`: the whole service, started by `main` (the black-box
+//! tests start the binary on `127.0.0.1:0`). `app(state)` builds the router, every route in
+//! one place; `transport` serves it over HTTP/1 with deadlines and a connection limit.
 
 pub(crate) mod conn;
 mod edge;
@@ -74,8 +74,8 @@ pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
     }))
 }
 
-/// The router, shared by `run` and tests. The concurrency limit covers every route but the
-/// probes: `/health`, `/ready` and `/metrics` answer however many requests wait.
+/// The router `run` serves. The concurrency limit covers every route but the probes:
+/// `/health`, `/ready`, `/metrics` and `/openapi.json` answer however many requests wait.
 pub fn app(state: AppState) -> Router {
     let limit = state.config.max_concurrent_requests;
     let head_limits = edge::Limits::from_config(&state.config);
@@ -104,6 +104,7 @@ pub fn app(state: AppState) -> Router {
             "/v1/leaderboards/{id}/members/{user_id}",
             post(lb::join).delete(lb::leave),
         )
+        .route("/", get(crate::dashboard::page))
         .merge(operator_routes(&state))
         .merge(crate::sources::ninja_metrics::routes())
         .merge(crate::sources::gamemonitoring::routes())
@@ -113,7 +114,6 @@ pub fn app(state: AppState) -> Router {
         .route("/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(crate::openapi::openapi_json))
-        .route("/", get(crate::dashboard::page))
         .merge(limited)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(gateway::BODY_LIMIT))

@@ -307,10 +307,7 @@ pub async fn deliveries(
     query: Result<Query<DeliveriesQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::Validation(format!("query: {}", e.body_text())))?;
-    let limit = q.limit.unwrap_or(50);
-    if limit == 0 || limit > 1000 {
-        return Err(ApiError::Validation("limit: must be 1 to 1000".into()));
-    }
+    let limit = crate::gateway::page_limit(q.limit, 50, 1000)?;
     let outbox = app.require_engine()?.outbox()?;
     let list = outbox.attempts(&tenant, limit)?;
     Ok(Json(json!({

@@ -33,6 +33,14 @@ fn count(endpoint: &'static str, status: &'static str, n: u64) {
     }
 }
 
+/// `result`, with a refused request counted under its error code.
+fn counted<T>(endpoint: &'static str, result: Result<T, ApiError>) -> Result<T, ApiError> {
+    if let Err(e) = &result {
+        count(endpoint, e.code(), 1);
+    }
+    result
+}
+
 /// The answer for one event (`error` only when it failed).
 #[derive(Debug, Serialize)]
 pub struct EventResult {
@@ -48,11 +56,7 @@ pub async fn ingest_one(
     engine: Result<Writable, ApiError>,
     signed: Result<SignedBody, ApiError>,
 ) -> Result<(StatusCode, Json<EventResult>), ApiError> {
-    let result = ingest_one_inner(engine, signed).await;
-    if let Err(e) = &result {
-        count("single", e.code(), 1);
-    }
-    result
+    counted("single", ingest_one_inner(engine, signed).await)
 }
 
 /// Body, signature, then the engine: the order of the checks of seed 000.
@@ -91,11 +95,7 @@ pub async fn ingest_bulk(
     engine: Result<Writable, ApiError>,
     signed: Result<SignedBody, ApiError>,
 ) -> Result<(StatusCode, impl IntoResponse), ApiError> {
-    let result = ingest_bulk_inner(engine, signed).await;
-    if let Err(e) = &result {
-        count("bulk", e.code(), 1);
-    }
-    result
+    counted("bulk", ingest_bulk_inner(engine, signed).await)
 }
 
 async fn ingest_bulk_inner(
@@ -276,12 +276,7 @@ pub async fn read_log(
     query: Result<Query<LogQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::Validation(e.body_text()))?;
-    let limit = q.limit.unwrap_or(100);
-    if limit == 0 || limit > 1000 {
-        return Err(ApiError::Validation(
-            "limit must be between 1 and 1000".into(),
-        ));
-    }
+    let limit = super::log_limit(q.limit)?;
     let engine = app.read_engine()?;
     // Retention deletes the oldest records: a `from` below the oldest retained starts there.
     let first = engine.first_seq(&tenant)?;

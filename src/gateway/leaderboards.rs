@@ -13,7 +13,7 @@ use phoenix_actors::leaderboard::window::{Timeframe, WindowKey};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::parse_json;
+use super::{page_limit, parse_json};
 use crate::error::ApiError;
 use crate::extract::{Readable, Reader, ReaderBody, SignedBody, SignedTenant, Writable};
 
@@ -122,12 +122,7 @@ pub async fn standings(
 ) -> Result<Json<Value>, ApiError> {
     let q = query_of::<ViewQuery>(raw)?;
     let (tf, window) = view(&q)?;
-    let limit = q.limit.unwrap_or(10);
-    if limit == 0 || limit > MAX_LIMIT {
-        return Err(ApiError::Validation(format!(
-            "limit: must be 1 to {MAX_LIMIT}"
-        )));
-    }
+    let limit = page_limit(q.limit, 10, MAX_LIMIT)?;
     let offset = q.offset.unwrap_or(0);
     if offset > MAX_OFFSET {
         return Err(ApiError::Validation(format!(
@@ -214,10 +209,7 @@ pub async fn closes(
 ) -> Result<Json<Value>, ApiError> {
     let q = query_of::<ViewQuery>(raw)?;
     let tf = timeframe_of(&q)?;
-    let limit = q.limit.unwrap_or(20);
-    if limit == 0 || limit > 100 {
-        return Err(ApiError::Validation("limit: must be 1 to 100".into()));
-    }
+    let limit = page_limit(q.limit, 20, 100)?;
     let list = engine.window_closes(&tenant, &id, tf, limit)?;
     Ok(Json(json!({
         "leaderboard": id, "timeframe": tf.as_str(),
@@ -295,12 +287,7 @@ pub async fn windows(
 ) -> Result<Json<Value>, ApiError> {
     let q: WindowsQuery = query_of(raw)?;
     let (tf, _) = view_of(q.timeframe.as_deref(), None)?;
-    let limit = q.limit.unwrap_or(20);
-    if limit == 0 || limit > MAX_WINDOWS {
-        return Err(ApiError::Validation(format!(
-            "limit: must be 1 to {MAX_WINDOWS}"
-        )));
-    }
+    let limit = page_limit(q.limit, 20, MAX_WINDOWS)?;
     let list = engine.windows(&tenant, &id, tf, limit).await?;
     let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
         t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
@@ -398,12 +385,7 @@ pub async fn members(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let q: MembersQuery = query_of(raw)?;
-    let limit = q.limit.unwrap_or(100);
-    if limit == 0 || limit > MAX_MEMBERS_PAGE {
-        return Err(ApiError::Validation(format!(
-            "limit: must be 1 to {MAX_MEMBERS_PAGE}"
-        )));
-    }
+    let limit = page_limit(q.limit, 100, MAX_MEMBERS_PAGE)?;
     let (page, total) = engine.members(&tenant, &id, q.after, limit).await?;
     let next = (page.len() == limit)
         .then(|| page.last().map(|(u, _)| u.clone()))

@@ -1,6 +1,6 @@
 //! `GET /v1/ws`: the WebSocket gateway (SPEC §5, §9, docs/websocket.md). Authenticates before
 //! the upgrade, then runs four parts per connection: a writer task draining the bounded
-//! outbound queue, a `SessionActor` owning the view subscriptions, a watcher that ends the
+//! outbound queue, a `SessionActor` (`session.rs`) owning the view subscriptions, a watcher that ends the
 //! session when its credential stops holding (`live`), and this reader loop, which also runs
 //! streaming ingest with a bounded number of unacknowledged events.
 //!

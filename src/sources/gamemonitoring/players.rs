@@ -150,12 +150,7 @@ pub async fn deliveries(
 ) -> Result<Json<Value>, ApiError> {
     gm_of(&app, &tenant)?;
     let Query(q) = query.map_err(|e| ApiError::Validation(e.body_text()))?;
-    let limit = q.limit.unwrap_or(100);
-    if limit == 0 || limit > 1000 {
-        return Err(ApiError::Validation(
-            "limit must be between 1 and 1000".into(),
-        ));
-    }
+    let limit = crate::gateway::log_limit(q.limit)?;
     let after = match (&q.after_type, &q.after_id) {
         (Some(t), Some(id)) => Some((t.as_str(), id.as_str())),
         (None, None) => None,
