@@ -252,7 +252,7 @@ async fn process(
         return Err(invalid(format!("data.type: unknown type {number} (1-24 are defined; 25-46 are accepted as generic events)")));
     }
     if let Some(t) = t {
-        schema::check(t, data).map_err(invalid)?;
+        schema::check(t, data).map_err(|e| invalid(e.to_string()))?;
     }
     // Deterministic id: the same payload always maps to the same event.
     let digest = Sha256::digest(payload.to_string().as_bytes());
