@@ -1,8 +1,9 @@
 //! `GET /v1/ws`: the WebSocket gateway (SPEC §5, §9, docs/websocket.md). Authenticates before
-//! the upgrade, then runs four parts per connection: a writer task draining the bounded
-//! outbound queue, a `SessionActor` (`session.rs`) owning the view subscriptions, a watcher that ends the
-//! session when its credential stops holding (`live`), and this reader loop, which also runs
-//! streaming ingest with a bounded number of unacknowledged events.
+//! the upgrade, then runs four parts per connection: a `SessionActor` (`session.rs`) owning
+//! the bounded outbound queue and the view subscriptions, a writer task draining that queue,
+//! a watcher that ends the session when its credential stops holding (`live`), and this
+//! reader loop, which also runs streaming ingest with a bounded number of unacknowledged
+//! events.
 //!
 //! Every way a session ends is explicit: a slow client is reset at once (nothing flushed);
 //! revoked rights and protocol errors get a close frame with a code and a reason.
@@ -37,7 +38,7 @@ use crate::tokens::{self, Claims};
 use handshake::{Abort, Io, Upgrade};
 use live::Credential;
 use render::error_frame;
-use session::{Closing, SessionArgs, SessionHandle};
+use session::{Closing, SessionConfig, SessionHandle};
 
 pub use frames::MAX_FRAME_ID;
 
@@ -213,25 +214,24 @@ async fn session(
     limits: Limits,
 ) {
     let (sink, mut stream) = ws.split();
-    let (out, out_rx) = mpsc::channel::<String>(limits.queue);
     let (close, mut closing) = watch::channel::<Option<Closing>>(None);
-    let mut writer = tokio::spawn(write(sink, out_rx, closing.clone()));
-    let args = SessionArgs {
+    let config = SessionConfig {
         tenant: who.tenant.clone(),
         engine: engine.clone(),
-        out: out.clone(),
+        queue: limits.queue,
         close: close.clone(),
         stall_timeout: limits.stall,
         max_subscriptions: limits.subscriptions,
     };
-    let actor = match SessionHandle::start(args).await {
-        Ok(a) => a,
+    let (actor, frames) = match SessionHandle::start(config).await {
+        Ok(started) => started,
         Err(e) => {
             tracing::error!(error = %e, "session actor did not start");
-            writer.abort();
             return;
         }
     };
+    let out = actor.outbound();
+    let mut writer = tokio::spawn(write(sink, frames, closing.clone()));
     let rights = tokio::spawn(live::watch(
         tenants,
         who.tenant.clone(),

@@ -1,5 +1,5 @@
-//! `SessionActor`: one per WebSocket connection. Owns the connection's view subscriptions and
-//! feeds their frames into the connection's bounded outbound queue. A subscriber that cannot
+//! `SessionActor`: one per WebSocket connection. Owns the connection's bounded outbound queue
+//! and its view subscriptions, and feeds their frames into that queue. A subscriber that cannot
 //! keep up never grows server memory: frames it has no room for are dropped and replaced by
 //! one fresh snapshot when room returns; a connection stuck for `stall_timeout` is judged
 //! slow and aborted. At most `max_subscriptions` live subscriptions per connection. The
@@ -21,18 +21,30 @@ use super::render::{error_frame, query_error_frame, render, render_body, with_id
 #[derive(Debug)]
 pub struct SessionActor;
 
-/// Everything a session needs.
-pub struct SessionArgs {
+/// What a session is started with.
+pub struct SessionConfig {
     pub tenant: String,
     pub engine: Engine,
-    /// The connection's bounded outbound queue of text frames.
-    pub out: mpsc::Sender<String>,
+    /// Frames the outbound queue holds (`ws_outbound_queue`).
+    pub queue: usize,
     /// Set to end the connection (the first reason set wins).
     pub close: watch::Sender<Option<Closing>>,
     /// How long a full outbound queue is tolerated before the connection is closed.
     pub stall_timeout: Duration,
     /// Live subscriptions allowed at once on this connection.
     pub max_subscriptions: usize,
+}
+
+/// Everything a session and its subscription tasks share.
+pub struct SessionArgs {
+    tenant: String,
+    engine: Engine,
+    /// The connection's bounded outbound queue of text frames, owned by the session: its
+    /// subscriptions and the connection's replies (acks, errors) go out through it.
+    out: mpsc::Sender<String>,
+    close: watch::Sender<Option<Closing>>,
+    stall_timeout: Duration,
+    max_subscriptions: usize,
 }
 
 /// Why and how a connection ends.
@@ -231,14 +243,33 @@ async fn forward(args: Arc<SessionArgs>, id: String, board: String, key: ViewKey
 
 /// The connection's handle on its session actor.
 #[derive(Clone)]
-pub struct SessionHandle(ActorRef<SessionMsg>);
+pub struct SessionHandle {
+    actor: ActorRef<SessionMsg>,
+    out: mpsc::Sender<String>,
+}
 
 impl SessionHandle {
-    /// Start a session actor.
-    pub async fn start(args: SessionArgs) -> Result<SessionHandle, ractor::SpawnErr> {
-        Actor::spawn(None, SessionActor, args)
-            .await
-            .map(|(a, _)| SessionHandle(a))
+    /// Start a session actor and its bounded outbound queue: the handle, and the queue's
+    /// receiving end for the connection's writer.
+    pub async fn start(
+        config: SessionConfig,
+    ) -> Result<(SessionHandle, mpsc::Receiver<String>), ractor::SpawnErr> {
+        let (out, frames) = mpsc::channel(config.queue);
+        let args = SessionArgs {
+            tenant: config.tenant,
+            engine: config.engine,
+            out: out.clone(),
+            close: config.close,
+            stall_timeout: config.stall_timeout,
+            max_subscriptions: config.max_subscriptions,
+        };
+        let (actor, _) = Actor::spawn(None, SessionActor, args).await?;
+        Ok((SessionHandle { actor, out }, frames))
+    }
+
+    /// The outbound queue, for the connection's own frames (acks, pongs, errors).
+    pub fn outbound(&self) -> mpsc::Sender<String> {
+        self.out.clone()
     }
 
     /// Start (or replace) subscription `id`; refused beyond the connection's limit.
@@ -248,7 +279,7 @@ impl SessionHandle {
         board: String,
         key: ViewKey,
     ) -> Result<(), SubscribeError> {
-        self.0
+        self.actor
             .call(
                 |reply| SessionMsg::Subscribe {
                     id,
@@ -265,11 +296,13 @@ impl SessionHandle {
     }
 
     pub fn unsubscribe(&self, id: String) {
-        let _ = self.0.cast(SessionMsg::Unsubscribe { id });
+        let _ = self.actor.cast(SessionMsg::Unsubscribe { id });
     }
 
-    pub fn stop(&self) {
-        self.0.stop(None);
+    /// Stop the session; with the handle its hold on the outbound queue goes, so the writer
+    /// ends once the connection's own senders are gone too.
+    pub fn stop(self) {
+        self.actor.stop(None);
     }
 }
 
