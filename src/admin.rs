@@ -6,7 +6,7 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use phoenix_actors::stores::{StoreError, TenantRecord, TenantState, WebhookRecord};
@@ -14,15 +14,18 @@ use phoenix_actors::{Engine, EngineError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::config::{valid_tenant_id, Secret, TenantStatus};
+use crate::config::valid_tenant_id;
 use crate::error::ApiError;
+use crate::extract::Writable;
 use crate::gateway::utf8_body;
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::tenants::{Tenant, Tenants};
+use crate::types::{Secret, TenantStatus};
 
 /// Longest secret-rotation overlap: 7 days.
 pub const MAX_OVERLAP: i64 = 7 * 86_400;
 
+/// The tenant routes; `server::operator_routes` puts them behind the operator check.
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/admin/tenants", get(list).post(create))
@@ -96,6 +99,13 @@ async fn save(engine: &Engine, id: &str, t: &Tenant) -> Result<(), ApiError> {
     engine.persist().await.map_err(ApiError::from)
 }
 
+/// Tenant `id`, or 404.
+pub fn tenant_named(app: &AppState, id: &str) -> Result<Tenant, ApiError> {
+    app.tenants
+        .get(id)
+        .ok_or_else(|| ApiError::NotFound(format!("tenant {id:?} not found")))
+}
+
 fn view(id: &str, t: &Tenant) -> Value {
     let overlap = t
         .previous
@@ -107,7 +117,6 @@ fn view(id: &str, t: &Tenant) -> Value {
            "webhook_url": t.webhook_url})
 }
 
-/// 24 random bytes from the OS, hex.
 /// The secret the operator gave (at least 16 bytes), or a fresh random one.
 fn secret_or_random(given: Option<String>) -> Result<String, ApiError> {
     match given {
@@ -119,6 +128,7 @@ fn secret_or_random(given: Option<String>) -> Result<String, ApiError> {
     }
 }
 
+/// 24 random bytes from the OS, hex.
 fn random_secret() -> Result<String, ApiError> {
     use std::io::Read;
     let mut buf = [0u8; 24];
@@ -128,9 +138,8 @@ fn random_secret() -> Result<String, ApiError> {
     Ok(hex::encode(buf))
 }
 
-#[utoipa::path(get, path = "/v1/admin/tenants", operation_id = "list_tenants", tag = "admin", security(("operator" = [])), responses((status = 200, description = "Every tenant", body = crate::openapi::schemas::TenantList), crate::openapi::OperatorErrors))]
-async fn list(State(app): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    app.require_operator(&headers)?;
+#[utoipa::path(get, path = "/v1/admin/tenants", operation_id = "list_tenants", tag = "admin", security(("operator" = [])), responses((status = 200, description = "Every tenant", body = crate::openapi::schemas::TenantList), crate::openapi::schemas::OperatorErrors))]
+async fn list(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
     let list: Vec<Value> = app
         .tenants
         .list()
@@ -148,13 +157,12 @@ struct CreateTenant {
     secret: Option<String>,
 }
 
-#[utoipa::path(post, path = "/v1/admin/tenants", operation_id = "create_tenant", tag = "admin", security(("operator" = [])), request_body = CreateTenant, responses((status = 201, description = "Created; the answer carries the secret once", body = crate::openapi::schemas::TenantView), (status = 409, description = "`CONFLICT`: the id exists", body = crate::openapi::schemas::ErrorEnvelope), crate::openapi::OperatorErrors))]
+#[utoipa::path(post, path = "/v1/admin/tenants", operation_id = "create_tenant", tag = "admin", security(("operator" = [])), request_body = CreateTenant, responses((status = 201, description = "Created; the answer carries the secret once", body = crate::openapi::schemas::TenantView), (status = 409, description = "`CONFLICT`: the id exists", body = crate::openapi::schemas::ErrorEnvelope), crate::openapi::schemas::OperatorErrors))]
 async fn create(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    Writable(engine): Writable,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    app.require_operator(&headers)?;
     let body = utf8_body(body)?;
     let req: CreateTenant =
         serde_json::from_slice(&body).map_err(|e| ApiError::Validation(format!("tenant: {e}")))?;
@@ -170,14 +178,13 @@ async fn create(
         )));
     }
     let secret = secret_or_random(req.secret)?;
-    let engine = &app.require_engine()?;
     let t = Tenant {
         secret: Secret::new(secret.clone()),
         status: TenantStatus::Active,
         previous: None,
         webhook_url: None,
     };
-    save(engine, &req.id, &t).await?;
+    save(&engine, &req.id, &t).await?;
     engine.add_tenant(&req.id).await?;
     app.tenants.upsert(&req.id, t.clone());
     let mut v = view(&req.id, &t);
@@ -187,37 +194,33 @@ async fn create(
 
 async fn set_status(
     app: &AppState,
-    headers: &HeaderMap,
+    engine: &Engine,
     id: &str,
     status: TenantStatus,
 ) -> Result<Json<Value>, ApiError> {
-    app.require_operator(headers)?;
-    let mut t = app
-        .tenants
-        .get(id)
-        .ok_or_else(|| ApiError::NotFound(format!("tenant {id:?} not found")))?;
+    let mut t = tenant_named(app, id)?;
     t.status = status;
-    save(&app.require_engine()?, id, &t).await?;
+    save(engine, id, &t).await?;
     app.tenants.upsert(id, t.clone());
     Ok(Json(view(id, &t)))
 }
 
-#[utoipa::path(post, path = "/v1/admin/tenants/{id}/suspend", tag = "admin", security(("operator" = [])), params(("id" = String, Path, description = "Tenant id")), responses((status = 200, description = "Suspended: its writes get 403", body = crate::openapi::schemas::TenantView), crate::openapi::OperatorErrors))]
+#[utoipa::path(post, path = "/v1/admin/tenants/{id}/suspend", tag = "admin", security(("operator" = [])), params(("id" = String, Path, description = "Tenant id")), responses((status = 200, description = "Suspended: its writes get 403", body = crate::openapi::schemas::TenantView), crate::openapi::schemas::OperatorErrors))]
 async fn suspend(
     State(app): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Writable(engine): Writable,
 ) -> Result<Json<Value>, ApiError> {
-    set_status(&app, &headers, &id, TenantStatus::Suspended).await
+    set_status(&app, &engine, &id, TenantStatus::Suspended).await
 }
 
-#[utoipa::path(post, path = "/v1/admin/tenants/{id}/resume", tag = "admin", security(("operator" = [])), params(("id" = String, Path, description = "Tenant id")), responses((status = 200, description = "Active again", body = crate::openapi::schemas::TenantView), crate::openapi::OperatorErrors))]
+#[utoipa::path(post, path = "/v1/admin/tenants/{id}/resume", tag = "admin", security(("operator" = [])), params(("id" = String, Path, description = "Tenant id")), responses((status = 200, description = "Active again", body = crate::openapi::schemas::TenantView), crate::openapi::schemas::OperatorErrors))]
 async fn resume(
     State(app): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Writable(engine): Writable,
 ) -> Result<Json<Value>, ApiError> {
-    set_status(&app, &headers, &id, TenantStatus::Active).await
+    set_status(&app, &engine, &id, TenantStatus::Active).await
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -230,14 +233,13 @@ struct Rotate {
     overlap_seconds: Option<i64>,
 }
 
-#[utoipa::path(post, path = "/v1/admin/tenants/{id}/rotate", tag = "admin", security(("operator" = [])), params(("id" = String, Path, description = "Tenant id")), request_body(content = Option<Rotate>, description = "Optional; an empty body rotates to a random secret with a 3600 s overlap"), responses((status = 200, description = "The new secret, once; the old one works until `previous_secret_valid_until`", body = crate::openapi::schemas::TenantView), crate::openapi::OperatorErrors))]
+#[utoipa::path(post, path = "/v1/admin/tenants/{id}/rotate", tag = "admin", security(("operator" = [])), params(("id" = String, Path, description = "Tenant id")), request_body(content = Option<Rotate>, description = "Optional; an empty body rotates to a random secret with a 3600 s overlap"), responses((status = 200, description = "The new secret, once; the old one works until `previous_secret_valid_until`", body = crate::openapi::schemas::TenantView), crate::openapi::schemas::OperatorErrors))]
 async fn rotate(
     State(app): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Writable(engine): Writable,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    app.require_operator(&headers)?;
     let body = utf8_body(body)?;
     let req: Rotate = if body.is_empty() {
         Rotate::default()
@@ -251,14 +253,11 @@ async fn rotate(
         )));
     }
     let secret = secret_or_random(req.secret)?;
-    let mut t = app
-        .tenants
-        .get(&id)
-        .ok_or_else(|| ApiError::NotFound(format!("tenant {id:?} not found")))?;
+    let mut t = tenant_named(&app, &id)?;
     let until = chrono::Utc::now().timestamp() + overlap;
     t.previous = Some((t.secret.clone(), until));
     t.secret = Secret::new(secret.clone());
-    save(&app.require_engine()?, &id, &t).await?;
+    save(&engine, &id, &t).await?;
     app.tenants.upsert(&id, t.clone());
     let mut v = view(&id, &t);
     v["secret"] = json!(secret);
@@ -274,14 +273,13 @@ struct SetWebhook {
 
 /// `PUT /v1/admin/tenants/{id}/webhook` `{"url": "https://…" | null}`: set or remove the
 /// tenant's outbound webhook (persisted; applies to the next delivery attempt).
-#[utoipa::path(put, path = "/v1/admin/tenants/{id}/webhook", operation_id = "set_webhook", tag = "admin", security(("operator" = [])), params(("id" = String, Path, description = "Tenant id")), request_body = crate::openapi::schemas::WebhookSetting, responses((status = 200, description = "The tenant with its webhook", body = crate::openapi::schemas::TenantView), crate::openapi::NotFound, crate::openapi::OperatorErrors))]
+#[utoipa::path(put, path = "/v1/admin/tenants/{id}/webhook", operation_id = "set_webhook", tag = "admin", security(("operator" = [])), params(("id" = String, Path, description = "Tenant id")), request_body = crate::openapi::schemas::WebhookSetting, responses((status = 200, description = "The tenant with its webhook", body = crate::openapi::schemas::TenantView), crate::openapi::schemas::NotFound, crate::openapi::schemas::OperatorErrors))]
 async fn set_webhook(
     State(app): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Writable(engine): Writable,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    app.require_operator(&headers)?;
     let body = utf8_body(body)?;
     let req: SetWebhook =
         serde_json::from_slice(&body).map_err(|e| ApiError::Validation(format!("webhook: {e}")))?;
@@ -292,12 +290,9 @@ async fn set_webhook(
             ));
         }
     }
-    let mut t = app
-        .tenants
-        .get(&id)
-        .ok_or_else(|| ApiError::NotFound(format!("tenant {id:?} not found")))?;
+    let mut t = tenant_named(&app, &id)?;
     t.webhook_url = req.url;
-    save(&app.require_engine()?, &id, &t).await?;
+    save(&engine, &id, &t).await?;
     app.tenants.upsert(&id, t.clone());
     Ok(Json(view(&id, &t)))
 }

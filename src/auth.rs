@@ -12,24 +12,49 @@ type HmacSha256 = Hmac<Sha256>;
 /// How far `X-Timestamp` may be from the server clock.
 pub const MAX_SKEW_SECS: i64 = 300;
 
-fn mac(secret: &[u8], method: &str, path: &str, timestamp: &str, body: &[u8]) -> HmacSha256 {
-    let mut m = HmacSha256::new_from_slice(secret).expect("HMAC takes any key length");
-    m.update(method.to_ascii_uppercase().as_bytes());
-    m.update(b"\n");
-    m.update(path.as_bytes());
-    m.update(b"\n");
-    m.update(timestamp.as_bytes());
-    m.update(b"\n");
-    m.update(body);
+/// HMAC-SHA256 keyed with `key` over `parts` in order: the one HMAC of the service (tenant
+/// signatures, client tokens, GAMEMONITORING webhooks).
+pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> HmacSha256 {
+    let mut m = HmacSha256::new_from_slice(key).expect("HMAC takes any key length");
+    for p in parts {
+        m.update(p);
+    }
     m
+}
+
+/// The lowercase hex tag of [`hmac_sha256`].
+pub fn hmac_hex(key: &[u8], parts: &[&[u8]]) -> String {
+    hex::encode(hmac_sha256(key, parts).finalize().into_bytes())
+}
+
+/// Whether `presented` is the hex tag of [`hmac_sha256`], compared in constant time.
+pub fn hmac_matches(key: &[u8], parts: &[&[u8]], presented: &str) -> bool {
+    hex::decode(presented).is_ok_and(|tag| hmac_sha256(key, parts).verify_slice(&tag).is_ok())
+}
+
+/// What a tenant signature covers: `METHOD\nPATH\nTIMESTAMP\nBODY`.
+fn signed_parts<'a>(
+    method: &'a str,
+    path: &'a str,
+    timestamp: &'a str,
+    body: &'a [u8],
+) -> [&'a [u8]; 7] {
+    [
+        method.as_bytes(),
+        b"\n",
+        path.as_bytes(),
+        b"\n",
+        timestamp.as_bytes(),
+        b"\n",
+        body,
+    ]
 }
 
 /// The `X-Signature` value for a request (what clients send).
 pub fn sign(secret: &[u8], method: &str, path: &str, timestamp: &str, body: &[u8]) -> String {
-    let tag = mac(secret, method, path, timestamp, body)
-        .finalize()
-        .into_bytes();
-    format!("hmac-sha256={}", hex::encode(tag))
+    let method = method.to_ascii_uppercase();
+    let tag = hmac_hex(secret, &signed_parts(&method, path, timestamp, body));
+    format!("hmac-sha256={tag}")
 }
 
 /// Check a presented `X-Signature` in constant time.
@@ -44,12 +69,20 @@ pub fn verify(
     let Some(hex_tag) = signature.strip_prefix("hmac-sha256=") else {
         return false;
     };
-    let Ok(tag) = hex::decode(hex_tag.trim()) else {
-        return false;
-    };
-    mac(secret, method, path, timestamp, body)
-        .verify_slice(&tag)
-        .is_ok()
+    let method = method.to_ascii_uppercase();
+    hmac_matches(
+        secret,
+        &signed_parts(&method, path, timestamp, body),
+        hex_tag.trim(),
+    )
+}
+
+/// The token of an `Authorization: Bearer <token>` header, if there is one.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
 }
 
 /// The three tenant headers of a request, as presented.

@@ -4,35 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-/// A secret string: never printed by `Debug`, never logged.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Secret {
-        Secret(s.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("\"***\"")
-    }
-}
-
-/// Whether a tenant may use the API.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TenantStatus {
-    #[default]
-    Active,
-    /// Authenticated requests get 403 FORBIDDEN.
-    Suspended,
-}
+pub use crate::types::{Secret, TenantStatus};
 
 /// One tenant: its id (the `X-Tenant-Id` header) and HMAC secret.
 #[derive(Debug, Clone, Deserialize)]
@@ -50,10 +22,10 @@ pub struct TenantConfig {
     pub leaderboards: Vec<toml::Table>,
     /// The Ninja Metrics app mapped to this tenant (`POST /event`).
     #[serde(default)]
-    pub ninja_metrics: Option<crate::ninja::NmConfig>,
+    pub ninja_metrics: Option<crate::sources::ninja_metrics::config::NmConfig>,
     /// GAMEMONITORING vote rewards for this tenant.
     #[serde(default)]
-    pub gamemonitoring: Option<crate::gamemonitoring::GmConfig>,
+    pub gamemonitoring: Option<crate::sources::gamemonitoring::config::GmConfig>,
     /// Hours this tenant's log records are kept, overriding the top-level
     /// `log_retention_hours`.
     #[serde(default)]
@@ -426,7 +398,7 @@ impl Config {
             self.data_dir = PathBuf::from(v);
         }
         if let Some(v) = get("PHOENIX_OPERATOR_TOKEN") {
-            self.operator_token = Secret(v);
+            self.operator_token = Secret::new(v);
         }
     }
 

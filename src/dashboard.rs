@@ -4,21 +4,24 @@
 //! client token for the live WebSocket view and the read-only queries.
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap};
+use axum::http::header;
 use axum::response::{Html, IntoResponse};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
+use crate::admin::tenant_named;
 use crate::error::ApiError;
-use crate::server::AppState;
+use crate::extract::{Readable, Writable};
+use crate::state::AppState;
 use crate::tokens::{mint, Claims};
 
 const PAGE: &str = include_str!("dashboard/index.html");
 
+/// The operator calls of the dashboard; `server::operator_routes` puts them behind the
+/// operator check (the page itself, `GET /`, is public: it asks for the token).
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/", get(page))
         .route("/v1/admin/tenants/{id}/leaderboards", get(boards))
         .route(
             "/v1/admin/tenants/{id}/leaderboards/{board}",
@@ -29,7 +32,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 #[utoipa::path(get, path = "/", operation_id = "dashboard_page", tag = "admin", responses((status = 200, description = "The live-ops dashboard (HTML; it asks for the operator token)", content_type = "text/html", body = String)))]
-async fn page() -> impl IntoResponse {
+pub async fn page() -> impl IntoResponse {
     (
         [
             (header::CACHE_CONTROL, "no-store"),
@@ -39,33 +42,25 @@ async fn page() -> impl IntoResponse {
     )
 }
 
-#[utoipa::path(get, path = "/v1/admin/tenants/{id}/leaderboards", operation_id = "tenant_leaderboards", tag = "admin", security(("operator" = [])), params(("id" = String, Path, description = "Tenant id")), responses((status = 200, description = "The tenant's boards", body = crate::openapi::schemas::LeaderboardList), crate::openapi::OperatorErrors))]
+#[utoipa::path(get, path = "/v1/admin/tenants/{id}/leaderboards", operation_id = "tenant_leaderboards", tag = "admin", security(("operator" = [])), params(("id" = String, Path, description = "Tenant id")), responses((status = 200, description = "The tenant's boards", body = crate::openapi::schemas::LeaderboardList), crate::openapi::schemas::OperatorErrors))]
 async fn boards(
     State(app): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Readable(engine): Readable,
 ) -> Result<Json<Value>, ApiError> {
-    app.require_operator(&headers)?;
-    app.tenants
-        .get(&id)
-        .ok_or_else(|| ApiError::NotFound(format!("tenant {id:?} not found")))?;
+    tenant_named(&app, &id)?;
     Ok(Json(
-        json!({"leaderboards": app.read_engine()?.list_leaderboards(&id)?}),
+        json!({"leaderboards": engine.list_leaderboards(&id)?}),
     ))
 }
 
 /// A one-hour read-only client token for the dashboard's live view of a tenant.
-#[utoipa::path(post, path = "/v1/admin/tenants/{id}/token", operation_id = "dashboard_token", tag = "admin", security(("operator" = [])), params(("id" = String, Path, description = "Tenant id")), responses((status = 200, description = "A one-hour read-only client token", body = crate::openapi::schemas::DashboardToken), crate::openapi::OperatorErrors))]
+#[utoipa::path(post, path = "/v1/admin/tenants/{id}/token", operation_id = "dashboard_token", tag = "admin", security(("operator" = [])), params(("id" = String, Path, description = "Tenant id")), responses((status = 200, description = "A one-hour read-only client token", body = crate::openapi::schemas::DashboardToken), crate::openapi::schemas::OperatorErrors))]
 async fn token(
     State(app): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    app.require_operator(&headers)?;
-    let t = app
-        .tenants
-        .get(&id)
-        .ok_or_else(|| ApiError::NotFound(format!("tenant {id:?} not found")))?;
+    let t = tenant_named(&app, &id)?;
     let claims = Claims {
         t: id,
         u: "live-ops-dashboard".into(),
@@ -80,23 +75,17 @@ async fn token(
 /// The board editor's save: `PUT /v1/admin/tenants/{id}/leaderboards/{board}` with the
 /// definition, exactly as the tenant's own `PUT /v1/leaderboards/{id}` (same validation, same
 /// 400 messages naming the field).
-#[utoipa::path(put, path = "/v1/admin/tenants/{id}/leaderboards/{board}", operation_id = "admin_put_leaderboard", tag = "admin", security(("operator" = [])), params(("id" = String, Path, description = "Tenant id"), ("board" = String, Path)), request_body = crate::openapi::schemas::LeaderboardDefinition, responses((status = 201, description = "Created", body = crate::openapi::schemas::LeaderboardDefinition), (status = 200, description = "Replaced", body = crate::openapi::schemas::LeaderboardDefinition), crate::openapi::OperatorErrors))]
+#[utoipa::path(put, path = "/v1/admin/tenants/{id}/leaderboards/{board}", operation_id = "admin_put_leaderboard", tag = "admin", security(("operator" = [])), params(("id" = String, Path, description = "Tenant id"), ("board" = String, Path)), request_body = crate::openapi::schemas::LeaderboardDefinition, responses((status = 201, description = "Created", body = crate::openapi::schemas::LeaderboardDefinition), (status = 200, description = "Replaced", body = crate::openapi::schemas::LeaderboardDefinition), crate::openapi::schemas::OperatorErrors))]
 async fn put_board(
     State(app): State<AppState>,
     Path((id, board)): Path<(String, String)>,
-    headers: HeaderMap,
+    Writable(engine): Writable,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
-    app.require_operator(&headers)?;
-    app.tenants
-        .get(&id)
-        .ok_or_else(|| ApiError::NotFound(format!("tenant {id:?} not found")))?;
+    tenant_named(&app, &id)?;
     let body = crate::gateway::utf8_body(body)?;
     let json = crate::gateway::parse_json(&body)?;
-    let (def, created) = app
-        .require_engine()?
-        .put_leaderboard(&id, &board, &json)
-        .await?;
+    let (def, created) = engine.put_leaderboard(&id, &board, &json).await?;
     let status = if created {
         axum::http::StatusCode::CREATED
     } else {
@@ -106,18 +95,14 @@ async fn put_board(
 }
 
 /// A player's wallet for the player view (operator token).
-#[utoipa::path(get, path = "/v1/admin/tenants/{id}/players/{user}/wallet", operation_id = "admin_wallet", tag = "admin", security(("operator" = [])), params(("id" = String, Path, description = "Tenant id"), ("user" = String, Path)), responses((status = 200, description = "The player's wallet and ledger", body = crate::openapi::schemas::Wallet), crate::openapi::NotFound, crate::openapi::OperatorErrors))]
+#[utoipa::path(get, path = "/v1/admin/tenants/{id}/players/{user}/wallet", operation_id = "admin_wallet", tag = "admin", security(("operator" = [])), params(("id" = String, Path, description = "Tenant id"), ("user" = String, Path)), responses((status = 200, description = "The player's wallet and ledger", body = crate::openapi::schemas::Wallet), crate::openapi::schemas::NotFound, crate::openapi::schemas::OperatorErrors))]
 async fn wallet(
     State(app): State<AppState>,
     Path((id, user)): Path<(String, String)>,
-    headers: HeaderMap,
+    Writable(engine): Writable,
 ) -> Result<Json<Value>, ApiError> {
-    app.require_operator(&headers)?;
-    app.tenants
-        .get(&id)
-        .ok_or_else(|| ApiError::NotFound(format!("tenant {id:?} not found")))?;
-    let store = app
-        .require_engine()?
+    tenant_named(&app, &id)?;
+    let store = engine
         .rewards(&id)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let w = store

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::config::{Config, TenantStatus};
+use crate::config::Config;
+use crate::types::TenantStatus;
 
 /// The demo season: a cron schedule that closes a window every five minutes (plus 30 s of
 /// late grace), each close granting the reward tiers below — so the dashboard shows winners

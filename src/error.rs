@@ -4,6 +4,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use phoenix_actors::leaderboard::actor::QueryError;
 use phoenix_actors::EngineError;
 use serde_json::json;
 
@@ -149,6 +150,18 @@ impl From<EngineError> for ApiError {
             ),
             EngineError::UnknownTenant(_) => ApiError::Unauthorized("Unknown tenant".into()),
             other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// The one `QueryError → (code, status)` table, for HTTP answers and WebSocket error frames.
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> Self {
+        match e {
+            QueryError::Invalid(m) => ApiError::Validation(m),
+            QueryError::Conflict(m) => ApiError::Conflict(m),
+            QueryError::Engine(e) => e.into(),
+            other => ApiError::NotFound(other.to_string()),
         }
     }
 }

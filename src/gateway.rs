@@ -37,3 +37,19 @@ pub fn utf8_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError>
 pub fn parse_json(body: &[u8]) -> Result<serde_json::Value, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::Validation(format!("Malformed JSON: {e}")))
 }
+
+/// A page size: `given`, else `default`; a 400 `limit: must be 1 to {max}` outside `1..=max`.
+pub fn page_limit(given: Option<usize>, default: usize, max: usize) -> Result<usize, ApiError> {
+    let limit = given.unwrap_or(default);
+    if limit == 0 || limit > max {
+        return Err(ApiError::Validation(format!("limit: must be 1 to {max}")));
+    }
+    Ok(limit)
+}
+
+/// The page size of a log read (`GET /v1/events`, GAMEMONITORING deliveries): `given`, else
+/// 100; a 400 `limit must be between 1 and 1000` outside `1..=1000` (seed 000's wording).
+pub fn log_limit(given: Option<usize>) -> Result<usize, ApiError> {
+    page_limit(given, 100, 1000)
+        .map_err(|_| ApiError::Validation("limit must be between 1 and 1000".into()))
+}

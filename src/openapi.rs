@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use axum::http::header;
 use axum::response::IntoResponse;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{IntoResponses, Modify, OpenApi};
+use utoipa::{Modify, OpenApi};
 
 use schemas::ErrorEnvelope;
 
@@ -34,7 +34,7 @@ pub const OPERATOR: &str = "operator";
     paths(
         crate::gateway::health::health,
         crate::gateway::health::ready,
-        crate::server::metrics_endpoint,
+        crate::gateway::health::metrics,
         openapi_json,
         crate::gateway::events::ingest_one,
         crate::gateway::events::read_log,
@@ -55,14 +55,14 @@ pub const OPERATOR: &str = "operator";
         crate::dashboard::page,
         crate::dashboard::boards,
         crate::dashboard::token,
-        crate::ninja::ingest,
-        crate::ninja::clients,
-        crate::ninja::currency,
-        crate::ninja::dimension,
-        crate::gamemonitoring::webhook,
-        crate::gamemonitoring::players::link,
-        crate::gamemonitoring::players::wallet,
-        crate::gamemonitoring::players::deliveries,
+        crate::sources::ninja_metrics::ingest,
+        crate::sources::ninja_metrics::clients,
+        crate::sources::ninja_metrics::currency,
+        crate::sources::ninja_metrics::dimension,
+        crate::sources::gamemonitoring::webhook,
+        crate::sources::gamemonitoring::players::link,
+        crate::sources::gamemonitoring::players::wallet,
+        crate::sources::gamemonitoring::players::deliveries,
         crate::gateway::leaderboards::users,
         crate::gateway::leaderboards::windows,
         crate::gateway::leaderboards::results,
@@ -155,52 +155,6 @@ impl Modify for SecuritySchemes {
         );
     }
 }
-
-/// The errors of a tenant-signed call.
-#[derive(IntoResponses)]
-pub enum TenantErrors {
-    /// `VALIDATION_ERROR`: malformed JSON, a bad field or query.
-    #[response(status = 400)]
-    BadRequest(ErrorEnvelope),
-    /// `UNAUTHORIZED`: missing or bad signature, stale timestamp, unknown tenant.
-    #[response(status = 401)]
-    Unauthorized(ErrorEnvelope),
-    /// `FORBIDDEN`: the tenant is suspended (or the token may not read that board).
-    #[response(status = 403)]
-    Forbidden(ErrorEnvelope),
-    /// `PAYLOAD_TOO_LARGE`: the body exceeds 1 MB.
-    #[response(status = 413)]
-    PayloadTooLarge(ErrorEnvelope),
-    /// `INTERNAL_ERROR`: transient; retry.
-    #[response(status = 500)]
-    Internal(ErrorEnvelope),
-    /// `UNAVAILABLE`: persistence unavailable or disk low; retry.
-    #[response(status = 503)]
-    Unavailable(ErrorEnvelope),
-}
-
-/// The errors of an operator call.
-#[derive(IntoResponses)]
-pub enum OperatorErrors {
-    /// `VALIDATION_ERROR`: a bad body.
-    #[response(status = 400)]
-    BadRequest(ErrorEnvelope),
-    /// `UNAUTHORIZED`: operator token missing or wrong.
-    #[response(status = 401)]
-    Unauthorized(ErrorEnvelope),
-    /// `NOT_FOUND`: no such tenant.
-    #[response(status = 404)]
-    NotFound(ErrorEnvelope),
-    /// `UNAVAILABLE`: persistence unavailable; retry.
-    #[response(status = 503)]
-    Unavailable(ErrorEnvelope),
-}
-
-/// `NOT_FOUND`: the named resource does not exist (or the integration is off for the tenant).
-#[derive(IntoResponses)]
-#[response(status = 404)]
-#[allow(dead_code)]
-pub struct NotFound(ErrorEnvelope);
 
 #[cfg(test)]
 mod tests {

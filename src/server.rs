@@ -1,6 +1,6 @@
-//! `run(config, listener, shutdown)`: the whole service, started by `main` and by tests on
-//! `127.0.0.1:0`. `app(state)` builds the router; `transport` serves it over HTTP/1 with
-//! deadlines and a connection limit.
+//! `run(config, listener, shutdown)`: the whole service, started by `main` (the black-box
+//! tests start the binary on `127.0.0.1:0`). `app(state)` builds the router, every route in
+//! one place; `transport` serves it over HTTP/1 with deadlines and a connection limit.
 
 pub(crate) mod conn;
 mod edge;
@@ -10,9 +10,7 @@ use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderMap};
-use axum::response::IntoResponse;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
 use axum::Router;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -23,68 +21,10 @@ use tower::limit::GlobalConcurrencyLimitLayer;
 use crate::config::Config;
 use crate::engine_slot::{self, EngineSlot, Healing, Opener, Running};
 use crate::error::ApiError;
+use crate::extract::Operator;
 use crate::gateway::{self, events, health, leaderboards as lb, tokens, ws};
+use crate::state::AppState;
 use crate::tenants::Tenants;
-
-/// Shared state of every handler. Cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub tenants: Tenants,
-    /// The engine once the store is open (until then the service is alive but not ready);
-    /// replaced when a failed store heals (`engine_slot.rs`).
-    engine: EngineSlot,
-    metrics: PrometheusHandle,
-    /// Ninja Metrics per-tenant locks (the dimensions are the engine's).
-    pub ninja: crate::ninja::NinjaState,
-}
-
-impl AppState {
-    pub fn engine(&self) -> Option<Engine> {
-        self.engine.get()
-    }
-
-    /// The engine for a read (standings, the log, dimensions, wallets): answers while writes
-    /// are refused (a failed store, low disk); 503 only while no store is open (before it
-    /// first opens, and for the moment a failed one is being reopened).
-    pub fn read_engine(&self) -> Result<Engine, ApiError> {
-        self.engine
-            .get()
-            .ok_or_else(|| ApiError::Unavailable("Persistence is unavailable; retry later".into()))
-    }
-
-    /// The engine for a write, or 503 while persistence is unavailable or the disk is low.
-    pub fn require_engine(&self) -> Result<Engine, ApiError> {
-        match self.engine.get() {
-            Some(e) => e.writable().map(|()| e).map_err(|err| match err {
-                phoenix_actors::EngineError::DiskLow => ApiError::from(err),
-                _ => ApiError::Unavailable(
-                    "Persistence is unavailable; events cannot be stored. Retry later".into(),
-                ),
-            }),
-            None => Err(ApiError::Unavailable(
-                "Persistence is unavailable; events cannot be stored. Retry later".into(),
-            )),
-        }
-    }
-
-    /// Check `Authorization: Bearer <operator_token>` in constant time.
-    pub fn require_operator(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        let presented = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if crate::auth::constant_time_eq(
-            presented.as_bytes(),
-            self.config.operator_token.expose().as_bytes(),
-        ) {
-            Ok(())
-        } else {
-            Err(ApiError::Unauthorized("Operator token required".into()))
-        }
-    }
-}
 
 /// The process-wide Prometheus recorder (installed once, shared by every `run`).
 fn metrics_handle() -> PrometheusHandle {
@@ -105,18 +45,6 @@ fn metrics_handle() -> PrometheusHandle {
                 .expect("install the Prometheus recorder once")
         })
         .clone()
-}
-
-#[utoipa::path(get, path = "/metrics", tag = "service", security(("operator" = [])), responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String), (status = 401, description = "`UNAUTHORIZED`", body = crate::openapi::schemas::ErrorEnvelope)))]
-async fn metrics_endpoint(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-) -> Result<impl IntoResponse, ApiError> {
-    app.require_operator(&headers)?;
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        app.metrics.render(),
-    ))
 }
 
 async fn not_found() -> ApiError {
@@ -145,8 +73,8 @@ pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
     }))
 }
 
-/// The router, shared by `run` and tests. The concurrency limit covers every route but the
-/// probes: `/health`, `/ready` and `/metrics` answer however many requests wait.
+/// The router `run` serves. The concurrency limit covers every route but the probes:
+/// `/health`, `/ready`, `/metrics` and `/openapi.json` answer however many requests wait.
 pub fn app(state: AppState) -> Router {
     let limit = state.config.max_concurrent_requests;
     let head_limits = edge::Limits::from_config(&state.config);
@@ -175,15 +103,15 @@ pub fn app(state: AppState) -> Router {
             "/v1/leaderboards/{id}/members/{user_id}",
             post(lb::join).delete(lb::leave),
         )
-        .merge(crate::admin::routes())
-        .merge(crate::dashboard::routes())
-        .merge(crate::ninja::routes())
-        .merge(crate::gamemonitoring::routes())
+        .route("/", get(crate::dashboard::page))
+        .merge(operator_routes(&state))
+        .merge(crate::sources::ninja_metrics::routes())
+        .merge(crate::sources::gamemonitoring::routes())
         .layer(GlobalConcurrencyLimitLayer::new(limit));
     Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
-        .route("/metrics", get(metrics_endpoint))
+        .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(crate::openapi::openapi_json))
         .merge(limited)
         .fallback(not_found)
@@ -195,6 +123,15 @@ pub fn app(state: AppState) -> Router {
             edge::limit_head(head_limits, req, next)
         }))
         .with_state(state)
+}
+
+/// The admin and dashboard APIs (`/v1/admin/*`): one sub-router behind the operator check.
+fn operator_routes(state: &AppState) -> Router<AppState> {
+    crate::admin::routes()
+        .merge(crate::dashboard::routes())
+        .route_layer(axum::middleware::from_extractor_with_state::<Operator, _>(
+            state.clone(),
+        ))
 }
 
 fn hours(h: u64) -> Duration {
@@ -370,7 +307,6 @@ pub async fn run(
         tenants,
         engine: slot,
         metrics,
-        ninja: Default::default(),
     };
     let transport = transport::Transport::from_config(&state.config);
     transport::serve(listener, app(state), transport, shutdown).await?;

@@ -9,8 +9,9 @@ use dashmap::DashMap;
 use tokio::sync::watch;
 
 use crate::auth;
-use crate::config::{Secret, TenantConfig, TenantStatus};
+use crate::config::TenantConfig;
 use crate::error::ApiError;
+use crate::types::{Secret, TenantStatus};
 
 /// One tenant as the edge sees it.
 #[derive(Debug, Clone)]
@@ -45,6 +46,21 @@ impl Tenant {
             .map(|(s, until)| (s, Some(*until)));
         std::iter::once((&self.secret, None)).chain(previous)
     }
+}
+
+/// Why an open session's rights ended (the text is its close reason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RightsEnded {
+    #[error("tenant removed")]
+    TenantRemoved,
+    #[error("tenant suspended")]
+    Suspended,
+    #[error("tenant secret rotated: reconnect with the new secret")]
+    SecretRotated,
+    #[error("client token expired")]
+    TokenExpired,
+    #[error("client token no longer valid: tenant secret rotated")]
+    TokenInvalid,
 }
 
 /// The message of the 403 every authenticated request of a suspended tenant gets.
@@ -111,22 +127,10 @@ impl Tenants {
         v
     }
 
-    /// Verify tenant HMAC on a request and return the tenant id. Order: headers, known
-    /// tenant, timestamp window, signature (constant time), then suspension (403).
-    pub fn authenticate(
-        &self,
-        headers: &HeaderMap,
-        method: &str,
-        path: &str,
-        body: &[u8],
-    ) -> Result<String, ApiError> {
-        self.authenticate_with(headers, method, path, body)
-            .map(|(id, _)| id)
-    }
-
-    /// Like [`Tenants::authenticate`], also returning the secret that verified (the current
-    /// one or, during a rotation overlap, the previous one), so a long-lived session can
-    /// tell when it stops being valid.
+    /// Verify tenant HMAC on a request: the tenant id and the secret that verified (the
+    /// current one or, during a rotation overlap, the previous one), so a long-lived session
+    /// can tell when it stops being valid. Order: headers, known tenant, timestamp window,
+    /// signature (constant time), then suspension (403).
     pub fn authenticate_with(
         &self,
         headers: &HeaderMap,
@@ -161,20 +165,20 @@ impl Tenants {
 
     /// Whether a session that authenticated tenant `id` with `secret` may go on at `now`:
     /// `Ok(None)` with no end in sight, `Ok(Some(t))` until Unix time `t` (the end of a
-    /// rotation overlap), `Err(reason)` when its rights have ended.
+    /// rotation overlap), `Err(why)` when its rights have ended.
     pub fn session_rights(
         &self,
         id: &str,
         secret: &Secret,
         now: i64,
-    ) -> Result<Option<i64>, String> {
-        let tenant = self.get(id).ok_or_else(|| "tenant removed".to_owned())?;
+    ) -> Result<Option<i64>, RightsEnded> {
+        let tenant = self.get(id).ok_or(RightsEnded::TenantRemoved)?;
         if tenant.status == TenantStatus::Suspended {
-            return Err("tenant suspended".into());
+            return Err(RightsEnded::Suspended);
         }
         tenant
             .secret_valid_until(secret, now)
-            .ok_or_else(|| "tenant secret rotated: reconnect with the new secret".into())
+            .ok_or(RightsEnded::SecretRotated)
     }
 }
 
@@ -224,7 +228,7 @@ mod tests {
         rx.borrow_and_update();
         assert_eq!(
             tenants.session_rights("acme", &s, 10),
-            Err("tenant suspended".into())
+            Err(RightsEnded::Suspended)
         );
         tenants.upsert(
             "acme",

@@ -7,13 +7,12 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 
-use crate::config::TenantStatus;
+use crate::auth::{hmac_hex, hmac_matches};
 use crate::error::ApiError;
 use crate::tenants::Tenants;
+use crate::types::TenantStatus;
 
 const PREFIX: &str = "pxt1.";
 
@@ -30,17 +29,11 @@ pub struct Claims {
     pub lb: Option<Vec<String>>,
 }
 
-fn mac(secret: &[u8], signed: &str) -> Hmac<Sha256> {
-    let mut m = Hmac::<Sha256>::new_from_slice(secret).expect("any key length");
-    m.update(signed.as_bytes());
-    m
-}
-
 /// Mint a token for `claims` with the tenant's `secret`.
 pub fn mint(secret: &[u8], claims: &Claims) -> String {
     let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).expect("claims serialise"));
     let signed = format!("{PREFIX}{payload}");
-    let sig = hex::encode(mac(secret, &signed).finalize().into_bytes());
+    let sig = hmac_hex(secret, &[signed.as_bytes()]);
     format!("{signed}.{sig}")
 }
 
@@ -90,15 +83,10 @@ pub fn check(tenants: &Tenants, token: &str, now: i64) -> Result<Verified, Token
     let bytes = URL_SAFE_NO_PAD.decode(payload).map_err(|_| bad())?;
     let claims: Claims = serde_json::from_slice(&bytes).map_err(|_| bad())?;
     let tenant = tenants.get(&claims.t).ok_or_else(bad)?;
-    let sig = hex::decode(sig).map_err(|_| bad())?;
     let signed = &token[..PREFIX.len() + payload.len()];
     let secret_until = tenant
         .live_secrets(now)
-        .find(|(secret, _)| {
-            mac(secret.expose().as_bytes(), signed)
-                .verify_slice(&sig)
-                .is_ok()
-        })
+        .find(|(secret, _)| hmac_matches(secret.expose().as_bytes(), &[signed.as_bytes()], sig))
         .map(|(_, until)| until)
         .ok_or_else(bad)?;
     if claims.exp <= now {
@@ -173,7 +161,7 @@ mod tests {
         let old = mint(b"acme-secret-0123456789", &claims(5_000));
         let mut acme = t.get("acme").unwrap();
         acme.previous = Some((acme.secret.clone(), 2_000));
-        acme.secret = crate::config::Secret::new("rotated-secret-0123456");
+        acme.secret = crate::types::Secret::new("rotated-secret-0123456");
         t.upsert("acme", acme);
         let v = check(&t, &old, 1_000).unwrap();
         assert_eq!(

@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::{Json, Router};
 use dashmap::DashMap;
@@ -28,7 +27,8 @@ use tokio::sync::Semaphore;
 
 use crate::config::WebhookConfig;
 use crate::error::ApiError;
-use crate::server::AppState;
+use crate::extract::SignedTenant;
+use crate::state::AppState;
 use crate::tenants::Tenants;
 
 /// Entries taken from the outbox per poll.
@@ -176,7 +176,7 @@ async fn deliver(w: &Worker, entry: OutboxEntry) {
                 Some(status),
                 Some(format!("receiver answered {status}")),
             ),
-            Err(e) => (AttemptResult::Failed, None, Some(e)),
+            Err(e) => (AttemptResult::Failed, None, Some(e.to_string())),
         },
         _ => (AttemptResult::NoEndpoint, None, None),
     };
@@ -227,14 +227,42 @@ async fn deliver(w: &Worker, entry: OutboxEntry) {
     }
 }
 
+/// `url::ParseError`, named through reqwest (which does not re-export it).
+type UrlError = <reqwest::Url as std::str::FromStr>::Err;
+
+/// Why a delivery got no answer (the text is recorded with the attempt).
+#[derive(Debug, thiserror::Error)]
+enum SendError {
+    #[error("bad webhook_url: {0}")]
+    BadUrl(#[source] UrlError),
+    #[error("timed out")]
+    Timeout(#[source] reqwest::Error),
+    #[error("could not connect")]
+    Connect(#[source] reqwest::Error),
+    #[error("request failed")]
+    Request(#[source] reqwest::Error),
+}
+
+impl From<reqwest::Error> for SendError {
+    fn from(e: reqwest::Error) -> SendError {
+        if e.is_timeout() {
+            SendError::Timeout(e)
+        } else if e.is_connect() {
+            SendError::Connect(e)
+        } else {
+            SendError::Request(e)
+        }
+    }
+}
+
 /// POST the entry's body, signed; the receiver's status, or why there was none.
 async fn send(
     w: &Worker,
     t: &crate::tenants::Tenant,
     url: &str,
     entry: &OutboxEntry,
-) -> Result<u16, String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("bad webhook_url: {e}"))?;
+) -> Result<u16, SendError> {
+    let parsed = reqwest::Url::parse(url).map_err(SendError::BadUrl)?;
     let ts = chrono::Utc::now().timestamp().to_string();
     let sig = crate::auth::sign(
         t.secret.expose().as_bytes(),
@@ -254,16 +282,7 @@ async fn send(
         .header("X-Phoenix-Event", &entry.kind)
         .body(entry.body.clone())
         .send()
-        .await
-        .map_err(|e| {
-            if e.is_timeout() {
-                "timed out".to_owned()
-            } else if e.is_connect() {
-                "could not connect".to_owned()
-            } else {
-                "request failed".to_owned()
-            }
-        })?;
+        .await?;
     Ok(resp.status().as_u16())
 }
 
@@ -282,20 +301,14 @@ fn time(ms: i64) -> Value {
 
 /// `GET /v1/webhooks/deliveries?limit=50` (tenant HMAC) → `{"pending": n, "deliveries":
 /// [attempts, newest first]}`.
-#[utoipa::path(get, path = "/v1/webhooks/deliveries", operation_id = "webhook_deliveries", tag = "webhooks", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), params(("limit" = Option<u32>, Query, description = "Newest first")), responses((status = 200, description = "Delivery attempts and results", body = crate::openapi::schemas::WebhookDeliveries), crate::openapi::TenantErrors))]
+#[utoipa::path(get, path = "/v1/webhooks/deliveries", operation_id = "webhook_deliveries", tag = "webhooks", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), params(("limit" = Option<u32>, Query, description = "Newest first")), responses((status = 200, description = "Delivery attempts and results", body = crate::openapi::schemas::WebhookDeliveries), crate::openapi::schemas::TenantErrors))]
 pub async fn deliveries(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    SignedTenant(tenant): SignedTenant,
     query: Result<Query<DeliveriesQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = app
-        .tenants
-        .authenticate(&headers, "GET", "/v1/webhooks/deliveries", b"")?;
     let Query(q) = query.map_err(|e| ApiError::Validation(format!("query: {}", e.body_text())))?;
-    let limit = q.limit.unwrap_or(50);
-    if limit == 0 || limit > 1000 {
-        return Err(ApiError::Validation("limit: must be 1 to 1000".into()));
-    }
+    let limit = crate::gateway::page_limit(q.limit, 50, 1000)?;
     let outbox = app.require_engine()?.outbox()?;
     let list = outbox.attempts(&tenant, limit)?;
     Ok(Json(json!({

@@ -314,8 +314,10 @@ async fn write_fixture() {
         .await;
     assert_eq!(s, 200, "{b}");
     let mut vote = json!({"event_id": "v1", "event_type": "server.vote", "is_test": false});
-    let sig =
-        phoenix::gamemonitoring::signature::sign(GM_TOKEN.as_bytes(), vote.as_object().unwrap());
+    let sig = phoenix::sources::gamemonitoring::signature::sign(
+        GM_TOKEN.as_bytes(),
+        vote.as_object().unwrap(),
+    );
     vote["signature"] = json!(sig);
     let resp = http
         .post(format!(

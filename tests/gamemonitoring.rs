@@ -123,8 +123,10 @@ coins = 10
 /// A signed webhook body.
 fn delivery(event_id: Value, event_type: &str, is_test: bool) -> Value {
     let mut body = json!({"event_id": event_id, "event_type": event_type, "is_test": is_test});
-    let sig =
-        phoenix::gamemonitoring::signature::sign(GM_TOKEN.as_bytes(), body.as_object().unwrap());
+    let sig = phoenix::sources::gamemonitoring::signature::sign(
+        GM_TOKEN.as_bytes(),
+        body.as_object().unwrap(),
+    );
     body["signature"] = json!(sig);
     body
 }

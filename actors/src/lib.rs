@@ -12,8 +12,8 @@
 //! Feed "acme" (feed.rs)                     one reader per tenant: follows the durable head,
 //!                                            decodes each entry once, wakes only the boards
 //!                                            whose rules can match its type
-//! SessionActor (session.rs)                 one per WebSocket connection, owned by the edge;
-//!                                            bounded outbound queue, resync or close
+//! SessionActor (src/gateway/ws/session.rs)  one per WebSocket connection, in the edge crate;
+//!                                            views into the bounded outbound queue, resync
 //! Committer threads (committer.rs)          writer: each round's events as few log records as
 //!                                            fit, bounded bytes per tenant per round (fair);
 //!                                            fsync: one fsync acknowledges whole rounds
@@ -56,7 +56,6 @@ pub mod leaderboard;
 pub mod outbox;
 pub mod retention;
 pub mod rewards;
-pub mod session;
 pub mod store;
 pub mod stores;
 pub mod supervisor;

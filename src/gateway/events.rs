@@ -1,10 +1,8 @@
 //! `POST /v1/events`, `POST /v1/events/bulk` (seed 000 §2–§8) and `GET /v1/events` (read the
 //! tenant's durable log from a position).
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use chrono::{TimeZone, Utc};
@@ -13,9 +11,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use super::{parse_json, utf8_body};
+use super::parse_json;
 use crate::error::ApiError;
-use crate::server::AppState;
+use crate::extract::{SignedBody, SignedTenant, Writable};
+use crate::state::AppState;
 
 /// Most events in one bulk request.
 pub const MAX_BULK: usize = 100;
@@ -34,6 +33,14 @@ fn count(endpoint: &'static str, status: &'static str, n: u64) {
     }
 }
 
+/// `result`, with a refused request counted under its error code.
+fn counted<T>(endpoint: &'static str, result: Result<T, ApiError>) -> Result<T, ApiError> {
+    if let Err(e) = &result {
+        count(endpoint, e.code(), 1);
+    }
+    result
+}
+
 /// The answer for one event (`error` only when it failed).
 #[derive(Debug, Serialize)]
 pub struct EventResult {
@@ -44,31 +51,23 @@ pub struct EventResult {
 }
 
 /// `POST /v1/events`: one event → 202 `{"event_id", "status": "accepted"|"duplicate"}`.
-#[utoipa::path(post, path = "/v1/events", tag = "ingestion", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), request_body = crate::openapi::schemas::IngestionEventV1, responses((status = 202, description = "Stored durably (or a duplicate)", body = crate::openapi::schemas::EventAck), crate::openapi::TenantErrors))]
+#[utoipa::path(post, path = "/v1/events", tag = "ingestion", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), request_body = crate::openapi::schemas::IngestionEventV1, responses((status = 202, description = "Stored durably (or a duplicate)", body = crate::openapi::schemas::EventAck), crate::openapi::schemas::TenantErrors))]
 pub async fn ingest_one(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    engine: Result<Writable, ApiError>,
+    signed: Result<SignedBody, ApiError>,
 ) -> Result<(StatusCode, Json<EventResult>), ApiError> {
-    let result = ingest_one_inner(&app, &headers, body).await;
-    if let Err(e) = &result {
-        count("single", e.code(), 1);
-    }
-    result
+    counted("single", ingest_one_inner(engine, signed).await)
 }
 
+/// Body, signature, then the engine: the order of the checks of seed 000.
 async fn ingest_one_inner(
-    app: &AppState,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    engine: Result<Writable, ApiError>,
+    signed: Result<SignedBody, ApiError>,
 ) -> Result<(StatusCode, Json<EventResult>), ApiError> {
-    let body = utf8_body(body)?;
-    let tenant = app
-        .tenants
-        .authenticate(headers, "POST", "/v1/events", &body)?;
-    let engine = &app.require_engine()?;
-    let text = std::str::from_utf8(&body).expect("utf8_body checked");
-    let event = Event::from_str(text, &tenant, Utc::now()).map_err(|e| {
+    let signed = signed?;
+    let Writable(engine) = engine?;
+    let tenant = &signed.tenant;
+    let event = Event::from_str(signed.text(), tenant, Utc::now()).map_err(|e| {
         // A body that is not JSON at all is a request-level problem, not a schema one.
         if e.0.starts_with("Malformed JSON") {
             ApiError::Validation(e.0)
@@ -77,7 +76,7 @@ async fn ingest_one_inner(
         }
     })?;
     let event_id = event.event_id.clone();
-    let outcome = engine.ingest(&tenant, vec![event]).await?;
+    let outcome = engine.ingest(tenant, vec![event]).await?;
     let status = outcome_status(outcome[0]);
     count("single", status, 1);
     Ok((
@@ -91,31 +90,22 @@ async fn ingest_one_inner(
 }
 
 /// `POST /v1/events/bulk`: `{"events": [...]}` with 1..=100 events, each validated alone.
-#[utoipa::path(post, path = "/v1/events/bulk", tag = "ingestion", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), request_body = crate::openapi::schemas::BulkRequest, responses((status = 202, description = "Per-event results; accepted ones are durable", body = crate::openapi::schemas::BulkAck), crate::openapi::TenantErrors))]
+#[utoipa::path(post, path = "/v1/events/bulk", tag = "ingestion", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), request_body = crate::openapi::schemas::BulkRequest, responses((status = 202, description = "Per-event results; accepted ones are durable", body = crate::openapi::schemas::BulkAck), crate::openapi::schemas::TenantErrors))]
 pub async fn ingest_bulk(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    engine: Result<Writable, ApiError>,
+    signed: Result<SignedBody, ApiError>,
 ) -> Result<(StatusCode, impl IntoResponse), ApiError> {
-    let result = ingest_bulk_inner(&app, &headers, body).await;
-    if let Err(e) = &result {
-        count("bulk", e.code(), 1);
-    }
-    result
+    counted("bulk", ingest_bulk_inner(engine, signed).await)
 }
 
 async fn ingest_bulk_inner(
-    app: &AppState,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    engine: Result<Writable, ApiError>,
+    signed: Result<SignedBody, ApiError>,
 ) -> Result<(StatusCode, impl IntoResponse), ApiError> {
-    let body = utf8_body(body)?;
-    let tenant = app
-        .tenants
-        .authenticate(headers, "POST", "/v1/events/bulk", &body)?;
-    let engine = &app.require_engine()?;
-    let text = std::str::from_utf8(&body).expect("utf8_body checked");
-    let list = bulk_events(text)?;
+    let signed = signed?;
+    let Writable(engine) = engine?;
+    let tenant = &signed.tenant;
+    let list = bulk_events(signed.text())?;
     if list.is_empty() {
         return Err(ApiError::Validation(
             "Bulk request must contain at least 1 event".into(),
@@ -127,12 +117,12 @@ async fn ingest_bulk_inner(
         )));
     }
     let total = list.len();
-    let mut batch = Batch::validate(&list, &tenant, Utc::now());
+    let mut batch = Batch::validate(&list, tenant, Utc::now());
     let outcomes = if batch.valid.is_empty() {
         Vec::new()
     } else {
         engine
-            .ingest(&tenant, std::mem::take(&mut batch.valid))
+            .ingest(tenant, std::mem::take(&mut batch.valid))
             .await?
     };
     let (results, accepted, duplicates, failed) = batch.results(&outcomes);
@@ -279,23 +269,15 @@ pub struct LogQuery {
 }
 
 /// `GET /v1/events?from=&limit=`: the tenant's durable log, in order (signed with body "").
-#[utoipa::path(get, path = "/v1/events", tag = "ingestion", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), params(LogQuery), responses((status = 200, description = "A page of the durable log", body = crate::openapi::schemas::LogPage), crate::openapi::TenantErrors))]
+#[utoipa::path(get, path = "/v1/events", tag = "ingestion", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), params(LogQuery), responses((status = 200, description = "A page of the durable log", body = crate::openapi::schemas::LogPage), crate::openapi::schemas::TenantErrors))]
 pub async fn read_log(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    SignedTenant(tenant): SignedTenant,
     query: Result<Query<LogQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = app
-        .tenants
-        .authenticate(&headers, "GET", "/v1/events", b"")?;
     let Query(q) = query.map_err(|e| ApiError::Validation(e.body_text()))?;
-    let limit = q.limit.unwrap_or(100);
-    if limit == 0 || limit > 1000 {
-        return Err(ApiError::Validation(
-            "limit must be between 1 and 1000".into(),
-        ));
-    }
-    let engine = &app.read_engine()?;
+    let limit = super::log_limit(q.limit)?;
+    let engine = app.read_engine()?;
     // Retention deletes the oldest records: a `from` below the oldest retained starts there.
     let first = engine.first_seq(&tenant)?;
     let from = q.from.unwrap_or(1).max(first);

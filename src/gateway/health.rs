@@ -1,11 +1,15 @@
-//! `GET /health` (liveness) and `GET /ready` (can we persist right now?).
+//! `GET /health` (liveness), `GET /ready` (can we persist right now?) and `GET /metrics`
+//! (Prometheus, operator token).
 
 use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
-use crate::server::AppState;
+use crate::extract::Operator;
+use crate::state::AppState;
 
 #[utoipa::path(get, path = "/health", tag = "service", responses((status = 200, description = "Alive", body = crate::openapi::schemas::StatusBody)))]
 pub async fn health() -> Json<Value> {
@@ -23,4 +27,12 @@ pub async fn ready(State(app): State<AppState>) -> Result<Json<Value>, ApiError>
             "Persistence is unavailable: events cannot be stored".into(),
         )),
     }
+}
+
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics_endpoint", tag = "service", security(("operator" = [])), responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String), (status = 401, description = "`UNAUTHORIZED`", body = crate::openapi::schemas::ErrorEnvelope)))]
+pub async fn metrics(State(app): State<AppState>, _: Operator) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(),
+    )
 }

@@ -4,20 +4,18 @@
 //! `GET …/{id}/members`). Definitions take tenant HMAC; queries also a client token; a join or
 //! leave also the user's own client token.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::extract::{Path, Query, RawQuery};
+use axum::http::StatusCode;
 use axum::Json;
-use phoenix_actors::leaderboard::actor::{QueryError, WindowSel};
+use phoenix_actors::leaderboard::actor::WindowSel;
 use phoenix_actors::leaderboard::members::JoinOutcome;
 use phoenix_actors::leaderboard::window::{Timeframe, WindowKey};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{parse_json, utf8_body};
+use super::{page_limit, parse_json};
 use crate::error::ApiError;
-use crate::server::AppState;
+use crate::extract::{Readable, Reader, ReaderBody, SignedBody, SignedTenant, Writable};
 
 /// Most entries one standings page returns.
 pub const MAX_LIMIT: usize = 1000;
@@ -26,40 +24,14 @@ pub const MAX_LIMIT: usize = 1000;
 /// `offset + limit` cannot wrap anywhere below.
 pub const MAX_OFFSET: usize = u32::MAX as usize - MAX_LIMIT;
 
-impl From<QueryError> for ApiError {
-    fn from(e: QueryError) -> Self {
-        match e {
-            QueryError::Invalid(m) => ApiError::Validation(m),
-            QueryError::Conflict(m) => ApiError::Conflict(m),
-            QueryError::Engine(e) => e.into(),
-            other => ApiError::NotFound(other.to_string()),
-        }
-    }
-}
-
-/// Authenticate a tenant request whose signed path is the request path (no query).
-fn tenant_of(
-    app: &AppState,
-    headers: &HeaderMap,
-    method: &str,
-    uri: &Uri,
-    body: &[u8],
-) -> Result<String, ApiError> {
-    app.tenants.authenticate(headers, method, uri.path(), body)
-}
-
-#[utoipa::path(put, path = "/v1/leaderboards/{id}", operation_id = "put_leaderboard", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), params(("id" = String, Path, description = "Leaderboard id")), request_body = crate::openapi::schemas::LeaderboardDefinition, responses((status = 201, description = "Created; rebuilt from the retained log", body = crate::openapi::schemas::LeaderboardDefinition), (status = 200, description = "Replaced (or unchanged)", body = crate::openapi::schemas::LeaderboardDefinition), crate::openapi::TenantErrors))]
+#[utoipa::path(put, path = "/v1/leaderboards/{id}", operation_id = "put_leaderboard", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), params(("id" = String, Path, description = "Leaderboard id")), request_body = crate::openapi::schemas::LeaderboardDefinition, responses((status = 201, description = "Created; rebuilt from the retained log", body = crate::openapi::schemas::LeaderboardDefinition), (status = 200, description = "Replaced (or unchanged)", body = crate::openapi::schemas::LeaderboardDefinition), crate::openapi::schemas::TenantErrors))]
 pub async fn put(
-    State(app): State<AppState>,
     Path(id): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    Writable(engine): Writable,
+    signed: SignedBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let body = utf8_body(body)?;
-    let tenant = tenant_of(&app, &headers, "PUT", &uri, &body)?;
-    let engine = &app.require_engine()?;
-    let json = parse_json(&body)?;
+    let tenant = signed.tenant;
+    let json = parse_json(&signed.body)?;
     let before = engine.get_leaderboard(&tenant, &id)?;
     let (mut def, created) = engine.put_leaderboard(&tenant, &id, &json).await?;
     if before.as_ref() != Some(&def) {
@@ -74,43 +46,34 @@ pub async fn put(
     Ok((status, Json(def)))
 }
 
-#[utoipa::path(get, path = "/v1/leaderboards/{id}", operation_id = "get_leaderboard", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), params(("id" = String, Path, description = "Leaderboard id")), responses((status = 200, description = "The definition", body = crate::openapi::schemas::LeaderboardDefinition), crate::openapi::NotFound, crate::openapi::TenantErrors))]
+#[utoipa::path(get, path = "/v1/leaderboards/{id}", operation_id = "get_leaderboard", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), params(("id" = String, Path, description = "Leaderboard id")), responses((status = 200, description = "The definition", body = crate::openapi::schemas::LeaderboardDefinition), crate::openapi::schemas::NotFound, crate::openapi::schemas::TenantErrors))]
 pub async fn get(
-    State(app): State<AppState>,
     Path(id): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
+    SignedTenant(tenant): SignedTenant,
+    Readable(engine): Readable,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = tenant_of(&app, &headers, "GET", &uri, b"")?;
-    let engine = &app.read_engine()?;
     engine
         .get_leaderboard(&tenant, &id)?
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("leaderboard {id} not found")))
 }
 
-#[utoipa::path(get, path = "/v1/leaderboards", operation_id = "list_leaderboards", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), responses((status = 200, description = "The tenant's boards", body = crate::openapi::schemas::LeaderboardList), crate::openapi::TenantErrors))]
+#[utoipa::path(get, path = "/v1/leaderboards", operation_id = "list_leaderboards", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), responses((status = 200, description = "The tenant's boards", body = crate::openapi::schemas::LeaderboardList), crate::openapi::schemas::TenantErrors))]
 pub async fn list(
-    State(app): State<AppState>,
-    uri: Uri,
-    headers: HeaderMap,
+    SignedTenant(tenant): SignedTenant,
+    Readable(engine): Readable,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = tenant_of(&app, &headers, "GET", &uri, b"")?;
-    let engine = &app.read_engine()?;
     Ok(Json(
         json!({"leaderboards": engine.list_leaderboards(&tenant)?}),
     ))
 }
 
-#[utoipa::path(delete, path = "/v1/leaderboards/{id}", operation_id = "delete_leaderboard", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), params(("id" = String, Path, description = "Leaderboard id")), responses((status = 204, description = "Deleted"), crate::openapi::NotFound, crate::openapi::TenantErrors))]
+#[utoipa::path(delete, path = "/v1/leaderboards/{id}", operation_id = "delete_leaderboard", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), params(("id" = String, Path, description = "Leaderboard id")), responses((status = 204, description = "Deleted"), crate::openapi::schemas::NotFound, crate::openapi::schemas::TenantErrors))]
 pub async fn delete(
-    State(app): State<AppState>,
     Path(id): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
+    SignedTenant(tenant): SignedTenant,
+    Writable(engine): Writable,
 ) -> Result<StatusCode, ApiError> {
-    let tenant = tenant_of(&app, &headers, "DELETE", &uri, b"")?;
-    let engine = &app.require_engine()?;
     if engine.delete_leaderboard(&tenant, &id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -127,46 +90,6 @@ pub struct ViewQuery {
     limit: Option<usize>,
     offset: Option<usize>,
     around: Option<usize>,
-}
-
-/// Read-only queries take tenant HMAC, or a client token (`Authorization: Bearer pxt1…`)
-/// scoped to its tenant and, if it names any, its leaderboards.
-fn reader_of(
-    app: &AppState,
-    headers: &HeaderMap,
-    uri: &Uri,
-    board: &str,
-) -> Result<String, ApiError> {
-    match token_of(app, headers, board)? {
-        Some(claims) => Ok(claims.t),
-        None => tenant_of(app, headers, "GET", uri, b""),
-    }
-}
-
-/// The verified claims of a `Bearer` client token allowed on `board`, if one was sent.
-fn token_of(
-    app: &AppState,
-    headers: &HeaderMap,
-    board: &str,
-) -> Result<Option<crate::tokens::Claims>, ApiError> {
-    let bearer = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let Some(token) = bearer else {
-        return Ok(None);
-    };
-    let claims = crate::tokens::verify(&app.tenants, token, chrono::Utc::now().timestamp())?;
-    if claims
-        .lb
-        .as_ref()
-        .is_some_and(|lb| !lb.iter().any(|b| b == board))
-    {
-        return Err(ApiError::Forbidden(
-            "this token may not read that leaderboard".into(),
-        ));
-    }
-    Ok(Some(claims))
 }
 
 fn view(q: &ViewQuery) -> Result<(Timeframe, WindowSel), ApiError> {
@@ -190,30 +113,22 @@ fn view_of(
     Ok((tf, window))
 }
 
-#[utoipa::path(get, path = "/v1/leaderboards/{id}/standings", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = []), ("client_token" = [])), params(("id" = String, Path, description = "Leaderboard id"), ViewQuery), responses((status = 200, description = "A page of standings", body = crate::openapi::schemas::Standings), crate::openapi::NotFound, crate::openapi::TenantErrors))]
+#[utoipa::path(get, path = "/v1/leaderboards/{id}/standings", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = []), ("client_token" = [])), params(("id" = String, Path, description = "Leaderboard id"), ViewQuery), responses((status = 200, description = "A page of standings", body = crate::openapi::schemas::Standings), crate::openapi::schemas::NotFound, crate::openapi::schemas::TenantErrors))]
 pub async fn standings(
-    State(app): State<AppState>,
     Path(id): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
+    Reader { tenant, .. }: Reader,
+    Readable(engine): Readable,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = reader_of(&app, &headers, &uri, &id)?;
     let q = query_of::<ViewQuery>(raw)?;
     let (tf, window) = view(&q)?;
-    let limit = q.limit.unwrap_or(10);
-    if limit == 0 || limit > MAX_LIMIT {
-        return Err(ApiError::Validation(format!(
-            "limit: must be 1 to {MAX_LIMIT}"
-        )));
-    }
+    let limit = page_limit(q.limit, 10, MAX_LIMIT)?;
     let offset = q.offset.unwrap_or(0);
     if offset > MAX_OFFSET {
         return Err(ApiError::Validation(format!(
             "offset: must be 0 to {MAX_OFFSET}"
         )));
     }
-    let engine = &app.read_engine()?;
     let s = engine
         .standings(&tenant, &id, tf, window, offset, limit)
         .await?;
@@ -223,22 +138,19 @@ pub async fn standings(
     })))
 }
 
-#[utoipa::path(get, path = "/v1/leaderboards/{id}/users/{user_id}", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = []), ("client_token" = [])), params(("id" = String, Path, description = "Leaderboard id"), ("user_id" = String, Path, description = "Player"), ViewQuery), responses((status = 200, description = "The player's rank and neighbours", body = crate::openapi::schemas::UserStanding), crate::openapi::NotFound, crate::openapi::TenantErrors))]
+#[utoipa::path(get, path = "/v1/leaderboards/{id}/users/{user_id}", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = []), ("client_token" = [])), params(("id" = String, Path, description = "Leaderboard id"), ("user_id" = String, Path, description = "Player"), ViewQuery), responses((status = 200, description = "The player's rank and neighbours", body = crate::openapi::schemas::UserStanding), crate::openapi::schemas::NotFound, crate::openapi::schemas::TenantErrors))]
 pub async fn user(
-    State(app): State<AppState>,
     Path((id, user)): Path<(String, String)>,
-    uri: Uri,
-    headers: HeaderMap,
+    Reader { tenant, .. }: Reader,
+    Readable(engine): Readable,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = reader_of(&app, &headers, &uri, &id)?;
     let q = query_of::<ViewQuery>(raw)?;
     let (tf, window) = view(&q)?;
     let around = q.around.unwrap_or(5);
     if around > 100 {
         return Err(ApiError::Validation("around: must be 0 to 100".into()));
     }
-    let engine = &app.read_engine()?;
     let u = engine
         .user_standing(&tenant, &id, tf, window, &user, around)
         .await?;
@@ -271,19 +183,16 @@ fn timeframe_of(q: &ViewQuery) -> Result<Timeframe, ApiError> {
 
 /// `GET /v1/leaderboards/{id}/windows/{key}/results?timeframe=…` → the final standings
 /// (top entries) and the grants of a closed window; 404 while it is not closed.
-#[utoipa::path(get, path = "/v1/leaderboards/{id}/windows/{key}/results", operation_id = "window_results", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = []), ("client_token" = [])), params(("id" = String, Path, description = "Leaderboard id"), ("key" = String, Path, description = "Window key"), ("timeframe" = String, Query, description = "Timeframe or schedule id")), responses((status = 200, description = "Final standings and grants of a closed window", body = crate::openapi::schemas::WindowClose), crate::openapi::NotFound, crate::openapi::TenantErrors))]
+#[utoipa::path(get, path = "/v1/leaderboards/{id}/windows/{key}/results", operation_id = "window_results", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = []), ("client_token" = [])), params(("id" = String, Path, description = "Leaderboard id"), ("key" = String, Path, description = "Window key"), ("timeframe" = String, Query, description = "Timeframe or schedule id")), responses((status = 200, description = "Final standings and grants of a closed window", body = crate::openapi::schemas::WindowClose), crate::openapi::schemas::NotFound, crate::openapi::schemas::TenantErrors))]
 pub async fn results(
-    State(app): State<AppState>,
     Path((id, key)): Path<(String, String)>,
-    uri: Uri,
-    headers: HeaderMap,
+    Reader { tenant, .. }: Reader,
+    Writable(engine): Writable,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = reader_of(&app, &headers, &uri, &id)?;
     let tf = timeframe_of(&query_of::<ViewQuery>(raw)?)?;
     let key =
         WindowKey::parse(tf, &key).map_err(|e| ApiError::Validation(format!("window: {e}")))?;
-    let engine = &app.require_engine()?;
     Ok(Json(close_json(
         &engine.window_results(&tenant, &id, tf, key)?,
     )))
@@ -291,22 +200,16 @@ pub async fn results(
 
 /// `GET /v1/leaderboards/{id}/results?timeframe=…&limit=20` → `{"closes": […]}`: the
 /// closed windows of a timeframe with their winners and grants, newest first.
-#[utoipa::path(get, path = "/v1/leaderboards/{id}/results", operation_id = "closed_windows", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = []), ("client_token" = [])), params(("id" = String, Path, description = "Leaderboard id"), ("timeframe" = String, Query, description = "Timeframe or schedule id"), ("limit" = Option<u32>, Query, description = "1-100, default 20")), responses((status = 200, description = "Closed windows, newest first, with winners and grants", body = crate::openapi::schemas::WindowCloses), crate::openapi::NotFound, crate::openapi::TenantErrors))]
+#[utoipa::path(get, path = "/v1/leaderboards/{id}/results", operation_id = "closed_windows", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = []), ("client_token" = [])), params(("id" = String, Path, description = "Leaderboard id"), ("timeframe" = String, Query, description = "Timeframe or schedule id"), ("limit" = Option<u32>, Query, description = "1-100, default 20")), responses((status = 200, description = "Closed windows, newest first, with winners and grants", body = crate::openapi::schemas::WindowCloses), crate::openapi::schemas::NotFound, crate::openapi::schemas::TenantErrors))]
 pub async fn closes(
-    State(app): State<AppState>,
     Path(id): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
+    Reader { tenant, .. }: Reader,
+    Writable(engine): Writable,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = reader_of(&app, &headers, &uri, &id)?;
     let q = query_of::<ViewQuery>(raw)?;
     let tf = timeframe_of(&q)?;
-    let limit = q.limit.unwrap_or(20);
-    if limit == 0 || limit > 100 {
-        return Err(ApiError::Validation("limit: must be 1 to 100".into()));
-    }
-    let engine = &app.require_engine()?;
+    let limit = page_limit(q.limit, 20, 100)?;
     let list = engine.window_closes(&tenant, &id, tf, limit)?;
     Ok(Json(json!({
         "leaderboard": id, "timeframe": tf.as_str(),
@@ -328,19 +231,13 @@ struct UsersBody {
 /// `POST /v1/leaderboards/{id}/standings/users`: the listed users' entries in rank order (a
 /// friends or clan board); users without a score are left out. Tenant HMAC (signed over the
 /// body) or a client token.
-#[utoipa::path(post, path = "/v1/leaderboards/{id}/standings/users", operation_id = "users_standings", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = []), ("client_token" = [])), params(("id" = String, Path, description = "Leaderboard id")), request_body = crate::openapi::schemas::UsersStandingsRequest, responses((status = 200, description = "Those users' entries in rank order (friends or clan board)", body = crate::openapi::schemas::Standings), crate::openapi::NotFound, crate::openapi::TenantErrors))]
+#[utoipa::path(post, path = "/v1/leaderboards/{id}/standings/users", operation_id = "users_standings", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = []), ("client_token" = [])), params(("id" = String, Path, description = "Leaderboard id")), request_body = crate::openapi::schemas::UsersStandingsRequest, responses((status = 200, description = "Those users' entries in rank order (friends or clan board)", body = crate::openapi::schemas::Standings), crate::openapi::schemas::NotFound, crate::openapi::schemas::TenantErrors))]
 pub async fn users(
-    State(app): State<AppState>,
     Path(id): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    Writable(engine): Writable,
+    ReaderBody { reader, body }: ReaderBody,
 ) -> Result<Json<Value>, ApiError> {
-    let body = utf8_body(body)?;
-    let tenant = match token_of(&app, &headers, &id)? {
-        Some(claims) => claims.t,
-        None => tenant_of(&app, &headers, "POST", &uri, &body)?,
-    };
+    let tenant = reader.tenant;
     let req: UsersBody = serde_json::from_value(parse_json(&body)?)
         .map_err(|e| ApiError::Validation(format!("body: {e}")))?;
     if req.user_ids.len() > MAX_USER_IDS {
@@ -360,7 +257,6 @@ pub async fn users(
         )));
     }
     let (tf, window) = view_of(req.timeframe.as_deref(), req.window.as_deref())?;
-    let engine = &app.require_engine()?;
     let s = engine
         .users_standings(&tenant, &id, tf, window, req.user_ids)
         .await?;
@@ -382,24 +278,16 @@ struct WindowsQuery {
 
 /// `GET /v1/leaderboards/{id}/windows?timeframe=…&limit=…`: the windows of one timeframe, newest
 /// first, with their state (`open`, `grace`, `closed`) and close time.
-#[utoipa::path(get, path = "/v1/leaderboards/{id}/windows", operation_id = "list_windows", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = []), ("client_token" = [])), params(("id" = String, Path, description = "Leaderboard id"), ("timeframe" = String, Query, description = "Timeframe or schedule id"), ("limit" = Option<u32>, Query, description = "1-100, default 20")), responses((status = 200, description = "Windows newest first with state and close time", body = crate::openapi::schemas::WindowList), crate::openapi::NotFound, crate::openapi::TenantErrors))]
+#[utoipa::path(get, path = "/v1/leaderboards/{id}/windows", operation_id = "list_windows", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = []), ("client_token" = [])), params(("id" = String, Path, description = "Leaderboard id"), ("timeframe" = String, Query, description = "Timeframe or schedule id"), ("limit" = Option<u32>, Query, description = "1-100, default 20")), responses((status = 200, description = "Windows newest first with state and close time", body = crate::openapi::schemas::WindowList), crate::openapi::schemas::NotFound, crate::openapi::schemas::TenantErrors))]
 pub async fn windows(
-    State(app): State<AppState>,
     Path(id): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
+    Reader { tenant, .. }: Reader,
+    Writable(engine): Writable,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = reader_of(&app, &headers, &uri, &id)?;
     let q: WindowsQuery = query_of(raw)?;
     let (tf, _) = view_of(q.timeframe.as_deref(), None)?;
-    let limit = q.limit.unwrap_or(20);
-    if limit == 0 || limit > MAX_WINDOWS {
-        return Err(ApiError::Validation(format!(
-            "limit: must be 1 to {MAX_WINDOWS}"
-        )));
-    }
-    let engine = &app.require_engine()?;
+    let limit = page_limit(q.limit, 20, MAX_WINDOWS)?;
     let list = engine.windows(&tenant, &id, tf, limit).await?;
     let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
         t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
@@ -430,25 +318,6 @@ fn query_of<T: serde::de::DeserializeOwned>(raw: Option<String>) -> Result<T, Ap
     .map_err(|e| ApiError::Validation(format!("query: {}", e.body_text())))
 }
 
-/// A join or leave: tenant HMAC, or a client token of that very user (403 for another user).
-fn member_auth(
-    app: &AppState,
-    headers: &HeaderMap,
-    method: &str,
-    uri: &Uri,
-    body: &[u8],
-    board: &str,
-    user: &str,
-) -> Result<String, ApiError> {
-    match token_of(app, headers, board)? {
-        Some(claims) if claims.u == user => Ok(claims.t),
-        Some(_) => Err(ApiError::Forbidden(
-            "a client token may only join or leave for its own user".into(),
-        )),
-        None => tenant_of(app, headers, method, uri, body),
-    }
-}
-
 fn check_user_id(user: &str) -> Result<(), ApiError> {
     if user.is_empty() || user.len() > phoenix_actors::event::MAX_ID_LEN {
         return Err(ApiError::Validation(format!(
@@ -460,18 +329,14 @@ fn check_user_id(user: &str) -> Result<(), ApiError> {
 }
 
 /// `POST /v1/leaderboards/{id}/members/{user_id}` → 201 joined, 200 already a member, 409 full.
-#[utoipa::path(post, path = "/v1/leaderboards/{id}/members/{user_id}", operation_id = "join", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = []), ("client_token" = [])), params(("id" = String, Path, description = "Leaderboard id"), ("user_id" = String, Path)), responses((status = 201, description = "Joined", body = crate::openapi::schemas::Membership), (status = 200, description = "Already a member", body = crate::openapi::schemas::Membership), (status = 409, description = "max_members reached", body = crate::openapi::schemas::ErrorEnvelope), crate::openapi::NotFound, crate::openapi::TenantErrors))]
+#[utoipa::path(post, path = "/v1/leaderboards/{id}/members/{user_id}", operation_id = "join", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = []), ("client_token" = [])), params(("id" = String, Path, description = "Leaderboard id"), ("user_id" = String, Path)), responses((status = 201, description = "Joined", body = crate::openapi::schemas::Membership), (status = 200, description = "Already a member", body = crate::openapi::schemas::Membership), (status = 409, description = "max_members reached", body = crate::openapi::schemas::ErrorEnvelope), crate::openapi::schemas::NotFound, crate::openapi::schemas::TenantErrors))]
 pub async fn join(
-    State(app): State<AppState>,
     Path((id, user)): Path<(String, String)>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    Writable(engine): Writable,
+    ReaderBody { reader, .. }: ReaderBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let body = utf8_body(body)?;
-    let tenant = member_auth(&app, &headers, "POST", &uri, &body, &id, &user)?;
+    let tenant = reader.acting_for(&user)?;
     check_user_id(&user)?;
-    let engine = &app.require_engine()?;
     let status = match engine.join_member(&tenant, &id, &user).await? {
         JoinOutcome::Joined => StatusCode::CREATED,
         JoinOutcome::AlreadyMember => StatusCode::OK,
@@ -483,16 +348,14 @@ pub async fn join(
 }
 
 /// `DELETE /v1/leaderboards/{id}/members/{user_id}` → 204, or 404 if not a member.
-#[utoipa::path(delete, path = "/v1/leaderboards/{id}/members/{user_id}", operation_id = "leave", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = []), ("client_token" = [])), params(("id" = String, Path, description = "Leaderboard id"), ("user_id" = String, Path)), responses((status = 204, description = "Left"), crate::openapi::NotFound, crate::openapi::TenantErrors))]
+#[utoipa::path(delete, path = "/v1/leaderboards/{id}/members/{user_id}", operation_id = "leave", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = []), ("client_token" = [])), params(("id" = String, Path, description = "Leaderboard id"), ("user_id" = String, Path)), responses((status = 204, description = "Left"), crate::openapi::schemas::NotFound, crate::openapi::schemas::TenantErrors))]
 pub async fn leave(
-    State(app): State<AppState>,
     Path((id, user)): Path<(String, String)>,
-    uri: Uri,
-    headers: HeaderMap,
+    Writable(engine): Writable,
+    reader: Reader,
 ) -> Result<StatusCode, ApiError> {
-    let tenant = member_auth(&app, &headers, "DELETE", &uri, b"", &id, &user)?;
+    let tenant = reader.acting_for(&user)?;
     check_user_id(&user)?;
-    let engine = &app.require_engine()?;
     if engine.leave_member(&tenant, &id, &user).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -514,23 +377,15 @@ struct MembersQuery {
 
 /// `GET /v1/leaderboards/{id}/members?after=…&limit=…`: members in user id order, paged by
 /// the last id seen (`next`).
-#[utoipa::path(get, path = "/v1/leaderboards/{id}/members", operation_id = "list_members", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), params(("id" = String, Path, description = "Leaderboard id"), ("after" = Option<String>, Query, description = "Page after this user id"), ("limit" = Option<u32>, Query, description = "1-1000")), responses((status = 200, description = "Members, by user id", body = crate::openapi::schemas::MemberList), crate::openapi::NotFound, crate::openapi::TenantErrors))]
+#[utoipa::path(get, path = "/v1/leaderboards/{id}/members", operation_id = "list_members", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), params(("id" = String, Path, description = "Leaderboard id"), ("after" = Option<String>, Query, description = "Page after this user id"), ("limit" = Option<u32>, Query, description = "1-1000")), responses((status = 200, description = "Members, by user id", body = crate::openapi::schemas::MemberList), crate::openapi::schemas::NotFound, crate::openapi::schemas::TenantErrors))]
 pub async fn members(
-    State(app): State<AppState>,
     Path(id): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
+    Reader { tenant, .. }: Reader,
+    Writable(engine): Writable,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = reader_of(&app, &headers, &uri, &id)?;
     let q: MembersQuery = query_of(raw)?;
-    let limit = q.limit.unwrap_or(100);
-    if limit == 0 || limit > MAX_MEMBERS_PAGE {
-        return Err(ApiError::Validation(format!(
-            "limit: must be 1 to {MAX_MEMBERS_PAGE}"
-        )));
-    }
-    let engine = &app.require_engine()?;
+    let limit = page_limit(q.limit, 100, MAX_MEMBERS_PAGE)?;
     let (page, total) = engine.members(&tenant, &id, q.after, limit).await?;
     let next = (page.len() == limit)
         .then(|| page.last().map(|(u, _)| u.clone()))

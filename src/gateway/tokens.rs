@@ -1,17 +1,15 @@
 //! `POST /v1/tokens`: a tenant mints a read-only client token for one of its players.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::Json;
 use chrono::{TimeZone, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::utf8_body;
 use crate::error::ApiError;
-use crate::server::AppState;
+use crate::extract::SignedBody;
+use crate::state::AppState;
 use crate::tokens::{mint, Claims};
 
 /// Longest token lifetime: 7 days.
@@ -27,16 +25,11 @@ struct TokenRequest {
     ttl_seconds: Option<i64>,
 }
 
-#[utoipa::path(post, path = "/v1/tokens", operation_id = "create_client_token", tag = "realtime", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), request_body = TokenRequest, responses((status = 201, description = "A read-only client token", body = crate::openapi::schemas::ClientToken), crate::openapi::TenantErrors))]
+#[utoipa::path(post, path = "/v1/tokens", operation_id = "create_client_token", tag = "realtime", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), request_body = TokenRequest, responses((status = 201, description = "A read-only client token", body = crate::openapi::schemas::ClientToken), crate::openapi::schemas::TenantErrors))]
 pub async fn create(
     State(app): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    SignedBody { tenant, body, .. }: SignedBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let body = utf8_body(body)?;
-    let tenant = app
-        .tenants
-        .authenticate(&headers, "POST", "/v1/tokens", &body)?;
     let req: TokenRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::Validation(format!("token request: {e}")))?;
     if req.user_id.trim().is_empty() || req.user_id.len() > 256 {
@@ -57,6 +50,7 @@ pub async fn create(
         exp,
         lb: req.leaderboards,
     };
+    // Minted with the current secret, also when the request was signed with the previous one.
     let secret = app
         .tenants
         .get(&tenant)

@@ -1,8 +1,9 @@
 //! `GET /v1/ws`: the WebSocket gateway (SPEC §5, §9, docs/websocket.md). Authenticates before
-//! the upgrade, then runs four parts per connection: a writer task draining the bounded
-//! outbound queue, a `SessionActor` owning the view subscriptions, a watcher that ends the
-//! session when its credential stops holding (`live`), and this reader loop, which also runs
-//! streaming ingest with a bounded number of unacknowledged events.
+//! the upgrade, then runs four parts per connection: a `SessionActor` (`session.rs`) owning
+//! the bounded outbound queue and the view subscriptions, a writer task draining that queue,
+//! a watcher that ends the session when its credential stops holding (`live`), and this
+//! reader loop, which also runs streaming ingest with a bounded number of unacknowledged
+//! events.
 //!
 //! Every way a session ends is explicit: a slow client is reset at once (nothing flushed);
 //! revoked rights and protocol errors get a close frame with a code and a reason.
@@ -10,6 +11,8 @@
 mod frames;
 mod handshake;
 mod live;
+mod render;
+mod session;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -20,7 +23,6 @@ use axum::response::Response;
 use chrono::Utc;
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
-use phoenix_actors::session::{error_frame, Closing, SessionArgs, SessionHandle};
 use phoenix_actors::Engine;
 use serde::Deserialize;
 use tokio::sync::{mpsc, watch, Semaphore};
@@ -30,11 +32,13 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::error::ApiError;
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::tenants::Tenants;
 use crate::tokens::{self, Claims};
 use handshake::{Abort, Io, Upgrade};
 use live::Credential;
+use render::error_frame;
+use session::{Closing, SessionConfig, SessionHandle};
 
 pub use frames::MAX_FRAME_ID;
 
@@ -103,7 +107,7 @@ pub fn register_metrics() {
     }
 }
 
-#[utoipa::path(get, path = "/v1/ws", tag = "realtime", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = []), ("client_token_query" = [])), params(WsQuery), responses((status = 101, description = "Switching to the WebSocket protocol (frames: docs/websocket.md)"), crate::openapi::TenantErrors))]
+#[utoipa::path(get, path = "/v1/ws", tag = "realtime", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = []), ("client_token_query" = [])), params(WsQuery), responses((status = 101, description = "Switching to the WebSocket protocol (frames: docs/websocket.md)"), crate::openapi::schemas::TenantErrors))]
 pub async fn upgrade(
     State(app): State<AppState>,
     query: Result<Query<WsQuery>, axum::extract::rejection::QueryRejection>,
@@ -196,7 +200,7 @@ fn protocol_close(e: &tungstenite::Error) -> Option<Closing> {
         other => (1002, "protocol", format!("protocol error: {other}")),
     };
     metrics::counter!("phoenix_ws_protocol_closed_total", "reason" => label).increment(1);
-    let reason = phoenix_actors::session::truncate(&reason, 123).into_owned();
+    let reason = render::truncate(&reason, 123).into_owned();
     Some(Closing::Close { code, reason })
 }
 
@@ -210,25 +214,24 @@ async fn session(
     limits: Limits,
 ) {
     let (sink, mut stream) = ws.split();
-    let (out, out_rx) = mpsc::channel::<String>(limits.queue);
     let (close, mut closing) = watch::channel::<Option<Closing>>(None);
-    let mut writer = tokio::spawn(write(sink, out_rx, closing.clone()));
-    let args = SessionArgs {
+    let config = SessionConfig {
         tenant: who.tenant.clone(),
         engine: engine.clone(),
-        out: out.clone(),
+        queue: limits.queue,
         close: close.clone(),
         stall_timeout: limits.stall,
         max_subscriptions: limits.subscriptions,
     };
-    let actor = match SessionHandle::start(args).await {
-        Ok(a) => a,
+    let (actor, frames) = match SessionHandle::start(config).await {
+        Ok(started) => started,
         Err(e) => {
             tracing::error!(error = %e, "session actor did not start");
-            writer.abort();
             return;
         }
     };
+    let out = actor.outbound();
+    let mut writer = tokio::spawn(write(sink, frames, closing.clone()));
     let rights = tokio::spawn(live::watch(
         tenants,
         who.tenant.clone(),

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use serde_json::Value;
-use utoipa::ToSchema;
+use utoipa::{IntoResponses, ToSchema};
 
 /// The error envelope every error response uses (seed 000).
 #[derive(ToSchema)]
@@ -481,3 +481,49 @@ pub struct WebhookSetting {
     /// `http://` or `https://` URL; `null` removes the webhook.
     pub url: Option<String>,
 }
+
+/// The errors of a tenant-signed call.
+#[derive(IntoResponses)]
+pub enum TenantErrors {
+    /// `VALIDATION_ERROR`: malformed JSON, a bad field or query.
+    #[response(status = 400)]
+    BadRequest(ErrorEnvelope),
+    /// `UNAUTHORIZED`: missing or bad signature, stale timestamp, unknown tenant.
+    #[response(status = 401)]
+    Unauthorized(ErrorEnvelope),
+    /// `FORBIDDEN`: the tenant is suspended (or the token may not read that board).
+    #[response(status = 403)]
+    Forbidden(ErrorEnvelope),
+    /// `PAYLOAD_TOO_LARGE`: the body exceeds 1 MB.
+    #[response(status = 413)]
+    PayloadTooLarge(ErrorEnvelope),
+    /// `INTERNAL_ERROR`: transient; retry.
+    #[response(status = 500)]
+    Internal(ErrorEnvelope),
+    /// `UNAVAILABLE`: persistence unavailable or disk low; retry.
+    #[response(status = 503)]
+    Unavailable(ErrorEnvelope),
+}
+
+/// The errors of an operator call.
+#[derive(IntoResponses)]
+pub enum OperatorErrors {
+    /// `VALIDATION_ERROR`: a bad body.
+    #[response(status = 400)]
+    BadRequest(ErrorEnvelope),
+    /// `UNAUTHORIZED`: operator token missing or wrong.
+    #[response(status = 401)]
+    Unauthorized(ErrorEnvelope),
+    /// `NOT_FOUND`: no such tenant.
+    #[response(status = 404)]
+    NotFound(ErrorEnvelope),
+    /// `UNAVAILABLE`: persistence unavailable; retry.
+    #[response(status = 503)]
+    Unavailable(ErrorEnvelope),
+}
+
+/// `NOT_FOUND`: the named resource does not exist (or the integration is off for the tenant).
+#[derive(IntoResponses)]
+#[response(status = 404)]
+#[allow(dead_code)]
+pub struct NotFound(ErrorEnvelope);

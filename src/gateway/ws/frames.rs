@@ -8,13 +8,14 @@ use phoenix_actors::event::MAX_ID_LEN;
 use phoenix_actors::leaderboard::definition::valid_id;
 use phoenix_actors::leaderboard::views::{ViewKey, ViewKind};
 use phoenix_actors::leaderboard::window::{Timeframe, WindowKey};
-use phoenix_actors::session::{error_frame, SessionHandle, SubscribeError};
 use phoenix_actors::Engine;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Semaphore};
 
+use super::render::{api_error_frame, error_frame};
+use super::session::{SessionHandle, SubscribeError};
 use super::Principal;
 use crate::error::ApiError;
 use crate::gateway::events::Batch;
@@ -44,27 +45,38 @@ struct ViewSpec {
     radius: Option<usize>,
 }
 
-fn view_key(s: &Subscribe) -> Result<ViewKey, String> {
+/// The view a `subscribe` frame asks for, or the 400 that names the bad field.
+fn view_key(s: &Subscribe) -> Result<ViewKey, ApiError> {
+    let bad = ApiError::Validation;
     if s.id.is_empty() || s.id.len() > MAX_FRAME_ID {
-        return Err(format!("id: must be 1 to {MAX_FRAME_ID} bytes"));
+        return Err(bad(format!("id: must be 1 to {MAX_FRAME_ID} bytes")));
     }
     if !valid_id(&s.leaderboard) {
-        return Err("leaderboard: must be 1-64 characters of A-Z a-z 0-9 - _ .".into());
+        return Err(bad(
+            "leaderboard: must be 1-64 characters of A-Z a-z 0-9 - _ .".into(),
+        ));
     }
-    let tf: Timeframe = s.timeframe.as_deref().unwrap_or("all_time").parse()?;
+    let tf: Timeframe = s
+        .timeframe
+        .as_deref()
+        .unwrap_or("all_time")
+        .parse()
+        .map_err(bad)?;
     let window = match s.window.as_deref() {
         None | Some("current") => None,
-        Some(k) => Some(WindowKey::parse(tf, k).map_err(|e| format!("window: {e}"))?),
+        Some(k) => Some(WindowKey::parse(tf, k).map_err(|e| bad(format!("window: {e}")))?),
     };
     let kind = match (&s.view.top, &s.view.around) {
         (Some(n), None) if (1..=100).contains(n) => ViewKind::Top(*n),
         (None, Some(user)) => {
             if user.is_empty() || user.len() > MAX_ID_LEN {
-                return Err(format!("view.around: a user_id of 1 to {MAX_ID_LEN} bytes"));
+                return Err(bad(format!(
+                    "view.around: a user_id of 1 to {MAX_ID_LEN} bytes"
+                )));
             }
             let radius = s.view.radius.unwrap_or(5);
             if radius > 50 {
-                return Err("view.radius: must be 0 to 50".into());
+                return Err(bad("view.radius: must be 0 to 50".into()));
             }
             ViewKind::Around {
                 user: user.clone(),
@@ -72,9 +84,9 @@ fn view_key(s: &Subscribe) -> Result<ViewKey, String> {
             }
         }
         _ => {
-            return Err(
+            return Err(bad(
                 r#"view: must be {"top": 1..100} or {"around": user_id, "radius": 0..50}"#.into(),
-            )
+            ))
         }
     };
     Ok(ViewKey { tf, window, kind })
@@ -150,7 +162,7 @@ pub async fn handle(
             }
             let key = match view_key(&sub) {
                 Ok(key) => key,
-                Err(e) => return reply(error_frame(id, "VALIDATION_ERROR", 400, &e)).await,
+                Err(e) => return reply(api_error_frame(id, &e)).await,
             };
             match actor.subscribe(sub.id, sub.leaderboard, key).await {
                 Ok(()) | Err(SubscribeError::Ended) => {}
@@ -277,15 +289,7 @@ async fn ingest(
                 let (results, ..) = batch.results(&outcomes);
                 json!({"type": "ack", "id": id, "results": results}).to_string()
             }
-            Err(e) => {
-                let e = ApiError::from(e);
-                error_frame(
-                    id.as_deref(),
-                    e.code(),
-                    e.status().as_u16(),
-                    &e.public_message(),
-                )
-            }
+            Err(e) => api_error_frame(id.as_deref(), &ApiError::from(e)),
         };
         let _ = out.send(frame).await;
         drop(permits);

@@ -5,12 +5,12 @@
 
 use std::time::Duration;
 
-use phoenix_actors::session::Closing;
+use super::session::Closing;
 use tokio::sync::watch;
 
-use crate::config::Secret;
-use crate::tenants::Tenants;
+use crate::tenants::{RightsEnded, Tenants};
 use crate::tokens::{self, TokenError};
+use crate::types::Secret;
 
 /// How a session authenticated.
 #[derive(Debug, Clone)]
@@ -27,16 +27,14 @@ fn rights(
     tenant: &str,
     cred: &Credential,
     now: i64,
-) -> Result<Option<i64>, String> {
+) -> Result<Option<i64>, RightsEnded> {
     match cred {
         Credential::Backend(secret) => tenants.session_rights(tenant, secret, now),
         Credential::Client(token) => match tokens::check(tenants, token, now) {
             Ok(v) => Ok(Some(v.valid_until)),
-            Err(TokenError::Expired) => Err("client token expired".into()),
-            Err(TokenError::Suspended) => Err("tenant suspended".into()),
-            Err(TokenError::Invalid) => {
-                Err("client token no longer valid: tenant secret rotated".into())
-            }
+            Err(TokenError::Expired) => Err(RightsEnded::TokenExpired),
+            Err(TokenError::Suspended) => Err(RightsEnded::Suspended),
+            Err(TokenError::Invalid) => Err(RightsEnded::TokenInvalid),
         },
     }
 }
@@ -52,9 +50,10 @@ pub async fn watch(
     loop {
         let now_ms = chrono::Utc::now().timestamp_millis();
         match rights(&tenants, &tenant, &cred, now_ms.div_euclid(1000)) {
-            Err(reason) => {
-                tracing::info!(%tenant, %reason, "WebSocket rights ended");
+            Err(ended) => {
+                tracing::info!(%tenant, reason = %ended, "WebSocket rights ended");
                 metrics::counter!("phoenix_ws_revoked_total").increment(1);
+                let reason = ended.to_string();
                 Closing::signal(&close, Closing::Close { code: 1008, reason });
                 return;
             }

@@ -1,38 +1,50 @@
-//! `SessionActor`: one per WebSocket connection. Owns the connection's view subscriptions and
-//! feeds their frames into the connection's bounded outbound queue. A subscriber that cannot
+//! `SessionActor`: one per WebSocket connection. Owns the connection's bounded outbound queue
+//! and its view subscriptions, and feeds their frames into that queue. A subscriber that cannot
 //! keep up never grows server memory: frames it has no room for are dropped and replaced by
 //! one fresh snapshot when room returns; a connection stuck for `stall_timeout` is judged
 //! slow and aborted. At most `max_subscriptions` live subscriptions per connection. The
-//! socket itself (reading, writing, closing) lives at the edge (`src/`).
+//! socket itself (reading, writing, closing) is `ws.rs`; the frames' JSON is `render.rs`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::engine::Engine;
-use crate::leaderboard::actor::QueryError;
-use crate::leaderboard::views::{Published, ViewFrame, ViewKey};
+use phoenix_actors::leaderboard::views::{Published, ViewKey};
+use phoenix_actors::Engine;
+
+use super::render::{error_frame, query_error_frame, render, render_body, with_id};
 
 #[derive(Debug)]
 pub struct SessionActor;
 
-/// Everything a session needs.
-pub struct SessionArgs {
+/// What a session is started with.
+pub struct SessionConfig {
     pub tenant: String,
     pub engine: Engine,
-    /// The connection's bounded outbound queue of text frames.
-    pub out: mpsc::Sender<String>,
+    /// Frames the outbound queue holds (`ws_outbound_queue`).
+    pub queue: usize,
     /// Set to end the connection (the first reason set wins).
     pub close: watch::Sender<Option<Closing>>,
     /// How long a full outbound queue is tolerated before the connection is closed.
     pub stall_timeout: Duration,
     /// Live subscriptions allowed at once on this connection.
     pub max_subscriptions: usize,
+}
+
+/// Everything a session and its subscription tasks share.
+pub struct SessionArgs {
+    tenant: String,
+    engine: Engine,
+    /// The connection's bounded outbound queue of text frames, owned by the session: its
+    /// subscriptions and the connection's replies (acks, errors) go out through it.
+    out: mpsc::Sender<String>,
+    close: watch::Sender<Option<Closing>>,
+    stall_timeout: Duration,
+    max_subscriptions: usize,
 }
 
 /// Why and how a connection ends.
@@ -155,77 +167,6 @@ impl Actor for SessionActor {
     }
 }
 
-/// Render a view frame for subscription `id`.
-pub fn render(id: &str, board: &str, key: &ViewKey, frame: &ViewFrame) -> String {
-    with_id(id, &render_body(board, key, frame))
-}
-
-/// The frame without its subscription id: the same for every session watching the view, so
-/// it is rendered once per published frame (`Published::rendered`).
-fn render_body(board: &str, key: &ViewKey, frame: &ViewFrame) -> String {
-    let tf = key.tf.as_str();
-    match frame {
-        ViewFrame::Snapshot { seq, window, entries } => json!({
-            "type": "snapshot", "leaderboard": board, "timeframe": tf,
-            "window": window.to_string(), "seq": seq, "entries": entries,
-        }),
-        ViewFrame::Update { seq, window, changes } => json!({
-            "type": "update", "leaderboard": board, "timeframe": tf,
-            "window": window.to_string(), "seq": seq,
-            "changes": changes.iter().map(|c| json!({
-                "user_id": c.user_id, "rank": c.rank, "score": c.score, "previous_rank": c.previous_rank,
-            })).collect::<Vec<_>>(),
-        }),
-    }
-    .to_string()
-}
-
-/// `{"id":…,` spliced in front of a rendered body `{…}`.
-fn with_id(id: &str, body: &str) -> String {
-    let id = Value::from(id).to_string();
-    let mut out = String::with_capacity(body.len() + id.len() + 8);
-    out.push_str("{\"id\":");
-    out.push_str(&id);
-    out.push(',');
-    out.push_str(&body[1..]);
-    out
-}
-
-/// Longest `message` an error frame carries: messages may quote client input.
-pub const MAX_ERROR_MESSAGE: usize = 300;
-
-/// An error frame in the seed's envelope fields (`message` cut to [`MAX_ERROR_MESSAGE`]).
-pub fn error_frame(id: Option<&str>, code: &str, status: u16, message: &str) -> String {
-    let message = truncate(message, MAX_ERROR_MESSAGE);
-    json!({"type": "error", "id": id, "error": {"code": code, "message": message, "status": status}})
-        .to_string()
-}
-
-/// `s` cut to at most `max` bytes at a character boundary, with "…" when cut.
-pub fn truncate(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
-    if s.len() <= max {
-        return s.into();
-    }
-    let mut end = max.saturating_sub('…'.len_utf8());
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end]).into()
-}
-
-fn query_error_frame(id: &str, e: &QueryError) -> String {
-    match e {
-        QueryError::Invalid(m) => error_frame(Some(id), "VALIDATION_ERROR", 400, m),
-        QueryError::Engine(_) => error_frame(
-            Some(id),
-            "UNAVAILABLE",
-            503,
-            "Leaderboard temporarily unavailable; resubscribe",
-        ),
-        other => error_frame(Some(id), "NOT_FOUND", 404, &other.to_string()),
-    }
-}
-
 /// Copy one subscription's frames into the outbound queue until it ends.
 async fn forward(args: Arc<SessionArgs>, id: String, board: String, key: ViewKey) {
     let mut rx: broadcast::Receiver<Arc<Published>>;
@@ -261,7 +202,7 @@ async fn forward(args: Arc<SessionArgs>, id: String, board: String, key: ViewKey
                     new_rx
                 }
                 Err(e) => {
-                    permit.send(query_error_frame(&id, &e));
+                    permit.send(query_error_frame(&id, e));
                     return;
                 }
             }
@@ -300,17 +241,35 @@ async fn forward(args: Arc<SessionArgs>, id: String, board: String, key: ViewKey
     }
 }
 
-/// The edge's handle on a session (keeps `ractor` out of `src/`).
+/// The connection's handle on its session actor.
 #[derive(Clone)]
-pub struct SessionHandle(ActorRef<SessionMsg>);
+pub struct SessionHandle {
+    actor: ActorRef<SessionMsg>,
+    out: mpsc::Sender<String>,
+}
 
 impl SessionHandle {
-    /// Start a session actor.
-    pub async fn start(args: SessionArgs) -> Result<SessionHandle, String> {
-        Actor::spawn(None, SessionActor, args)
-            .await
-            .map(|(a, _)| SessionHandle(a))
-            .map_err(|e| e.to_string())
+    /// Start a session actor and its bounded outbound queue: the handle, and the queue's
+    /// receiving end for the connection's writer.
+    pub async fn start(
+        config: SessionConfig,
+    ) -> Result<(SessionHandle, mpsc::Receiver<String>), ractor::SpawnErr> {
+        let (out, frames) = mpsc::channel(config.queue);
+        let args = SessionArgs {
+            tenant: config.tenant,
+            engine: config.engine,
+            out: out.clone(),
+            close: config.close,
+            stall_timeout: config.stall_timeout,
+            max_subscriptions: config.max_subscriptions,
+        };
+        let (actor, _) = Actor::spawn(None, SessionActor, args).await?;
+        Ok((SessionHandle { actor, out }, frames))
+    }
+
+    /// The outbound queue, for the connection's own frames (acks, pongs, errors).
+    pub fn outbound(&self) -> mpsc::Sender<String> {
+        self.out.clone()
     }
 
     /// Start (or replace) subscription `id`; refused beyond the connection's limit.
@@ -320,7 +279,7 @@ impl SessionHandle {
         board: String,
         key: ViewKey,
     ) -> Result<(), SubscribeError> {
-        self.0
+        self.actor
             .call(
                 |reply| SessionMsg::Subscribe {
                     id,
@@ -337,31 +296,19 @@ impl SessionHandle {
     }
 
     pub fn unsubscribe(&self, id: String) {
-        let _ = self.0.cast(SessionMsg::Unsubscribe { id });
+        let _ = self.actor.cast(SessionMsg::Unsubscribe { id });
     }
 
-    pub fn stop(&self) {
-        self.0.stop(None);
+    /// Stop the session; with the handle its hold on the outbound queue goes, so the writer
+    /// ends once the connection's own senders are gone too.
+    pub fn stop(self) {
+        self.actor.stop(None);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn error_messages_are_cut_at_a_char_boundary() {
-        assert_eq!(truncate("short", 10), "short");
-        let long = "é".repeat(400);
-        let cut = truncate(&long, MAX_ERROR_MESSAGE);
-        assert!(
-            cut.len() <= MAX_ERROR_MESSAGE && cut.ends_with('…'),
-            "{}",
-            cut.len()
-        );
-        let frame = error_frame(Some("x"), "VALIDATION_ERROR", 400, &"u".repeat(900_000));
-        assert!(frame.len() < MAX_ERROR_MESSAGE + 200, "{}", frame.len());
-    }
 
     #[test]
     fn the_first_closing_reason_wins() {

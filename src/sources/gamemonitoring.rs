@@ -8,7 +8,7 @@
 //! rewards-ledger transaction (dedupe record + grant, or unclaimed record) → fsync → 204 → stream
 //! event `gamemonitoring.vote`.
 
-mod config;
+pub mod config;
 pub(crate) mod players;
 pub mod signature;
 pub mod vote;
@@ -28,10 +28,10 @@ use phoenix_actors::{Engine, Event};
 use serde_json::{json, Map, Value};
 
 pub use self::config::{GmConfig, RewardRule};
-use crate::config::TenantStatus;
 use crate::error::ApiError;
 use crate::gateway::utf8_body;
-use crate::server::AppState;
+use crate::state::AppState;
+use crate::types::TenantStatus;
 
 /// The event type that grants rewards.
 pub const VOTE: &str = "server.vote";
@@ -52,7 +52,7 @@ fn count_delivery(outcome: &'static str) {
 }
 
 /// `POST /v1/webhooks/gamemonitoring/{tenant_id}` → 204, or an error envelope.
-#[utoipa::path(post, path = "/v1/webhooks/gamemonitoring/{tenant_id}", tag = "gamemonitoring", params(("tenant_id" = String, Path, description = "Tenant id")), request_body = crate::openapi::schemas::GmWebhook, responses((status = 204, description = "Handled (granted, duplicate, test or ignored)"), crate::openapi::NotFound, crate::openapi::TenantErrors))]
+#[utoipa::path(post, path = "/v1/webhooks/gamemonitoring/{tenant_id}", tag = "gamemonitoring", params(("tenant_id" = String, Path, description = "Tenant id")), request_body = crate::openapi::schemas::GmWebhook, responses((status = 204, description = "Handled (granted, duplicate, test or ignored)"), crate::openapi::schemas::NotFound, crate::openapi::schemas::TenantErrors))]
 pub async fn webhook(
     State(app): State<AppState>,
     Path(tenant): Path<String>,
@@ -94,9 +94,7 @@ async fn handle(
         return Err(ApiError::Unauthorized("Invalid webhook signature".into()));
     }
     if app.tenants.get(tenant).map(|t| t.status) == Some(TenantStatus::Suspended) {
-        return Err(ApiError::Forbidden(
-            "Tenant is inactive/suspended. Contact Phoenix support.".into(),
-        ));
+        return Err(ApiError::Forbidden(crate::tenants::SUSPENDED.into()));
     }
     if data.get("is_test") == Some(&Value::Bool(true)) {
         return Ok("test");

@@ -1,10 +1,7 @@
 //! Tenant-signed player calls: link a nickname (`PUT /v1/players/{user_id}`, which also
 //! grants the nickname's unclaimed votes), read a wallet, list webhook deliveries.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, Uri};
 use axum::Json;
 use chrono::{TimeZone, Utc};
 use phoenix_actors::rewards::{Delivery, Grant};
@@ -13,8 +10,9 @@ use serde_json::{json, Value};
 
 use super::{blocking, emit, open_store};
 use crate::error::ApiError;
-use crate::gateway::{parse_json, utf8_body};
-use crate::server::AppState;
+use crate::extract::{Readable, SignedBody, SignedTenant, Writable};
+use crate::gateway::parse_json;
+use crate::state::AppState;
 
 /// Longest user id (it becomes a stream event's `actor.user_id`).
 const MAX_USER_ID: usize = 256;
@@ -70,18 +68,13 @@ fn gm_of<'a>(app: &'a AppState, tenant: &str) -> Result<&'a super::GmConfig, Api
 
 /// `PUT /v1/players/{user_id}` `{"nickname": "…"}` → 200 `{"user_id", "nickname",
 /// "balance", "claimed": [grants made now]}`.
-#[utoipa::path(put, path = "/v1/players/{user_id}", tag = "gamemonitoring", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), params(("user_id" = String, Path, description = "Player")), request_body = crate::openapi::schemas::LinkRequest, responses((status = 200, description = "Linked; grants for earlier votes are made now", body = crate::openapi::schemas::LinkAnswer), crate::openapi::NotFound, crate::openapi::TenantErrors))]
+#[utoipa::path(put, path = "/v1/players/{user_id}", tag = "gamemonitoring", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), params(("user_id" = String, Path, description = "Player")), request_body = crate::openapi::schemas::LinkRequest, responses((status = 200, description = "Linked; grants for earlier votes are made now", body = crate::openapi::schemas::LinkAnswer), crate::openapi::schemas::NotFound, crate::openapi::schemas::TenantErrors))]
 pub async fn link(
     State(app): State<AppState>,
     Path(user_id): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    Writable(engine): Writable,
+    SignedBody { tenant, body, .. }: SignedBody,
 ) -> Result<Json<Value>, ApiError> {
-    let body = utf8_body(body)?;
-    let tenant = app
-        .tenants
-        .authenticate(&headers, "PUT", uri.path(), &body)?;
     let gm = gm_of(&app, &tenant)?;
     check_user(&user_id)?;
     let nickname = match parse_json(&body)?.get("nickname") {
@@ -94,8 +87,7 @@ pub async fn link(
             )))
         }
     };
-    let engine = &app.require_engine()?;
-    let store = open_store(engine, &tenant)?;
+    let store = open_store(&engine, &tenant)?;
     let now_ms = Utc::now().timestamp_millis();
     let claimed = {
         let (store, user, nick) = (store.clone(), user_id.clone(), nickname.clone());
@@ -104,7 +96,7 @@ pub async fn link(
     engine.persist().await?;
     for g in &claimed {
         metrics::counter!("phoenix_gm_grants_total", "via" => "link").increment(1);
-        emit(engine, &store, &tenant, gm, g).await;
+        emit(&engine, &store, &tenant, gm, g).await;
     }
     let balance = store
         .wallet(&user_id)
@@ -119,19 +111,16 @@ pub async fn link(
 
 /// `GET /v1/players/{user_id}/wallet` → `{"user_id", "nicknames", "balance", "grants"}`;
 /// 404 for a user never linked and never granted.
-#[utoipa::path(get, path = "/v1/players/{user_id}/wallet", tag = "gamemonitoring", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), params(("user_id" = String, Path, description = "Player")), responses((status = 200, description = "Balance and grants", body = crate::openapi::schemas::Wallet), crate::openapi::NotFound, crate::openapi::TenantErrors))]
+#[utoipa::path(get, path = "/v1/players/{user_id}/wallet", tag = "gamemonitoring", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), params(("user_id" = String, Path, description = "Player")), responses((status = 200, description = "Balance and grants", body = crate::openapi::schemas::Wallet), crate::openapi::schemas::NotFound, crate::openapi::schemas::TenantErrors))]
 pub async fn wallet(
-    State(app): State<AppState>,
     Path(user_id): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
+    SignedTenant(tenant): SignedTenant,
+    Readable(engine): Readable,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = app.tenants.authenticate(&headers, "GET", uri.path(), b"")?;
     // No `gm_of` check: leaderboard rewards (SPEC §12) credit the same wallet for tenants
     // without vote rewards.
     check_user(&user_id)?;
-    let engine = &app.read_engine()?;
-    let w = open_store(engine, &tenant)?
+    let w = open_store(&engine, &tenant)?
         .wallet(&user_id)
         .map_err(super::internal)?
         .ok_or_else(|| ApiError::NotFound("No such player".into()))?;
@@ -153,23 +142,15 @@ pub struct DeliveryQuery {
 
 /// `GET /v1/gamemonitoring/deliveries?limit=&after_type=&after_id=` → the recorded webhook
 /// deliveries (the dedupe records) in key order, `{"deliveries": […]}`.
-#[utoipa::path(get, path = "/v1/gamemonitoring/deliveries", tag = "gamemonitoring", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), params(DeliveryQuery), responses((status = 200, description = "Recorded webhook deliveries in key order", body = crate::openapi::schemas::Deliveries), crate::openapi::NotFound, crate::openapi::TenantErrors))]
+#[utoipa::path(get, path = "/v1/gamemonitoring/deliveries", tag = "gamemonitoring", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), params(DeliveryQuery), responses((status = 200, description = "Recorded webhook deliveries in key order", body = crate::openapi::schemas::Deliveries), crate::openapi::schemas::NotFound, crate::openapi::schemas::TenantErrors))]
 pub async fn deliveries(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    SignedTenant(tenant): SignedTenant,
     query: Result<Query<DeliveryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = app
-        .tenants
-        .authenticate(&headers, "GET", "/v1/gamemonitoring/deliveries", b"")?;
     gm_of(&app, &tenant)?;
     let Query(q) = query.map_err(|e| ApiError::Validation(e.body_text()))?;
-    let limit = q.limit.unwrap_or(100);
-    if limit == 0 || limit > 1000 {
-        return Err(ApiError::Validation(
-            "limit must be between 1 and 1000".into(),
-        ));
-    }
+    let limit = crate::gateway::log_limit(q.limit)?;
     let after = match (&q.after_type, &q.after_id) {
         (Some(t), Some(id)) => Some((t.as_str(), id.as_str())),
         (None, None) => None,

@@ -2,11 +2,9 @@
 //! `signature`, sorted byte-wise, `key=value` joined by `&`, HMAC-SHA256 hex keyed with the
 //! webhook token, compared in constant time.
 
-use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
-use sha2::Sha256;
 
-type HmacSha256 = Hmac<Sha256>;
+use crate::auth::{hmac_hex, hmac_matches};
 
 /// How PHP's `(string)` renders a decoded JSON value, with the seed's one special case:
 /// `is_test` is `"true"` only when it is the JSON boolean `true`, else `"false"`.
@@ -40,15 +38,9 @@ pub fn signing_string(body: &Map<String, Value>) -> String {
         .join("&")
 }
 
-fn mac(token: &[u8], body: &Map<String, Value>) -> HmacSha256 {
-    let mut m = HmacSha256::new_from_slice(token).expect("HMAC takes any key length");
-    m.update(signing_string(body).as_bytes());
-    m
-}
-
 /// The hex signature GAMEMONITORING would send for `body` (tests and examples use it).
 pub fn sign(token: &[u8], body: &Map<String, Value>) -> String {
-    hex::encode(mac(token, body).finalize().into_bytes())
+    hmac_hex(token, &[signing_string(body).as_bytes()])
 }
 
 /// Whether `body["signature"]` is the right signature, checked in constant time.
@@ -56,10 +48,7 @@ pub fn verify(token: &[u8], body: &Map<String, Value>) -> bool {
     let Some(Value::String(presented)) = body.get("signature") else {
         return false;
     };
-    let Ok(tag) = hex::decode(presented.trim()) else {
-        return false;
-    };
-    mac(token, body).verify_slice(&tag).is_ok()
+    hmac_matches(token, &[signing_string(body).as_bytes()], presented.trim())
 }
 
 #[cfg(test)]

@@ -444,7 +444,34 @@ fn is_timestamp(s: &str) -> bool {
     chrono::DateTime::parse_from_rfc3339(s).is_ok_and(|t| t.offset().local_minus_utc() == 0)
 }
 
-fn check_kind(kind: Kind, v: &Value) -> Result<(), String> {
+/// A value that is not of its field's kind; the text says what the field must hold.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{}", .0.expected())]
+pub struct WrongKind(pub Kind);
+
+/// Why a payload's `data` does not fit its type (the text is the 400's message).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SchemaError {
+    #[error("data.{field} is required for type #{number}")]
+    Required { field: &'static str, number: u8 },
+    #[error("data.{field}: {source}")]
+    Field {
+        field: &'static str,
+        source: WrongKind,
+    },
+    #[error("data.{0}: required when item_segment is \"UGC\"")]
+    UgcNeeds(&'static str),
+    #[error("data.{0}: must be \"\" when item_segment is \"INGAME\"")]
+    IngameForbids(&'static str),
+    #[error("data.virtual_currency_label: must not be empty")]
+    NoCurrencyLabel,
+    #[error("data.virtual_currency_ex_rate: must be greater than 0")]
+    BadExchangeRate,
+    #[error("data.shard_id: 0 means unused and cannot be created")]
+    ShardZero,
+}
+
+fn check_kind(kind: Kind, v: &Value) -> Result<(), WrongKind> {
     let ok = match kind {
         Str => v.is_string(),
         Text200 => v.as_str().is_some_and(|s| s.chars().count() <= 200),
@@ -468,42 +495,53 @@ fn check_kind(kind: Kind, v: &Value) -> Result<(), String> {
             .is_some_and(|s| s.len() == 2 && s.bytes().all(|b| b.is_ascii_uppercase())),
     };
     if ok {
-        return Ok(());
+        Ok(())
+    } else {
+        Err(WrongKind(kind))
     }
-    Err(match kind {
-        Str => "must be a string".into(),
-        Text200 => "must be a string of at most 200 characters".into(),
-        Num => "must be a number (0 when unused)".into(),
-        Uint18 => "must be an unsigned whole number of at most 18 digits".into(),
-        Enum(options) => format!(
-            "must be one of {}",
-            options
-                .iter()
-                .map(|o| format!("{o:?}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        IntEnum(options) => format!("must be one of {options:?}"),
-        Timestamp => "must be an ISO-8601 UTC timestamp (YYYY-MM-DDTHH:mm:ss.sssZ)".into(),
-        NumOrStr => "must be a number or a string".into(),
-        Lang => "must be a language code like \"en-US\" or \"fr\"".into(),
-        Country => "must be an ISO-3166 alpha-2 country code like \"US\"".into(),
-    })
+}
+
+impl Kind {
+    /// What a value of this kind must be, as a 400 says it.
+    fn expected(&self) -> String {
+        match *self {
+            Str => "must be a string".into(),
+            Text200 => "must be a string of at most 200 characters".into(),
+            Num => "must be a number (0 when unused)".into(),
+            Uint18 => "must be an unsigned whole number of at most 18 digits".into(),
+            Enum(options) => format!(
+                "must be one of {}",
+                options
+                    .iter()
+                    .map(|o| format!("{o:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            IntEnum(options) => format!("must be one of {options:?}"),
+            Timestamp => "must be an ISO-8601 UTC timestamp (YYYY-MM-DDTHH:mm:ss.sssZ)".into(),
+            NumOrStr => "must be a number or a string".into(),
+            Lang => "must be a language code like \"en-US\" or \"fr\"".into(),
+            Country => "must be an ISO-3166 alpha-2 country code like \"US\"".into(),
+        }
+    }
 }
 
 /// Check `data` against its type: every field named, type-checked, enumerations, limits,
 /// and the item_segment rule. Unknown extra fields are kept (they become attrs).
-pub fn check(t: &EventType, data: &Map<String, Value>) -> Result<(), String> {
+pub fn check(t: &EventType, data: &Map<String, Value>) -> Result<(), SchemaError> {
     for f in t.fields {
         match data.get(f.name) {
             None | Some(Value::Null) if f.required => {
-                return Err(format!(
-                    "data.{} is required for type #{}",
-                    f.name, t.number
-                ))
+                return Err(SchemaError::Required {
+                    field: f.name,
+                    number: t.number,
+                })
             }
             None | Some(Value::Null) => {}
-            Some(v) => check_kind(f.kind, v).map_err(|e| format!("data.{}: {e}", f.name))?,
+            Some(v) => check_kind(f.kind, v).map_err(|source| SchemaError::Field {
+                field: f.name,
+                source,
+            })?,
         }
     }
     if t.loader == Loader::ItemCreate {
@@ -514,12 +552,10 @@ pub fn check(t: &EventType, data: &Map<String, Value>) -> Result<(), String> {
                 .and_then(Value::as_str)
                 .is_none_or(str::is_empty);
             if ugc && empty {
-                return Err(format!("data.{k}: required when item_segment is \"UGC\""));
+                return Err(SchemaError::UgcNeeds(k));
             }
             if !ugc && !empty {
-                return Err(format!(
-                    "data.{k}: must be \"\" when item_segment is \"INGAME\""
-                ));
+                return Err(SchemaError::IngameForbids(k));
             }
         }
     }
@@ -529,19 +565,19 @@ pub fn check(t: &EventType, data: &Map<String, Value>) -> Result<(), String> {
             .and_then(Value::as_str)
             .is_none_or(str::is_empty)
         {
-            return Err("data.virtual_currency_label: must not be empty".into());
+            return Err(SchemaError::NoCurrencyLabel);
         }
         if data
             .get("virtual_currency_ex_rate")
             .and_then(Value::as_f64)
             .is_none_or(|r| r <= 0.0)
         {
-            return Err("data.virtual_currency_ex_rate: must be greater than 0".into());
+            return Err(SchemaError::BadExchangeRate);
         }
     }
     if t.loader == Loader::ShardCreate && data.get("shard_id").and_then(Value::as_f64) == Some(0.0)
     {
-        return Err("data.shard_id: 0 means unused and cannot be created".into());
+        return Err(SchemaError::ShardZero);
     }
     Ok(())
 }

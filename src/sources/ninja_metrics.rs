@@ -2,6 +2,7 @@
 //! to a tenant by `client_id` + `app_id`; every accepted event also enters the tenant's
 //! stream as a Phoenix event (`nm.<type name>`), so leaderboards can rank it.
 
+pub mod config;
 pub mod dims;
 pub mod schema;
 
@@ -11,9 +12,9 @@ use std::sync::{Arc, Mutex};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use chrono::Utc;
 use phoenix_actors::{Engine, Event, Outcome};
 use serde::Deserialize;
@@ -21,23 +22,14 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::auth::constant_time_eq;
-use crate::config::{Secret, TenantStatus};
 use crate::error::ApiError;
+use crate::extract::{Readable, SignedTenant};
 use crate::gateway::{parse_json, utf8_body};
-use crate::server::AppState;
+use crate::state::AppState;
+use crate::types::TenantStatus;
+pub use config::NmConfig;
 use dims::{Dims, RefError};
 use phoenix_actors::stores::StoreError;
-
-/// `[tenants.ninja_metrics]`: which Ninja Metrics app maps to this tenant.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NmConfig {
-    pub client_id: String,
-    pub app_id: String,
-    /// The app's access token; when set, `app_pwd` is required and compared in constant time.
-    #[serde(default)]
-    pub app_pwd: Option<Secret>,
-}
 
 /// Most payloads in one POST (a JSON array).
 pub const MAX_BATCH: usize = 100;
@@ -51,6 +43,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/ninja/clients", get(clients))
         .route("/v1/ninja/currencies/{label}", get(currency))
         .route("/v1/ninja/{kind}/{id}", get(dimension))
+        .layer(Extension(NinjaState::default()))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -66,18 +59,19 @@ pub struct EventQuery {
 /// check-references → update-dimensions → log sequence.
 type TenantNm = (Dims, Arc<tokio::sync::Mutex<()>>);
 
-/// Per-tenant Ninja Metrics locks, created on first use (held in `AppState`; the
-/// dimensions themselves are the engine's, so a reopened store is picked up).
+/// Per-tenant Ninja Metrics locks, created on first use (this source's own state: an
+/// `Extension` of its routes; the dimensions themselves are the engine's, so a reopened
+/// store is picked up).
 #[derive(Clone, Default)]
 pub struct NinjaState(Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>);
 
-fn tenant_state(app: &AppState, engine: &Engine, tenant: &str) -> Result<TenantNm, ApiError> {
+fn tenant_state(nm: &NinjaState, engine: &Engine, tenant: &str) -> Result<TenantNm, ApiError> {
     let dims = Dims::new(
         engine
             .dimensions(tenant)
             .map_err(|e| ApiError::Internal(e.to_string()))?,
     );
-    let mut map = app.ninja.0.lock().expect("ninja state");
+    let mut map = nm.0.lock().expect("ninja state");
     let lock = map.entry(tenant.to_owned()).or_default().clone();
     Ok((dims, lock))
 }
@@ -112,18 +106,17 @@ fn tenant_for(app: &AppState, q: &EventQuery) -> Result<String, ApiError> {
         .map(|x| x.status)
         .unwrap_or(TenantStatus::Suspended);
     if status == TenantStatus::Suspended {
-        return Err(ApiError::Forbidden(
-            "Tenant is inactive/suspended. Contact Phoenix support.".into(),
-        ));
+        return Err(ApiError::Forbidden(crate::tenants::SUSPENDED.into()));
     }
     Ok(t.id.clone())
 }
 
 /// `POST /event?client_id=&app_id=&api_client=[&app_pwd=]`: one payload (`{"timestamp",
 /// "data"}`) or a JSON array of up to 100.
-#[utoipa::path(post, path = "/event", operation_id = "ninja_ingest", tag = "ninja-metrics", params(EventQuery), request_body(content = Object, description = "One payload `{\"timestamp\", \"data\"}` or an array of up to 100 (seed 003)"), responses((status = 202, description = "Stored durably", body = crate::openapi::schemas::NinjaAck), (status = 415, description = "`UNSUPPORTED_MEDIA_TYPE`", body = crate::openapi::schemas::ErrorEnvelope), crate::openapi::TenantErrors))]
+#[utoipa::path(post, path = "/event", operation_id = "ninja_ingest", tag = "ninja-metrics", params(EventQuery), request_body(content = Object, description = "One payload `{\"timestamp\", \"data\"}` or an array of up to 100 (seed 003)"), responses((status = 202, description = "Stored durably", body = crate::openapi::schemas::NinjaAck), (status = 415, description = "`UNSUPPORTED_MEDIA_TYPE`", body = crate::openapi::schemas::ErrorEnvelope), crate::openapi::schemas::TenantErrors))]
 pub async fn ingest(
     State(app): State<AppState>,
+    Extension(nm): Extension<NinjaState>,
     headers: HeaderMap,
     query: Result<Query<EventQuery>, axum::extract::rejection::QueryRejection>,
     body: Result<Bytes, BytesRejection>,
@@ -141,8 +134,8 @@ pub async fn ingest(
     }
     let Query(q) = query.map_err(|e| ApiError::Validation(e.body_text()))?;
     let tenant = tenant_for(&app, &q)?;
-    let engine = app.require_engine()?.clone();
-    let (dims, lock) = tenant_state(&app, &engine, &tenant)?;
+    let engine = app.require_engine()?;
+    let (dims, lock) = tenant_state(&nm, &engine, &tenant)?;
     let user_agent = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
@@ -261,7 +254,7 @@ async fn process(
         return Err(invalid(format!("data.type: unknown type {number} (1-24 are defined; 25-46 are accepted as generic events)")));
     }
     if let Some(t) = t {
-        schema::check(t, data).map_err(invalid)?;
+        schema::check(t, data).map_err(|e| invalid(e.to_string()))?;
     }
     // Deterministic id: the same payload always maps to the same event.
     let digest = Sha256::digest(payload.to_string().as_bytes());
@@ -325,21 +318,15 @@ async fn process(
     })
 }
 
-fn tenant_dims(app: &AppState, headers: &HeaderMap, uri: &Uri) -> Result<Dims, ApiError> {
-    let tenant = app.tenants.authenticate(headers, "GET", uri.path(), b"")?;
-    let engine = &app.read_engine()?;
-    Ok(tenant_state(app, engine, &tenant)?.0)
-}
-
 /// `GET /v1/ninja/{accounts|characters|shards|items}/{id}` (tenant HMAC).
-#[utoipa::path(get, path = "/v1/ninja/{kind}/{id}", tag = "ninja-metrics", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), params(("kind" = String, Path, description = "`accounts`, `characters`, `shards` or `items`"), ("id" = String, Path, description = "Record id")), responses((status = 200, description = "The dimension record", body = crate::openapi::schemas::NinjaRecord), crate::openapi::NotFound, crate::openapi::TenantErrors))]
+#[utoipa::path(get, path = "/v1/ninja/{kind}/{id}", tag = "ninja-metrics", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), params(("kind" = String, Path, description = "`accounts`, `characters`, `shards` or `items`"), ("id" = String, Path, description = "Record id")), responses((status = 200, description = "The dimension record", body = crate::openapi::schemas::NinjaRecord), crate::openapi::schemas::NotFound, crate::openapi::schemas::TenantErrors))]
 pub async fn dimension(
-    State(app): State<AppState>,
     Path((kind, id)): Path<(String, String)>,
-    uri: Uri,
-    headers: HeaderMap,
+    Extension(nm): Extension<NinjaState>,
+    SignedTenant(tenant): SignedTenant,
+    Readable(engine): Readable,
 ) -> Result<Json<Value>, ApiError> {
-    let dims = tenant_dims(&app, &headers, &uri)?;
+    let (dims, _) = tenant_state(&nm, &engine, &tenant)?;
     if !["accounts", "characters", "shards", "items"].contains(&kind.as_str()) {
         return Err(ApiError::NotFound(format!(
             "no dimension {kind:?} (accounts, characters, shards, items, currencies)"
@@ -352,14 +339,14 @@ pub async fn dimension(
 }
 
 /// `GET /v1/ninja/currencies/{label}`: current rate and history (tenant HMAC).
-#[utoipa::path(get, path = "/v1/ninja/currencies/{label}", tag = "ninja-metrics", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), params(("label" = String, Path, description = "Virtual currency label")), responses((status = 200, description = "Current rate and history", body = crate::openapi::schemas::NinjaRecord), crate::openapi::NotFound, crate::openapi::TenantErrors))]
+#[utoipa::path(get, path = "/v1/ninja/currencies/{label}", tag = "ninja-metrics", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), params(("label" = String, Path, description = "Virtual currency label")), responses((status = 200, description = "Current rate and history", body = crate::openapi::schemas::NinjaRecord), crate::openapi::schemas::NotFound, crate::openapi::schemas::TenantErrors))]
 pub async fn currency(
-    State(app): State<AppState>,
     Path(label): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
+    Extension(nm): Extension<NinjaState>,
+    SignedTenant(tenant): SignedTenant,
+    Readable(engine): Readable,
 ) -> Result<Json<Value>, ApiError> {
-    let dims = tenant_dims(&app, &headers, &uri)?;
+    let (dims, _) = tenant_state(&nm, &engine, &tenant)?;
     dims.currency(&label)
         .map_err(internal)?
         .map(Json)
@@ -367,13 +354,13 @@ pub async fn currency(
 }
 
 /// `GET /v1/ninja/clients`: `api_client` and User-Agent values seen, with counts.
-#[utoipa::path(get, path = "/v1/ninja/clients", tag = "ninja-metrics", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), responses((status = 200, description = "`api_client` and User-Agent values seen, with counts", body = crate::openapi::schemas::NinjaClients), crate::openapi::TenantErrors))]
+#[utoipa::path(get, path = "/v1/ninja/clients", tag = "ninja-metrics", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), responses((status = 200, description = "`api_client` and User-Agent values seen, with counts", body = crate::openapi::schemas::NinjaClients), crate::openapi::schemas::TenantErrors))]
 pub async fn clients(
-    State(app): State<AppState>,
-    uri: Uri,
-    headers: HeaderMap,
+    Extension(nm): Extension<NinjaState>,
+    SignedTenant(tenant): SignedTenant,
+    Readable(engine): Readable,
 ) -> Result<Json<Value>, ApiError> {
-    let dims = tenant_dims(&app, &headers, &uri)?;
+    let (dims, _) = tenant_state(&nm, &engine, &tenant)?;
     Ok(Json(json!({"clients": dims.clients().map_err(internal)?})))
 }
 

@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use crate::config::Secret;
+use crate::types::Secret;
 use phoenix_actors::rewards::Reward;
 
 /// GAMEMONITORING vote rewards of one tenant.
@@ -98,10 +98,15 @@ impl RewardRule {
     }
 }
 
-impl TryFrom<RawGmConfig> for GmConfig {
-    type Error = String;
+/// Every problem of a `[tenants.gamemonitoring]` section, each with its field.
+#[derive(Debug, thiserror::Error)]
+#[error("gamemonitoring: {}", .0.join("; "))]
+pub struct GmConfigError(pub Vec<String>);
 
-    fn try_from(raw: RawGmConfig) -> Result<GmConfig, String> {
+impl TryFrom<RawGmConfig> for GmConfig {
+    type Error = GmConfigError;
+
+    fn try_from(raw: RawGmConfig) -> Result<GmConfig, GmConfigError> {
         let mut problems = Vec::new();
         if raw.webhook_token.expose().trim().len() < 8 {
             problems.push("webhook_token: must be at least 8 characters".to_owned());
@@ -141,7 +146,7 @@ impl TryFrom<RawGmConfig> for GmConfig {
             problems.push("rewards: at most one rule without server_id (the default)".into());
         }
         if !problems.is_empty() {
-            return Err(format!("gamemonitoring: {}", problems.join("; ")));
+            return Err(GmConfigError(problems));
         }
         Ok(GmConfig {
             webhook_token: raw.webhook_token,
@@ -264,8 +269,8 @@ mod tests {
 
     #[test]
     fn the_example_file_configures_demo() {
-        let c =
-            crate::config::Config::from_toml(include_str!("../../phoenix.example.toml")).unwrap();
+        let c = crate::config::Config::from_toml(include_str!("../../../phoenix.example.toml"))
+            .unwrap();
         c.validate().unwrap();
         let demo = c.tenants.iter().find(|t| t.id == "demo").unwrap();
         let gm = demo.gamemonitoring.as_ref().unwrap();
