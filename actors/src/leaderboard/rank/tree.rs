@@ -16,6 +16,21 @@ fn two_mut<T>(v: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
     }
 }
 
+/// Stores `node` in a freed slot of `arena` if there is one (its box is reused), else at the end.
+#[allow(clippy::vec_box, reason = "the arenas box their nodes, see `Tree`")]
+fn alloc<T>(arena: &mut Vec<Box<T>>, free: &mut Vec<u32>, node: T) -> u32 {
+    match free.pop() {
+        Some(id) => {
+            *arena[id as usize] = node;
+            id
+        }
+        None => {
+            arena.push(Box::new(node));
+            to_u32(arena.len() - 1)
+        }
+    }
+}
+
 /// The counted B+tree. Key comparison needs user names, so every operation borrows [`Users`].
 #[derive(Debug, Clone)]
 #[allow(
@@ -58,29 +73,11 @@ impl Tree {
     }
 
     pub(super) fn alloc_leaf(&mut self, leaf: Leaf) -> u32 {
-        match self.free_leaves.pop() {
-            Some(id) => {
-                *self.leaves[id as usize] = leaf;
-                id
-            }
-            None => {
-                self.leaves.push(Box::new(leaf));
-                to_u32(self.leaves.len() - 1)
-            }
-        }
+        alloc(&mut self.leaves, &mut self.free_leaves, leaf)
     }
 
     pub(super) fn alloc_inner(&mut self, inner: Inner) -> u32 {
-        match self.free_inners.pop() {
-            Some(id) => {
-                *self.inners[id as usize] = inner;
-                id
-            }
-            None => {
-                self.inners.push(Box::new(inner));
-                to_u32(self.inners.len() - 1)
-            }
-        }
+        alloc(&mut self.inners, &mut self.free_inners, inner)
     }
 
     /// Entries under `node` at `height`.
