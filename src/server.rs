@@ -212,7 +212,7 @@ async fn open_engine(config: &Config, tenants: &[String]) -> Result<Engine, Stri
         db,
         tenants,
         EngineConfig {
-            clock: phoenix_actors::leaderboard::actor::system_clock(),
+            clock: phoenix_actors::leaderboard::clock::system_clock(),
             dedupe_window: Duration::from_secs(config.dedupe_window_seconds),
             dedupe_capacity: config.dedupe_capacity,
             call_timeout: Duration::from_secs(10),

@@ -15,7 +15,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::engine::Engine;
-use crate::leaderboard::actor::QueryError;
+use crate::leaderboard::query::QueryError;
 use crate::leaderboard::views::{Published, ViewFrame, ViewKey};
 
 #[derive(Debug)]

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
 use crate::leaderboard::actor::{BoardArgs, LeaderboardActor, LeaderboardMsg};
-use crate::tenant::{TenantActor, TenantArgs, TenantMsg};
+use crate::tenant::{Routes, TenantActor, TenantArgs};
 use crate::throttle::LogThrottle;
 
 static FAILURE_LOG: LogThrottle = LogThrottle::new(20, Duration::from_secs(60));
@@ -91,8 +91,6 @@ struct Streak {
     started: Instant,
 }
 
-/// Where the edge finds each tenant's current actor (replaced on restart).
-pub type Routes = Arc<RwLock<HashMap<String, ActorRef<TenantMsg>>>>;
 /// Each board's current actor, by (tenant, board id).
 pub type BoardRoutes = Arc<RwLock<HashMap<(String, String), ActorRef<LeaderboardMsg>>>>;
 

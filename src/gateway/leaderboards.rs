@@ -9,8 +9,8 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::Json;
-use phoenix_actors::leaderboard::actor::{QueryError, WindowSel};
 use phoenix_actors::leaderboard::members::JoinOutcome;
+use phoenix_actors::leaderboard::query::{QueryError, WindowSel};
 use phoenix_actors::leaderboard::window::{Timeframe, WindowKey};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -179,8 +179,8 @@ fn view_of(
 ) -> Result<(Timeframe, WindowSel), ApiError> {
     let tf: Timeframe = timeframe
         .unwrap_or("all_time")
-        .parse()
-        .map_err(|e: String| ApiError::Validation(format!("timeframe: {e}")))?;
+        .parse::<Timeframe>()
+        .map_err(|e| ApiError::Validation(format!("timeframe: {e}")))?;
     let window = match window {
         None | Some("current") => WindowSel::Current,
         Some(k) => WindowSel::Key(
@@ -265,8 +265,8 @@ fn timeframe_of(q: &ViewQuery) -> Result<Timeframe, ApiError> {
     q.timeframe
         .as_deref()
         .ok_or_else(|| ApiError::Validation("timeframe: required".into()))?
-        .parse()
-        .map_err(|e: String| ApiError::Validation(format!("timeframe: {e}")))
+        .parse::<Timeframe>()
+        .map_err(|e| ApiError::Validation(format!("timeframe: {e}")))
 }
 
 /// `GET /v1/leaderboards/{id}/windows/{key}/results?timeframe=…` → the final standings

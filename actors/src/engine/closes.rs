@@ -3,8 +3,8 @@
 
 use super::Engine;
 use crate::error::EngineError;
-use crate::leaderboard::actor::QueryError;
 use crate::leaderboard::close::{CloseRecord, CloseStore};
+use crate::leaderboard::query::QueryError;
 use crate::leaderboard::window::{Timeframe, WindowKey};
 use crate::outbox::Outbox;
 

@@ -11,12 +11,13 @@ use serde_json::Value;
 use super::Engine;
 use crate::error::EngineError;
 use crate::event::Event;
-use crate::leaderboard::actor::{
-    BoardArgs, LeaderboardMsg, MemberStatus, QueryError, Standings, UserStanding, WindowInfo,
-    WindowSel,
-};
+use crate::leaderboard::actor::{BoardArgs, LeaderboardMsg};
+use crate::leaderboard::board_store::{BoardStore, SledBoardStore};
 use crate::leaderboard::definition::Definition;
 use crate::leaderboard::members::{Decision, JoinOutcome, MEMBER_JOINED, MEMBER_LEFT};
+use crate::leaderboard::query::{
+    MemberStatus, QueryError, Standings, UserStanding, WindowInfo, WindowSel,
+};
 use crate::leaderboard::window::Timeframe;
 use crate::supervisor::SupervisorMsg;
 use crate::tenant::Outcome;
@@ -105,8 +106,8 @@ impl Engine {
             let (k, _) = kv?;
             let key = String::from_utf8_lossy(&k);
             let id = &key[tenant.len() + 1..];
-            let meta = crate::leaderboard::actor::meta_tree(&self.inner.db, tenant, id)?;
-            min = min.min(crate::leaderboard::actor::checkpointed_seq(&meta)?);
+            let store = SledBoardStore::open(&self.inner.db, tenant, id)?;
+            min = min.min(store.checkpointed_seq()?);
         }
         Ok(min)
     }
@@ -221,8 +222,7 @@ impl Engine {
         let (t, i) = (tenant.to_owned(), id.to_owned());
         self.supervise(|r| SupervisorMsg::StopBoard(t, i, r))
             .await?;
-        crate::leaderboard::actor::meta_tree(&self.inner.db, tenant, id)?.clear()?;
-        crate::leaderboard::history::History::open(&self.inner.db, tenant, id)?.clear()?;
+        SledBoardStore::open(&self.inner.db, tenant, id)?.clear()?;
         self.persist().await?;
         Ok(true)
     }
@@ -303,7 +303,7 @@ impl Engine {
         tenant: &str,
         id: &str,
         key: crate::leaderboard::views::ViewKey,
-    ) -> Result<crate::leaderboard::actor::Subscription, QueryError> {
+    ) -> Result<crate::leaderboard::query::Subscription, QueryError> {
         self.ask(tenant, id, |reply| LeaderboardMsg::Subscribe { key, reply })
             .await?
     }
@@ -349,7 +349,7 @@ impl Engine {
         id: &str,
         after: Option<String>,
         limit: usize,
-    ) -> Result<crate::leaderboard::actor::MemberPage, QueryError> {
+    ) -> Result<crate::leaderboard::query::MemberPage, QueryError> {
         self.ask(tenant, id, |reply| LeaderboardMsg::Members {
             after,
             limit,

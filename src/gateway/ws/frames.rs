@@ -7,7 +7,7 @@ use chrono::Utc;
 use phoenix_actors::event::MAX_ID_LEN;
 use phoenix_actors::leaderboard::definition::valid_id;
 use phoenix_actors::leaderboard::views::{ViewKey, ViewKind};
-use phoenix_actors::leaderboard::window::{Timeframe, WindowKey};
+use phoenix_actors::leaderboard::window::{Timeframe, UnknownTimeframe, WindowKey};
 use phoenix_actors::session::{error_frame, SessionHandle, SubscribeError};
 use phoenix_actors::Engine;
 use serde::Deserialize;
@@ -51,7 +51,12 @@ fn view_key(s: &Subscribe) -> Result<ViewKey, String> {
     if !valid_id(&s.leaderboard) {
         return Err("leaderboard: must be 1-64 characters of A-Z a-z 0-9 - _ .".into());
     }
-    let tf: Timeframe = s.timeframe.as_deref().unwrap_or("all_time").parse()?;
+    let tf: Timeframe = s
+        .timeframe
+        .as_deref()
+        .unwrap_or("all_time")
+        .parse()
+        .map_err(|e: UnknownTimeframe| e.to_string())?;
     let window = match s.window.as_deref() {
         None | Some("current") => None,
         Some(k) => Some(WindowKey::parse(tf, k).map_err(|e| format!("window: {e}"))?),
