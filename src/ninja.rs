@@ -291,7 +291,7 @@ async fn process(
         "subject": {"type": "ninja_metrics", "id": format!("#{number}")},
         "occurred_at": timestamp, "attrs": attrs,
     });
-    let event = Event::from_json(event, tenant, Utc::now()).map_err(|e| invalid(e.0))?;
+    let event = Event::from_json(event, tenant, Utc::now()).map_err(|e| invalid(e.to_string()))?;
     if !replay {
         if let Some(t) = t {
             dims.apply(t, data, &timestamp, &event_id).map_err(fault)?;

@@ -43,7 +43,7 @@ fn member_event(
         "occurred_at": now.to_rfc3339(),
         "attrs": {"leaderboard": board},
     });
-    Event::from_json(json, tenant, now).map_err(|e| QueryError::Invalid(e.0))
+    Event::from_json(json, tenant, now).map_err(|e| QueryError::Invalid(e.to_string()))
 }
 
 fn def_key(tenant: &str, id: &str) -> Vec<u8> {
