@@ -140,7 +140,7 @@ impl From<EngineError> for ApiError {
             EngineError::Unavailable => {
                 ApiError::Unavailable("Persistence is unavailable; retry later".into())
             }
-            EngineError::ActorUnavailable(_) => {
+            EngineError::ActorUnavailable(_) | EngineError::ChildStart(_) => {
                 tracing::warn!(error = %e, "engine call failed");
                 ApiError::Unavailable("Ingestion is temporarily unavailable; retry later".into())
             }

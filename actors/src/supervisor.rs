@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
+use crate::error::EngineError;
 use crate::leaderboard::actor::{BoardArgs, LeaderboardActor, LeaderboardMsg};
 use crate::tenant::{Routes, TenantActor, TenantArgs};
 use crate::throttle::LogThrottle;
@@ -156,7 +157,7 @@ pub enum SupervisorMsg {
     /// Start a tenant actor (no-op if the tenant already runs).
     AddTenant(TenantArgs, RpcReplyPort<()>),
     /// Start (or replace) a board's actor.
-    StartBoard(BoardArgs, RpcReplyPort<Result<(), String>>),
+    StartBoard(BoardArgs, RpcReplyPort<Result<(), EngineError>>),
     /// Stop a board's actor and wait until it has stopped.
     StopBoard(String, String, RpcReplyPort<()>),
     /// A failed child's backoff is over (scheduled by the supervisor itself).
@@ -214,7 +215,7 @@ impl Actor for Supervisor {
                 state.streaks.remove(&key);
                 let result = spawn_board(&myself, state, args)
                     .await
-                    .map_err(|e| e.to_string());
+                    .map_err(|e| EngineError::ChildStart(Arc::new(e)));
                 let _ = reply.send(result);
             }
             SupervisorMsg::StopBoard(tenant, id, reply) => {

@@ -142,8 +142,7 @@ impl Engine {
                 Ok(def) => {
                     let args = self.board_args(tenant, Arc::new(def))?;
                     self.supervise(|r| SupervisorMsg::StartBoard(args, r))
-                        .await?
-                        .map_err(EngineError::ActorUnavailable)?;
+                        .await??;
                 }
                 Err(e) => {
                     tracing::error!(tenant, board = id, error = %e, "stored definition no longer valid; not started")
@@ -187,7 +186,7 @@ impl Engine {
         self.count_boards(tenant)?;
         self.supervise(|r| SupervisorMsg::StartBoard(args, r))
             .await?
-            .map_err(|e| QueryError::Engine(EngineError::ActorUnavailable(e)))?;
+            .map_err(QueryError::Engine)?;
         // Acknowledge only once the definition (and the new board's reset) is durable.
         self.persist().await?;
         Ok((canonical, created))

@@ -357,8 +357,11 @@ fn key(tf: Timeframe, w: WindowKey) -> Vec<u8> {
 
 const EPOCH: &[u8] = b"epoch";
 
-fn corrupt(e: impl std::fmt::Display) -> EngineError {
-    EngineError::Storage(format!("corrupt close record: {e}"))
+fn corrupt(e: serde_json::Error) -> EngineError {
+    EngineError::CorruptRecord {
+        what: "close record",
+        source: std::sync::Arc::new(e),
+    }
 }
 
 impl CloseStore {
@@ -366,8 +369,7 @@ impl CloseStore {
         Ok(CloseStore {
             tenant: tenant.to_owned(),
             closes: db.open_tree(format!("closes/{tenant}/{board}"))?,
-            rewards: RewardStore::open(db, tenant)
-                .map_err(|e| EngineError::Storage(e.to_string()))?,
+            rewards: RewardStore::open(db, tenant)?,
             outbox: Outbox::open(db)?,
         })
     }
@@ -529,7 +531,7 @@ impl CloseStore {
             },
         );
         result.map_err(|e| match e {
-            TransactionError::Abort(e) => EngineError::Storage(e.to_string()),
+            TransactionError::Abort(e) => e.into(),
             TransactionError::Storage(e) => e.into(),
         })
     }
