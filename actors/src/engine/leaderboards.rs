@@ -160,7 +160,8 @@ impl Engine {
         id: &str,
         json: &Value,
     ) -> Result<(Value, bool), QueryError> {
-        let def = Definition::from_json(id, json).map_err(|e| QueryError::Invalid(e.0))?;
+        let def =
+            Definition::from_json(id, json).map_err(|e| QueryError::Invalid(e.to_string()))?;
         let canonical = def.to_json();
         let bytes = canonical.to_string();
         let defs = self.defs()?;
