@@ -656,13 +656,19 @@ mod tests {
         }
     }
 
-    /// A close credits every grant and enqueues one delivery; closing again changes nothing.
-    #[test]
-    fn close_is_exactly_once() {
+    /// A temporary db, board `b`'s close store in it, and the hourly window 2025-11-18T12.
+    fn hourly_store() -> (sled::Db, CloseStore, Timeframe, WindowKey) {
         let db = sled::Config::new().temporary(true).open().unwrap();
         let s = CloseStore::open(&db, "t", "b").unwrap();
         let tf = Timeframe::Hourly;
         let w = WindowKey::parse(tf, "2025-11-18T12").unwrap();
+        (db, s, tf, w)
+    }
+
+    /// A close credits every grant and enqueues one delivery; closing again changes nothing.
+    #[test]
+    fn close_is_exactly_once() {
+        let (db, s, tf, w) = hourly_store();
         assert!(matches!(
             s.close(tf, w, record(true), 10).unwrap(),
             Closed::New {
@@ -710,10 +716,7 @@ mod tests {
 
     #[test]
     fn unrewarded_close_and_full_outbox() {
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        let s = CloseStore::open(&db, "t", "b").unwrap();
-        let tf = Timeframe::Hourly;
-        let w = WindowKey::parse(tf, "2025-11-18T12").unwrap();
+        let (db, s, tf, w) = hourly_store();
         s.close(tf, w, record(false), 10).unwrap();
         let rewards = RewardStore::open(&db, "t").unwrap();
         assert!(rewards.wallet("u1").unwrap().is_none());

@@ -377,26 +377,29 @@ impl Parser {
     }
 
     fn expr(&mut self, nesting: usize) -> Result<Parsed, ExprError> {
-        let (mut lhs, mut depth) = self.term(nesting)?;
-        while let Tok::Op(c @ ('+' | '-')) = self.peek().kind {
-            let pos = self.bump().pos;
-            let (rhs, rd) = self.term(nesting)?;
-            depth = depth.max(rd) + 1;
-            Self::check_depth(depth, pos)?;
-            let op = if c == '+' { BinOp::Add } else { BinOp::Sub };
-            lhs = Node::Bin(op, Box::new(lhs), Box::new(rhs));
-        }
-        Ok((lhs, depth))
+        self.chain(nesting, [('+', BinOp::Add), ('-', BinOp::Sub)], Self::term)
     }
 
     fn term(&mut self, nesting: usize) -> Result<Parsed, ExprError> {
-        let (mut lhs, mut depth) = self.unary(nesting)?;
-        while let Tok::Op(c @ ('*' | '/')) = self.peek().kind {
+        self.chain(nesting, [('*', BinOp::Mul), ('/', BinOp::Div)], Self::unary)
+    }
+
+    /// A left-associative chain of `operand`s joined by the operators of one precedence level.
+    fn chain(
+        &mut self,
+        nesting: usize,
+        ops: [(char, BinOp); 2],
+        operand: fn(&mut Self, usize) -> Result<Parsed, ExprError>,
+    ) -> Result<Parsed, ExprError> {
+        let (mut lhs, mut depth) = operand(self, nesting)?;
+        while let Tok::Op(c) = self.peek().kind {
+            let Some(&(_, op)) = ops.iter().find(|(o, _)| *o == c) else {
+                break;
+            };
             let pos = self.bump().pos;
-            let (rhs, rd) = self.unary(nesting)?;
+            let (rhs, rd) = operand(self, nesting)?;
             depth = depth.max(rd) + 1;
             Self::check_depth(depth, pos)?;
-            let op = if c == '*' { BinOp::Mul } else { BinOp::Div };
             lhs = Node::Bin(op, Box::new(lhs), Box::new(rhs));
         }
         Ok((lhs, depth))

@@ -281,13 +281,8 @@ impl Calendar {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::leaderboard::window::tests::t;
     use proptest::prelude::*;
-
-    fn t(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s)
-            .expect(s)
-            .with_timezone(&Utc)
-    }
 
     fn cal(tz: &str, schedules: Value) -> Calendar {
         let tz: Tz = tz.parse().unwrap();

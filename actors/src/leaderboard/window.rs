@@ -447,11 +447,12 @@ impl Serialize for WindowKey {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn t(s: &str) -> DateTime<Utc> {
+    /// An RFC 3339 time (test input).
+    pub(in crate::leaderboard) fn t(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s)
             .expect(s)
             .with_timezone(&Utc)

@@ -100,24 +100,21 @@ pub(super) fn user_standing(
 ) -> Result<UserStanding, QueryError> {
     let window = resolve(state, tf, sel)?;
     let none = || QueryError::NoUser(user.to_owned(), window.to_string());
-    if let Some(w) = state.board.window(tf, window) {
-        let (rank, score, _) = w.ranks.get(user).ok_or_else(none)?;
-        let entries = w.ranks.around(user, around).unwrap_or_default();
-        let total = w.ranks.len();
-        return Ok(UserStanding {
-            window,
-            rank,
-            score,
-            total,
-            percentile: percentile(rank, total),
-            entries,
-        });
-    }
-    let (rank, score, entries) = state
-        .store
-        .window_around(tf, window, user, around)?
-        .ok_or_else(none)?;
-    let total = state.store.window_total(tf, window)?.unwrap_or(0);
+    let (rank, score, entries, total) = match state.board.window(tf, window) {
+        Some(w) => {
+            let (rank, score, _) = w.ranks.get(user).ok_or_else(none)?;
+            let entries = w.ranks.around(user, around).unwrap_or_default();
+            (rank, score, entries, w.ranks.len())
+        }
+        None => {
+            let (rank, score, entries) = state
+                .store
+                .window_around(tf, window, user, around)?
+                .ok_or_else(none)?;
+            let total = state.store.window_total(tf, window)?.unwrap_or(0);
+            (rank, score, entries, total)
+        }
+    };
     Ok(UserStanding {
         window,
         rank,
