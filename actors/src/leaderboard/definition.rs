@@ -6,10 +6,13 @@ use std::borrow::Cow;
 use serde_json::{json, Value};
 use thiserror::Error;
 
+use super::close::RewardsError;
 use super::expr::{Expr, ExprError};
-use super::matcher::{event_type_matches, validate_event_type_pattern, Conditions};
+use super::matcher::{
+    event_type_matches, validate_event_type_pattern, ConditionError, Conditions, PatternError,
+};
 use super::rank::{SortOrder, Ties, UnknownName};
-use super::schedule::{Calendar, Schedule, MAX_SCHEDULES};
+use super::schedule::{Calendar, Schedule, ScheduleError, MAX_SCHEDULES};
 use super::window::Timeframe;
 
 /// Most rules in one definition.
@@ -148,7 +151,7 @@ pub struct Definition {
 }
 
 /// Why a definition was refused, one variant per cause; every message names the field path.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum DefinitionError {
     #[error("id: {0:?} must be 1-64 characters of A-Z a-z 0-9 - _ .")]
     BadId(String),
@@ -189,17 +192,21 @@ pub enum DefinitionError {
     #[error("schedules[{index}].id: {id:?} is listed twice")]
     DuplicateSchedule { index: usize, id: String },
     /// A schedule is refused (the message names its path).
-    #[error("{0}")]
-    Schedule(String),
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
     /// `scope` or a rule's `conditions` is refused (the message names its path).
-    #[error("{0}")]
-    Conditions(String),
+    #[error(transparent)]
+    Conditions(#[from] ConditionError),
     /// `rewards` is refused (the message names its path).
-    #[error("{0}")]
-    Rewards(String),
+    #[error(transparent)]
+    Rewards(#[from] RewardsError),
     /// A rule's `event_type` pattern is refused.
     #[error("{path}: {reason}")]
-    EventType { path: String, reason: String },
+    EventType {
+        path: String,
+        #[source]
+        reason: PatternError,
+    },
     /// A rule's `points_expression` does not parse.
     #[error("{path}: {source}")]
     Expr {
