@@ -1,5 +1,6 @@
 //! Leaderboards: definitions, scoring, event-time windows, the rank index, board state, the
-//! frozen-window history, and the `LeaderboardActor` that consumes a tenant's log.
+//! board store (checkpoint and frozen-window history), the query results, and the
+//! `LeaderboardActor` that consumes a tenant's log.
 
 pub mod actor;
 pub mod board_store;
