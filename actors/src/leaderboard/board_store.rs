@@ -25,8 +25,9 @@ use crate::error::EngineError;
 /// without a checkpoint clears its history.
 ///
 /// **Durable when.** Writes become durable in the order they were made, at the store's next
-/// flush (for sled, the shared `Db`'s flush, which the committer performs every round). A
-/// checkpoint that is lost is harmless: the board replays the log from the one before.
+/// flush: for sled, the shared `Db`'s flush that the committer makes before it acknowledges
+/// a round (`EventLog::sync`), or `Engine::persist`. A checkpoint that is lost is harmless:
+/// the board replays the log from the one before.
 pub trait BoardStore: Send + Sync {
     /// Replaces the checkpoint with `state` ([`crate::leaderboard::state::BoardState::encode`])
     /// taken under `definition` (the definition's canonical JSON).

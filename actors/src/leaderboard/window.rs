@@ -189,7 +189,7 @@ impl Timeframe {
     }
 
     /// Appends the byte form used in checkpoint and history keys: a built-in is its
-    /// [`builtin_byte`](Self::builtin_byte) (one byte, as before schedules existed); a schedule
+    /// `builtin_byte` (one byte, as before schedules existed); a schedule
     /// is `0xFF`, the id length and the id.
     pub fn encode(&self, out: &mut Vec<u8>) {
         match (self, self.builtin_byte()) {
