@@ -4,7 +4,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use phoenix_actors::leaderboard::actor::QueryError;
+use phoenix_actors::leaderboard::query::QueryError;
 use phoenix_actors::EngineError;
 use serde_json::json;
 
@@ -141,7 +141,7 @@ impl From<EngineError> for ApiError {
             EngineError::Unavailable => {
                 ApiError::Unavailable("Persistence is unavailable; retry later".into())
             }
-            EngineError::ActorUnavailable(_) => {
+            EngineError::ActorUnavailable(_) | EngineError::ChildStart(_) => {
                 tracing::warn!(error = %e, "engine call failed");
                 ApiError::Unavailable("Ingestion is temporarily unavailable; retry later".into())
             }

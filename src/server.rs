@@ -150,7 +150,7 @@ pub enum OpenError {
         tenant: String,
         id: String,
         #[source]
-        source: phoenix_actors::leaderboard::actor::QueryError,
+        source: phoenix_actors::leaderboard::query::QueryError,
     },
     #[error("could not restore tenants changed through the admin API")]
     Restore(#[from] crate::admin::RestoreError),
@@ -165,7 +165,7 @@ async fn open_engine(config: &Config, tenants: &[String]) -> Result<Engine, Open
         config.log_compression,
         tenants,
         EngineConfig {
-            clock: phoenix_actors::leaderboard::actor::system_clock(),
+            clock: phoenix_actors::leaderboard::clock::system_clock(),
             dedupe_window: Duration::from_secs(config.dedupe_window_seconds),
             dedupe_capacity: config.dedupe_capacity,
             call_timeout: Duration::from_secs(10),

@@ -16,14 +16,14 @@ use crate::event::Event;
 use crate::feed::Feed;
 use crate::retention::DiskGuard;
 use crate::store::{EventLog, LogEntry};
-use crate::supervisor::{BoardRoutes, Routes, Supervisor, SupervisorArgs, SupervisorMsg};
-use crate::tenant::{Outcome, TenantArgs};
+use crate::supervisor::{BoardRoutes, Supervisor, SupervisorArgs, SupervisorMsg};
+use crate::tenant::{Outcome, Routes, TenantArgs};
 
 /// Engine settings (from the service config).
 #[derive(Clone)]
 pub struct EngineConfig {
     /// The server clock (tests substitute one they can move).
-    pub clock: crate::leaderboard::actor::Clock,
+    pub clock: crate::leaderboard::clock::Clock,
     /// How long an accepted `event_id` is remembered (server clock).
     pub dedupe_window: Duration,
     /// Most remembered ids per tenant; past it the oldest are forgotten early (counted).
@@ -89,7 +89,7 @@ impl std::fmt::Debug for EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
-            clock: crate::leaderboard::actor::system_clock(),
+            clock: crate::leaderboard::clock::system_clock(),
             dedupe_window: Duration::from_secs(300),
             dedupe_capacity: 5_000_000,
             call_timeout: Duration::from_secs(10),

@@ -6,10 +6,12 @@
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::Value;
+use thiserror::Error;
 
 /// Longest accepted `event_id`, `type` or `actor.user_id`, in bytes.
 pub const MAX_ID_LEN: usize = 256;
@@ -26,21 +28,35 @@ pub fn decode(json: &str) -> Result<Value, serde_json::Error> {
 /// Why `json` would not [`decode`], phrased for the client; `None` if it decodes. Walks the
 /// text with the same parser, recursion limit (127 levels), number range (finite `f64`) and
 /// escape rules (no lone surrogates) that building a [`Value`] uses, without building it.
-pub fn undecodable(json: &str) -> Option<String> {
+///
+/// serde_json does not tell these causes apart by type (all are syntax errors), so its message
+/// is the only place they can be read from; that reading is done here, once.
+pub fn undecodable(json: &str) -> Option<Undecodable> {
     let e = serde_json::from_str::<Decodable>(json).err()?;
     let text = e.to_string();
     Some(if text.starts_with("recursion limit exceeded") {
-        "nesting is too deep (at most 127 levels, the event object included)".to_owned()
+        Undecodable::TooDeep
     } else if text.starts_with("number out of range") {
-        "a number is out of range (it must fit a 64-bit float, e.g. not 1e309)".to_owned()
+        Undecodable::NumberOutOfRange
     } else if text.contains("surrogate") || text.contains("escape") {
-        format!(
-            "a string holds an invalid \\u escape ({})",
-            strip_position(&text)
-        )
+        Undecodable::BadEscape(strip_position(&text).to_owned())
     } else {
-        format!("the event cannot be decoded ({})", strip_position(&text))
+        Undecodable::Other(strip_position(&text).to_owned())
     })
+}
+
+/// Why an event's text would not [`decode`], phrased for the client.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum Undecodable {
+    #[error("nesting is too deep (at most 127 levels, the event object included)")]
+    TooDeep,
+    #[error("a number is out of range (it must fit a 64-bit float, e.g. not 1e309)")]
+    NumberOutOfRange,
+    /// With serde_json's description, positions left out.
+    #[error("a string holds an invalid \\u escape ({0})")]
+    BadEscape(String),
+    #[error("the event cannot be decoded ({0})")]
+    Other(String),
 }
 
 /// serde_json's message without " at line L column C" (positions in the normalised text
@@ -111,18 +127,56 @@ pub struct Event {
     pub json: String,
 }
 
-/// Why an event was refused, phrased for the client.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EventError(pub String);
-
-impl std::fmt::Display for EventError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Validation failed: {}", self.0)
-    }
+/// Why an event was refused, one variant per cause. The message (`Display`) is phrased for
+/// the client and names the field; the edge adds its own prefix where the contract wants one.
+#[derive(Debug, Clone, Error)]
+pub enum EventError {
+    /// The text (`what`: `event` or `actor`) is not well-formed JSON.
+    #[error("Malformed JSON in {what}: {source}")]
+    Malformed {
+        what: &'static str,
+        #[source]
+        source: Arc<serde_json::Error>,
+    },
+    /// The event itself is not a JSON object.
+    #[error("event must be a JSON object")]
+    EventNotObject,
+    /// A member that must be an object (`actor`, `actor.metadata`, `subject`, `attrs`) is not.
+    #[error("{0} must be an object")]
+    NotObject(&'static str),
+    /// The event holds a member twice.
+    #[error("field {0} appears more than once")]
+    DuplicateField(String),
+    /// A required member is missing or null.
+    #[error("{0} is required")]
+    Required(&'static str),
+    /// `attrs` is missing or null.
+    #[error("attrs is required (use {{}} when empty)")]
+    AttrsRequired,
+    #[error("{0} cannot be empty")]
+    Empty(&'static str),
+    #[error("{0} is longer than {MAX_ID_LEN} bytes")]
+    TooLong(&'static str),
+    #[error("{0} must be a string")]
+    NotString(&'static str),
+    /// A string member's text does not unescape.
+    #[error("{0}")]
+    BadString(#[source] Arc<serde_json::Error>),
+    #[error("occurred_at must be an ISO 8601 timestamp with a time zone, got {text:?}")]
+    BadTimestamp {
+        text: String,
+        #[source]
+        source: chrono::ParseError,
+    },
+    #[error("occurred_at cannot be more than 1 hour in the future")]
+    TooFarAhead,
+    /// The normalised event would not decode for a consumer of the log.
+    #[error(transparent)]
+    Undecodable(#[from] Undecodable),
 }
 
-fn fail<T>(msg: impl Into<String>) -> Result<T, EventError> {
-    Err(EventError(msg.into()))
+fn bad_string(e: serde_json::Error) -> EventError {
+    EventError::BadString(Arc::new(e))
 }
 
 /// The members of one JSON object, borrowed from the input: keys (unescaped only when they
@@ -172,11 +226,16 @@ impl<'de> Deserialize<'de> for Members<'de> {
 }
 
 impl<'a> Members<'a> {
-    fn parse(raw: &'a str, what: &str) -> Result<Members<'a>, EventError> {
+    /// The members of the object `raw`, or `None` when it is not an object.
+    fn parse(raw: &'a str, what: &'static str) -> Result<Option<Members<'a>>, EventError> {
         match raw.trim_start().as_bytes().first() {
             Some(b'{') => serde_json::from_str(raw)
-                .map_err(|e| EventError(format!("Malformed JSON in {what}: {e}"))),
-            _ => fail(format!("{what} must be an object")),
+                .map(Some)
+                .map_err(|e| EventError::Malformed {
+                    what,
+                    source: Arc::new(e),
+                }),
+            _ => Ok(None),
         }
     }
 
@@ -196,28 +255,28 @@ fn kind(raw: &str) -> u8 {
     raw.as_bytes().first().copied().unwrap_or(b'n')
 }
 
-fn required_str(raw: Option<&str>, field: &str) -> Result<String, EventError> {
+fn required_str(raw: Option<&str>, field: &'static str) -> Result<String, EventError> {
     match raw {
-        None | Some("null") => fail(format!("{field} is required")),
+        None | Some("null") => Err(EventError::Required(field)),
         Some(r) if kind(r) == b'"' => {
-            let s: String = serde_json::from_str(r).map_err(|e| EventError(e.to_string()))?;
+            let s: String = serde_json::from_str(r).map_err(bad_string)?;
             if s.trim().is_empty() {
-                fail(format!("{field} cannot be empty"))
+                Err(EventError::Empty(field))
             } else if s.len() > MAX_ID_LEN {
-                fail(format!("{field} is longer than {MAX_ID_LEN} bytes"))
+                Err(EventError::TooLong(field))
             } else {
                 Ok(s)
             }
         }
-        Some(_) => fail(format!("{field} must be a string")),
+        Some(_) => Err(EventError::NotString(field)),
     }
 }
 
-fn optional_object(raw: Option<&str>, field: &str) -> Result<(), EventError> {
+fn optional_object(raw: Option<&str>, field: &'static str) -> Result<(), EventError> {
     match raw {
         None | Some("null") => Ok(()),
         Some(r) if kind(r) == b'{' => Ok(()),
-        Some(_) => fail(format!("{field} must be an object")),
+        Some(_) => Err(EventError::NotObject(field)),
     }
 }
 
@@ -231,21 +290,16 @@ impl Event {
     /// overwritten, `occurred_at` rewritten in UTC, every other member kept byte for byte and
     /// in order. `now` bounds `occurred_at`.
     pub fn from_str(raw: &str, tenant: &str, now: DateTime<Utc>) -> Result<Event, EventError> {
-        let members = match Members::parse(raw, "event") {
-            Err(e) if e.0 == "event must be an object" => {
-                return fail("event must be a JSON object")
-            }
-            other => other?,
-        };
+        let members = Members::parse(raw, "event")?.ok_or(EventError::EventNotObject)?;
         if let Some(dup) = members.first_duplicate() {
-            return fail(format!("field {dup} appears more than once"));
+            return Err(EventError::DuplicateField(dup.to_owned()));
         }
         let event_id = required_str(members.get("event_id"), "event_id")?;
         let event_type = required_str(members.get("type"), "event_type")?;
         let user_id = match members.get("actor") {
-            None | Some("null") => return fail("actor is required"),
+            None | Some("null") => return Err(EventError::Required("actor")),
             Some(r) => {
-                let actor = Members::parse(r, "actor")?;
+                let actor = Members::parse(r, "actor")?.ok_or(EventError::NotObject("actor"))?;
                 let user = required_str(actor.get("user_id"), "actor.user_id")?;
                 optional_object(actor.get("metadata"), "actor.metadata")?;
                 user
@@ -253,26 +307,25 @@ impl Event {
         };
         optional_object(members.get("subject"), "subject")?;
         match members.get("attrs") {
-            None | Some("null") => return fail("attrs is required (use {} when empty)"),
+            None | Some("null") => return Err(EventError::AttrsRequired),
             Some(r) if kind(r) == b'{' => {}
-            Some(_) => return fail("attrs must be an object"),
+            Some(_) => return Err(EventError::NotObject("attrs")),
         }
         let occurred_at = match members.get("occurred_at") {
-            None | Some("null") => return fail("occurred_at is required"),
+            None | Some("null") => return Err(EventError::Required("occurred_at")),
             Some(r) if kind(r) == b'"' => {
-                let s: Cow<str> = serde_json::from_str(r).map_err(|e| EventError(e.to_string()))?;
+                let s: Cow<str> = serde_json::from_str(r).map_err(bad_string)?;
                 DateTime::parse_from_rfc3339(&s)
-                    .map_err(|_| {
-                        EventError(format!(
-                            "occurred_at must be an ISO 8601 timestamp with a time zone, got {s:?}"
-                        ))
+                    .map_err(|source| EventError::BadTimestamp {
+                        text: s.clone().into_owned(),
+                        source,
                     })?
                     .with_timezone(&Utc)
             }
-            Some(_) => return fail("occurred_at must be a string"),
+            Some(_) => return Err(EventError::NotString("occurred_at")),
         };
         if occurred_at > now + MAX_FUTURE {
-            return fail("occurred_at cannot be more than 1 hour in the future");
+            return Err(EventError::TooFarAhead);
         }
         let mut json = String::with_capacity(raw.len() + tenant.len() + 48);
         json.push_str("{\"tenant_id\":");
@@ -302,7 +355,7 @@ impl Event {
         // Members were copied as raw text, which serde_json skips without the checks a
         // consumer's decode applies: check the exact text every consumer will read.
         if let Some(problem) = undecodable(&json) {
-            return fail(problem);
+            return Err(problem.into());
         }
         Ok(Event {
             event_id,
@@ -393,7 +446,10 @@ mod tests {
                 v[field] = value;
             }
             let err = Event::from_json(v, "acme", now()).unwrap_err();
-            assert!(err.0.contains(expect), "{field}: {err} lacks {expect:?}");
+            assert!(
+                err.to_string().contains(expect),
+                "{field}: {err} lacks {expect:?}"
+            );
         }
     }
 
@@ -421,7 +477,10 @@ mod tests {
     fn duplicate_fields_are_refused() {
         let raw = r#"{"event_id":"a","event_id":"b","type":"t","actor":{"user_id":"u"},"attrs":{},"occurred_at":"2025-11-18T12:00:00Z"}"#;
         let err = Event::from_str(raw, "acme", now()).unwrap_err();
-        assert!(err.0.contains("event_id appears more than once"), "{err}");
+        assert!(
+            err.to_string().contains("event_id appears more than once"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -452,7 +511,10 @@ mod tests {
                 "the case itself must be undecodable: {attrs}"
             );
             let err = Event::from_str(&raw, "acme", now()).unwrap_err();
-            assert!(err.0.contains(want), "{attrs}: {err} lacks {want:?}");
+            assert!(
+                err.to_string().contains(want),
+                "{attrs}: {err} lacks {want:?}"
+            );
         }
     }
 

@@ -5,9 +5,10 @@
 //! ```text
 //! Supervisor (supervisor.rs)                restarts a failed child from sled
 //!  ├── TenantActor "acme"   (tenant.rs)     dedupe window + log position
-//!  ├── LeaderboardActor "acme/weekly"       (leaderboard/actor.rs) takes decoded entries
-//!  │                                         from its tenant's feed; checkpoint + replay on
-//!  │                                         restart; shared live views for push subscribers
+//!  ├── LeaderboardActor "acme/weekly"       (leaderboard/actor.rs, answers and closes in
+//!  │                                         leaderboard/actor/) takes decoded entries from
+//!  │                                         its tenant's feed; checkpoint + replay on restart;
+//!  │                                         shared live views for push subscribers
 //!  └── …                                     (restarts back off: 100 ms → 30 s, jittered)
 //! Feed "acme" (feed.rs)                     one reader per tenant: follows the durable head,
 //!                                            decodes each entry once, wakes only the boards
@@ -29,6 +30,9 @@
 //!                                            marker, one transaction
 //!   RewardLedger → RewardStore (rewards.rs) vote-reward dedupe + grants, one transaction each
 //!   WebhookOutbox → Outbox (outbox.rs)      durable webhook deliveries, retried by the edge
+//! BoardStore (leaderboard/board_store.rs)   a board's checkpoint and frozen-window history:
+//!                                            the contract (trait), its sled implementation
+//!                                            and the contract suite every backend must pass
 //! CloseStore (leaderboard/close.rs)         a window close: record + grants + outbox, one tx
 //! ```
 //!
@@ -37,6 +41,10 @@
 //! or fsync latches the store failed (`Engine::store_healthy`); the edge heals it by
 //! shutting the engine down and starting a new one on the reopened store, which rebuilds
 //! positions from the log as at start-up.
+//! Leaderboard modules: pure parts decide — `definition` (with `matcher`, `expr`, `schedule`),
+//! `window`, `state`, `rank/` (the rank index: order, key encoding, nodes, tree, user table,
+//! API) — and `actor` orchestrates; `query` holds what a board answers (and `QueryError`),
+//! `clock` the injectable "now". Each parser returns a typed error, one variant per cause.
 //!
 //! Data flow: the edge validates an [`event::Event`], calls [`engine::Engine::ingest`]; the
 //! tenant actor dedupes and assigns positions, hands the events and its reply to the

@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
+use crate::error::EngineError;
 use crate::leaderboard::actor::{BoardArgs, LeaderboardActor, LeaderboardMsg};
-use crate::tenant::{TenantActor, TenantArgs, TenantMsg};
+use crate::tenant::{Routes, TenantActor, TenantArgs};
 use crate::throttle::LogThrottle;
 
 static FAILURE_LOG: LogThrottle = LogThrottle::new(20, Duration::from_secs(60));
@@ -91,8 +92,6 @@ struct Streak {
     started: Instant,
 }
 
-/// Where the edge finds each tenant's current actor (replaced on restart).
-pub type Routes = Arc<RwLock<HashMap<String, ActorRef<TenantMsg>>>>;
 /// Each board's current actor, by (tenant, board id).
 pub type BoardRoutes = Arc<RwLock<HashMap<(String, String), ActorRef<LeaderboardMsg>>>>;
 
@@ -158,7 +157,7 @@ pub enum SupervisorMsg {
     /// Start a tenant actor (no-op if the tenant already runs).
     AddTenant(TenantArgs, RpcReplyPort<()>),
     /// Start (or replace) a board's actor.
-    StartBoard(BoardArgs, RpcReplyPort<Result<(), String>>),
+    StartBoard(BoardArgs, RpcReplyPort<Result<(), EngineError>>),
     /// Stop a board's actor and wait until it has stopped.
     StopBoard(String, String, RpcReplyPort<()>),
     /// A failed child's backoff is over (scheduled by the supervisor itself).
@@ -216,7 +215,7 @@ impl Actor for Supervisor {
                 state.streaks.remove(&key);
                 let result = spawn_board(&myself, state, args)
                     .await
-                    .map_err(|e| e.to_string());
+                    .map_err(|e| EngineError::ChildStart(Arc::new(e)));
                 let _ = reply.send(result);
             }
             SupervisorMsg::StopBoard(tenant, id, reply) => {

@@ -2,7 +2,7 @@
 //! durable log; acknowledges a batch only once the group committer has made it durable.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::watch;
@@ -21,6 +21,10 @@ pub enum Outcome {
     /// Already logged (at this position) within the dedupe window; scores nothing.
     Duplicate { seq: u64 },
 }
+
+/// Where the edge (and a board emitting its closes) finds each tenant's current actor; the
+/// supervisor replaces an entry on restart.
+pub type Routes = Arc<RwLock<HashMap<String, ActorRef<TenantMsg>>>>;
 
 /// The tenant actor has no read-only configuration beyond its arguments.
 #[derive(Debug)]

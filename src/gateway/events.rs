@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use chrono::{TimeZone, Utc};
-use phoenix_actors::{Event, Outcome};
+use phoenix_actors::{Event, EventError, Outcome};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
@@ -67,13 +67,10 @@ async fn ingest_one_inner(
     let signed = signed?;
     let Writable(engine) = engine?;
     let tenant = &signed.tenant;
-    let event = Event::from_str(signed.text(), tenant, Utc::now()).map_err(|e| {
+    let event = Event::from_str(signed.text(), tenant, Utc::now()).map_err(|e| match e {
         // A body that is not JSON at all is a request-level problem, not a schema one.
-        if e.0.starts_with("Malformed JSON") {
-            ApiError::Validation(e.0)
-        } else {
-            ApiError::Validation(e.to_string())
-        }
+        EventError::Malformed { .. } => ApiError::Validation(e.to_string()),
+        e => ApiError::Validation(validation_failed(&e)),
     })?;
     let event_id = event.event_id.clone();
     let outcome = engine.ingest(tenant, vec![event]).await?;
@@ -168,6 +165,11 @@ pub struct Batch {
     pub valid: Vec<Event>,
 }
 
+/// How seed 000 words a refused event.
+fn validation_failed(e: &EventError) -> String {
+    format!("Validation failed: {e}")
+}
+
 impl Batch {
     pub fn validate(raws: &[&RawValue], tenant: &str, now: chrono::DateTime<Utc>) -> Batch {
         let mut slots = Vec::with_capacity(raws.len());
@@ -191,7 +193,7 @@ impl Batch {
                         .ok()
                         .and_then(|v| v.event_id.filter(Value::is_string))
                         .unwrap_or(Value::Null);
-                    slots.push(Err((id, e.to_string())));
+                    slots.push(Err((id, validation_failed(&e))));
                 }
             }
         }

@@ -7,8 +7,8 @@
 use axum::extract::{Path, Query, RawQuery};
 use axum::http::StatusCode;
 use axum::Json;
-use phoenix_actors::leaderboard::actor::WindowSel;
 use phoenix_actors::leaderboard::members::JoinOutcome;
+use phoenix_actors::leaderboard::query::WindowSel;
 use phoenix_actors::leaderboard::window::{Timeframe, WindowKey};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -102,8 +102,8 @@ fn view_of(
 ) -> Result<(Timeframe, WindowSel), ApiError> {
     let tf: Timeframe = timeframe
         .unwrap_or("all_time")
-        .parse()
-        .map_err(|e: String| ApiError::Validation(format!("timeframe: {e}")))?;
+        .parse::<Timeframe>()
+        .map_err(|e| ApiError::Validation(format!("timeframe: {e}")))?;
     let window = match window {
         None | Some("current") => WindowSel::Current,
         Some(k) => WindowSel::Key(
@@ -177,8 +177,8 @@ fn timeframe_of(q: &ViewQuery) -> Result<Timeframe, ApiError> {
     q.timeframe
         .as_deref()
         .ok_or_else(|| ApiError::Validation("timeframe: required".into()))?
-        .parse()
-        .map_err(|e: String| ApiError::Validation(format!("timeframe: {e}")))
+        .parse::<Timeframe>()
+        .map_err(|e| ApiError::Validation(format!("timeframe: {e}")))
 }
 
 /// `GET /v1/leaderboards/{id}/windows/{key}/results?timeframe=…` → the final standings

@@ -219,7 +219,7 @@ pub fn vote_event(tenant: &str, g: &Grant) -> Result<Event, ApiError> {
         "attrs": {"server_id": g.server_id, "coins": g.reward.coins,
                   "vote_id": g.vote_id, "nickname": g.nickname}
     });
-    Event::from_json(value, tenant, Utc::now()).map_err(|e| internal(e.0))
+    Event::from_json(value, tenant, Utc::now()).map_err(|e| internal(e.to_string()))
 }
 
 /// Put a durable grant into the event stream (when the tenant wants it) and note it. A

@@ -289,7 +289,7 @@ async fn process(
         "subject": {"type": "ninja_metrics", "id": format!("#{number}")},
         "occurred_at": timestamp, "attrs": attrs,
     });
-    let event = Event::from_json(event, tenant, Utc::now()).map_err(|e| invalid(e.0))?;
+    let event = Event::from_json(event, tenant, Utc::now()).map_err(|e| invalid(e.to_string()))?;
     let changed = !replay && t.is_some();
     if let (Some(t), true) = (t, changed) {
         dims.apply(t, data, &timestamp, &event_id).map_err(fault)?;

@@ -14,7 +14,7 @@ async fn start(dir: &std::path::Path, offset: &Arc<AtomicI64>) -> Engine {
     let log = Arc::new(SledLog::open(dir, 1 << 22).unwrap());
     let db = log.store();
     let o = offset.clone();
-    let clock: crate::leaderboard::actor::Clock =
+    let clock: crate::leaderboard::clock::Clock =
         Arc::new(move || Utc::now() + chrono::Duration::milliseconds(o.load(Ordering::SeqCst)));
     let config = EngineConfig {
         clock,
@@ -114,7 +114,7 @@ async fn a_close_grants_once_and_a_restart_grants_nothing_twice() {
                 "acme",
                 "b",
                 Timeframe::AllTime,
-                crate::leaderboard::actor::WindowSel::Current,
+                crate::leaderboard::query::WindowSel::Current,
                 0,
                 10,
             )

@@ -2,8 +2,8 @@
 //! they feed is in `engine/stores.rs`).
 
 use super::Engine;
-use crate::leaderboard::actor::QueryError;
 use crate::leaderboard::close::{CloseRecord, CloseStore};
+use crate::leaderboard::query::QueryError;
 use crate::leaderboard::window::{Timeframe, WindowKey};
 
 impl Engine {

@@ -11,12 +11,13 @@ use serde_json::Value;
 use super::Engine;
 use crate::error::EngineError;
 use crate::event::Event;
-use crate::leaderboard::actor::{
-    BoardArgs, LeaderboardMsg, MemberStatus, QueryError, Standings, UserStanding, WindowInfo,
-    WindowSel,
-};
+use crate::leaderboard::actor::{BoardArgs, LeaderboardMsg};
+use crate::leaderboard::board_store::{BoardStore, SledBoardStore};
 use crate::leaderboard::definition::Definition;
 use crate::leaderboard::members::{Decision, JoinOutcome, MEMBER_JOINED, MEMBER_LEFT};
+use crate::leaderboard::query::{
+    MemberStatus, QueryError, Standings, UserStanding, WindowInfo, WindowSel,
+};
 use crate::leaderboard::window::Timeframe;
 use crate::supervisor::SupervisorMsg;
 use crate::tenant::Outcome;
@@ -42,7 +43,7 @@ fn member_event(
         "occurred_at": now.to_rfc3339(),
         "attrs": {"leaderboard": board},
     });
-    Event::from_json(json, tenant, now).map_err(|e| QueryError::Invalid(e.0))
+    Event::from_json(json, tenant, now).map_err(|e| QueryError::Invalid(e.to_string()))
 }
 
 fn def_key(tenant: &str, id: &str) -> Vec<u8> {
@@ -105,8 +106,8 @@ impl Engine {
             let (k, _) = kv?;
             let key = String::from_utf8_lossy(&k);
             let id = &key[tenant.len() + 1..];
-            let meta = crate::leaderboard::actor::meta_tree(&self.inner.db, tenant, id)?;
-            min = min.min(crate::leaderboard::actor::checkpointed_seq(&meta)?);
+            let store = SledBoardStore::open(&self.inner.db, tenant, id)?;
+            min = min.min(store.checkpointed_seq()?);
         }
         Ok(min)
     }
@@ -141,8 +142,7 @@ impl Engine {
                 Ok(def) => {
                     let args = self.board_args(tenant, Arc::new(def))?;
                     self.supervise(|r| SupervisorMsg::StartBoard(args, r))
-                        .await?
-                        .map_err(EngineError::ActorUnavailable)?;
+                        .await??;
                 }
                 Err(e) => {
                     tracing::error!(tenant, board = id, error = %e, "stored definition no longer valid; not started")
@@ -160,7 +160,8 @@ impl Engine {
         id: &str,
         json: &Value,
     ) -> Result<(Value, bool), QueryError> {
-        let def = Definition::from_json(id, json).map_err(|e| QueryError::Invalid(e.0))?;
+        let def =
+            Definition::from_json(id, json).map_err(|e| QueryError::Invalid(e.to_string()))?;
         let canonical = def.to_json();
         let bytes = canonical.to_string();
         let defs = self.defs()?;
@@ -186,7 +187,7 @@ impl Engine {
         self.count_boards(tenant)?;
         self.supervise(|r| SupervisorMsg::StartBoard(args, r))
             .await?
-            .map_err(|e| QueryError::Engine(EngineError::ActorUnavailable(e)))?;
+            .map_err(QueryError::Engine)?;
         // Acknowledge only once the definition (and the new board's reset) is durable.
         self.persist().await?;
         Ok((canonical, created))
@@ -221,8 +222,7 @@ impl Engine {
         let (t, i) = (tenant.to_owned(), id.to_owned());
         self.supervise(|r| SupervisorMsg::StopBoard(t, i, r))
             .await?;
-        crate::leaderboard::actor::meta_tree(&self.inner.db, tenant, id)?.clear()?;
-        crate::leaderboard::history::History::open(&self.inner.db, tenant, id)?.clear()?;
+        SledBoardStore::open(&self.inner.db, tenant, id)?.clear()?;
         self.persist().await?;
         Ok(true)
     }
@@ -303,7 +303,7 @@ impl Engine {
         tenant: &str,
         id: &str,
         key: crate::leaderboard::views::ViewKey,
-    ) -> Result<crate::leaderboard::actor::Subscription, QueryError> {
+    ) -> Result<crate::leaderboard::query::Subscription, QueryError> {
         self.ask(tenant, id, |reply| LeaderboardMsg::Subscribe { key, reply })
             .await?
     }
@@ -349,7 +349,7 @@ impl Engine {
         id: &str,
         after: Option<String>,
         limit: usize,
-    ) -> Result<crate::leaderboard::actor::MemberPage, QueryError> {
+    ) -> Result<crate::leaderboard::query::MemberPage, QueryError> {
         self.ask(tenant, id, |reply| LeaderboardMsg::Members {
             after,
             limit,

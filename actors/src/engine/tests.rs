@@ -176,7 +176,7 @@ async fn failed_fsync_is_never_acknowledged() {
 }
 
 async fn top(engine: &Engine, board: &str) -> Vec<(String, f64)> {
-    use crate::leaderboard::actor::WindowSel;
+    use crate::leaderboard::query::WindowSel;
     use crate::leaderboard::window::Timeframe;
     match engine
         .standings(
@@ -295,7 +295,7 @@ async fn current_views_follow_the_window_as_it_rolls_over() {
     // A clock we can move: real time plus an offset.
     let offset = Arc::new(AtomicI64::new(0));
     let o = offset.clone();
-    let clock: crate::leaderboard::actor::Clock =
+    let clock: crate::leaderboard::clock::Clock =
         Arc::new(move || Utc::now() + chrono::Duration::milliseconds(o.load(Ordering::SeqCst)));
     let config = EngineConfig {
         clock: clock.clone(),

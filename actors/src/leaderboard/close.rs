@@ -51,35 +51,79 @@ pub struct RewardTier {
     pub items: Vec<String>,
 }
 
-fn tier_err(i: usize, field: &str, what: &str) -> String {
-    format!("rewards[{i}].{field}: {what}")
+/// Why `rewards` is refused; every message names its field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RewardsError {
+    #[error("rewards: at most {MAX_TIERS} tiers")]
+    TooManyTiers,
+    #[error("rewards: must be an array of tiers")]
+    NotAnArray,
+    #[error("rewards[{0}]: must be an object")]
+    TierNotAnObject(usize),
+    #[error("rewards[{tier}].{field}: {problem}")]
+    Tier {
+        tier: usize,
+        field: String,
+        problem: TierProblem,
+    },
+}
+
+/// What is wrong with one field of a reward tier.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TierProblem {
+    #[error("unknown field")]
+    UnknownField,
+    #[error("give ranks or top_percent, not both")]
+    RanksAndPercent,
+    #[error("required (or top_percent)")]
+    RanksRequired,
+    #[error("[{0}, {1}] is reversed")]
+    Reversed(u64, u64),
+    #[error("must be [first, last], 1 <= first <= last <= {MAX_REWARD_RANK}")]
+    BadRanks,
+    #[error("must be an integer from 1 to 100")]
+    BadPercent,
+    #[error("must be a whole number of coins, 0 or more")]
+    BadCoins,
+    #[error("each item must be a string of 1-{MAX_ITEM_LEN} bytes")]
+    BadItem,
+    #[error("must be an array of at most {MAX_ITEMS} strings")]
+    BadItems,
+    #[error("a tier must grant coins or items")]
+    NothingGranted,
+}
+
+fn tier_err(tier: usize, field: &str, problem: TierProblem) -> RewardsError {
+    RewardsError::Tier {
+        tier,
+        field: field.to_owned(),
+        problem,
+    }
 }
 
 /// Parse the `rewards` array; every error names its field (`rewards[1].ranks: …`).
-pub fn parse_rewards(v: &Value) -> Result<Vec<RewardTier>, String> {
+pub fn parse_rewards(v: &Value) -> Result<Vec<RewardTier>, RewardsError> {
     let list = match v {
         Value::Null => return Ok(Vec::new()),
         Value::Array(l) if l.len() <= MAX_TIERS => l,
-        Value::Array(_) => return Err(format!("rewards: at most {MAX_TIERS} tiers")),
-        _ => return Err("rewards: must be an array of tiers".into()),
+        Value::Array(_) => return Err(RewardsError::TooManyTiers),
+        _ => return Err(RewardsError::NotAnArray),
     };
     let mut out = Vec::with_capacity(list.len());
     for (i, t) in list.iter().enumerate() {
         let Some(obj) = t.as_object() else {
-            return Err(format!("rewards[{i}]: must be an object"));
+            return Err(RewardsError::TierNotAnObject(i));
         };
         if let Some(k) = obj
             .keys()
             .find(|k| !["ranks", "top_percent", "coins", "items"].contains(&k.as_str()))
         {
-            return Err(tier_err(i, k, "unknown field"));
+            return Err(tier_err(i, k, TierProblem::UnknownField));
         }
         let matches = match (obj.get("ranks"), obj.get("top_percent")) {
-            (Some(_), Some(_)) => {
-                return Err(tier_err(i, "ranks", "give ranks or top_percent, not both"))
-            }
+            (Some(_), Some(_)) => return Err(tier_err(i, "ranks", TierProblem::RanksAndPercent)),
             (None, None) => {
-                return Err(tier_err(i, "ranks", "required (or top_percent)"));
+                return Err(tier_err(i, "ranks", TierProblem::RanksRequired));
             }
             (Some(r), None) => {
                 let pair = r
@@ -91,32 +135,21 @@ pub fn parse_rewards(v: &Value) -> Result<Vec<RewardTier>, String> {
                         TierMatch::Ranks(from, to)
                     }
                     Some((from, to)) if from >= 1 && from > to => {
-                        return Err(tier_err(i, "ranks", &format!("[{from}, {to}] is reversed")))
+                        return Err(tier_err(i, "ranks", TierProblem::Reversed(from, to)))
                     }
-                    _ => {
-                        let want = format!(
-                            "must be [first, last], 1 <= first <= last <= {MAX_REWARD_RANK}"
-                        );
-                        return Err(tier_err(i, "ranks", &want));
-                    }
+                    _ => return Err(tier_err(i, "ranks", TierProblem::BadRanks)),
                 }
             }
             (None, Some(p)) => match p.as_u64() {
                 Some(p) if (1..=100).contains(&p) => TierMatch::TopPercent(p),
-                _ => {
-                    return Err(tier_err(
-                        i,
-                        "top_percent",
-                        "must be an integer from 1 to 100",
-                    ))
-                }
+                _ => return Err(tier_err(i, "top_percent", TierProblem::BadPercent)),
             },
         };
         let coins = match obj.get("coins") {
             None | Some(Value::Null) => 0,
-            Some(c) => c.as_u64().ok_or_else(|| {
-                tier_err(i, "coins", "must be a whole number of coins, 0 or more")
-            })?,
+            Some(c) => c
+                .as_u64()
+                .ok_or_else(|| tier_err(i, "coins", TierProblem::BadCoins))?,
         };
         let items = match obj.get("items") {
             None | Some(Value::Null) => Vec::new(),
@@ -124,23 +157,13 @@ pub fn parse_rewards(v: &Value) -> Result<Vec<RewardTier>, String> {
                 .iter()
                 .map(|it| match it.as_str() {
                     Some(s) if !s.is_empty() && s.len() <= MAX_ITEM_LEN => Ok(s.to_owned()),
-                    _ => Err(tier_err(
-                        i,
-                        "items",
-                        &format!("each item must be a string of 1-{MAX_ITEM_LEN} bytes"),
-                    )),
+                    _ => Err(tier_err(i, "items", TierProblem::BadItem)),
                 })
                 .collect::<Result<_, _>>()?,
-            Some(_) => {
-                return Err(tier_err(
-                    i,
-                    "items",
-                    &format!("must be an array of at most {MAX_ITEMS} strings"),
-                ))
-            }
+            Some(_) => return Err(tier_err(i, "items", TierProblem::BadItems)),
         };
         if coins == 0 && items.is_empty() {
-            return Err(tier_err(i, "coins", "a tier must grant coins or items"));
+            return Err(tier_err(i, "coins", TierProblem::NothingGranted));
         }
         out.push(RewardTier {
             matches,
@@ -357,8 +380,11 @@ fn key(tf: Timeframe, w: WindowKey) -> Vec<u8> {
 
 const EPOCH: &[u8] = b"epoch";
 
-fn corrupt(e: impl std::fmt::Display) -> EngineError {
-    EngineError::Storage(format!("corrupt close record: {e}"))
+fn corrupt(e: serde_json::Error) -> EngineError {
+    EngineError::CorruptRecord {
+        what: "close record",
+        source: std::sync::Arc::new(e),
+    }
 }
 
 impl CloseStore {
@@ -366,8 +392,7 @@ impl CloseStore {
         Ok(CloseStore {
             tenant: tenant.to_owned(),
             closes: db.open_tree(format!("closes/{tenant}/{board}"))?,
-            rewards: RewardStore::open(db, tenant)
-                .map_err(|e| EngineError::Storage(e.to_string()))?,
+            rewards: RewardStore::open(db, tenant)?,
             outbox: Outbox::open(db)?,
         })
     }
@@ -529,7 +554,7 @@ impl CloseStore {
             },
         );
         result.map_err(|e| match e {
-            TransactionError::Abort(e) => EngineError::Storage(e.to_string()),
+            TransactionError::Abort(e) => e.into(),
             TransactionError::Storage(e) => e.into(),
         })
     }
@@ -592,12 +617,13 @@ mod tests {
             ),
             (json!({"ranks": [1, 1]}), "rewards:"),
         ] {
-            let err = parse_rewards(&def).unwrap_err();
+            let err = parse_rewards(&def).unwrap_err().to_string();
             assert!(err.starts_with(field), "{def}: {err}");
         }
-        assert!(parse_rewards(&json!([{"ranks": [2, 1], "coins": 1}]))
-            .unwrap_err()
-            .contains("reversed"));
+        assert_eq!(
+            parse_rewards(&json!([{"ranks": [2, 1], "coins": 1}])),
+            Err(tier_err(0, "ranks", TierProblem::Reversed(2, 1)))
+        );
         let t = tiers();
         assert_eq!(parse_rewards(&rewards_json(&t)).unwrap(), t, "round trip");
     }
@@ -654,13 +680,19 @@ mod tests {
         }
     }
 
-    /// A close credits every grant and enqueues one delivery; closing again changes nothing.
-    #[test]
-    fn close_is_exactly_once() {
+    /// A temporary db, board `b`'s close store in it, and the hourly window 2025-11-18T12.
+    fn hourly_store() -> (sled::Db, CloseStore, Timeframe, WindowKey) {
         let db = sled::Config::new().temporary(true).open().unwrap();
         let s = CloseStore::open(&db, "t", "b").unwrap();
         let tf = Timeframe::Hourly;
         let w = WindowKey::parse(tf, "2025-11-18T12").unwrap();
+        (db, s, tf, w)
+    }
+
+    /// A close credits every grant and enqueues one delivery; closing again changes nothing.
+    #[test]
+    fn close_is_exactly_once() {
+        let (db, s, tf, w) = hourly_store();
         assert!(matches!(
             s.close(tf, w, record(true), 10).unwrap(),
             Closed::New {
@@ -708,10 +740,7 @@ mod tests {
 
     #[test]
     fn unrewarded_close_and_full_outbox() {
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        let s = CloseStore::open(&db, "t", "b").unwrap();
-        let tf = Timeframe::Hourly;
-        let w = WindowKey::parse(tf, "2025-11-18T12").unwrap();
+        let (db, s, tf, w) = hourly_store();
         s.close(tf, w, record(false), 10).unwrap();
         let rewards = RewardStore::open(&db, "t").unwrap();
         assert!(rewards.wallet("u1").unwrap().is_none());

@@ -1,12 +1,18 @@
 //! A leaderboard definition (SPEC §3): parsed and checked once when saved, then used to score
 //! every event. Pure and synchronous.
 
-use serde_json::{json, Value};
+use std::borrow::Cow;
 
-use super::expr::Expr;
-use super::matcher::{event_type_matches, validate_event_type_pattern, Conditions};
-use super::rank::{SortOrder, Ties};
-use super::schedule::{Calendar, Schedule, MAX_SCHEDULES};
+use serde_json::{json, Value};
+use thiserror::Error;
+
+use super::close::RewardsError;
+use super::expr::{Expr, ExprError};
+use super::matcher::{
+    event_type_matches, validate_event_type_pattern, ConditionError, Conditions, PatternError,
+};
+use super::rank::{SortOrder, Ties, UnknownName};
+use super::schedule::{Calendar, Schedule, ScheduleError, MAX_SCHEDULES};
 use super::window::Timeframe;
 
 /// Most rules in one definition.
@@ -34,18 +40,18 @@ impl EntryRules {
 
     fn from_json(v: &Value) -> Result<EntryRules, DefinitionError> {
         let Some(obj) = v.as_object() else {
-            return bad("entry: must be an object");
+            return invalid("entry", "be an object");
         };
         if let Some(k) = obj
             .keys()
             .find(|k| !["join_required", "max_members", "max_attempts"].contains(&k.as_str()))
         {
-            return bad(format!("entry.{k}: unknown field"));
+            return Err(DefinitionError::UnknownField(format!("entry.{k}")));
         }
         let join_required = match obj.get("join_required") {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
-            Some(_) => return bad("entry.join_required: must be true or false"),
+            Some(_) => return invalid("entry.join_required", "be true or false"),
         };
         let limit = |f: &str| match obj.get(f) {
             None | Some(Value::Null) => Ok(None),
@@ -53,9 +59,10 @@ impl EntryRules {
                 Some(n) if (1..=u64::from(MAX_ENTRY_LIMIT)).contains(&n) => {
                     Ok(Some(u32::try_from(n).expect("checked range")))
                 }
-                _ => bad(format!(
-                    "entry.{f}: must be an integer from 1 to {MAX_ENTRY_LIMIT}"
-                )),
+                _ => invalid(
+                    format!("entry.{f}"),
+                    format!("be an integer from 1 to {MAX_ENTRY_LIMIT}"),
+                ),
             },
         };
         Ok(EntryRules {
@@ -143,18 +150,81 @@ pub struct Definition {
     pub frames: Vec<Timeframe>,
 }
 
-/// Why a definition was refused: the field path and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DefinitionError(pub String);
-
-impl std::fmt::Display for DefinitionError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+/// Why a definition was refused, one variant per cause; every message names the field path.
+#[derive(Debug, Clone, Error)]
+pub enum DefinitionError {
+    #[error("id: {0:?} must be 1-64 characters of A-Z a-z 0-9 - _ .")]
+    BadId(String),
+    #[error("definition must be a JSON object")]
+    NotAnObject,
+    /// A member no definition (or no part of one) has.
+    #[error("{0}: unknown field")]
+    UnknownField(String),
+    #[error("{0}: required")]
+    Required(String),
+    #[error("{0}: required string")]
+    RequiredString(String),
+    /// A member of the wrong type, size or range: `rule` says what it must be.
+    #[error("{path}: must {rule}")]
+    Invalid {
+        path: String,
+        rule: Cow<'static, str>,
+    },
+    #[error("aggregation: unknown aggregation {0:?} (expected sum, count, max, min or avg)")]
+    UnknownAggregation(String),
+    /// `given` is the listed JSON value as written.
+    #[error(
+        "timeframes[{index}]: unknown timeframe {given} (expected hourly, daily, weekly, monthly or all_time; other windows go in schedules)"
+    )]
+    UnknownTimeframe { index: usize, given: String },
+    #[error("timeframes[{index}]: {timeframe} is listed twice")]
+    DuplicateTimeframe { index: usize, timeframe: Timeframe },
+    #[error("sort_order: {0}")]
+    SortOrder(#[source] UnknownName),
+    #[error("ties: {0}")]
+    Ties(#[source] UnknownName),
+    #[error(
+        "timezone: unknown time zone {0:?} (expected an IANA name such as \"America/Los_Angeles\")"
+    )]
+    UnknownTimeZone(String),
+    #[error("schedules: at most {MAX_SCHEDULES} schedules")]
+    TooManySchedules,
+    #[error("schedules[{index}].id: {id:?} is listed twice")]
+    DuplicateSchedule { index: usize, id: String },
+    /// A schedule is refused (the message names its path).
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
+    /// `scope` or a rule's `conditions` is refused (the message names its path).
+    #[error(transparent)]
+    Conditions(#[from] ConditionError),
+    /// `rewards` is refused (the message names its path).
+    #[error(transparent)]
+    Rewards(#[from] RewardsError),
+    /// A rule's `event_type` pattern is refused.
+    #[error("{path}: {reason}")]
+    EventType {
+        path: String,
+        #[source]
+        reason: PatternError,
+    },
+    /// A rule's `points_expression` does not parse.
+    #[error("{path}: {source}")]
+    Expr {
+        path: String,
+        #[source]
+        source: ExprError,
+    },
 }
 
-fn bad<T>(msg: impl Into<String>) -> Result<T, DefinitionError> {
-    Err(DefinitionError(msg.into()))
+/// `Err(Invalid)`: `path` must be what `rule` says.
+fn invalid<T>(
+    path: impl Into<String>,
+    rule: impl Into<Cow<'static, str>>,
+) -> Result<T, DefinitionError> {
+    Err(DefinitionError::Invalid {
+        path: path.into(),
+        rule: rule.into(),
+    })
 }
 
 /// Leaderboard ids appear in URLs and sled keys: keep them plain.
@@ -170,12 +240,10 @@ impl Definition {
     /// Parse and check a definition; every error names its field.
     pub fn from_json(id: &str, v: &Value) -> Result<Definition, DefinitionError> {
         if !valid_id(id) {
-            return bad(format!(
-                "id: {id:?} must be 1-64 characters of A-Z a-z 0-9 - _ ."
-            ));
+            return Err(DefinitionError::BadId(id.to_owned()));
         }
         let Some(obj) = v.as_object() else {
-            return bad("definition must be a JSON object");
+            return Err(DefinitionError::NotAnObject);
         };
         const KNOWN: [&str; 13] = [
             "timezone",
@@ -193,18 +261,18 @@ impl Definition {
             "id",
         ];
         if let Some(k) = obj.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-            return bad(format!("{k}: unknown field"));
+            return Err(DefinitionError::UnknownField(k.clone()));
         }
         let name = match obj.get("name") {
             None | Some(Value::Null) => id.to_owned(),
             Some(Value::String(s)) if s.len() <= 200 => s.clone(),
-            Some(_) => return bad("name: must be a string of at most 200 characters"),
+            Some(_) => return invalid("name", "be a string of at most 200 characters"),
         };
         let scope = match obj.get("scope") {
             None | Some(Value::Null) => Conditions::from_json(&Value::Null, "scope"),
             Some(s) => Conditions::from_json(s, "scope"),
         }
-        .map_err(DefinitionError)?;
+        .map_err(DefinitionError::Conditions)?;
         let rules = match obj.get("rules") {
             Some(Value::Array(list)) if !list.is_empty() && list.len() <= MAX_RULES => list
                 .iter()
@@ -212,19 +280,16 @@ impl Definition {
                 .map(|(i, r)| parse_rule(i, r))
                 .collect::<Result<Vec<_>, _>>()?,
             Some(Value::Array(_)) => {
-                return bad(format!("rules: must hold 1 to {MAX_RULES} rules"))
+                return invalid("rules", format!("hold 1 to {MAX_RULES} rules"))
             }
-            None | Some(Value::Null) => return bad("rules: required"),
-            Some(_) => return bad("rules: must be an array"),
+            None | Some(Value::Null) => return Err(DefinitionError::Required("rules".into())),
+            Some(_) => return invalid("rules", "be an array"),
         };
         let aggregation = match obj.get("aggregation") {
             None | Some(Value::Null) => Aggregation::Sum,
-            Some(Value::String(s)) => Aggregation::parse(s).ok_or_else(|| {
-                DefinitionError(format!(
-                    "aggregation: unknown aggregation {s:?} (expected sum, count, max, min or avg)"
-                ))
-            })?,
-            Some(_) => return bad("aggregation: must be a string"),
+            Some(Value::String(s)) => Aggregation::parse(s)
+                .ok_or_else(|| DefinitionError::UnknownAggregation(s.clone()))?,
+            Some(_) => return invalid("aggregation", "be a string"),
         };
         let timeframes = match obj.get("timeframes") {
             None | Some(Value::Null) => vec![Timeframe::AllTime],
@@ -233,50 +298,49 @@ impl Definition {
                 for (i, t) in list.iter().enumerate() {
                     let tf = t
                         .as_str()
-                        .ok_or_else(|| {
-                            DefinitionError(format!("timeframes[{i}]: must be a string"))
+                        .ok_or_else(|| DefinitionError::Invalid {
+                            path: format!("timeframes[{i}]"),
+                            rule: "be a string".into(),
                         })?
                         .parse::<Timeframe>()
                         .ok()
                         .filter(Timeframe::is_builtin)
-                        .ok_or_else(|| {
-                            DefinitionError(format!(
-                                "timeframes[{i}]: unknown timeframe {t} (expected hourly, daily, weekly, monthly or all_time; other windows go in schedules)"
-                            ))
+                        .ok_or_else(|| DefinitionError::UnknownTimeframe {
+                            index: i,
+                            given: t.to_string(),
                         })?;
                     if out.contains(&tf) {
-                        return bad(format!("timeframes[{i}]: {} is listed twice", tf.as_str()));
+                        return Err(DefinitionError::DuplicateTimeframe {
+                            index: i,
+                            timeframe: tf,
+                        });
                     }
                     out.push(tf);
                 }
                 out
             }
-            Some(_) => return bad("timeframes: must be a non-empty array"),
+            Some(_) => return invalid("timeframes", "be a non-empty array"),
         };
         let sort_order = match obj.get("sort_order") {
             None | Some(Value::Null) => SortOrder::Desc,
-            Some(Value::String(s)) => s
-                .parse()
-                .map_err(|e| DefinitionError(format!("sort_order: {e}")))?,
-            Some(_) => return bad("sort_order: must be \"desc\" or \"asc\""),
+            Some(Value::String(s)) => s.parse().map_err(DefinitionError::SortOrder)?,
+            Some(_) => return invalid("sort_order", "be \"desc\" or \"asc\""),
         };
         let late_grace_seconds = match obj.get("late_grace_seconds") {
             None | Some(Value::Null) => 3600,
             Some(v) => match v.as_u64() {
                 Some(n) if n <= 366 * 86_400 => n,
-                _ => return bad("late_grace_seconds: must be an integer from 0 to 31622400"),
+                _ => return invalid("late_grace_seconds", "be an integer from 0 to 31622400"),
             },
         };
         let rewards = super::close::parse_rewards(obj.get("rewards").unwrap_or(&Value::Null))
-            .map_err(DefinitionError)?;
+            .map_err(DefinitionError::Rewards)?;
         let tz = match obj.get("timezone") {
             None | Some(Value::Null) => chrono_tz::Tz::UTC,
-            Some(Value::String(s)) => s.parse().map_err(|_| {
-                DefinitionError(format!(
-                    "timezone: unknown time zone {s:?} (expected an IANA name such as \"America/Los_Angeles\")"
-                ))
-            })?,
-            Some(_) => return bad("timezone: must be an IANA time zone name"),
+            Some(Value::String(s)) => s
+                .parse()
+                .map_err(|_| DefinitionError::UnknownTimeZone(s.clone()))?,
+            Some(_) => return invalid("timezone", "be an IANA time zone name"),
         };
         let schedules = match obj.get("schedules") {
             None | Some(Value::Null) => Vec::new(),
@@ -284,21 +348,19 @@ impl Definition {
                 let mut out: Vec<Schedule> = Vec::new();
                 for (i, v) in list.iter().enumerate() {
                     let s = Schedule::from_json(&format!("schedules[{i}]"), v, tz)
-                        .map_err(DefinitionError)?;
+                        .map_err(DefinitionError::Schedule)?;
                     if out.iter().any(|o| o.id == s.id) {
-                        return bad(format!(
-                            "schedules[{i}].id: {:?} is listed twice",
-                            s.id.as_str()
-                        ));
+                        return Err(DefinitionError::DuplicateSchedule {
+                            index: i,
+                            id: s.id.as_str().to_owned(),
+                        });
                     }
                     out.push(s);
                 }
                 out
             }
-            Some(Value::Array(_)) => {
-                return bad(format!("schedules: at most {MAX_SCHEDULES} schedules"))
-            }
-            Some(_) => return bad("schedules: must be an array"),
+            Some(Value::Array(_)) => return Err(DefinitionError::TooManySchedules),
+            Some(_) => return invalid("schedules", "be an array"),
         };
         let entry = match obj.get("entry") {
             None | Some(Value::Null) => None,
@@ -306,10 +368,8 @@ impl Definition {
         };
         let ties = match obj.get("ties") {
             None | Some(Value::Null) => Ties::FirstToReach,
-            Some(Value::String(s)) => s
-                .parse()
-                .map_err(|e| DefinitionError(format!("ties: {e}")))?,
-            Some(_) => return bad("ties: must be \"first_to_reach\" or \"shared\""),
+            Some(Value::String(s)) => s.parse().map_err(DefinitionError::Ties)?,
+            Some(_) => return invalid("ties", "be \"first_to_reach\" or \"shared\""),
         };
         let frames = timeframes
             .iter()
@@ -400,45 +460,49 @@ impl Definition {
     }
 }
 
+fn expr_error(path: String, source: ExprError) -> DefinitionError {
+    DefinitionError::Expr { path, source }
+}
+
 fn parse_rule(i: usize, v: &Value) -> Result<Rule, DefinitionError> {
     let at = |f: &str| format!("rules[{i}].{f}");
     let Some(obj) = v.as_object() else {
-        return bad(format!("rules[{i}]: must be an object"));
+        return invalid(format!("rules[{i}]"), "be an object");
     };
     if let Some(k) = obj
         .keys()
         .find(|k| !["event_type", "conditions", "points_expression"].contains(&k.as_str()))
     {
-        return bad(format!("{}: unknown field", at(k)));
+        return Err(DefinitionError::UnknownField(at(k)));
     }
     let event_type = match obj.get("event_type") {
         Some(Value::String(s)) => {
-            validate_event_type_pattern(s)
-                .map_err(|e| DefinitionError(format!("{}: {e}", at("event_type"))))?;
+            validate_event_type_pattern(s).map_err(|reason| DefinitionError::EventType {
+                path: at("event_type"),
+                reason,
+            })?;
             s.clone()
         }
-        _ => return bad(format!("{}: required string", at("event_type"))),
+        _ => return Err(DefinitionError::RequiredString(at("event_type"))),
     };
     let conditions = Conditions::from_json(
         obj.get("conditions").unwrap_or(&Value::Null),
         &at("conditions"),
     )
-    .map_err(DefinitionError)?;
+    .map_err(DefinitionError::Conditions)?;
     let (points, points_source) = match obj.get("points_expression") {
         Some(Value::String(s)) => (
-            Expr::parse(s)
-                .map_err(|e| DefinitionError(format!("{}: {e}", at("points_expression"))))?,
+            Expr::parse(s).map_err(|source| expr_error(at("points_expression"), source))?,
             s.clone(),
         ),
         Some(Value::Number(n)) => {
             let s = n.to_string();
             (
-                Expr::parse(&s)
-                    .map_err(|e| DefinitionError(format!("{}: {e}", at("points_expression"))))?,
+                Expr::parse(&s).map_err(|source| expr_error(at("points_expression"), source))?,
                 s,
             )
         }
-        _ => return bad(format!("{}: required string", at("points_expression"))),
+        _ => return Err(DefinitionError::RequiredString(at("points_expression"))),
     };
     Ok(Rule {
         event_type,
@@ -561,7 +625,7 @@ mod tests {
             ),
         ];
         for (v, want) in cases {
-            let err = Definition::from_json("x", &v).unwrap_err().0;
+            let err = Definition::from_json("x", &v).unwrap_err().to_string();
             assert!(err.contains(want), "{err:?} should contain {want:?}");
         }
         assert!(Definition::from_json("bad id", &spec_example()).is_err());
@@ -682,7 +746,7 @@ mod tests {
             (with("entry", json!(true)), "entry: must be an object"),
         ];
         for (v, want) in cases {
-            let err = Definition::from_json("x", &v).unwrap_err().0;
+            let err = Definition::from_json("x", &v).unwrap_err().to_string();
             assert!(err.contains(want), "{err:?} should contain {want:?}");
         }
     }

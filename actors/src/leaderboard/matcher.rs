@@ -10,6 +10,41 @@
 
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Number, Value};
+use thiserror::Error;
+
+/// Why an `event_type` pattern is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum PatternError {
+    #[error("event_type must not be empty")]
+    Empty,
+    #[error("event_type {0:?}: '*' is only allowed once, at the end (\"*\" or \"match.*\")")]
+    MisplacedStar(String),
+}
+
+/// Why a conditions object (`scope`, a rule's `conditions`) is refused. `field` is the
+/// object's path, `at` the path of one condition in it (`scope.attrs.mode`); `got` is the
+/// offending JSON as written.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ConditionError {
+    #[error("{field}: expected an object of path → operators, got {got}")]
+    NotAnObject { field: String, got: String },
+    #[error("{field}: invalid path {path:?}")]
+    InvalidPath { field: String, path: String },
+    #[error("{at}: expected an object of operators such as {{\"eq\": …}}, got {got}")]
+    OperatorsNotAnObject { at: String, got: String },
+    #[error("{at}: no operators")]
+    NoOperators { at: String },
+    #[error("{at}.{op}: expected a number, got {got}")]
+    NotANumber { at: String, op: String, got: String },
+    #[error("{at}.{op}: expected an array, got {got}")]
+    NotAnArray { at: String, op: String, got: String },
+    #[error("{at}.exists: expected true or false, got {got}")]
+    NotABool { at: String, got: String },
+    #[error(
+        "{at}: unknown operator {op:?} (expected eq, ne, gt, gte, lt, lte, in, nin or exists)"
+    )]
+    UnknownOperator { at: String, op: String },
+}
 
 /// Follows a dotted path (`actor.metadata.region`) through JSON objects.
 pub fn lookup<'a>(event: &'a Value, path: &str) -> Option<&'a Value> {
@@ -35,14 +70,12 @@ pub fn event_type_matches(pattern: &str, ty: &str) -> bool {
 }
 
 /// Rejects empty patterns and a `*` anywhere but at the end.
-pub fn validate_event_type_pattern(pattern: &str) -> Result<(), String> {
+pub fn validate_event_type_pattern(pattern: &str) -> Result<(), PatternError> {
     if pattern.is_empty() {
-        return Err("event_type must not be empty".to_owned());
+        return Err(PatternError::Empty);
     }
     if pattern.trim_end_matches('*').contains('*') || pattern.ends_with("**") {
-        return Err(format!(
-            "event_type {pattern:?}: '*' is only allowed once, at the end (\"*\" or \"match.*\")"
-        ));
+        return Err(PatternError::MisplacedStar(pattern.to_owned()));
     }
     Ok(())
 }
@@ -77,14 +110,21 @@ impl Op {
         }
     }
 
-    fn parse(name: &str, arg: &Value, at: &str) -> Result<Op, String> {
+    fn parse(name: &str, arg: &Value, at: &str) -> Result<Op, ConditionError> {
         let number = || {
-            arg.as_f64()
-                .ok_or_else(|| format!("{at}.{name}: expected a number, got {arg}"))
+            arg.as_f64().ok_or_else(|| ConditionError::NotANumber {
+                at: at.to_owned(),
+                op: name.to_owned(),
+                got: arg.to_string(),
+            })
         };
         let list = || match arg {
             Value::Array(items) => Ok(items.clone()),
-            _ => Err(format!("{at}.{name}: expected an array, got {arg}")),
+            _ => Err(ConditionError::NotAnArray {
+                at: at.to_owned(),
+                op: name.to_owned(),
+                got: arg.to_string(),
+            }),
         };
         Ok(match name {
             "eq" => Op::Eq(arg.clone()),
@@ -95,14 +135,15 @@ impl Op {
             "lte" => Op::Lte(number()?),
             "in" => Op::In(list()?),
             "nin" => Op::Nin(list()?),
-            "exists" => Op::Exists(
-                arg.as_bool()
-                    .ok_or_else(|| format!("{at}.exists: expected true or false, got {arg}"))?,
-            ),
+            "exists" => Op::Exists(arg.as_bool().ok_or_else(|| ConditionError::NotABool {
+                at: at.to_owned(),
+                got: arg.to_string(),
+            })?),
             other => {
-                return Err(format!(
-                    "{at}: unknown operator {other:?} (expected eq, ne, gt, gte, lt, lte, in, nin or exists)"
-                ))
+                return Err(ConditionError::UnknownOperator {
+                    at: at.to_owned(),
+                    op: other.to_owned(),
+                })
             }
         })
     }
@@ -177,29 +218,34 @@ impl Conditions {
     /// Parses the JSON object form. `field` prefixes error messages (e.g. `rules[0].conditions`
     /// or `scope`) so they name the offending path: `scope.attrs.mode: unknown operator "like" …`.
     /// `null` is accepted as "no conditions".
-    pub fn from_json(json: &Value, field: &str) -> Result<Conditions, String> {
+    pub fn from_json(json: &Value, field: &str) -> Result<Conditions, ConditionError> {
         let map = match json {
             Value::Null => return Ok(Conditions::default()),
             Value::Object(map) => map,
             other => {
-                return Err(format!(
-                    "{field}: expected an object of path → operators, got {other}"
-                ))
+                return Err(ConditionError::NotAnObject {
+                    field: field.to_owned(),
+                    got: other.to_string(),
+                })
             }
         };
         let mut out = Vec::with_capacity(map.len());
         for (path, ops) in map {
             let at = format!("{field}.{path}");
             if path.is_empty() || path.split('.').any(str::is_empty) {
-                return Err(format!("{field}: invalid path {path:?}"));
+                return Err(ConditionError::InvalidPath {
+                    field: field.to_owned(),
+                    path: path.clone(),
+                });
             }
             let Value::Object(ops) = ops else {
-                return Err(format!(
-                    "{at}: expected an object of operators such as {{\"eq\": …}}, got {ops}"
-                ));
+                return Err(ConditionError::OperatorsNotAnObject {
+                    at,
+                    got: ops.to_string(),
+                });
             };
             if ops.is_empty() {
-                return Err(format!("{at}: no operators"));
+                return Err(ConditionError::NoOperators { at });
             }
             let ops = ops
                 .iter()
@@ -384,7 +430,11 @@ mod tests {
 
     #[test]
     fn parse_errors_name_the_path() {
-        let e = |v: Value| Conditions::from_json(&v, "rules[0].conditions").expect_err("invalid");
+        let e = |v: Value| {
+            Conditions::from_json(&v, "rules[0].conditions")
+                .expect_err("invalid")
+                .to_string()
+        };
         assert_eq!(
             e(json!({"attrs.mode": {"like": "r%"}})),
             "rules[0].conditions.attrs.mode: unknown operator \"like\" \
@@ -403,7 +453,9 @@ mod tests {
         assert!(e(json!({"attrs.mode": {}})).ends_with("no operators"));
         assert!(e(json!({"attrs..mode": {"eq": 1}})).contains("invalid path"));
         assert!(e(json!([1])).starts_with("rules[0].conditions: expected an object"));
-        let scope = Conditions::from_json(&json!({"x": {"bogus": 1}}), "scope").expect_err("bad");
+        let scope = Conditions::from_json(&json!({"x": {"bogus": 1}}), "scope")
+            .expect_err("bad")
+            .to_string();
         assert!(scope.starts_with("scope.x: unknown operator \"bogus\""));
     }
 

@@ -16,8 +16,10 @@ use chrono_tz::Tz;
 use croner::parser::{CronParser, Seconds, Year};
 use croner::Cron;
 use serde_json::{json, Value};
+use std::sync::Arc;
+use thiserror::Error;
 
-use super::window::{ScheduleId, Timeframe, WindowKey};
+use super::window::{InvalidScheduleId, ScheduleId, Timeframe, WindowKey};
 
 /// Most schedules on one board.
 pub const MAX_SCHEDULES: usize = 16;
@@ -41,68 +43,139 @@ pub struct Schedule {
     pub kind: ScheduleKind,
 }
 
+/// Why an entry of `schedules` is refused; `at` is its path (`schedules[0]`).
+#[derive(Debug, Clone, Error)]
+pub enum ScheduleError {
+    #[error("{at}: must be an object")]
+    NotAnObject { at: String },
+    #[error("{at}.{field}: unknown field")]
+    UnknownField { at: String, field: String },
+    #[error("{at}.id: {source}")]
+    BadId {
+        at: String,
+        #[source]
+        source: InvalidScheduleId,
+    },
+    #[error("{at}.id: {id:?} is a built-in timeframe name; pick another id")]
+    BuiltinId { at: String, id: String },
+    #[error("{at}.id: required string")]
+    IdRequired { at: String },
+    #[error("{at}.{field}: not an RFC 3339 time ({source})")]
+    BadTime {
+        at: String,
+        field: &'static str,
+        #[source]
+        source: chrono::ParseError,
+    },
+    #[error("{at}.{field}: must be an RFC 3339 string")]
+    TimeNotString { at: String, field: &'static str },
+    #[error("{at}.cron: {source}")]
+    Cron {
+        at: String,
+        #[source]
+        source: CronExprError,
+    },
+    #[error("{at}: has both cron and start/end; a schedule is one or the other")]
+    CronAndSpan { at: String },
+    #[error("{at}.cron: must be a string")]
+    CronNotString { at: String },
+    #[error("{at}.end: must be after start")]
+    EndNotAfterStart { at: String },
+    #[error("{at}.start: start and end must be whole seconds")]
+    FractionalSeconds { at: String },
+    #[error("{at}.end: required with start")]
+    EndRequired { at: String },
+    #[error("{at}.start: required with end")]
+    StartRequired { at: String },
+    #[error("{at}: needs either cron or start and end (neither given)")]
+    NoWindows { at: String },
+}
+
+/// Why a cron expression is refused.
+#[derive(Debug, Clone, Error)]
+pub enum CronExprError {
+    #[error("{0:?} must have 5 fields (minute hour day-of-month month day-of-week)")]
+    FieldCount(String),
+    #[error("{expr:?}: {source}")]
+    Parse {
+        expr: String,
+        #[source]
+        source: Arc<croner::errors::CronError>,
+    },
+    #[error("{0:?} never fires")]
+    NeverFires(String),
+    #[error("{0:?} fires only once")]
+    FiresOnce(String),
+}
+
 impl Schedule {
     /// Parses one entry of `schedules` (`at` is its field path, e.g. `schedules[0]`). Every
     /// error names the field.
-    pub fn from_json(at: &str, v: &Value, tz: Tz) -> Result<Schedule, String> {
+    pub fn from_json(at: &str, v: &Value, tz: Tz) -> Result<Schedule, ScheduleError> {
+        let at = at.to_owned();
         let Some(obj) = v.as_object() else {
-            return Err(format!("{at}: must be an object"));
+            return Err(ScheduleError::NotAnObject { at });
         };
         if let Some(k) = obj
             .keys()
             .find(|k| !["id", "cron", "start", "end"].contains(&k.as_str()))
         {
-            return Err(format!("{at}.{k}: unknown field"));
+            return Err(ScheduleError::UnknownField {
+                at,
+                field: k.clone(),
+            });
         }
         let id = match obj.get("id") {
             Some(Value::String(s)) => {
-                let id = ScheduleId::new(s).map_err(|e| format!("{at}.id: {e}"))?;
+                let id = ScheduleId::new(s).map_err(|source| ScheduleError::BadId {
+                    at: at.clone(),
+                    source,
+                })?;
                 if Timeframe::ALL.iter().any(|t| t.as_str() == s) {
-                    return Err(format!(
-                        "{at}.id: {s:?} is a built-in timeframe name; pick another id"
-                    ));
+                    return Err(ScheduleError::BuiltinId { at, id: s.clone() });
                 }
                 id
             }
-            _ => return Err(format!("{at}.id: required string")),
+            _ => return Err(ScheduleError::IdRequired { at }),
         };
-        let instant = |f: &str| -> Result<Option<DateTime<Utc>>, String> {
-            match obj.get(f) {
+        let instant = |field: &'static str| -> Result<Option<DateTime<Utc>>, ScheduleError> {
+            match obj.get(field) {
                 None | Some(Value::Null) => Ok(None),
                 Some(Value::String(s)) => DateTime::parse_from_rfc3339(s)
                     .map(|t| Some(t.with_timezone(&Utc)))
-                    .map_err(|e| format!("{at}.{f}: not an RFC 3339 time ({e})")),
-                Some(_) => Err(format!("{at}.{f}: must be an RFC 3339 string")),
+                    .map_err(|source| ScheduleError::BadTime {
+                        at: at.clone(),
+                        field,
+                        source,
+                    }),
+                Some(_) => Err(ScheduleError::TimeNotString {
+                    at: at.clone(),
+                    field,
+                }),
             }
         };
         let (start, end) = (instant("start")?, instant("end")?);
         let kind = match (obj.get("cron"), start, end) {
             (Some(Value::String(expr)), None, None) => ScheduleKind::Cron {
-                cron: Box::new(parse_cron(expr, tz).map_err(|e| format!("{at}.cron: {e}"))?),
+                cron: Box::new(
+                    parse_cron(expr, tz).map_err(|source| ScheduleError::Cron { at, source })?,
+                ),
                 expr: expr.clone(),
             },
-            (Some(Value::String(_)), _, _) => {
-                return Err(format!(
-                    "{at}: has both cron and start/end; a schedule is one or the other"
-                ))
-            }
-            (Some(_), _, _) => return Err(format!("{at}.cron: must be a string")),
+            (Some(Value::String(_)), _, _) => return Err(ScheduleError::CronAndSpan { at }),
+            (Some(_), _, _) => return Err(ScheduleError::CronNotString { at }),
             (None, Some(start), Some(end)) => {
                 if end <= start {
-                    return Err(format!("{at}.end: must be after start"));
+                    return Err(ScheduleError::EndNotAfterStart { at });
                 }
                 if start.timestamp_subsec_nanos() != 0 || end.timestamp_subsec_nanos() != 0 {
-                    return Err(format!("{at}.start: start and end must be whole seconds"));
+                    return Err(ScheduleError::FractionalSeconds { at });
                 }
                 ScheduleKind::Fixed { start, end }
             }
-            (None, Some(_), None) => return Err(format!("{at}.end: required with start")),
-            (None, None, Some(_)) => return Err(format!("{at}.start: required with end")),
-            (None, None, None) => {
-                return Err(format!(
-                    "{at}: needs either cron or start and end (neither given)"
-                ))
-            }
+            (None, Some(_), None) => return Err(ScheduleError::EndRequired { at }),
+            (None, None, Some(_)) => return Err(ScheduleError::StartRequired { at }),
+            (None, None, None) => return Err(ScheduleError::NoWindows { at }),
         };
         Ok(Schedule { id, kind })
     }
@@ -120,25 +193,26 @@ impl Schedule {
 }
 
 /// A 5-field cron expression, checked to fire at least once in the years Phoenix serves.
-fn parse_cron(expr: &str, tz: Tz) -> Result<Cron, String> {
+fn parse_cron(expr: &str, tz: Tz) -> Result<Cron, CronExprError> {
     if expr.split_whitespace().count() != 5 {
-        return Err(format!(
-            "{expr:?} must have 5 fields (minute hour day-of-month month day-of-week)"
-        ));
+        return Err(CronExprError::FieldCount(expr.to_owned()));
     }
     let cron = CronParser::builder()
         .seconds(Seconds::Disallowed)
         .year(Year::Disallowed)
         .build()
         .parse(expr)
-        .map_err(|e| format!("{expr:?}: {e}"))?;
+        .map_err(|e| CronExprError::Parse {
+            expr: expr.to_owned(),
+            source: Arc::new(e),
+        })?;
     let from = tz.from_utc_datetime(&NaiveDateTime::default());
     let first = cron
         .find_next_occurrence(&from, false)
-        .map_err(|_| format!("{expr:?} never fires"))?;
+        .map_err(|_| CronExprError::NeverFires(expr.to_owned()))?;
     // Two firings are needed to make a window.
     cron.find_next_occurrence(&first, false)
-        .map_err(|_| format!("{expr:?} fires only once"))?;
+        .map_err(|_| CronExprError::FiresOnce(expr.to_owned()))?;
     Ok(cron)
 }
 
@@ -281,13 +355,8 @@ impl Calendar {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::leaderboard::window::tests::t;
     use proptest::prelude::*;
-
-    fn t(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s)
-            .expect(s)
-            .with_timezone(&Utc)
-    }
 
     fn cal(tz: &str, schedules: Value) -> Calendar {
         let tz: Tz = tz.parse().unwrap();
@@ -491,7 +560,9 @@ mod tests {
                 "schedules[0].every",
             ),
         ] {
-            let e = Schedule::from_json("schedules[0]", &v, tz).unwrap_err();
+            let e = Schedule::from_json("schedules[0]", &v, tz)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(want), "{e:?} should contain {want:?}");
         }
     }

@@ -17,6 +17,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Datelike, Days, Months, NaiveDate, SecondsFormat, TimeDelta, Utc, Weekday};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use thiserror::Error;
 
 const HOUR: i64 = 3_600;
 const DAY: i64 = 86_400;
@@ -33,15 +34,13 @@ pub struct ScheduleId {
 
 impl ScheduleId {
     /// Checks the charset and length; built-in timeframe names are refused by the caller.
-    pub fn new(s: &str) -> Result<ScheduleId, String> {
+    pub fn new(s: &str) -> Result<ScheduleId, InvalidScheduleId> {
         let ok = !s.is_empty()
             && s.len() <= MAX_SCHEDULE_ID
             && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
         if !ok {
-            return Err(format!(
-                "{s:?} must be 1-{MAX_SCHEDULE_ID} characters of A-Z a-z 0-9 - _ ."
-            ));
+            return Err(InvalidScheduleId(s.to_owned()));
         }
         let mut bytes = [0; MAX_SCHEDULE_ID];
         bytes[..s.len()].copy_from_slice(s.as_bytes());
@@ -72,6 +71,43 @@ impl PartialOrd for ScheduleId {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
+}
+
+/// A schedule id with a character or a length outside [`ScheduleId`]'s rules.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{0:?} must be 1-{MAX_SCHEDULE_ID} characters of A-Z a-z 0-9 - _ .")]
+pub struct InvalidScheduleId(pub String);
+
+/// A name that is neither a built-in timeframe nor a valid schedule id.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error(
+    "unknown timeframe {0:?} (expected hourly, daily, weekly, monthly, all_time or a schedule id)"
+)]
+pub struct UnknownTimeframe(pub String);
+
+/// Window key text that is not the canonical key of its timeframe.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("invalid {timeframe} window key {text:?} (expected e.g. {})", key_example(*.timeframe))]
+pub struct InvalidWindowKey {
+    pub timeframe: Timeframe,
+    pub text: String,
+}
+
+/// Why the byte form of a timeframe or window key (checkpoints, history keys) does not read.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum KeyBytesError {
+    #[error("truncated timeframe")]
+    Truncated,
+    #[error("bad timeframe byte {0}")]
+    UnknownByte(u8),
+    #[error("schedule id: {0}")]
+    ScheduleUtf8(#[from] std::str::Utf8Error),
+    #[error(transparent)]
+    ScheduleId(#[from] InvalidScheduleId),
+    #[error("window key must be 8 bytes, got {0}")]
+    KeyLength(usize),
+    #[error("{start} is not the start of a {timeframe} window")]
+    Unaligned { timeframe: Timeframe, start: i64 },
 }
 
 /// How long one window of a leaderboard lasts: a built-in period or one of the board's schedules.
@@ -139,42 +175,49 @@ impl Timeframe {
         }
     }
 
-    /// Appends the byte form used in checkpoint and history keys: a built-in is its index in
-    /// [`Timeframe::ALL`] (one byte, as before schedules existed); a schedule is `0xFF`, the id
-    /// length and the id.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    /// The persisted byte of a built-in timeframe (checkpoints and history keys). These
+    /// values are on disk: never change or reuse one. `None` for a schedule.
+    fn builtin_byte(self) -> Option<u8> {
         match self {
-            Timeframe::Schedule(id) => {
-                out.push(0xFF);
+            Timeframe::Hourly => Some(0),
+            Timeframe::Daily => Some(1),
+            Timeframe::Weekly => Some(2),
+            Timeframe::Monthly => Some(3),
+            Timeframe::AllTime => Some(4),
+            Timeframe::Schedule(_) => None,
+        }
+    }
+
+    /// Appends the byte form used in checkpoint and history keys: a built-in is its
+    /// `builtin_byte` (one byte, as before schedules existed); a schedule
+    /// is `0xFF`, the id length and the id.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match (self, self.builtin_byte()) {
+            (_, Some(b)) => out.push(b),
+            (Timeframe::Schedule(id), None) => {
+                out.push(SCHEDULE_BYTE);
                 out.push(id.len);
                 out.extend_from_slice(id.as_str().as_bytes());
             }
-            builtin => out.push(
-                u8::try_from(
-                    Timeframe::ALL
-                        .iter()
-                        .position(|t| t == builtin)
-                        .expect("built-in"),
-                )
-                .expect("five"),
-            ),
+            (_, None) => unreachable!("only schedules have no built-in byte"),
         }
     }
 
     /// Reads [`Timeframe::encode`]'s form from the front of `b`; returns it and the bytes used.
-    pub fn decode(b: &[u8]) -> Result<(Timeframe, usize), String> {
+    pub fn decode(b: &[u8]) -> Result<(Timeframe, usize), KeyBytesError> {
         match b.first() {
-            Some(0xFF) => {
-                let len = usize::from(*b.get(1).ok_or("truncated timeframe")?);
-                let id = b.get(2..2 + len).ok_or("truncated timeframe")?;
-                let id = std::str::from_utf8(id).map_err(|e| e.to_string())?;
-                Ok((Timeframe::Schedule(ScheduleId::new(id)?), 2 + len))
+            Some(&SCHEDULE_BYTE) => {
+                let len = usize::from(*b.get(1).ok_or(KeyBytesError::Truncated)?);
+                let id = b.get(2..2 + len).ok_or(KeyBytesError::Truncated)?;
+                let id = ScheduleId::new(std::str::from_utf8(id)?)?;
+                Ok((Timeframe::Schedule(id), 2 + len))
             }
             Some(&i) => Timeframe::ALL
-                .get(usize::from(i))
-                .map(|tf| (*tf, 1))
-                .ok_or_else(|| format!("bad timeframe byte {i}")),
-            None => Err("truncated timeframe".into()),
+                .into_iter()
+                .find(|tf| tf.builtin_byte() == Some(i))
+                .map(|tf| (tf, 1))
+                .ok_or(KeyBytesError::UnknownByte(i)),
+            None => Err(KeyBytesError::Truncated),
         }
     }
 }
@@ -188,17 +231,15 @@ impl fmt::Display for Timeframe {
 /// Parses a built-in name, or any valid schedule id (whether a board has that schedule is the
 /// board's question).
 impl FromStr for Timeframe {
-    type Err = String;
+    type Err = UnknownTimeframe;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if let Some(tf) = Timeframe::ALL.into_iter().find(|tf| tf.as_str() == s) {
             return Ok(tf);
         }
-        ScheduleId::new(s).map(Timeframe::Schedule).map_err(|_| {
-            format!(
-                "unknown timeframe {s:?} (expected hourly, daily, weekly, monthly, all_time or a schedule id)"
-            )
-        })
+        ScheduleId::new(s)
+            .map(Timeframe::Schedule)
+            .map_err(|_| UnknownTimeframe(s.to_owned()))
     }
 }
 
@@ -212,6 +253,21 @@ impl<'de> Deserialize<'de> for Timeframe {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The first byte of a schedule's byte form (built-ins use 0 to 4).
+const SCHEDULE_BYTE: u8 = 0xFF;
+
+/// A canonical key text of `tf`, for error messages.
+fn key_example(tf: Timeframe) -> &'static str {
+    match tf {
+        Timeframe::Hourly => "2025-11-18T12",
+        Timeframe::Daily => "2025-11-18",
+        Timeframe::Weekly => "2025-W47",
+        Timeframe::Monthly => "2025-11",
+        Timeframe::AllTime => "all_time",
+        Timeframe::Schedule(_) => "2026-12-01T18:00:00Z",
     }
 }
 
@@ -249,17 +305,10 @@ impl WindowKey {
     /// Parses the canonical key text of timeframe `tf` (`2025-11-18T12`, `2025-11-18`, `2025-W47`,
     /// `2025-11`, `all_time`, and for schedules `2026-12-01T18:00:00Z`); rejects other
     /// timeframes' keys and dates that do not exist.
-    pub fn parse(tf: Timeframe, s: &str) -> Result<WindowKey, String> {
-        let invalid = || {
-            let example = match tf {
-                Timeframe::Hourly => "2025-11-18T12",
-                Timeframe::Daily => "2025-11-18",
-                Timeframe::Weekly => "2025-W47",
-                Timeframe::Monthly => "2025-11",
-                Timeframe::AllTime => "all_time",
-                Timeframe::Schedule(_) => "2026-12-01T18:00:00Z",
-            };
-            format!("invalid {tf} window key {s:?} (expected e.g. {example})")
+    pub fn parse(tf: Timeframe, s: &str) -> Result<WindowKey, InvalidWindowKey> {
+        let invalid = || InvalidWindowKey {
+            timeframe: tf,
+            text: s.to_owned(),
         };
         let num = |part: Option<&str>, width: usize| {
             part.filter(|p| p.len() == width && p.bytes().all(|b| b.is_ascii_digit()))
@@ -333,10 +382,10 @@ impl WindowKey {
 
     /// Inverse of [`WindowKey::to_sortable_bytes`]; rejects other lengths and starts that are not
     /// a window boundary of a built-in `tf` (a schedule's boundaries are its calendar's).
-    pub fn from_sortable_bytes(tf: Timeframe, bytes: &[u8]) -> Result<WindowKey, String> {
+    pub fn from_sortable_bytes(tf: Timeframe, bytes: &[u8]) -> Result<WindowKey, KeyBytesError> {
         let mut b: [u8; 8] = bytes
             .try_into()
-            .map_err(|_| format!("window key must be 8 bytes, got {}", bytes.len()))?;
+            .map_err(|_| KeyBytesError::KeyLength(bytes.len()))?;
         b[0] ^= 0x80;
         let start = i64::from_be_bytes(b);
         let key = WindowKey {
@@ -351,7 +400,10 @@ impl WindowKey {
         if aligned {
             Ok(key)
         } else {
-            Err(format!("{start} is not the start of a {tf} window"))
+            Err(KeyBytesError::Unaligned {
+                timeframe: tf,
+                start,
+            })
         }
     }
 }
@@ -395,11 +447,12 @@ impl Serialize for WindowKey {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn t(s: &str) -> DateTime<Utc> {
+    /// An RFC 3339 time (test input).
+    pub(in crate::leaderboard) fn t(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s)
             .expect(s)
             .with_timezone(&Utc)
@@ -502,7 +555,7 @@ mod tests {
             (Daily, ""),
         ] {
             let e = WindowKey::parse(tf, bad).expect_err(bad);
-            assert!(e.contains(tf.as_str()), "{e}");
+            assert!(e.to_string().contains(tf.as_str()), "{e}");
         }
         assert_eq!(
             WindowKey::parse(AllTime, "all_time"),
@@ -579,7 +632,27 @@ mod tests {
         assert_eq!(Timeframe::decode(&b), Ok((tf, 5)));
         assert_eq!(Timeframe::decode(&b[5..]), Ok((Timeframe::Daily, 1)));
         assert!(Timeframe::decode(&b[..3]).is_err());
-        assert!(Timeframe::decode(&[9]).is_err());
+        assert_eq!(Timeframe::decode(&[9]), Err(KeyBytesError::UnknownByte(9)));
+        assert_eq!(Timeframe::decode(&[]), Err(KeyBytesError::Truncated));
+    }
+
+    /// The persisted bytes of the built-ins are on disk in every data dir: pinned here, not
+    /// derived from the order of `Timeframe::ALL`.
+    #[test]
+    fn builtin_timeframe_bytes_are_fixed() {
+        use Timeframe::*;
+        for (tf, byte) in [
+            (Hourly, 0),
+            (Daily, 1),
+            (Weekly, 2),
+            (Monthly, 3),
+            (AllTime, 4),
+        ] {
+            let mut b = Vec::new();
+            tf.encode(&mut b);
+            assert_eq!(b, [byte], "{tf}");
+            assert_eq!(Timeframe::decode(&b), Ok((tf, 1)));
+        }
         let k = Timeframe::Weekly.window_of(t("2025-11-18T00:00:00Z"));
         assert_eq!(
             serde_json::to_string(&k).ok().as_deref(),

@@ -7,7 +7,7 @@ use chrono::Utc;
 use phoenix_actors::event::MAX_ID_LEN;
 use phoenix_actors::leaderboard::definition::valid_id;
 use phoenix_actors::leaderboard::views::{ViewKey, ViewKind};
-use phoenix_actors::leaderboard::window::{Timeframe, WindowKey};
+use phoenix_actors::leaderboard::window::{Timeframe, UnknownTimeframe, WindowKey};
 use phoenix_actors::Engine;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -61,7 +61,7 @@ fn view_key(s: &Subscribe) -> Result<ViewKey, ApiError> {
         .as_deref()
         .unwrap_or("all_time")
         .parse()
-        .map_err(bad)?;
+        .map_err(|e: UnknownTimeframe| bad(e.to_string()))?;
     let window = match s.window.as_deref() {
         None | Some("current") => None,
         Some(k) => Some(WindowKey::parse(tf, k).map_err(|e| bad(format!("window: {e}")))?),

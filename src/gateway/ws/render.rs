@@ -2,7 +2,7 @@
 //! published frame and shared by every session watching the view) and error frames in the
 //! seed's envelope fields.
 
-use phoenix_actors::leaderboard::actor::QueryError;
+use phoenix_actors::leaderboard::query::QueryError;
 use phoenix_actors::leaderboard::views::{ViewFrame, ViewKey};
 use serde_json::{json, Value};
 
