@@ -24,6 +24,7 @@
 //! RewardStore (rewards.rs)                  vote-reward dedupe + grants, one transaction each
 //! CloseStore (leaderboard/close.rs)         a window close: record + grants + outbox, one tx
 //! Outbox (outbox.rs)                        durable webhook deliveries, retried by the edge
+//! cluster/ (not wired yet)                  JetStreamLog, KV leases, EventLog contract suite
 //! ```
 //!
 //! Data flow: the edge validates an [`event::Event`], calls [`engine::Engine::ingest`]; the
@@ -34,6 +35,7 @@
 //! windows (rank index per window), checkpoint, freeze closed windows into history, and
 //! publish view changes to sessions.
 
+pub mod cluster;
 pub mod committer;
 pub mod dedupe;
 pub mod engine;
