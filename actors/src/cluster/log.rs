@@ -190,8 +190,9 @@ impl JetStreamLog {
             })
             .collect();
         let inner = self.inner.clone();
+        let name = tenant.to_owned();
         self.bridge
-            .run(async move { inner.append(t, first_seq, batch).await })?
+            .run(async move { inner.append(name, t, first_seq, batch).await })?
     }
 
     /// The server leading `tenant`'s stream now (`None`: no stream, or no leader).

@@ -44,11 +44,12 @@ pub enum HarnessError {
     Cluster(#[from] ClusterError),
 }
 
-/// The `nats-server` binary: `$PHOENIX_NATS_SERVER`, else the first on `PATH` or in the
-/// usual system directories (Debian installs it in `/usr/sbin`).
+/// The `nats-server` binary: `$PHOENIX_NATS_SERVER` when set (`None` if that is no file),
+/// else the first on `PATH` or in the usual system directories (Debian installs it in
+/// `/usr/sbin`).
 pub fn nats_server_binary() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("PHOENIX_NATS_SERVER") {
-        return Some(PathBuf::from(p));
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
@@ -64,7 +65,12 @@ pub fn nats_server_binary() -> Option<PathBuf> {
 /// come up: a test must never pass without having run.
 pub fn cluster_or_skip(test: &str) -> Option<NatsCluster> {
     if nats_server_binary().is_none() && std::env::var("PHOENIX_SKIP_NATS").as_deref() == Ok("1") {
-        eprintln!("!!!! SKIPPED {test}: nats-server is missing and PHOENIX_SKIP_NATS=1 !!!!");
+        // Straight to the process's stderr: the test harness captures `eprintln!`.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "!!!! SKIPPED {test}: nats-server is missing and PHOENIX_SKIP_NATS=1 !!!!"
+        );
         return None;
     }
     match NatsCluster::start(3) {

@@ -76,6 +76,7 @@ impl Inner {
     /// Publish `batch` (positions `first_seq..`) without waiting for acks.
     pub(super) async fn append(
         self: Arc<Self>,
+        tenant: String,
         t: Arc<Tenant>,
         first_seq: u64,
         batch: Vec<Pending>,
@@ -83,16 +84,14 @@ impl Inner {
         let known = *lock(&t.next);
         let expected = match known {
             Some(n) => n,
-            None => {
-                let tenant = batch.first().map_or("", |p| &*p.tenant).to_owned();
-                let state = self.ensure_stream(&t, self.window(&tenant)).await?;
-                state.last_sequence + 1
-            }
+            None => match self.ensure_stream(&t, self.window(&tenant)).await {
+                Ok(state) => state.last_sequence + 1,
+                // The caller has given these positions away already: latch, as for any
+                // failed append.
+                Err(e) => return Err(self.fail(e)),
+            },
         };
         if first_seq != expected {
-            let tenant = batch
-                .first()
-                .map_or_else(String::new, |p| p.tenant.to_string());
             return Err(self.fail(ClusterError::Gap {
                 tenant,
                 expected,
