@@ -336,3 +336,45 @@ async fn lease_takeover_after_ttl_and_stale_renew_fails() {
     b.release(second).await.unwrap();
     owned(a.acquire("t").await.unwrap());
 }
+
+/// The feed and tenant actors call the log from tokio tasks: the bridge must work from a
+/// multi-thread worker (block_in_place) and from a current-thread runtime, and dropping the
+/// log inside a runtime must not panic.
+#[test]
+fn jetstream_log_is_callable_from_async_tasks() {
+    let Some(cluster) = cluster_or_skip("jetstream_log_is_callable_from_async_tasks") else {
+        return;
+    };
+    let urls = cluster.urls();
+    for multi in [true, false] {
+        let rt = if multi {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+        } else {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+        }
+        .unwrap();
+        let config = JetStreamLogConfig {
+            urls: urls.clone(),
+            ..Default::default()
+        };
+        let tenant = format!("async-{multi}");
+        let got = rt.block_on(async move {
+            tokio::spawn(async move {
+                let log = JetStreamLog::open(config).unwrap();
+                log.append(&tenant, 1, &[(1, "a", "{}")]).unwrap();
+                log.sync().unwrap();
+                let n = log.read_from(&tenant, 1, 10).unwrap().len();
+                drop(log);
+                n
+            })
+            .await
+            .unwrap()
+        });
+        assert_eq!(got, 1, "multi-thread: {multi}");
+    }
+}
