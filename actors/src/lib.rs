@@ -34,6 +34,7 @@
 //!                                            the contract (trait), its sled implementation
 //!                                            and the contract suite every backend must pass
 //! CloseStore (leaderboard/close.rs)         a window close: record + grants + outbox, one tx
+//! cluster/ (not wired yet)                  JetStreamLog, KV leases, EventLog contract suite
 //! ```
 //!
 //! Durability: the committer's fsync acknowledges events; `Engine::persist` makes everything
@@ -41,6 +42,7 @@
 //! or fsync latches the store failed (`Engine::store_healthy`); the edge heals it by
 //! shutting the engine down and starting a new one on the reopened store, which rebuilds
 //! positions from the log as at start-up.
+//!
 //! Leaderboard modules: pure parts decide — `definition` (with `matcher`, `expr`, `schedule`),
 //! `window`, `state`, `rank/` (the rank index: order, key encoding, nodes, tree, user table,
 //! API) — and `actor` orchestrates; `query` holds what a board answers (and `QueryError`),
@@ -54,6 +56,7 @@
 //! windows (rank index per window), checkpoint, freeze closed windows into history, and
 //! publish view changes to sessions.
 
+pub mod cluster;
 pub mod committer;
 pub mod dedupe;
 pub mod engine;
