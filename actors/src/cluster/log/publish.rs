@@ -140,7 +140,10 @@ impl Inner {
                 match self.classify(&p, result).await {
                     Verdict::Confirmed => {
                         metrics::histogram!("phoenix_cluster_publish_ack_seconds")
-                            .record(p.sent.elapsed().as_secs_f64())
+                            .record(p.sent.elapsed().as_secs_f64());
+                        // An ack at the stream's replicas proves a quorum now, whatever
+                        // the last probe (perhaps run mid-election) saw.
+                        self.quorum.store(true, std::sync::atomic::Ordering::SeqCst);
                     }
                     Verdict::Retry(cause) => {
                         p.cause = cause.or(p.cause.take());
