@@ -2,7 +2,7 @@
 # Fairness: tenant A ("demo") with 100 boards under a bulk flood, tenant B ("arena") sending
 # single events at a steady rate. B's ack latency (p50, p99) alone and beside A's flood, in
 # the same run, 3 repeats, medians. Release build, 127.0.0.1 only, ~2 minutes.
-# Usage: benches/fairness.sh [seconds-per-phase] [B events/s] [A connections]
+# Usage: [PHOENIX_CONFIG=file.toml] benches/fairness.sh [seconds-per-phase] [B events/s] [A connections]
 #        (from the repository root; defaults 8, 200, 8)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +15,7 @@ port=18290
 base="http://127.0.0.1:$port"
 lg=./target/release/examples/loadgen
 
-start_phoenix $port
+start_phoenix $port "${PHOENIX_CONFIG:-phoenix.example.toml}"
 
 # A: 100 boards (the per-tenant maximum), all matching the flood's type. B: one board.
 for i in $(seq 100); do

@@ -129,6 +129,11 @@ pub struct Config {
     /// frame (`phoenix_ws_subscriptions_refused_total`).
     #[serde(default = "default_ws_max_subscriptions")]
     pub ws_max_subscriptions: usize,
+    /// Ingest requests checked (signature, parse, validation) at once, handed out fairly
+    /// across tenants so one tenant's flood never queues ahead of another's event
+    /// (`phoenix_ingest_gate_waiting`, `phoenix_ingest_gate_wait_seconds`). 0: one per core.
+    #[serde(default)]
+    pub ingest_fair_slots: usize,
     /// HTTP: seconds a connection may take to send a complete request head (from accept);
     /// a silent or dripping connection is closed after this.
     #[serde(default = "default_http_header_timeout")]
@@ -315,6 +320,16 @@ fn default_ws_stall() -> u64 {
 fn default_ws_inflight() -> usize {
     1000
 }
+impl Config {
+    /// `ingest_fair_slots`, with 0 meaning one per core.
+    pub fn ingest_slots(&self) -> usize {
+        match self.ingest_fair_slots {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        }
+    }
+}
+
 fn default_ws_max_subscriptions() -> usize {
     32
 }

@@ -8,7 +8,9 @@
 //!   tenant HMAC;
 //! - [`Operator`]: `Authorization: Bearer <operator_token>` (the admin sub-router's layer);
 //! - [`Writable`] / [`Readable`]: the engine, for a write (503 while the store has failed or
-//!   the disk is low) or a read (503 only before the store has opened).
+//!   the disk is low) or a read (503 only before the store has opened);
+//! - [`IngestBody`]: a [`SignedBody`] checked in its turn, handed out fairly across tenants
+//!   (`crate::fair`).
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
@@ -18,6 +20,7 @@ use phoenix_actors::Engine;
 
 use crate::auth::{bearer, constant_time_eq};
 use crate::error::ApiError;
+use crate::fair::Slot;
 use crate::gateway::utf8_body;
 use crate::state::AppState;
 use crate::tokens::Claims;
@@ -57,14 +60,50 @@ impl FromRequest<AppState> for SignedBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, app: &AppState) -> Result<Self, ApiError> {
+        Ok(IngestBody::read(req, app, false).await?.signed)
+    }
+}
+
+/// An ingest request's [`SignedBody`] and its turn: the body is read first (a slow upload
+/// holds no turn), then the request waits for its turn (`crate::fair`, by the tenant it
+/// names) to check the signature and parse. Give the turn back with [`Slot::done`] before
+/// waiting for the durable write.
+#[derive(Debug)]
+pub struct IngestBody {
+    pub signed: SignedBody,
+    pub turn: Slot,
+}
+
+impl IngestBody {
+    async fn read(req: Request, app: &AppState, fair: bool) -> Result<IngestBody, ApiError> {
         let (method, path, headers) = head_of(&req);
         let body = utf8_body(Bytes::from_request(req, app).await)?;
+        let turn = if fair {
+            let named = headers
+                .get("x-tenant-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            app.gate.admit(named).await
+        } else {
+            Slot::none()
+        };
         let (tenant, secret) = signed(app, &headers, &method, &path, &body)?;
-        Ok(SignedBody {
-            tenant,
-            secret,
-            body,
+        Ok(IngestBody {
+            signed: SignedBody {
+                tenant,
+                secret,
+                body,
+            },
+            turn,
         })
+    }
+}
+
+impl FromRequest<AppState> for IngestBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, app: &AppState) -> Result<Self, ApiError> {
+        IngestBody::read(req, app, true).await
     }
 }
 

@@ -11,6 +11,7 @@ pub mod demo;
 pub mod engine_slot;
 pub mod error;
 pub mod extract;
+pub mod fair;
 pub mod gateway;
 pub mod metrics;
 pub mod openapi;

@@ -154,6 +154,11 @@ const GAUGES: &[(&str, Unit, &str)] = &[
         "Bytes the embedded store (sled) occupies on disk.",
     ),
     (
+        "phoenix_ingest_gate_waiting",
+        Unit::Count,
+        "Ingest requests waiting for their turn to be checked (ingest_fair_slots, fair across tenants).",
+    ),
+    (
         "phoenix_store_failed",
         Unit::Count,
         "1 while the store has failed and writes answer 503 until it is reopened, else 0.",
@@ -172,6 +177,11 @@ const GAUGES: &[(&str, Unit, &str)] = &[
 
 /// `(name, unit, help)` of each histogram.
 const HISTOGRAMS: &[(&str, Unit, &str)] = &[
+    (
+        "phoenix_ingest_gate_wait_seconds",
+        Unit::Seconds,
+        "How long an ingest request waited for its turn to be checked (after its body was read).",
+    ),
     (
         "phoenix_log_write_seconds",
         Unit::Seconds,

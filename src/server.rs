@@ -302,11 +302,13 @@ pub async fn run(
             }
         })
     };
+    let config_slots = config.ingest_slots();
     let state = AppState {
         config,
         tenants,
         engine: slot,
         metrics,
+        gate: crate::fair::FairGate::new(config_slots),
     };
     let transport = transport::Transport::from_config(&state.config);
     transport::serve(listener, app(state), transport, shutdown).await?;

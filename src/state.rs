@@ -10,6 +10,7 @@ use phoenix_actors::{Engine, EngineError};
 use crate::config::Config;
 use crate::engine_slot::EngineSlot;
 use crate::error::ApiError;
+use crate::fair::FairGate;
 use crate::tenants::Tenants;
 
 /// Shared state of every handler. Cheap to clone.
@@ -21,6 +22,8 @@ pub struct AppState {
     /// replaced when a failed store heals (`engine_slot.rs`).
     pub(crate) engine: EngineSlot,
     pub(crate) metrics: PrometheusHandle,
+    /// Turns to check ingest requests, fair across tenants (`fair.rs`).
+    pub(crate) gate: Arc<FairGate>,
 }
 
 /// The 503 of a write while the store is not open or has failed.

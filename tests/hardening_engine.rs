@@ -276,3 +276,68 @@ async fn client_chosen_extremes_do_not_wrap() {
     assert_eq!(status, 200, "{u}");
     assert_eq!(u["rank"], 1);
 }
+
+/// With a single turn to check ingest requests (`ingest_fair_slots = 1`): uploads that stall
+/// mid-body hold no turn (the body is read before the turn is taken), and many concurrent
+/// requests of two tenants all land, each exactly once.
+#[tokio::test]
+async fn one_ingest_turn_a_stalled_upload_holds_none_and_concurrent_tenants_all_land() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        dir.path(),
+        &config_text(dir.path(), "ingest_fair_slots = 1"),
+    );
+    let a = server.client();
+    let b = Client::new(&server.base, OTHER, OTHER_SECRET);
+    for c in [&a, &b] {
+        let (status, body) = c.put_board("sum", &sum_board()).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    // Two uploads that announce a body and stop halfway, on connections kept open.
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "POST /v1/events HTTP/1.1\r\nHost: {addr}\r\nX-Tenant-Id: {TENANT}\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n{{\"event_id\":"
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        stalled.push(s);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    let mut sends = Vec::new();
+    for i in 0..40 {
+        let c = if i % 2 == 0 { a.clone() } else { b.clone() };
+        sends.push(tokio::spawn(async move {
+            c.post(
+                "/v1/events",
+                &event(&format!("f{i}"), &format!("u{}", i % 5), 1),
+            )
+            .await
+        }));
+    }
+    for s in sends {
+        let (status, body) = s.await.unwrap();
+        assert_eq!(status, 202, "{body}");
+    }
+    let took = started.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "40 events took {took:?} beside two stalled uploads (the body timeout is 10 s)"
+    );
+    for c in [&a, &b] {
+        eventually("each tenant's 20 events scored once", || async {
+            let s = sum_standings(c).await;
+            let total: f64 = s["entries"]
+                .as_array()
+                .map(|e| e.iter().filter_map(|x| x["score"].as_f64()).sum())
+                .unwrap_or(0.0);
+            total == 20.0
+        })
+        .await;
+    }
+    assert!(server.metric("phoenix_ingest_gate_waiting", &[]).await >= 0.0);
+    drop(stalled);
+}

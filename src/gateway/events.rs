@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::parse_json;
 use crate::error::ApiError;
-use crate::extract::{SignedBody, SignedTenant, Writable};
+use crate::extract::{IngestBody, SignedTenant, Writable};
 use crate::state::AppState;
 
 /// Most events in one bulk request.
@@ -54,7 +54,7 @@ pub struct EventResult {
 #[utoipa::path(post, path = "/v1/events", tag = "ingestion", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), request_body = crate::openapi::schemas::IngestionEventV1, responses((status = 202, description = "Stored durably (or a duplicate)", body = crate::openapi::schemas::EventAck), crate::openapi::schemas::TenantErrors))]
 pub async fn ingest_one(
     engine: Result<Writable, ApiError>,
-    signed: Result<SignedBody, ApiError>,
+    signed: Result<IngestBody, ApiError>,
 ) -> Result<(StatusCode, Json<EventResult>), ApiError> {
     counted("single", ingest_one_inner(engine, signed).await)
 }
@@ -62,9 +62,9 @@ pub async fn ingest_one(
 /// Body, signature, then the engine: the order of the checks of seed 000.
 async fn ingest_one_inner(
     engine: Result<Writable, ApiError>,
-    signed: Result<SignedBody, ApiError>,
+    signed: Result<IngestBody, ApiError>,
 ) -> Result<(StatusCode, Json<EventResult>), ApiError> {
-    let signed = signed?;
+    let IngestBody { signed, turn } = signed?;
     let Writable(engine) = engine?;
     let tenant = &signed.tenant;
     let event = Event::from_str(signed.text(), tenant, Utc::now()).map_err(|e| match e {
@@ -73,6 +73,7 @@ async fn ingest_one_inner(
         e => ApiError::Validation(validation_failed(&e)),
     })?;
     let event_id = event.event_id.clone();
+    turn.done();
     let outcome = engine.ingest(tenant, vec![event]).await?;
     let status = outcome_status(outcome[0]);
     count("single", status, 1);
@@ -90,16 +91,16 @@ async fn ingest_one_inner(
 #[utoipa::path(post, path = "/v1/events/bulk", tag = "ingestion", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), request_body = crate::openapi::schemas::BulkRequest, responses((status = 202, description = "Per-event results; accepted ones are durable", body = crate::openapi::schemas::BulkAck), crate::openapi::schemas::TenantErrors))]
 pub async fn ingest_bulk(
     engine: Result<Writable, ApiError>,
-    signed: Result<SignedBody, ApiError>,
+    signed: Result<IngestBody, ApiError>,
 ) -> Result<(StatusCode, impl IntoResponse), ApiError> {
     counted("bulk", ingest_bulk_inner(engine, signed).await)
 }
 
 async fn ingest_bulk_inner(
     engine: Result<Writable, ApiError>,
-    signed: Result<SignedBody, ApiError>,
+    signed: Result<IngestBody, ApiError>,
 ) -> Result<(StatusCode, impl IntoResponse), ApiError> {
-    let signed = signed?;
+    let IngestBody { signed, turn } = signed?;
     let Writable(engine) = engine?;
     let tenant = &signed.tenant;
     let list = bulk_events(signed.text())?;
@@ -115,6 +116,7 @@ async fn ingest_bulk_inner(
     }
     let total = list.len();
     let mut batch = Batch::validate(&list, tenant, Utc::now());
+    turn.done();
     let outcomes = if batch.valid.is_empty() {
         Vec::new()
     } else {
