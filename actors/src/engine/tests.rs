@@ -14,6 +14,15 @@ fn event(id: &str) -> Event {
     Event::from_json(v, "acme", Utc::now()).unwrap()
 }
 
+/// Ingests events with these ids for `acme` and asserts the outcomes, in order.
+async fn ingest_expect(engine: &Engine, ids: &[&str], expect: &[Outcome]) {
+    let out = engine
+        .ingest("acme", ids.iter().map(|id| event(id)).collect())
+        .await
+        .unwrap();
+    assert_eq!(out, expect, "ingesting {ids:?}");
+}
+
 async fn eventually<F: Fn() -> bool>(what: &str, f: F) {
     for _ in 0..200 {
         if f() {
@@ -40,18 +49,12 @@ async fn start(dir: &std::path::Path) -> Engine {
 async fn accepts_then_dedupes_and_advances_head() {
     let dir = tempfile::tempdir().unwrap();
     let engine = start(dir.path()).await;
-    let out = engine
-        .ingest("acme", vec![event("a"), event("b"), event("a")])
-        .await
-        .unwrap();
-    assert_eq!(
-        out,
-        vec![
-            Outcome::Accepted { seq: 1 },
-            Outcome::Accepted { seq: 2 },
-            Outcome::Duplicate { seq: 1 }
-        ]
-    );
+    let expect = [
+        Outcome::Accepted { seq: 1 },
+        Outcome::Accepted { seq: 2 },
+        Outcome::Duplicate { seq: 1 },
+    ];
+    ingest_expect(&engine, &["a", "b", "a"], &expect).await;
     let again = engine.ingest("acme", vec![event("b")]).await.unwrap();
     assert_eq!(again, vec![Outcome::Duplicate { seq: 2 }]);
     assert_eq!(*engine.durable_head("acme").unwrap().borrow(), 2);
@@ -79,14 +82,8 @@ async fn dedupe_window_and_positions_survive_restart() {
     // Give the supervisor a moment to stop before the store is reopened.
     tokio::time::sleep(Duration::from_millis(50)).await;
     let engine = start(dir.path()).await;
-    let out = engine
-        .ingest("acme", vec![event("b"), event("c")])
-        .await
-        .unwrap();
-    assert_eq!(
-        out,
-        vec![Outcome::Duplicate { seq: 2 }, Outcome::Accepted { seq: 3 }]
-    );
+    let expect = [Outcome::Duplicate { seq: 2 }, Outcome::Accepted { seq: 3 }];
+    ingest_expect(&engine, &["b", "c"], &expect).await;
 }
 
 #[tokio::test]
@@ -100,14 +97,8 @@ async fn panicking_tenant_actor_is_restarted_from_the_log() {
         engine.tenant_actor("acme").map(|a| a.get_id()) != Some(before.get_id())
     })
     .await;
-    let out = engine
-        .ingest("acme", vec![event("a"), event("z")])
-        .await
-        .unwrap();
-    assert_eq!(
-        out,
-        vec![Outcome::Duplicate { seq: 1 }, Outcome::Accepted { seq: 2 }]
-    );
+    let expect = [Outcome::Duplicate { seq: 1 }, Outcome::Accepted { seq: 2 }];
+    ingest_expect(&engine, &["a", "z"], &expect).await;
 }
 
 /// A log whose `sync` or reads fail on demand (recording when each read was tried), to
