@@ -5,8 +5,10 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use phoenix_actors::stores::{StoreError, TenantRecord, TenantState, WebhookRecord};
@@ -192,35 +194,51 @@ async fn create(
     Ok((StatusCode::CREATED, Json(v)))
 }
 
-async fn set_status(
-    app: &AppState,
-    engine: &Engine,
-    id: &str,
-    status: TenantStatus,
-) -> Result<Json<Value>, ApiError> {
-    let mut t = tenant_named(app, id)?;
-    t.status = status;
-    save(engine, id, &t).await?;
-    app.tenants.upsert(id, t.clone());
-    Ok(Json(view(id, &t)))
+/// The extractors of a tenant status change, in the order the handlers used to list them
+/// (state, the `{id}` path, then a writable engine), each rejection answered as before.
+struct TenantWrite {
+    app: AppState,
+    id: String,
+    engine: Engine,
+}
+
+impl FromRequestParts<AppState> for TenantWrite {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Response> {
+        let Path(id) = Path::<String>::from_request_parts(parts, app)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let Writable(engine) = Writable::from_request_parts(parts, app)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(Self {
+            app: app.clone(),
+            id,
+            engine,
+        })
+    }
+}
+
+impl TenantWrite {
+    async fn set_status(self, status: TenantStatus) -> Result<Json<Value>, ApiError> {
+        let Self { app, id, engine } = self;
+        let mut t = tenant_named(&app, &id)?;
+        t.status = status;
+        save(&engine, &id, &t).await?;
+        app.tenants.upsert(&id, t.clone());
+        Ok(Json(view(&id, &t)))
+    }
 }
 
 #[utoipa::path(post, path = "/v1/admin/tenants/{id}/suspend", tag = "admin", security(("operator" = [])), params(("id" = String, Path, description = "Tenant id")), responses((status = 200, description = "Suspended: its writes get 403", body = crate::openapi::schemas::TenantView), crate::openapi::schemas::OperatorErrors))]
-async fn suspend(
-    State(app): State<AppState>,
-    Path(id): Path<String>,
-    Writable(engine): Writable,
-) -> Result<Json<Value>, ApiError> {
-    set_status(&app, &engine, &id, TenantStatus::Suspended).await
+async fn suspend(t: TenantWrite) -> Result<Json<Value>, ApiError> {
+    t.set_status(TenantStatus::Suspended).await
 }
 
 #[utoipa::path(post, path = "/v1/admin/tenants/{id}/resume", tag = "admin", security(("operator" = [])), params(("id" = String, Path, description = "Tenant id")), responses((status = 200, description = "Active again", body = crate::openapi::schemas::TenantView), crate::openapi::schemas::OperatorErrors))]
-async fn resume(
-    State(app): State<AppState>,
-    Path(id): Path<String>,
-    Writable(engine): Writable,
-) -> Result<Json<Value>, ApiError> {
-    set_status(&app, &engine, &id, TenantStatus::Active).await
+async fn resume(t: TenantWrite) -> Result<Json<Value>, ApiError> {
+    t.set_status(TenantStatus::Active).await
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
