@@ -221,13 +221,19 @@ impl FromRequestParts<AppState> for TenantWrite {
 }
 
 impl TenantWrite {
-    async fn set_status(self, status: TenantStatus) -> Result<Json<Value>, ApiError> {
+    /// Changes the named tenant (404 when unknown), saves it durably, then serves it; returns
+    /// its view.
+    async fn update(self, change: impl FnOnce(&mut Tenant)) -> Result<Value, ApiError> {
         let Self { app, id, engine } = self;
         let mut t = tenant_named(&app, &id)?;
-        t.status = status;
+        change(&mut t);
         save(&engine, &id, &t).await?;
         app.tenants.upsert(&id, t.clone());
-        Ok(Json(view(&id, &t)))
+        Ok(view(&id, &t))
+    }
+
+    async fn set_status(self, status: TenantStatus) -> Result<Json<Value>, ApiError> {
+        self.update(|t| t.status = status).await.map(Json)
     }
 }
 
@@ -253,9 +259,7 @@ struct Rotate {
 
 #[utoipa::path(post, path = "/v1/admin/tenants/{id}/rotate", tag = "admin", security(("operator" = [])), params(("id" = String, Path, description = "Tenant id")), request_body(content = Option<Rotate>, description = "Optional; an empty body rotates to a random secret with a 3600 s overlap"), responses((status = 200, description = "The new secret, once; the old one works until `previous_secret_valid_until`", body = crate::openapi::schemas::TenantView), crate::openapi::schemas::OperatorErrors))]
 async fn rotate(
-    State(app): State<AppState>,
-    Path(id): Path<String>,
-    Writable(engine): Writable,
+    tenant: TenantWrite,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let body = utf8_body(body)?;
@@ -271,13 +275,13 @@ async fn rotate(
         )));
     }
     let secret = secret_or_random(req.secret)?;
-    let mut t = tenant_named(&app, &id)?;
-    let until = chrono::Utc::now().timestamp() + overlap;
-    t.previous = Some((t.secret.clone(), until));
-    t.secret = Secret::new(secret.clone());
-    save(&engine, &id, &t).await?;
-    app.tenants.upsert(&id, t.clone());
-    let mut v = view(&id, &t);
+    let new_secret = Secret::new(secret.clone());
+    let mut v = tenant
+        .update(|t| {
+            let until = chrono::Utc::now().timestamp() + overlap;
+            t.previous = Some((std::mem::replace(&mut t.secret, new_secret), until));
+        })
+        .await?;
     v["secret"] = json!(secret);
     Ok(Json(v))
 }
@@ -293,9 +297,7 @@ struct SetWebhook {
 /// tenant's outbound webhook (persisted; applies to the next delivery attempt).
 #[utoipa::path(put, path = "/v1/admin/tenants/{id}/webhook", operation_id = "set_webhook", tag = "admin", security(("operator" = [])), params(("id" = String, Path, description = "Tenant id")), request_body = crate::openapi::schemas::WebhookSetting, responses((status = 200, description = "The tenant with its webhook", body = crate::openapi::schemas::TenantView), crate::openapi::schemas::NotFound, crate::openapi::schemas::OperatorErrors))]
 async fn set_webhook(
-    State(app): State<AppState>,
-    Path(id): Path<String>,
-    Writable(engine): Writable,
+    tenant: TenantWrite,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let body = utf8_body(body)?;
@@ -308,9 +310,5 @@ async fn set_webhook(
             ));
         }
     }
-    let mut t = tenant_named(&app, &id)?;
-    t.webhook_url = req.url;
-    save(&engine, &id, &t).await?;
-    app.tenants.upsert(&id, t.clone());
-    Ok(Json(view(&id, &t)))
+    tenant.update(|t| t.webhook_url = req.url).await.map(Json)
 }
