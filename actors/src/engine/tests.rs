@@ -202,6 +202,15 @@ async fn eventually_top(engine: &Engine, board: &str, want: Vec<(String, f64)>) 
     );
 }
 
+/// Ingests `events` for `acme` and waits until board `b` shows `want`.
+/// (event id, user, score) per event; (user, score) per wanted entry.
+async fn score_and_see(engine: &Engine, events: &[(&str, &str, i64)], want: &[(&str, f64)]) {
+    let events = events.iter().map(|(id, u, p)| scored(id, u, *p)).collect();
+    engine.ingest("acme", events).await.unwrap();
+    let want = want.iter().map(|(u, p)| (u.to_string(), *p)).collect();
+    eventually_top(engine, "b", want).await;
+}
+
 fn scored(id: &str, user: &str, score: i64) -> Event {
     let v = json!({
         "event_id": id, "type": "match.completed", "actor": {"user_id": user},
@@ -216,18 +225,15 @@ async fn panicking_board_restarts_from_checkpoint_and_log_without_double_countin
     let engine = start(dir.path()).await;
     let def = json!({"rules": [{"event_type": "*", "points_expression": "attrs.score"}]});
     engine.put_leaderboard("acme", "b", &def).await.unwrap();
-    engine
-        .ingest("acme", vec![scored("1", "ann", 5), scored("2", "bo", 3)])
-        .await
-        .unwrap();
-    eventually_top(&engine, "b", vec![("ann".into(), 5.0), ("bo".into(), 3.0)]).await;
+    score_and_see(
+        &engine,
+        &[("1", "ann", 5), ("2", "bo", 3)],
+        &[("ann", 5.0), ("bo", 3.0)],
+    )
+    .await;
     // Let a checkpoint happen, add more, then crash the board.
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    engine
-        .ingest("acme", vec![scored("3", "bo", 10)])
-        .await
-        .unwrap();
-    eventually_top(&engine, "b", vec![("bo".into(), 13.0), ("ann".into(), 5.0)]).await;
+    score_and_see(&engine, &[("3", "bo", 10)], &[("bo", 13.0), ("ann", 5.0)]).await;
     let before = engine.board("acme", "b").unwrap();
     before
         .cast(crate::leaderboard::actor::LeaderboardMsg::Panic)
@@ -237,16 +243,7 @@ async fn panicking_board_restarts_from_checkpoint_and_log_without_double_countin
     })
     .await;
     eventually_top(&engine, "b", vec![("bo".into(), 13.0), ("ann".into(), 5.0)]).await;
-    engine
-        .ingest("acme", vec![scored("4", "ann", 20)])
-        .await
-        .unwrap();
-    eventually_top(
-        &engine,
-        "b",
-        vec![("ann".into(), 25.0), ("bo".into(), 13.0)],
-    )
-    .await;
+    score_and_see(&engine, &[("4", "ann", 20)], &[("ann", 25.0), ("bo", 13.0)]).await;
     assert_eq!(engine.board_applied("acme", "b").await.unwrap(), 4);
 }
 
@@ -257,17 +254,9 @@ async fn boards_recover_after_an_engine_restart() {
     {
         let engine = start(dir.path()).await;
         engine.put_leaderboard("acme", "b", &def).await.unwrap();
-        engine
-            .ingest("acme", vec![scored("1", "ann", 5)])
-            .await
-            .unwrap();
-        eventually_top(&engine, "b", vec![("ann".into(), 5.0)]).await;
+        score_and_see(&engine, &[("1", "ann", 5)], &[("ann", 5.0)]).await;
         tokio::time::sleep(Duration::from_millis(1200)).await;
-        engine
-            .ingest("acme", vec![scored("2", "ann", 1)])
-            .await
-            .unwrap();
-        eventually_top(&engine, "b", vec![("ann".into(), 6.0)]).await;
+        score_and_see(&engine, &[("2", "ann", 1)], &[("ann", 6.0)]).await;
         engine.shutdown().await;
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -298,11 +287,7 @@ async fn current_views_follow_the_window_as_it_rolls_over() {
     let def = json!({"rules": [{"event_type": "*", "points_expression": "attrs.score"}],
                      "timeframes": ["hourly", "all_time"]});
     engine.put_leaderboard("acme", "b", &def).await.unwrap();
-    engine
-        .ingest("acme", vec![scored("1", "ann", 5)])
-        .await
-        .unwrap();
-    eventually_top(&engine, "b", vec![("ann".into(), 5.0)]).await;
+    score_and_see(&engine, &[("1", "ann", 5)], &[("ann", 5.0)]).await;
     let key = ViewKey {
         tf: Timeframe::Hourly,
         window: None,
