@@ -192,6 +192,13 @@ const fn usize_is<const N: usize>() -> usize {
     N
 }
 
+/// Adds "`key`: must be at least 1" for each `(key, is_zero)` that is zero, in order.
+fn at_least_one(problems: &mut Vec<String>, fields: &[(&str, bool)]) {
+    for (key, _) in fields.iter().filter(|(_, zero)| *zero) {
+        problems.push(format!("{key}: must be at least 1"));
+    }
+}
+
 fn default_true() -> bool {
     true
 }
@@ -324,12 +331,13 @@ impl Config {
         if self.operator_token.expose().len() < 8 {
             problems.push("operator_token: must be at least 8 characters".into());
         }
-        if self.dedupe_window_seconds == 0 {
-            problems.push("dedupe_window_seconds: must be at least 1".into());
-        }
-        if self.dedupe_capacity == 0 {
-            problems.push("dedupe_capacity: must be at least 1".into());
-        }
+        at_least_one(
+            &mut problems,
+            &[
+                ("dedupe_window_seconds", self.dedupe_window_seconds == 0),
+                ("dedupe_capacity", self.dedupe_capacity == 0),
+            ],
+        );
         if self.ws_outbound_queue == 0 || self.ws_max_inflight_events < 100 {
             problems.push(
                 "ws_outbound_queue / ws_max_inflight_events: need at least 1 frame and 100 events"
@@ -349,15 +357,14 @@ impl Config {
                 "retention_interval_seconds / disk_check_interval_ms: must be at least 1".into(),
             );
         }
-        if self.ws_max_subscriptions == 0 {
-            problems.push("ws_max_subscriptions: must be at least 1".into());
-        }
-        if self.ws_max_connections == 0 {
-            problems.push("ws_max_connections: must be at least 1".into());
-        }
-        if self.max_concurrent_requests == 0 {
-            problems.push("max_concurrent_requests: must be at least 1".into());
-        }
+        at_least_one(
+            &mut problems,
+            &[
+                ("ws_max_subscriptions", self.ws_max_subscriptions == 0),
+                ("ws_max_connections", self.ws_max_connections == 0),
+                ("max_concurrent_requests", self.max_concurrent_requests == 0),
+            ],
+        );
         for (key, v) in [
             (
                 "http_header_timeout_seconds",
@@ -372,9 +379,10 @@ impl Config {
                 ));
             }
         }
-        if self.max_connections == 0 {
-            problems.push("max_connections: must be at least 1".into());
-        }
+        at_least_one(
+            &mut problems,
+            &[("max_connections", self.max_connections == 0)],
+        );
         if !HTTP_URI_BYTES.contains(&self.http_max_uri_bytes) {
             problems.push(format!(
                 "http_max_uri_bytes: must be {} to {}",
@@ -404,18 +412,24 @@ impl Config {
                     .into(),
             );
         }
-        if self.max_leaderboards_per_tenant == 0 {
-            problems.push("max_leaderboards_per_tenant: must be at least 1".into());
-        }
-        if self.leaderboard_feed_buffer_events == 0 {
-            problems.push("leaderboard_feed_buffer_events: must be at least 1".into());
-        }
-        if self.leaderboard_threads == 0 {
-            problems.push("leaderboard_threads: must be at least 1".into());
-        }
-        if self.commit_round_kb_per_tenant == 0 {
-            problems.push("commit_round_kb_per_tenant: must be at least 1".into());
-        }
+        at_least_one(
+            &mut problems,
+            &[
+                (
+                    "max_leaderboards_per_tenant",
+                    self.max_leaderboards_per_tenant == 0,
+                ),
+                (
+                    "leaderboard_feed_buffer_events",
+                    self.leaderboard_feed_buffer_events == 0,
+                ),
+                ("leaderboard_threads", self.leaderboard_threads == 0),
+                (
+                    "commit_round_kb_per_tenant",
+                    self.commit_round_kb_per_tenant == 0,
+                ),
+            ],
+        );
         if self.actor_restart_initial_ms == 0
             || self.actor_restart_max_ms < self.actor_restart_initial_ms
         {
