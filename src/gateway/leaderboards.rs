@@ -114,6 +114,13 @@ pub struct BoardRead<P, E, Q> {
     via: PhantomData<E>,
 }
 
+impl<P, E, Q> BoardRead<P, E, Q> {
+    /// Path, tenant, engine and query.
+    fn parts(self) -> (P, String, Engine, Q) {
+        (self.path, self.tenant, self.engine, self.query)
+    }
+}
+
 impl<P, E, Q> FromRequestParts<AppState> for BoardRead<P, E, Q>
 where
     P: DeserializeOwned + Send,
@@ -179,9 +186,7 @@ fn view_of(
 
 #[utoipa::path(get, path = "/v1/leaderboards/{id}/standings", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = []), ("client_token" = [])), params(("id" = String, Path, description = "Leaderboard id"), ViewQuery), responses((status = 200, description = "A page of standings", body = crate::openapi::schemas::Standings), crate::openapi::schemas::NotFound, crate::openapi::schemas::TenantErrors))]
 pub async fn standings(b: BoardRead<String, Readable, ViewQuery>) -> Result<Json<Value>, ApiError> {
-    let id = b.path;
-    let (tenant, engine) = (b.tenant, b.engine);
-    let q = b.query;
+    let (id, tenant, engine, q) = b.parts();
     let (tf, window) = view(&q)?;
     let limit = page_limit(q.limit, 10, MAX_LIMIT)?;
     let offset = q.offset.unwrap_or(0);
@@ -203,9 +208,7 @@ pub async fn standings(b: BoardRead<String, Readable, ViewQuery>) -> Result<Json
 pub async fn user(
     b: BoardRead<(String, String), Readable, ViewQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let (id, user) = b.path;
-    let (tenant, engine) = (b.tenant, b.engine);
-    let q = b.query;
+    let ((id, user), tenant, engine, q) = b.parts();
     let (tf, window) = view(&q)?;
     let around = q.around.unwrap_or(5);
     if around > 100 {
@@ -247,9 +250,8 @@ fn timeframe_of(q: &ViewQuery) -> Result<Timeframe, ApiError> {
 pub async fn results(
     b: BoardRead<(String, String), Writable, ViewQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let (id, key) = b.path;
-    let (tenant, engine) = (b.tenant, b.engine);
-    let tf = timeframe_of(&b.query)?;
+    let ((id, key), tenant, engine, q) = b.parts();
+    let tf = timeframe_of(&q)?;
     let key =
         WindowKey::parse(tf, &key).map_err(|e| ApiError::Validation(format!("window: {e}")))?;
     Ok(Json(close_json(
@@ -261,9 +263,7 @@ pub async fn results(
 /// closed windows of a timeframe with their winners and grants, newest first.
 #[utoipa::path(get, path = "/v1/leaderboards/{id}/results", operation_id = "closed_windows", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = []), ("client_token" = [])), params(("id" = String, Path, description = "Leaderboard id"), ("timeframe" = String, Query, description = "Timeframe or schedule id"), ("limit" = Option<u32>, Query, description = "1-100, default 20")), responses((status = 200, description = "Closed windows, newest first, with winners and grants", body = crate::openapi::schemas::WindowCloses), crate::openapi::schemas::NotFound, crate::openapi::schemas::TenantErrors))]
 pub async fn closes(b: BoardRead<String, Writable, ViewQuery>) -> Result<Json<Value>, ApiError> {
-    let id = b.path;
-    let (tenant, engine) = (b.tenant, b.engine);
-    let q = b.query;
+    let (id, tenant, engine, q) = b.parts();
     let tf = timeframe_of(&q)?;
     let limit = page_limit(q.limit, 20, 100)?;
     let list = engine.window_closes(&tenant, &id, tf, limit)?;
@@ -338,9 +338,7 @@ pub struct WindowsQuery {
 pub async fn windows(
     b: BoardRead<String, Writable, WindowsQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = b.path;
-    let (tenant, engine) = (b.tenant, b.engine);
-    let q = b.query;
+    let (id, tenant, engine, q) = b.parts();
     let (tf, _) = view_of(q.timeframe.as_deref(), None)?;
     let limit = page_limit(q.limit, 20, MAX_WINDOWS)?;
     let list = engine.windows(&tenant, &id, tf, limit).await?;
@@ -436,9 +434,7 @@ pub struct MembersQuery {
 pub async fn members(
     b: BoardRead<String, Writable, MembersQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = b.path;
-    let (tenant, engine) = (b.tenant, b.engine);
-    let q = b.query;
+    let (id, tenant, engine, q) = b.parts();
     let limit = page_limit(q.limit, 100, MAX_MEMBERS_PAGE)?;
     let (page, total) = engine.members(&tenant, &id, q.after, limit).await?;
     let next = (page.len() == limit)
