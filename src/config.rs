@@ -488,12 +488,9 @@ impl Config {
 }
 
 /// Tenant ids appear in URLs, sled tree names and metric labels: keep them plain.
+/// The same rule as leaderboard ids.
 pub fn valid_tenant_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    phoenix_actors::leaderboard::definition::valid_id(id)
 }
 
 #[cfg(test)]
