@@ -5,8 +5,10 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use phoenix_actors::stores::{StoreError, TenantRecord, TenantState, WebhookRecord};
@@ -192,35 +194,57 @@ async fn create(
     Ok((StatusCode::CREATED, Json(v)))
 }
 
-async fn set_status(
-    app: &AppState,
-    engine: &Engine,
-    id: &str,
-    status: TenantStatus,
-) -> Result<Json<Value>, ApiError> {
-    let mut t = tenant_named(app, id)?;
-    t.status = status;
-    save(engine, id, &t).await?;
-    app.tenants.upsert(id, t.clone());
-    Ok(Json(view(id, &t)))
+/// The extractors of a tenant status change, in the order the handlers used to list them
+/// (state, the `{id}` path, then a writable engine), each rejection answered as before.
+struct TenantWrite {
+    app: AppState,
+    id: String,
+    engine: Engine,
+}
+
+impl FromRequestParts<AppState> for TenantWrite {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Response> {
+        let Path(id) = Path::<String>::from_request_parts(parts, app)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let Writable(engine) = Writable::from_request_parts(parts, app)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(Self {
+            app: app.clone(),
+            id,
+            engine,
+        })
+    }
+}
+
+impl TenantWrite {
+    /// Changes the named tenant (404 when unknown), saves it durably, then serves it; returns
+    /// its view.
+    async fn update(self, change: impl FnOnce(&mut Tenant)) -> Result<Value, ApiError> {
+        let Self { app, id, engine } = self;
+        let mut t = tenant_named(&app, &id)?;
+        change(&mut t);
+        save(&engine, &id, &t).await?;
+        app.tenants.upsert(&id, t.clone());
+        Ok(view(&id, &t))
+    }
+
+    async fn set_status(self, status: TenantStatus) -> Result<Json<Value>, ApiError> {
+        self.update(|t| t.status = status).await.map(Json)
+    }
 }
 
 #[utoipa::path(post, path = "/v1/admin/tenants/{id}/suspend", tag = "admin", security(("operator" = [])), params(("id" = String, Path, description = "Tenant id")), responses((status = 200, description = "Suspended: its writes get 403", body = crate::openapi::schemas::TenantView), crate::openapi::schemas::OperatorErrors))]
-async fn suspend(
-    State(app): State<AppState>,
-    Path(id): Path<String>,
-    Writable(engine): Writable,
-) -> Result<Json<Value>, ApiError> {
-    set_status(&app, &engine, &id, TenantStatus::Suspended).await
+async fn suspend(t: TenantWrite) -> Result<Json<Value>, ApiError> {
+    t.set_status(TenantStatus::Suspended).await
 }
 
 #[utoipa::path(post, path = "/v1/admin/tenants/{id}/resume", tag = "admin", security(("operator" = [])), params(("id" = String, Path, description = "Tenant id")), responses((status = 200, description = "Active again", body = crate::openapi::schemas::TenantView), crate::openapi::schemas::OperatorErrors))]
-async fn resume(
-    State(app): State<AppState>,
-    Path(id): Path<String>,
-    Writable(engine): Writable,
-) -> Result<Json<Value>, ApiError> {
-    set_status(&app, &engine, &id, TenantStatus::Active).await
+async fn resume(t: TenantWrite) -> Result<Json<Value>, ApiError> {
+    t.set_status(TenantStatus::Active).await
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -235,9 +259,7 @@ struct Rotate {
 
 #[utoipa::path(post, path = "/v1/admin/tenants/{id}/rotate", tag = "admin", security(("operator" = [])), params(("id" = String, Path, description = "Tenant id")), request_body(content = Option<Rotate>, description = "Optional; an empty body rotates to a random secret with a 3600 s overlap"), responses((status = 200, description = "The new secret, once; the old one works until `previous_secret_valid_until`", body = crate::openapi::schemas::TenantView), crate::openapi::schemas::OperatorErrors))]
 async fn rotate(
-    State(app): State<AppState>,
-    Path(id): Path<String>,
-    Writable(engine): Writable,
+    tenant: TenantWrite,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let body = utf8_body(body)?;
@@ -253,13 +275,13 @@ async fn rotate(
         )));
     }
     let secret = secret_or_random(req.secret)?;
-    let mut t = tenant_named(&app, &id)?;
-    let until = chrono::Utc::now().timestamp() + overlap;
-    t.previous = Some((t.secret.clone(), until));
-    t.secret = Secret::new(secret.clone());
-    save(&engine, &id, &t).await?;
-    app.tenants.upsert(&id, t.clone());
-    let mut v = view(&id, &t);
+    let new_secret = Secret::new(secret.clone());
+    let mut v = tenant
+        .update(|t| {
+            let until = chrono::Utc::now().timestamp() + overlap;
+            t.previous = Some((std::mem::replace(&mut t.secret, new_secret), until));
+        })
+        .await?;
     v["secret"] = json!(secret);
     Ok(Json(v))
 }
@@ -275,9 +297,7 @@ struct SetWebhook {
 /// tenant's outbound webhook (persisted; applies to the next delivery attempt).
 #[utoipa::path(put, path = "/v1/admin/tenants/{id}/webhook", operation_id = "set_webhook", tag = "admin", security(("operator" = [])), params(("id" = String, Path, description = "Tenant id")), request_body = crate::openapi::schemas::WebhookSetting, responses((status = 200, description = "The tenant with its webhook", body = crate::openapi::schemas::TenantView), crate::openapi::schemas::NotFound, crate::openapi::schemas::OperatorErrors))]
 async fn set_webhook(
-    State(app): State<AppState>,
-    Path(id): Path<String>,
-    Writable(engine): Writable,
+    tenant: TenantWrite,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let body = utf8_body(body)?;
@@ -290,9 +310,5 @@ async fn set_webhook(
             ));
         }
     }
-    let mut t = tenant_named(&app, &id)?;
-    t.webhook_url = req.url;
-    save(&engine, &id, &t).await?;
-    app.tenants.upsert(&id, t.clone());
-    Ok(Json(view(&id, &t)))
+    tenant.update(|t| t.webhook_url = req.url).await.map(Json)
 }

@@ -67,67 +67,67 @@ pub struct Config {
     /// Bearer token for `/metrics`, `/v1/admin/*` and the dashboard. Env: `PHOENIX_OPERATOR_TOKEN`.
     pub operator_token: Secret,
     /// How long an accepted `event_id` is remembered for dedupe (seed default 300 s).
-    #[serde(default = "default_dedupe_window")]
+    #[serde(default = "u64_is::<300>")]
     pub dedupe_window_seconds: u64,
     /// Most remembered event ids per tenant; bounds memory (oldest forgotten first).
-    #[serde(default = "default_dedupe_capacity")]
+    #[serde(default = "usize_is::<5_000_000>")]
     pub dedupe_capacity: usize,
     /// sled page cache size in MiB.
-    #[serde(default = "default_cache_mb")]
+    #[serde(default = "u64_is::<256>")]
     pub cache_mb: u64,
     /// Requests served at once; further requests wait (backpressure at the edge).
-    #[serde(default = "default_max_concurrency")]
+    #[serde(default = "usize_is::<4096>")]
     pub max_concurrent_requests: usize,
     /// Minimum seconds between leaderboard checkpoints (recovery replays at most this much).
-    #[serde(default = "default_checkpoint_interval")]
+    #[serde(default = "u64_is::<5>")]
     pub checkpoint_interval_seconds: u64,
     /// Frozen leaderboard windows that ended more than this many days ago are dropped.
-    #[serde(default = "default_history_retention")]
+    #[serde(default = "u64_is::<400>")]
     pub history_retention_days: u64,
     /// WebSocket: least milliseconds between two pushes of one view (coalescing).
-    #[serde(default = "default_push_interval")]
+    #[serde(default = "u64_is::<50>")]
     pub ws_push_interval_ms: u64,
     /// WebSocket: frames queued per connection before a slow client is resynced.
-    #[serde(default = "default_ws_queue")]
+    #[serde(default = "usize_is::<64>")]
     pub ws_outbound_queue: usize,
     /// WebSocket: seconds a connection may stay unable to take frames before it is closed.
-    #[serde(default = "default_ws_stall")]
+    #[serde(default = "u64_is::<10>")]
     pub ws_stall_timeout_seconds: u64,
     /// WebSocket: unacknowledged streamed events per connection; further frames wait.
-    #[serde(default = "default_ws_inflight")]
+    #[serde(default = "usize_is::<1000>")]
     pub ws_max_inflight_events: usize,
     /// Hours log records are kept (never less than the dedupe window, and never before every
     /// board has checkpointed past them). Per tenant: `tenants[].log_retention_hours`.
-    #[serde(default = "default_log_retention")]
+    #[serde(default = "u64_is::<168>")]
     pub log_retention_hours: u64,
     /// Seconds between two retention passes (each deletes in bounded steps).
-    #[serde(default = "default_retention_interval")]
+    #[serde(default = "u64_is::<60>")]
     pub retention_interval_seconds: u64,
     /// Below this many MiB free on the data dir's filesystem, `/ready` and every write path
     /// answer 503 "disk space low", before any write fails; they recover by themselves.
-    #[serde(default = "default_min_free_disk")]
+    #[serde(default = "u64_is::<256>")]
     pub min_free_disk_mb: u64,
     /// Store log records LZ4-compressed (about 6× less disk at load; docs/PERFORMANCE.md).
     /// Records written either way always read back.
     #[serde(default = "default_true")]
     pub log_compression: bool,
     /// Milliseconds between two free-space measurements.
-    #[serde(default = "default_disk_check_interval")]
+    #[serde(default = "u64_is::<1000>")]
     pub disk_check_interval_ms: u64,
     /// After a failed store write (ENOSPC, EIO) or a failed open, the first wait in ms before
     /// the store is reopened in the background; each failed try doubles it (jittered).
-    #[serde(default = "default_store_reopen_initial")]
+    #[serde(default = "u64_is::<500>")]
     pub store_reopen_initial_ms: u64,
     /// The longest wait in ms between two tries to reopen the store.
-    #[serde(default = "default_store_reopen_max")]
+    #[serde(default = "u64_is::<10_000>")]
     pub store_reopen_max_ms: u64,
     /// WebSocket: open connections per process; one more upgrade is refused with 503
     /// (`phoenix_ws_connections_refused_total`).
-    #[serde(default = "default_ws_max_connections")]
+    #[serde(default = "usize_is::<10_000>")]
     pub ws_max_connections: usize,
     /// WebSocket: live subscriptions per connection; one more is refused with an error
     /// frame (`phoenix_ws_subscriptions_refused_total`).
-    #[serde(default = "default_ws_max_subscriptions")]
+    #[serde(default = "usize_is::<32>")]
     pub ws_max_subscriptions: usize,
     /// Ingest requests checked (signature, parse, validation) at once, handed out fairly
     /// across tenants so one tenant's flood never queues ahead of another's event
@@ -136,99 +136,76 @@ pub struct Config {
     pub ingest_fair_slots: usize,
     /// HTTP: seconds a connection may take to send a complete request head (from accept);
     /// a silent or dripping connection is closed after this.
-    #[serde(default = "default_http_header_timeout")]
+    #[serde(default = "u64_is::<10>")]
     pub http_header_timeout_seconds: u64,
     /// HTTP: seconds a request body may make no progress before the request fails (408)
     /// and the connection is closed.
-    #[serde(default = "default_http_body_timeout")]
+    #[serde(default = "u64_is::<10>")]
     pub http_body_timeout_seconds: u64,
     /// HTTP: seconds a keep-alive connection may sit idle between requests before it is closed.
-    #[serde(default = "default_http_idle_timeout")]
+    #[serde(default = "u64_is::<60>")]
     pub http_idle_timeout_seconds: u64,
     /// HTTP: open connections at most (WebSockets included); further ones are refused at
     /// once. Keep it below the process's open-file limit (`ulimit -n`).
-    #[serde(default = "default_max_connections")]
+    #[serde(default = "usize_is::<10_000>")]
     pub max_connections: usize,
     /// HTTP: longest request target (path and query) in bytes; longer gets 414.
-    #[serde(default = "default_http_max_uri")]
+    #[serde(default = "usize_is::<{ 8 * 1024 }>")]
     pub http_max_uri_bytes: usize,
     /// HTTP: most bytes of request header fields (names, values and separators); more gets 431.
-    #[serde(default = "default_http_max_header")]
+    #[serde(default = "usize_is::<{ 32 * 1024 }>")]
     pub http_max_header_bytes: usize,
     /// Outbound webhooks and window closes (SPEC §12, docs/webhooks.md).
     #[serde(default)]
     pub webhooks: WebhookConfig,
     /// Most leaderboards one tenant may have (API and config together); creating one more
     /// is a 400.
-    #[serde(default = "default_max_leaderboards")]
+    #[serde(default = "usize_is::<100>")]
     pub max_leaderboards_per_tenant: usize,
     /// Decoded log entries each tenant's feed keeps for its boards (memory: roughly this many
     /// events per tenant); a board further behind reads the log itself.
-    #[serde(default = "default_feed_buffer")]
+    #[serde(default = "usize_is::<8192>")]
     pub leaderboard_feed_buffer_events: usize,
     /// Most KiB of one tenant's events in one commit round, so one tenant's flood cannot make
     /// other tenants' events wait behind all of it.
-    #[serde(default = "default_commit_round_kb")]
+    #[serde(default = "usize_is::<1024>")]
     pub commit_round_kb_per_tenant: usize,
     /// First delay before a failed actor is restarted; each further failure doubles it.
-    #[serde(default = "default_restart_initial")]
+    #[serde(default = "u64_is::<100>")]
     pub actor_restart_initial_ms: u64,
     /// Longest delay between restarts of a failing actor.
-    #[serde(default = "default_restart_max")]
+    #[serde(default = "u64_is::<30_000>")]
     pub actor_restart_max_ms: u64,
     /// An actor that ran this long without failing restarts from the first delay again.
-    #[serde(default = "default_restart_reset")]
+    #[serde(default = "u64_is::<60>")]
     pub actor_restart_reset_seconds: u64,
     /// Worker threads of the separate runtime that runs leaderboards and tenant feeds: scoring
     /// can use at most this many cores' worth of CPU, leaving the rest to ingestion.
-    #[serde(default = "default_leaderboard_threads")]
+    #[serde(default = "usize_is::<1>")]
     pub leaderboard_threads: usize,
     /// The tenants.
     #[serde(default)]
     pub tenants: Vec<TenantConfig>,
 }
 
+/// A serde default of `N` (one function for every numeric default: `default = "u64_is::<60>"`).
+const fn u64_is<const N: u64>() -> u64 {
+    N
+}
+/// A serde default of `N`, for `usize` fields.
+const fn usize_is<const N: usize>() -> usize {
+    N
+}
+
+/// Adds "`key`: must be at least 1" for each `(key, is_zero)` that is zero, in order.
+fn at_least_one(problems: &mut Vec<String>, fields: &[(&str, bool)]) {
+    for (key, _) in fields.iter().filter(|(_, zero)| *zero) {
+        problems.push(format!("{key}: must be at least 1"));
+    }
+}
+
 fn default_true() -> bool {
     true
-}
-fn default_log_retention() -> u64 {
-    168
-}
-fn default_retention_interval() -> u64 {
-    60
-}
-fn default_min_free_disk() -> u64 {
-    256
-}
-fn default_disk_check_interval() -> u64 {
-    1000
-}
-
-fn default_store_reopen_initial() -> u64 {
-    500
-}
-
-fn default_store_reopen_max() -> u64 {
-    10_000
-}
-
-fn default_http_header_timeout() -> u64 {
-    10
-}
-fn default_http_body_timeout() -> u64 {
-    10
-}
-fn default_http_idle_timeout() -> u64 {
-    60
-}
-fn default_max_connections() -> usize {
-    10_000
-}
-fn default_http_max_uri() -> usize {
-    8 * 1024
-}
-fn default_http_max_header() -> usize {
-    32 * 1024
 }
 
 /// Bounds of the HTTP limits: below the floors nothing useful gets through; above the
@@ -285,41 +262,6 @@ pub fn valid_webhook_url(url: &str) -> bool {
             matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty())
         })
 }
-fn default_leaderboard_threads() -> usize {
-    1
-}
-
-fn default_max_leaderboards() -> usize {
-    100
-}
-fn default_feed_buffer() -> usize {
-    8192
-}
-fn default_commit_round_kb() -> usize {
-    1024
-}
-fn default_restart_initial() -> u64 {
-    100
-}
-fn default_restart_max() -> u64 {
-    30_000
-}
-fn default_restart_reset() -> u64 {
-    60
-}
-
-fn default_push_interval() -> u64 {
-    50
-}
-fn default_ws_queue() -> usize {
-    64
-}
-fn default_ws_stall() -> u64 {
-    10
-}
-fn default_ws_inflight() -> usize {
-    1000
-}
 impl Config {
     /// `ingest_fair_slots`, with 0 meaning one per core.
     pub fn ingest_slots(&self) -> usize {
@@ -330,37 +272,11 @@ impl Config {
     }
 }
 
-fn default_ws_max_subscriptions() -> usize {
-    32
-}
-fn default_ws_max_connections() -> usize {
-    10_000
-}
-
-fn default_checkpoint_interval() -> u64 {
-    5
-}
-fn default_history_retention() -> u64 {
-    400
-}
-
 fn default_listen() -> String {
     "127.0.0.1:8080".into()
 }
 fn default_data_dir() -> PathBuf {
     PathBuf::from("./data")
-}
-fn default_dedupe_window() -> u64 {
-    300
-}
-fn default_dedupe_capacity() -> usize {
-    5_000_000
-}
-fn default_cache_mb() -> u64 {
-    256
-}
-fn default_max_concurrency() -> usize {
-    4096
 }
 
 /// Why a configuration could not be used; lists every problem found.
@@ -429,12 +345,13 @@ impl Config {
         if self.operator_token.expose().len() < 8 {
             problems.push("operator_token: must be at least 8 characters".into());
         }
-        if self.dedupe_window_seconds == 0 {
-            problems.push("dedupe_window_seconds: must be at least 1".into());
-        }
-        if self.dedupe_capacity == 0 {
-            problems.push("dedupe_capacity: must be at least 1".into());
-        }
+        at_least_one(
+            &mut problems,
+            &[
+                ("dedupe_window_seconds", self.dedupe_window_seconds == 0),
+                ("dedupe_capacity", self.dedupe_capacity == 0),
+            ],
+        );
         if self.ws_outbound_queue == 0 || self.ws_max_inflight_events < 100 {
             problems.push(
                 "ws_outbound_queue / ws_max_inflight_events: need at least 1 frame and 100 events"
@@ -454,15 +371,14 @@ impl Config {
                 "retention_interval_seconds / disk_check_interval_ms: must be at least 1".into(),
             );
         }
-        if self.ws_max_subscriptions == 0 {
-            problems.push("ws_max_subscriptions: must be at least 1".into());
-        }
-        if self.ws_max_connections == 0 {
-            problems.push("ws_max_connections: must be at least 1".into());
-        }
-        if self.max_concurrent_requests == 0 {
-            problems.push("max_concurrent_requests: must be at least 1".into());
-        }
+        at_least_one(
+            &mut problems,
+            &[
+                ("ws_max_subscriptions", self.ws_max_subscriptions == 0),
+                ("ws_max_connections", self.ws_max_connections == 0),
+                ("max_concurrent_requests", self.max_concurrent_requests == 0),
+            ],
+        );
         for (key, v) in [
             (
                 "http_header_timeout_seconds",
@@ -477,9 +393,10 @@ impl Config {
                 ));
             }
         }
-        if self.max_connections == 0 {
-            problems.push("max_connections: must be at least 1".into());
-        }
+        at_least_one(
+            &mut problems,
+            &[("max_connections", self.max_connections == 0)],
+        );
         if !HTTP_URI_BYTES.contains(&self.http_max_uri_bytes) {
             problems.push(format!(
                 "http_max_uri_bytes: must be {} to {}",
@@ -509,18 +426,24 @@ impl Config {
                     .into(),
             );
         }
-        if self.max_leaderboards_per_tenant == 0 {
-            problems.push("max_leaderboards_per_tenant: must be at least 1".into());
-        }
-        if self.leaderboard_feed_buffer_events == 0 {
-            problems.push("leaderboard_feed_buffer_events: must be at least 1".into());
-        }
-        if self.leaderboard_threads == 0 {
-            problems.push("leaderboard_threads: must be at least 1".into());
-        }
-        if self.commit_round_kb_per_tenant == 0 {
-            problems.push("commit_round_kb_per_tenant: must be at least 1".into());
-        }
+        at_least_one(
+            &mut problems,
+            &[
+                (
+                    "max_leaderboards_per_tenant",
+                    self.max_leaderboards_per_tenant == 0,
+                ),
+                (
+                    "leaderboard_feed_buffer_events",
+                    self.leaderboard_feed_buffer_events == 0,
+                ),
+                ("leaderboard_threads", self.leaderboard_threads == 0),
+                (
+                    "commit_round_kb_per_tenant",
+                    self.commit_round_kb_per_tenant == 0,
+                ),
+            ],
+        );
         if self.actor_restart_initial_ms == 0
             || self.actor_restart_max_ms < self.actor_restart_initial_ms
         {
@@ -579,12 +502,9 @@ impl Config {
 }
 
 /// Tenant ids appear in URLs, sled tree names and metric labels: keep them plain.
+/// The same rule as leaderboard ids.
 pub fn valid_tenant_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    phoenix_actors::leaderboard::definition::valid_id(id)
 }
 
 #[cfg(test)]

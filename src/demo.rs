@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use crate::config::Config;
 use crate::types::TenantStatus;
+use phoenix_actors::xorshift::XorShift as Rng;
 
 /// The demo season: a cron schedule that closes a window every five minutes (plus 30 s of
 /// late grace), each close granting the reward tiers below — so the dashboard shows winners
@@ -63,20 +64,6 @@ pub fn boards() -> Vec<(&'static str, Value)> {
             "timeframes": ["weekly", "all_time"]}),
         ),
     ]
-}
-
-/// A tiny deterministic generator (xorshift), enough for demo traffic.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 const PLAYERS: [&str; 24] = [

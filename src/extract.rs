@@ -189,29 +189,34 @@ impl FromRequestParts<AppState> for Operator {
     }
 }
 
-/// The engine for a write ([`AppState::require_engine`]).
-#[derive(Clone)]
-pub struct Writable(pub Engine);
+/// An extractor holding the engine as the named [`AppState`] method gives it (its error
+/// answers the request).
+macro_rules! engine_extractor {
+    ($(#[$doc:meta])* $name:ident, $get:ident) => {
+        $(#[$doc])*
+        #[derive(Clone)]
+        pub struct $name(pub Engine);
 
-impl FromRequestParts<AppState> for Writable {
-    type Rejection = ApiError;
+        impl FromRequestParts<AppState> for $name {
+            type Rejection = ApiError;
 
-    async fn from_request_parts(_: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
-        app.require_engine().map(Writable)
-    }
+            async fn from_request_parts(_: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+                app.$get().map($name)
+            }
+        }
+    };
 }
 
-/// The engine for a read ([`AppState::read_engine`]).
-#[derive(Clone)]
-pub struct Readable(pub Engine);
-
-impl FromRequestParts<AppState> for Readable {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(_: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
-        app.read_engine().map(Readable)
-    }
-}
+engine_extractor!(
+    /// The engine for a write ([`AppState::require_engine`]).
+    Writable,
+    require_engine
+);
+engine_extractor!(
+    /// The engine for a read ([`AppState::read_engine`]).
+    Readable,
+    read_engine
+);
 
 /// Method, path and headers, kept before the body is taken.
 fn head_of(req: &Request) -> (Method, String, HeaderMap) {

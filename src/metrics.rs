@@ -19,6 +19,14 @@ struct CounterSpec {
 
 const NO_LABELS: &[&[(&str, &str)]] = &[&[]];
 
+/// The label sets of a counter with one label key: `by!("outcome": "granted", "ignored")` is
+/// `&[&[("outcome", "granted")], &[("outcome", "ignored")]]`.
+macro_rules! by {
+    ($key:literal: $($value:literal),+ $(,)?) => {
+        &[$(&[($key, $value)]),+]
+    };
+}
+
 const COUNTERS: &[CounterSpec] = &[
     CounterSpec {
         name: "phoenix_ingest_events_total",
@@ -64,7 +72,7 @@ const COUNTERS: &[CounterSpec] = &[
     CounterSpec {
         name: "phoenix_store_open_attempts_total",
         help: "Background tries to open the store (after a failed open at start-up or a failed store), by result.",
-        labels: &[&[("result", "ok")], &[("result", "failed")]],
+        labels: by!("result": "ok", "failed"),
     },
     CounterSpec {
         name: "phoenix_fsyncs_total",
@@ -74,7 +82,7 @@ const COUNTERS: &[CounterSpec] = &[
     CounterSpec {
         name: "phoenix_actor_restarts_total",
         help: "Actors restarted by the supervisor after a failure, by actor kind.",
-        labels: &[&[("actor", "tenant")], &[("actor", "leaderboard")]],
+        labels: by!("actor": "tenant", "leaderboard"),
     },
     CounterSpec {
         name: "phoenix_leaderboard_late_total",
@@ -109,29 +117,17 @@ const COUNTERS: &[CounterSpec] = &[
     CounterSpec {
         name: "phoenix_gm_deliveries_total",
         help: "GAMEMONITORING webhook deliveries answered with success, by outcome.",
-        labels: &[
-            &[("outcome", "granted")],
-            &[("outcome", "unclaimed")],
-            &[("outcome", "no_rule")],
-            &[("outcome", "ignored")],
-            &[("outcome", "duplicate")],
-            &[("outcome", "test")],
-        ],
+        labels: by!("outcome": "granted", "unclaimed", "no_rule", "ignored", "duplicate", "test"),
     },
     CounterSpec {
         name: "phoenix_gm_grants_total",
         help: "Vote rewards granted, on delivery (vote) or when a nickname was linked later (link).",
-        labels: &[&[("via", "vote")], &[("via", "link")]],
+        labels: by!("via": "vote", "link"),
     },
     CounterSpec {
         name: "phoenix_gm_api_failures_total",
         help: "GAMEMONITORING API calls that failed (the delivery is answered 5xx to be resent), by reason.",
-        labels: &[
-            &[("reason", "timeout")],
-            &[("reason", "transport")],
-            &[("reason", "status")],
-            &[("reason", "malformed")],
-        ],
+        labels: by!("reason": "timeout", "transport", "status", "malformed"),
     },
     CounterSpec {
         name: "phoenix_gm_emit_failures_total",

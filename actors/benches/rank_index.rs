@@ -9,26 +9,16 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use phoenix_actors::leaderboard::rank::{RankIndex, SortOrder};
+use phoenix_actors::xorshift::XorShift as Rng;
 
 const USERS: u64 = 1_000_000;
-
-/// A small deterministic generator (xorshift), so runs are comparable.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
 
 fn build() -> (RankIndex, Vec<String>) {
     let users: Vec<String> = (0..USERS).map(|i| format!("user-{i:07}")).collect();
     let mut idx = RankIndex::new(SortOrder::Desc);
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     for (i, u) in users.iter().enumerate() {
-        idx.upsert(u, (rng.next() % 1_000_000) as f64, i as u64);
+        idx.upsert(u, (rng.next_u64() % 1_000_000) as f64, i as u64);
     }
     (idx, users)
 }
@@ -50,8 +40,8 @@ fn bench(c: &mut Criterion) {
         b.iter_batched(
             || {
                 (
-                    users[(rng.next() % USERS) as usize].clone(),
-                    (rng.next() % 1_000_000) as f64,
+                    users[(rng.next_u64() % USERS) as usize].clone(),
+                    (rng.next_u64() % 1_000_000) as f64,
                 )
             },
             |(u, score)| {
@@ -63,26 +53,26 @@ fn bench(c: &mut Criterion) {
     });
     c.bench_function("rank_index/rank_of_1m", |b| {
         b.iter_batched(
-            || users[(rng.next() % USERS) as usize].clone(),
+            || users[(rng.next_u64() % USERS) as usize].clone(),
             |u| black_box(idx.rank_of(&u)),
             BatchSize::SmallInput,
         )
     });
     c.bench_function("rank_index/upsert_1m_cold_id", |b| {
         b.iter(|| {
-            let u = &users[(rng.next() % USERS) as usize];
+            let u = &users[(rng.next_u64() % USERS) as usize];
             pos += 1;
-            black_box(idx.upsert(u, (rng.next() % 1_000_000) as f64, pos))
+            black_box(idx.upsert(u, (rng.next_u64() % 1_000_000) as f64, pos))
         })
     });
     c.bench_function("rank_index/rank_of_1m_cold_id", |b| {
-        b.iter(|| black_box(idx.rank_of(&users[(rng.next() % USERS) as usize])))
+        b.iter(|| black_box(idx.rank_of(&users[(rng.next_u64() % USERS) as usize])))
     });
     c.bench_function("rank_index/top10_1m", |b| {
         b.iter(|| black_box(idx.range(0, 10)))
     });
     c.bench_function("rank_index/around5_1m", |b| {
-        b.iter(|| black_box(idx.around(&users[(rng.next() % USERS) as usize], 5)))
+        b.iter(|| black_box(idx.around(&users[(rng.next_u64() % USERS) as usize], 5)))
     });
 
     // Baseline: an ordered set keyed like the index, plus a user → key map (no ranks).
@@ -90,19 +80,19 @@ fn bench(c: &mut Criterion) {
     let mut by_user: std::collections::HashMap<String, (u64, u64)> = Default::default();
     let mut r = Rng(0x9E37_79B9_7F4A_7C15);
     for (i, u) in users.iter().enumerate() {
-        let k = (u64::MAX - r.next() % 1_000_000, i as u64);
+        let k = (u64::MAX - r.next_u64() % 1_000_000, i as u64);
         set.insert((k.0, k.1, u.clone()), ());
         by_user.insert(u.clone(), k);
     }
     let mut pick = Rng(7);
     c.bench_function("baseline_btreemap/update_1m", |b| {
         b.iter_batched(
-            || users[(pick.next() % USERS) as usize].clone(),
+            || users[(pick.next_u64() % USERS) as usize].clone(),
             |u| {
                 pos += 1;
                 let old = by_user[&u];
                 set.remove(&(old.0, old.1, u.clone()));
-                let k = (u64::MAX - rng.next() % 1_000_000, pos);
+                let k = (u64::MAX - rng.next_u64() % 1_000_000, pos);
                 set.insert((k.0, k.1, u.clone()), ());
                 by_user.insert(u, k);
             },

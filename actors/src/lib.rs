@@ -72,6 +72,7 @@ pub mod stores;
 pub mod supervisor;
 pub mod tenant;
 pub mod throttle;
+pub mod xorshift;
 
 pub use engine::{Engine, EngineConfig};
 pub use error::EngineError;

@@ -4,18 +4,25 @@
 //! `GET …/{id}/members`). Definitions take tenant HMAC; queries also a client token; a join or
 //! leave also the user's own client token.
 
-use axum::extract::{Path, Query, RawQuery};
+use std::marker::PhantomData;
+
+use axum::extract::{FromRequestParts, Path, Query};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use phoenix_actors::leaderboard::members::JoinOutcome;
 use phoenix_actors::leaderboard::query::WindowSel;
 use phoenix_actors::leaderboard::window::{Timeframe, WindowKey};
+use phoenix_actors::Engine;
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{page_limit, parse_json};
 use crate::error::ApiError;
 use crate::extract::{Readable, Reader, ReaderBody, SignedBody, SignedTenant, Writable};
+use crate::state::AppState;
 
 /// Most entries one standings page returns.
 pub const MAX_LIMIT: usize = 1000;
@@ -81,6 +88,70 @@ pub async fn delete(
     }
 }
 
+/// Readable or Writable: the engine a board query runs on.
+pub trait EngineOf: FromRequestParts<AppState, Rejection = ApiError> {
+    fn engine(self) -> Engine;
+}
+impl EngineOf for Readable {
+    fn engine(self) -> Engine {
+        self.0
+    }
+}
+impl EngineOf for Writable {
+    fn engine(self) -> Engine {
+        self.0
+    }
+}
+
+/// The extractors every board query takes, in the order the handlers listed them (so the
+/// same check answers first): the path `P`, the reader (tenant HMAC or client token), the
+/// engine `E`, then the query string parsed as `Q`.
+pub struct BoardRead<P, E, Q> {
+    path: P,
+    tenant: String,
+    engine: Engine,
+    query: Q,
+    via: PhantomData<E>,
+}
+
+impl<P, E, Q> BoardRead<P, E, Q> {
+    /// Path, tenant, engine and query.
+    fn parts(self) -> (P, String, Engine, Q) {
+        (self.path, self.tenant, self.engine, self.query)
+    }
+}
+
+impl<P, E, Q> FromRequestParts<AppState> for BoardRead<P, E, Q>
+where
+    P: DeserializeOwned + Send,
+    E: EngineOf,
+    Q: DeserializeOwned,
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Response> {
+        let Path(path) = Path::<P>::from_request_parts(parts, app)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let Reader { tenant, .. } = Reader::from_request_parts(parts, app)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let engine = E::from_request_parts(parts, app)
+            .await
+            .map_err(IntoResponse::into_response)?
+            .engine();
+        let raw = parts.uri.query().map(str::to_owned);
+        let query = query_of::<Q>(raw).map_err(IntoResponse::into_response)?;
+        Ok(Self {
+            path,
+            tenant,
+            engine,
+            query,
+            via: PhantomData,
+        })
+    }
+}
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
@@ -114,13 +185,8 @@ fn view_of(
 }
 
 #[utoipa::path(get, path = "/v1/leaderboards/{id}/standings", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = []), ("client_token" = [])), params(("id" = String, Path, description = "Leaderboard id"), ViewQuery), responses((status = 200, description = "A page of standings", body = crate::openapi::schemas::Standings), crate::openapi::schemas::NotFound, crate::openapi::schemas::TenantErrors))]
-pub async fn standings(
-    Path(id): Path<String>,
-    Reader { tenant, .. }: Reader,
-    Readable(engine): Readable,
-    RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, ApiError> {
-    let q = query_of::<ViewQuery>(raw)?;
+pub async fn standings(b: BoardRead<String, Readable, ViewQuery>) -> Result<Json<Value>, ApiError> {
+    let (id, tenant, engine, q) = b.parts();
     let (tf, window) = view(&q)?;
     let limit = page_limit(q.limit, 10, MAX_LIMIT)?;
     let offset = q.offset.unwrap_or(0);
@@ -140,12 +206,9 @@ pub async fn standings(
 
 #[utoipa::path(get, path = "/v1/leaderboards/{id}/users/{user_id}", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = []), ("client_token" = [])), params(("id" = String, Path, description = "Leaderboard id"), ("user_id" = String, Path, description = "Player"), ViewQuery), responses((status = 200, description = "The player's rank and neighbours", body = crate::openapi::schemas::UserStanding), crate::openapi::schemas::NotFound, crate::openapi::schemas::TenantErrors))]
 pub async fn user(
-    Path((id, user)): Path<(String, String)>,
-    Reader { tenant, .. }: Reader,
-    Readable(engine): Readable,
-    RawQuery(raw): RawQuery,
+    b: BoardRead<(String, String), Readable, ViewQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let q = query_of::<ViewQuery>(raw)?;
+    let ((id, user), tenant, engine, q) = b.parts();
     let (tf, window) = view(&q)?;
     let around = q.around.unwrap_or(5);
     if around > 100 {
@@ -185,12 +248,10 @@ fn timeframe_of(q: &ViewQuery) -> Result<Timeframe, ApiError> {
 /// (top entries) and the grants of a closed window; 404 while it is not closed.
 #[utoipa::path(get, path = "/v1/leaderboards/{id}/windows/{key}/results", operation_id = "window_results", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = []), ("client_token" = [])), params(("id" = String, Path, description = "Leaderboard id"), ("key" = String, Path, description = "Window key"), ("timeframe" = String, Query, description = "Timeframe or schedule id")), responses((status = 200, description = "Final standings and grants of a closed window", body = crate::openapi::schemas::WindowClose), crate::openapi::schemas::NotFound, crate::openapi::schemas::TenantErrors))]
 pub async fn results(
-    Path((id, key)): Path<(String, String)>,
-    Reader { tenant, .. }: Reader,
-    Writable(engine): Writable,
-    RawQuery(raw): RawQuery,
+    b: BoardRead<(String, String), Writable, ViewQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let tf = timeframe_of(&query_of::<ViewQuery>(raw)?)?;
+    let ((id, key), tenant, engine, q) = b.parts();
+    let tf = timeframe_of(&q)?;
     let key =
         WindowKey::parse(tf, &key).map_err(|e| ApiError::Validation(format!("window: {e}")))?;
     Ok(Json(close_json(
@@ -201,13 +262,8 @@ pub async fn results(
 /// `GET /v1/leaderboards/{id}/results?timeframe=…&limit=20` → `{"closes": […]}`: the
 /// closed windows of a timeframe with their winners and grants, newest first.
 #[utoipa::path(get, path = "/v1/leaderboards/{id}/results", operation_id = "closed_windows", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = []), ("client_token" = [])), params(("id" = String, Path, description = "Leaderboard id"), ("timeframe" = String, Query, description = "Timeframe or schedule id"), ("limit" = Option<u32>, Query, description = "1-100, default 20")), responses((status = 200, description = "Closed windows, newest first, with winners and grants", body = crate::openapi::schemas::WindowCloses), crate::openapi::schemas::NotFound, crate::openapi::schemas::TenantErrors))]
-pub async fn closes(
-    Path(id): Path<String>,
-    Reader { tenant, .. }: Reader,
-    Writable(engine): Writable,
-    RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, ApiError> {
-    let q = query_of::<ViewQuery>(raw)?;
+pub async fn closes(b: BoardRead<String, Writable, ViewQuery>) -> Result<Json<Value>, ApiError> {
+    let (id, tenant, engine, q) = b.parts();
     let tf = timeframe_of(&q)?;
     let limit = page_limit(q.limit, 20, 100)?;
     let list = engine.window_closes(&tenant, &id, tf, limit)?;
@@ -271,7 +327,7 @@ pub const MAX_WINDOWS: usize = 100;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct WindowsQuery {
+pub struct WindowsQuery {
     timeframe: Option<String>,
     limit: Option<usize>,
 }
@@ -280,12 +336,9 @@ struct WindowsQuery {
 /// first, with their state (`open`, `grace`, `closed`) and close time.
 #[utoipa::path(get, path = "/v1/leaderboards/{id}/windows", operation_id = "list_windows", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = []), ("client_token" = [])), params(("id" = String, Path, description = "Leaderboard id"), ("timeframe" = String, Query, description = "Timeframe or schedule id"), ("limit" = Option<u32>, Query, description = "1-100, default 20")), responses((status = 200, description = "Windows newest first with state and close time", body = crate::openapi::schemas::WindowList), crate::openapi::schemas::NotFound, crate::openapi::schemas::TenantErrors))]
 pub async fn windows(
-    Path(id): Path<String>,
-    Reader { tenant, .. }: Reader,
-    Writable(engine): Writable,
-    RawQuery(raw): RawQuery,
+    b: BoardRead<String, Writable, WindowsQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let q: WindowsQuery = query_of(raw)?;
+    let (id, tenant, engine, q) = b.parts();
     let (tf, _) = view_of(q.timeframe.as_deref(), None)?;
     let limit = page_limit(q.limit, 20, MAX_WINDOWS)?;
     let list = engine.windows(&tenant, &id, tf, limit).await?;
@@ -370,7 +423,7 @@ pub const MAX_MEMBERS_PAGE: usize = 1000;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct MembersQuery {
+pub struct MembersQuery {
     after: Option<String>,
     limit: Option<usize>,
 }
@@ -379,12 +432,9 @@ struct MembersQuery {
 /// the last id seen (`next`).
 #[utoipa::path(get, path = "/v1/leaderboards/{id}/members", operation_id = "list_members", tag = "leaderboards", security(("tenant_id" = [], "tenant_timestamp" = [], "tenant_signature" = [])), params(("id" = String, Path, description = "Leaderboard id"), ("after" = Option<String>, Query, description = "Page after this user id"), ("limit" = Option<u32>, Query, description = "1-1000")), responses((status = 200, description = "Members, by user id", body = crate::openapi::schemas::MemberList), crate::openapi::schemas::NotFound, crate::openapi::schemas::TenantErrors))]
 pub async fn members(
-    Path(id): Path<String>,
-    Reader { tenant, .. }: Reader,
-    Writable(engine): Writable,
-    RawQuery(raw): RawQuery,
+    b: BoardRead<String, Writable, MembersQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let q: MembersQuery = query_of(raw)?;
+    let (id, tenant, engine, q) = b.parts();
     let limit = page_limit(q.limit, 100, MAX_MEMBERS_PAGE)?;
     let (page, total) = engine.members(&tenant, &id, q.after, limit).await?;
     let next = (page.len() == limit)

@@ -14,6 +14,15 @@ fn event(id: &str) -> Event {
     Event::from_json(v, "acme", Utc::now()).unwrap()
 }
 
+/// Ingests events with these ids for `acme` and asserts the outcomes, in order.
+async fn ingest_expect(engine: &Engine, ids: &[&str], expect: &[Outcome]) {
+    let out = engine
+        .ingest("acme", ids.iter().map(|id| event(id)).collect())
+        .await
+        .unwrap();
+    assert_eq!(out, expect, "ingesting {ids:?}");
+}
+
 async fn eventually<F: Fn() -> bool>(what: &str, f: F) {
     for _ in 0..200 {
         if f() {
@@ -40,18 +49,12 @@ async fn start(dir: &std::path::Path) -> Engine {
 async fn accepts_then_dedupes_and_advances_head() {
     let dir = tempfile::tempdir().unwrap();
     let engine = start(dir.path()).await;
-    let out = engine
-        .ingest("acme", vec![event("a"), event("b"), event("a")])
-        .await
-        .unwrap();
-    assert_eq!(
-        out,
-        vec![
-            Outcome::Accepted { seq: 1 },
-            Outcome::Accepted { seq: 2 },
-            Outcome::Duplicate { seq: 1 }
-        ]
-    );
+    let expect = [
+        Outcome::Accepted { seq: 1 },
+        Outcome::Accepted { seq: 2 },
+        Outcome::Duplicate { seq: 1 },
+    ];
+    ingest_expect(&engine, &["a", "b", "a"], &expect).await;
     let again = engine.ingest("acme", vec![event("b")]).await.unwrap();
     assert_eq!(again, vec![Outcome::Duplicate { seq: 2 }]);
     assert_eq!(*engine.durable_head("acme").unwrap().borrow(), 2);
@@ -79,14 +82,8 @@ async fn dedupe_window_and_positions_survive_restart() {
     // Give the supervisor a moment to stop before the store is reopened.
     tokio::time::sleep(Duration::from_millis(50)).await;
     let engine = start(dir.path()).await;
-    let out = engine
-        .ingest("acme", vec![event("b"), event("c")])
-        .await
-        .unwrap();
-    assert_eq!(
-        out,
-        vec![Outcome::Duplicate { seq: 2 }, Outcome::Accepted { seq: 3 }]
-    );
+    let expect = [Outcome::Duplicate { seq: 2 }, Outcome::Accepted { seq: 3 }];
+    ingest_expect(&engine, &["b", "c"], &expect).await;
 }
 
 #[tokio::test]
@@ -100,14 +97,8 @@ async fn panicking_tenant_actor_is_restarted_from_the_log() {
         engine.tenant_actor("acme").map(|a| a.get_id()) != Some(before.get_id())
     })
     .await;
-    let out = engine
-        .ingest("acme", vec![event("a"), event("z")])
-        .await
-        .unwrap();
-    assert_eq!(
-        out,
-        vec![Outcome::Duplicate { seq: 1 }, Outcome::Accepted { seq: 2 }]
-    );
+    let expect = [Outcome::Duplicate { seq: 1 }, Outcome::Accepted { seq: 2 }];
+    ingest_expect(&engine, &["a", "z"], &expect).await;
 }
 
 /// A log whose `sync` or reads fail on demand (recording when each read was tried), to
@@ -211,6 +202,15 @@ async fn eventually_top(engine: &Engine, board: &str, want: Vec<(String, f64)>) 
     );
 }
 
+/// Ingests `events` for `acme` and waits until board `b` shows `want`.
+/// (event id, user, score) per event; (user, score) per wanted entry.
+async fn score_and_see(engine: &Engine, events: &[(&str, &str, i64)], want: &[(&str, f64)]) {
+    let events = events.iter().map(|(id, u, p)| scored(id, u, *p)).collect();
+    engine.ingest("acme", events).await.unwrap();
+    let want = want.iter().map(|(u, p)| (u.to_string(), *p)).collect();
+    eventually_top(engine, "b", want).await;
+}
+
 fn scored(id: &str, user: &str, score: i64) -> Event {
     let v = json!({
         "event_id": id, "type": "match.completed", "actor": {"user_id": user},
@@ -225,18 +225,15 @@ async fn panicking_board_restarts_from_checkpoint_and_log_without_double_countin
     let engine = start(dir.path()).await;
     let def = json!({"rules": [{"event_type": "*", "points_expression": "attrs.score"}]});
     engine.put_leaderboard("acme", "b", &def).await.unwrap();
-    engine
-        .ingest("acme", vec![scored("1", "ann", 5), scored("2", "bo", 3)])
-        .await
-        .unwrap();
-    eventually_top(&engine, "b", vec![("ann".into(), 5.0), ("bo".into(), 3.0)]).await;
+    score_and_see(
+        &engine,
+        &[("1", "ann", 5), ("2", "bo", 3)],
+        &[("ann", 5.0), ("bo", 3.0)],
+    )
+    .await;
     // Let a checkpoint happen, add more, then crash the board.
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    engine
-        .ingest("acme", vec![scored("3", "bo", 10)])
-        .await
-        .unwrap();
-    eventually_top(&engine, "b", vec![("bo".into(), 13.0), ("ann".into(), 5.0)]).await;
+    score_and_see(&engine, &[("3", "bo", 10)], &[("bo", 13.0), ("ann", 5.0)]).await;
     let before = engine.board("acme", "b").unwrap();
     before
         .cast(crate::leaderboard::actor::LeaderboardMsg::Panic)
@@ -246,16 +243,7 @@ async fn panicking_board_restarts_from_checkpoint_and_log_without_double_countin
     })
     .await;
     eventually_top(&engine, "b", vec![("bo".into(), 13.0), ("ann".into(), 5.0)]).await;
-    engine
-        .ingest("acme", vec![scored("4", "ann", 20)])
-        .await
-        .unwrap();
-    eventually_top(
-        &engine,
-        "b",
-        vec![("ann".into(), 25.0), ("bo".into(), 13.0)],
-    )
-    .await;
+    score_and_see(&engine, &[("4", "ann", 20)], &[("ann", 25.0), ("bo", 13.0)]).await;
     assert_eq!(engine.board_applied("acme", "b").await.unwrap(), 4);
 }
 
@@ -266,17 +254,9 @@ async fn boards_recover_after_an_engine_restart() {
     {
         let engine = start(dir.path()).await;
         engine.put_leaderboard("acme", "b", &def).await.unwrap();
-        engine
-            .ingest("acme", vec![scored("1", "ann", 5)])
-            .await
-            .unwrap();
-        eventually_top(&engine, "b", vec![("ann".into(), 5.0)]).await;
+        score_and_see(&engine, &[("1", "ann", 5)], &[("ann", 5.0)]).await;
         tokio::time::sleep(Duration::from_millis(1200)).await;
-        engine
-            .ingest("acme", vec![scored("2", "ann", 1)])
-            .await
-            .unwrap();
-        eventually_top(&engine, "b", vec![("ann".into(), 6.0)]).await;
+        score_and_see(&engine, &[("2", "ann", 1)], &[("ann", 6.0)]).await;
         engine.shutdown().await;
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -307,11 +287,7 @@ async fn current_views_follow_the_window_as_it_rolls_over() {
     let def = json!({"rules": [{"event_type": "*", "points_expression": "attrs.score"}],
                      "timeframes": ["hourly", "all_time"]});
     engine.put_leaderboard("acme", "b", &def).await.unwrap();
-    engine
-        .ingest("acme", vec![scored("1", "ann", 5)])
-        .await
-        .unwrap();
-    eventually_top(&engine, "b", vec![("ann".into(), 5.0)]).await;
+    score_and_see(&engine, &[("1", "ann", 5)], &[("ann", 5.0)]).await;
     let key = ViewKey {
         tf: Timeframe::Hourly,
         window: None,

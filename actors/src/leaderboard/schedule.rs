@@ -382,35 +382,42 @@ mod tests {
 
     #[test]
     fn local_midnight_moves_daily_weekly_monthly() {
+        use Timeframe::{Daily, Hourly, Monthly, Weekly};
         let c = la();
-        // 2026-12-01 07:59 UTC is still Nov 30 in Los Angeles (UTC-8).
-        let (k, s, e) = span(&c, Timeframe::Daily, "2026-12-01T07:59:59Z");
-        assert_eq!(k, "2026-11-30");
-        assert_eq!(
-            (s, e),
-            (t("2026-11-30T08:00:00Z"), t("2026-12-01T08:00:00Z"))
-        );
-        assert_eq!(
-            span(&c, Timeframe::Daily, "2026-12-01T08:00:00Z").0,
-            "2026-12-01"
-        );
-        let (k, s, _) = span(&c, Timeframe::Weekly, "2026-11-30T09:00:00Z");
-        assert_eq!((k.as_str(), s), ("2026-W49", t("2026-11-30T08:00:00Z")));
-        assert_eq!(
-            span(&c, Timeframe::Weekly, "2026-11-30T07:00:00Z").0,
-            "2026-W48"
-        );
-        let (k, s, e) = span(&c, Timeframe::Monthly, "2026-12-15T00:00:00Z");
-        assert_eq!(k, "2026-12");
-        assert_eq!(
-            (s, e),
-            (t("2026-12-01T08:00:00Z"), t("2027-01-01T08:00:00Z"))
-        );
-        // Hourly stays UTC.
-        assert_eq!(
-            span(&c, Timeframe::Hourly, "2026-12-01T07:59:59Z").0,
-            "2026-12-01T07"
-        );
+        // (timeframe, instant, its window key, and where given the window's start and end).
+        // 2026-12-01 07:59 UTC is still Nov 30 in Los Angeles (UTC-8); hourly stays UTC.
+        let cases = [
+            (
+                Daily,
+                "2026-12-01T07:59:59Z",
+                "2026-11-30",
+                Some("2026-11-30T08:00:00Z"),
+                Some("2026-12-01T08:00:00Z"),
+            ),
+            (Daily, "2026-12-01T08:00:00Z", "2026-12-01", None, None),
+            (
+                Weekly,
+                "2026-11-30T09:00:00Z",
+                "2026-W49",
+                Some("2026-11-30T08:00:00Z"),
+                None,
+            ),
+            (Weekly, "2026-11-30T07:00:00Z", "2026-W48", None, None),
+            (
+                Monthly,
+                "2026-12-15T00:00:00Z",
+                "2026-12",
+                Some("2026-12-01T08:00:00Z"),
+                Some("2027-01-01T08:00:00Z"),
+            ),
+            (Hourly, "2026-12-01T07:59:59Z", "2026-12-01T07", None, None),
+        ];
+        for (tf, at, key, start, end) in cases {
+            let (k, s, e) = span(&c, tf, at);
+            assert_eq!(k, key, "{tf:?} at {at}");
+            assert!(start.is_none_or(|x| s == t(x)), "{tf:?} at {at}: start {s}");
+            assert!(end.is_none_or(|x| e == t(x)), "{tf:?} at {at}: end {e}");
+        }
     }
 
     #[test]

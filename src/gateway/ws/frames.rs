@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Semaphore};
 
-use super::render::{api_error_frame, error_frame};
+use super::render::{api_error_frame, error_frame, validation_frame};
 use super::session::{SessionHandle, SubscribeError};
 use super::Principal;
 use crate::error::ApiError;
@@ -109,22 +109,12 @@ pub async fn handle(
     };
     let frame: Value = match serde_json::from_str(text) {
         Ok(v) => v,
-        Err(e) => {
-            return reply(error_frame(
-                None,
-                "VALIDATION_ERROR",
-                400,
-                &format!("Malformed JSON: {e}"),
-            ))
-            .await
-        }
+        Err(e) => return reply(validation_frame(None, &format!("Malformed JSON: {e}"))).await,
     };
     let id = frame.get("id").and_then(Value::as_str);
     if id.is_some_and(|i| i.len() > MAX_FRAME_ID) {
-        return reply(error_frame(
+        return reply(validation_frame(
             None,
-            "VALIDATION_ERROR",
-            400,
             &format!("id: must be at most {MAX_FRAME_ID} bytes"),
         ))
         .await;
@@ -136,15 +126,7 @@ pub async fn handle(
             body.as_object_mut().map(|o| o.remove("type"));
             let sub: Subscribe = match serde_json::from_value(body) {
                 Ok(s) => s,
-                Err(e) => {
-                    return reply(error_frame(
-                        id,
-                        "VALIDATION_ERROR",
-                        400,
-                        &format!("subscribe: {e}"),
-                    ))
-                    .await
-                }
+                Err(e) => return reply(validation_frame(id, &format!("subscribe: {e}"))).await,
             };
             if let Some(Claims {
                 lb: Some(allowed), ..
@@ -167,17 +149,15 @@ pub async fn handle(
             match actor.subscribe(sub.id, sub.leaderboard, key).await {
                 Ok(()) | Err(SubscribeError::Ended) => {}
                 Err(e @ SubscribeError::TooMany(_)) => {
-                    reply(error_frame(id, "VALIDATION_ERROR", 400, &e.to_string())).await
+                    reply(validation_frame(id, &e.to_string())).await
                 }
             }
         }
         Some("unsubscribe") => match id {
             Some(id) => actor.unsubscribe(id.to_owned()),
             None => {
-                reply(error_frame(
+                reply(validation_frame(
                     None,
-                    "VALIDATION_ERROR",
-                    400,
                     "unsubscribe needs the subscription id",
                 ))
                 .await
@@ -196,10 +176,8 @@ pub async fn handle(
             ingest(text, id, who, engine, out, inflight, max_inflight).await
         }
         _ => {
-            reply(error_frame(
+            reply(validation_frame(
                 id,
-                "VALIDATION_ERROR",
-                400,
                 "type must be subscribe, unsubscribe, ingest or ping",
             ))
             .await
@@ -230,12 +208,7 @@ async fn ingest(
         Ok(f) => f,
         Err(e) => {
             let _ = out
-                .send(error_frame(
-                    id,
-                    "VALIDATION_ERROR",
-                    400,
-                    &format!("ingest: {e}"),
-                ))
+                .send(validation_frame(id, &format!("ingest: {e}")))
                 .await;
             return;
         }
@@ -245,23 +218,13 @@ async fn ingest(
         (None, Some(list)) if (1..=crate::gateway::events::MAX_BULK).contains(&list.len()) => list,
         (None, Some(_)) => {
             let _ = out
-                .send(error_frame(
-                    id,
-                    "VALIDATION_ERROR",
-                    400,
-                    "events must hold 1 to 100 events",
-                ))
+                .send(validation_frame(id, "events must hold 1 to 100 events"))
                 .await;
             return;
         }
         _ => {
             let _ = out
-                .send(error_frame(
-                    id,
-                    "VALIDATION_ERROR",
-                    400,
-                    "ingest needs \"event\" or \"events\"",
-                ))
+                .send(validation_frame(id, "ingest needs \"event\" or \"events\""))
                 .await;
             return;
         }

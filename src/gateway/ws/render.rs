@@ -54,6 +54,11 @@ pub fn error_frame(id: Option<&str>, code: &str, status: u16, message: &str) -> 
         .to_string()
 }
 
+/// A `VALIDATION_ERROR` (400) error frame.
+pub fn validation_frame(id: Option<&str>, message: &str) -> String {
+    error_frame(id, "VALIDATION_ERROR", 400, message)
+}
+
 /// `s` cut to at most `max` bytes at a character boundary, with "…" when cut.
 pub fn truncate(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
     if s.len() <= max {

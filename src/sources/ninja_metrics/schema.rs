@@ -98,339 +98,158 @@ const GENDER: Kind = Enum(&["M", "F", "T", ""]);
 const YN: Kind = Enum(&["Y", "N"]);
 const ZERO_ONE: Kind = IntEnum(&[0, 1]);
 
-const LOGIN: &[Field] = &[
-    req("account_id", Str, A),
-    opt("character_id", Str, C),
-    opt("shard_id", Num, S),
-    opt("platform", Str, N),
-    opt("area_id", Num, N),
-];
-const LOGOUT: &[Field] = &[
-    req("account_id", Str, A),
-    req("character_id", Str, C),
-    opt("shard_id", Num, S),
-    opt("platform", Str, N),
-    opt("area_id", Num, N),
-];
-const GROUP: &[Field] = &[
-    req("account_id", Str, A),
-    opt("character_id", Str, C),
-    req("character_lvl", Num, N),
-    opt("shard_id", Num, S),
-    req("group_id", Num, N),
-];
-const OGI_SEND: &[Field] = &[
-    req("sender_account_id", Str, A),
-    opt("sender_character_id", Str, C),
-    req("receiver_account_id", Str, A),
-    opt("receiver_character_id", Str, C),
-    opt("shard_id", Num, S),
-    req("ogi_location", Str, N),
-    req("ogi_category", Str, N),
-];
-const OGI_RECEIVE: &[Field] = &[
-    req("sender_account_id", Str, A),
-    opt("sender_character_id", Str, C),
-    req("receiver_account_id", Str, A),
-    opt("receiver_character_id", Str, C),
-    opt("shard_id", Num, S),
-    req("ogi_location", Str, N),
-    req("ogi_category", Str, N),
-    req("ogi_receiver_action", Str, N),
-];
-const COMBAT: &[Field] = &[
-    req("account_id", Str, A),
-    req("character_id", Str, C),
-    req("shard_id", Num, S),
-    req("npc_id", Str, N),
-    req("area_id", Num, N),
-    req("position_x", Num, N),
-    req("position_y", Num, N),
-    req("position_z", Num, N),
-];
-
-/// Types #1–#24, in order.
-pub static TYPES: [EventType; 24] = [
-    EventType {
-        number: 1,
-        name: "login",
-        actor: Some("account_id"),
-        fields: LOGIN,
-        loader: Loader::None,
-    },
-    EventType {
-        number: 2,
-        name: "logout",
-        actor: Some("account_id"),
-        fields: LOGOUT,
-        loader: Loader::None,
-    },
-    EventType {
-        number: 3,
-        name: "change_subscription",
-        actor: Some("account_id"),
-        loader: Loader::None,
-        fields: &[
+/// Login and logout: the same fields; `character_id` is required on logout only.
+macro_rules! session_fields {
+    ($character:ident) => {
+        &[
             req("account_id", Str, A),
-            req("account_status", STATUS, N),
-            req("account_sub_type", SUB_TYPE, N),
-            req("account_sub_value", Num, N),
-            req("account_sub_expires_timestamp", Timestamp, N),
-        ],
-    },
-    EventType {
-        number: 4,
-        name: "group_enter",
-        actor: Some("account_id"),
-        fields: GROUP,
-        loader: Loader::None,
-    },
-    EventType {
-        number: 5,
-        name: "group_exit",
-        actor: Some("account_id"),
-        fields: GROUP,
-        loader: Loader::None,
-    },
-    EventType {
-        number: 6,
-        name: "social_event",
-        actor: Some("sender_account_id"),
-        loader: Loader::None,
-        fields: &[
+            $character("character_id", Str, C),
+            opt("shard_id", Num, S),
+            opt("platform", Str, N),
+            opt("area_id", Num, N),
+        ]
+    };
+}
+const LOGIN: &[Field] = session_fields!(opt);
+const LOGOUT: &[Field] = session_fields!(req);
+#[rustfmt::skip]
+const GROUP: &[Field] = &[
+    req("account_id", Str, A), opt("character_id", Str, C), req("character_lvl", Num, N),
+    opt("shard_id", Num, S), req("group_id", Num, N),
+];
+/// The fields of an OGI send; a receive adds its own after them.
+macro_rules! ogi_fields {
+    ($($extra:expr),*) => {
+        &[
             req("sender_account_id", Str, A),
             opt("sender_character_id", Str, C),
-            req("sender_character_level", Num, N),
             req("receiver_account_id", Str, A),
             opt("receiver_character_id", Str, C),
-            req("receiver_character_level", Num, N),
             opt("shard_id", Num, S),
-            req("social_event_name", Str, N),
-            req("social_event_type", Str, N),
-        ],
-    },
-    EventType {
-        number: 7,
-        name: "ogi_send",
-        actor: Some("sender_account_id"),
-        fields: OGI_SEND,
-        loader: Loader::None,
-    },
-    EventType {
-        number: 8,
-        name: "ogi_receive",
-        actor: Some("receiver_account_id"),
-        fields: OGI_RECEIVE,
-        loader: Loader::None,
-    },
-    EventType {
-        number: 9,
-        name: "account_create",
-        actor: Some("account_id"),
-        loader: Loader::AccountCreate,
-        fields: &[
-            req("account_id", Str, N),
-            req("account_sub_type", SUB_TYPE, N),
-            req("account_lang", Lang, N),
-            req("account_country", Country, N),
-            req("account_gender", GENDER, N),
-            req("account_dob", Timestamp, N),
-            req("account_currency_balance", Num, N),
-            req("platform", Str, N),
-        ],
-    },
-    EventType {
-        number: 10,
-        name: "account_delete",
-        actor: Some("account_id"),
-        loader: Loader::AccountDelete,
-        fields: &[
-            req("account_id", Str, A),
-            req("account_status", STATUS_END, N),
-            req("farmer_flag", YN, N),
-            req("integrity_flag", YN, N),
-        ],
-    },
-    EventType {
-        number: 11,
-        name: "character_create",
-        actor: Some("account_id"),
-        loader: Loader::CharacterCreate,
-        fields: &[
-            req("account_id", Str, A),
-            req("character_id", Str, N),
-            req("character_class", Str, N),
-            req("character_sub_class", Str, N),
-            req("character_gender", GENDER, N),
-            req("character_race", Str, N),
-            req("character_name", Str, N),
-            opt("shard_id", Num, S),
-        ],
-    },
-    EventType {
-        number: 12,
-        name: "character_delete",
-        actor: Some("account_id"),
-        loader: Loader::CharacterDelete,
-        fields: &[req("account_id", Str, A), req("character_id", Str, C)],
-    },
-    EventType {
-        number: 13,
-        name: "shard_create",
-        actor: None,
-        loader: Loader::ShardCreate,
-        fields: &[req("shard_id", Num, N), req("shard_desc", Str, N)],
-    },
-    EventType {
-        number: 14,
-        name: "set_virtual_currency",
-        actor: None,
-        loader: Loader::SetCurrency,
-        fields: &[
-            req("virtual_currency_label", Str, N),
-            req("virtual_currency_ex_rate", Num, N),
-        ],
-    },
-    EventType {
-        number: 15,
-        name: "initialize_item",
-        actor: Some("account_id"),
-        loader: Loader::ItemCreate,
-        fields: &[
-            req("item_id", Num, N),
-            req("item_name", Str, N),
-            req("item_type", Str, N),
-            req("item_value", Num, N),
-            req("item_segment", Enum(&["UGC", "INGAME"]), N),
-            req("account_id", Str, N),
-            req("character_id", Str, N),
-        ],
-    },
-    EventType {
-        number: 16,
-        name: "item_used",
-        actor: Some("account_id"),
-        loader: Loader::None,
-        fields: &[
-            req("account_id", Str, A),
-            req("character_id", Str, C),
-            req("character_lvl", Num, N),
-            req("shard_id", Num, S),
-            req("item_id", Num, I),
-            req("item_count", Num, N),
-            req("area_id", Num, N),
-            req("position_x", Num, N),
-            req("position_y", Num, N),
-            req("position_z", Num, N),
-        ],
-    },
-    EventType {
-        number: 17,
-        name: "item_transaction",
-        actor: Some("account_id"),
-        loader: Loader::None,
-        fields: &[
-            req("account_id", Str, A),
-            req("character_id", Str, C),
-            req("shard_id", Num, S),
-            req("item_id", Num, I),
-            req("item_name", Str, N),
-            req("item_price", Num, N),
-            req("transaction_type", ZERO_ONE, N),
-            req("currency_type", ZERO_ONE, N),
-            req("virtual_currency_label", Str, N),
-            req("currency_value", Num, N),
-        ],
-    },
-    EventType {
-        number: 18,
-        name: "currency_transaction",
-        actor: Some("account_id"),
-        loader: Loader::None,
-        fields: &[
-            req("account_id", Str, A),
-            req("character_id", Str, C),
-            req("shard_id", Num, S),
-            req("transaction_type", ZERO_ONE, N),
-            req("currency_type", ZERO_ONE, N),
-            req("virtual_currency_label", Str, N),
-            req("currency_value", Num, N),
-            opt("transaction_desc", Text200, N),
-        ],
-    },
-    EventType {
-        number: 19,
-        name: "ugc_rating",
-        actor: Some("account_id"),
-        loader: Loader::None,
-        fields: &[
-            req("account_id", Str, A),
-            req("character_id", Str, C),
-            req("shard_id", Num, S),
-            req("item_id", Num, I),
-            req("item_name", Str, N),
-            req("ugc_rating", NumOrStr, N),
-        ],
-    },
-    EventType {
-        number: 20,
-        name: "message",
-        actor: Some("sender_account_id"),
-        loader: Loader::None,
-        fields: &[
-            req("sender_account_id", Str, A),
-            req("sender_character_id", Str, C),
-            req("receiver_account_id", Str, A),
-            req("receiver_character_id", Str, C),
-            req("shard_id", Num, S),
-            req("message_ch_label", Str, N),
-            req("message_desc", Str, N),
-            req("message_char_count", Num, N),
-        ],
-    },
-    EventType {
-        number: 21,
-        name: "begin_combat_npc",
-        actor: Some("account_id"),
-        fields: COMBAT,
-        loader: Loader::None,
-    },
-    EventType {
-        number: 22,
-        name: "end_combat_npc",
-        actor: Some("account_id"),
-        fields: COMBAT,
-        loader: Loader::None,
-    },
-    EventType {
-        number: 23,
-        name: "kill_npc",
-        actor: Some("account_id"),
-        loader: Loader::None,
-        fields: &[
-            req("account_id", Str, A),
-            req("character_id", Str, C),
-            req("shard_id", Num, S),
-            req("npc_id", Str, N),
-            req("character_lvl", Num, N),
-        ],
-    },
-    EventType {
-        number: 24,
-        name: "player_xp",
-        actor: Some("account_id"),
-        loader: Loader::None,
-        fields: &[
-            req("account_id", Str, A),
-            req("character_id", Str, C),
-            req("shard_id", Num, S),
-            req("xp_amount", Uint18, N),
-            req("character_lvl", Num, N),
-            req("grouped_flag", YN, N),
-        ],
-    },
+            req("ogi_location", Str, N),
+            req("ogi_category", Str, N),
+            $($extra),*
+        ]
+    };
+}
+const OGI_SEND: &[Field] = ogi_fields!();
+const OGI_RECEIVE: &[Field] = ogi_fields!(req("ogi_receiver_action", Str, N));
+#[rustfmt::skip]
+const COMBAT: &[Field] = &[
+    req("account_id", Str, A), req("character_id", Str, C), req("shard_id", Num, S),
+    req("npc_id", Str, N), req("area_id", Num, N), req("position_x", Num, N),
+    req("position_y", Num, N), req("position_z", Num, N),
 ];
 
+const ACC: Option<&str> = Some("account_id");
+const SENDER: Option<&str> = Some("sender_account_id");
+const RECEIVER: Option<&str> = Some("receiver_account_id");
+
+/// One row of [`TYPES`]: number, name, the acting account's field, loader, fields.
+const fn ty(
+    number: u8,
+    name: &'static str,
+    actor: Option<&'static str>,
+    loader: Loader,
+    fields: &'static [Field],
+) -> EventType {
+    EventType {
+        number,
+        name,
+        actor,
+        fields,
+        loader,
+    }
+}
+
+/// Types #1–#24, in order.
+#[rustfmt::skip]
+pub static TYPES: [EventType; 24] = [
+    ty(1, "login", ACC, Loader::None, LOGIN),
+    ty(2, "logout", ACC, Loader::None, LOGOUT),
+    ty(3, "change_subscription", ACC, Loader::None, &[
+        req("account_id", Str, A), req("account_status", STATUS, N),
+        req("account_sub_type", SUB_TYPE, N), req("account_sub_value", Num, N),
+        req("account_sub_expires_timestamp", Timestamp, N),
+    ]),
+    ty(4, "group_enter", ACC, Loader::None, GROUP),
+    ty(5, "group_exit", ACC, Loader::None, GROUP),
+    ty(6, "social_event", SENDER, Loader::None, &[
+        req("sender_account_id", Str, A), opt("sender_character_id", Str, C),
+        req("sender_character_level", Num, N), req("receiver_account_id", Str, A),
+        opt("receiver_character_id", Str, C), req("receiver_character_level", Num, N),
+        opt("shard_id", Num, S), req("social_event_name", Str, N), req("social_event_type", Str, N),
+    ]),
+    ty(7, "ogi_send", SENDER, Loader::None, OGI_SEND),
+    ty(8, "ogi_receive", RECEIVER, Loader::None, OGI_RECEIVE),
+    ty(9, "account_create", ACC, Loader::AccountCreate, &[
+        req("account_id", Str, N), req("account_sub_type", SUB_TYPE, N),
+        req("account_lang", Lang, N), req("account_country", Country, N),
+        req("account_gender", GENDER, N), req("account_dob", Timestamp, N),
+        req("account_currency_balance", Num, N), req("platform", Str, N),
+    ]),
+    ty(10, "account_delete", ACC, Loader::AccountDelete, &[
+        req("account_id", Str, A), req("account_status", STATUS_END, N), req("farmer_flag", YN, N),
+        req("integrity_flag", YN, N),
+    ]),
+    ty(11, "character_create", ACC, Loader::CharacterCreate, &[
+        req("account_id", Str, A), req("character_id", Str, N), req("character_class", Str, N),
+        req("character_sub_class", Str, N), req("character_gender", GENDER, N),
+        req("character_race", Str, N), req("character_name", Str, N), opt("shard_id", Num, S),
+    ]),
+    ty(12, "character_delete", ACC, Loader::CharacterDelete, &[
+        req("account_id", Str, A), req("character_id", Str, C),
+    ]),
+    ty(13, "shard_create", None, Loader::ShardCreate, &[
+        req("shard_id", Num, N), req("shard_desc", Str, N),
+    ]),
+    ty(14, "set_virtual_currency", None, Loader::SetCurrency, &[
+        req("virtual_currency_label", Str, N), req("virtual_currency_ex_rate", Num, N),
+    ]),
+    ty(15, "initialize_item", ACC, Loader::ItemCreate, &[
+        req("item_id", Num, N), req("item_name", Str, N), req("item_type", Str, N),
+        req("item_value", Num, N), req("item_segment", Enum(&["UGC", "INGAME"]), N),
+        req("account_id", Str, N), req("character_id", Str, N),
+    ]),
+    ty(16, "item_used", ACC, Loader::None, &[
+        req("account_id", Str, A), req("character_id", Str, C), req("character_lvl", Num, N),
+        req("shard_id", Num, S), req("item_id", Num, I), req("item_count", Num, N),
+        req("area_id", Num, N), req("position_x", Num, N), req("position_y", Num, N),
+        req("position_z", Num, N),
+    ]),
+    ty(17, "item_transaction", ACC, Loader::None, &[
+        req("account_id", Str, A), req("character_id", Str, C), req("shard_id", Num, S),
+        req("item_id", Num, I), req("item_name", Str, N), req("item_price", Num, N),
+        req("transaction_type", ZERO_ONE, N), req("currency_type", ZERO_ONE, N),
+        req("virtual_currency_label", Str, N), req("currency_value", Num, N),
+    ]),
+    ty(18, "currency_transaction", ACC, Loader::None, &[
+        req("account_id", Str, A), req("character_id", Str, C), req("shard_id", Num, S),
+        req("transaction_type", ZERO_ONE, N), req("currency_type", ZERO_ONE, N),
+        req("virtual_currency_label", Str, N), req("currency_value", Num, N),
+        opt("transaction_desc", Text200, N),
+    ]),
+    ty(19, "ugc_rating", ACC, Loader::None, &[
+        req("account_id", Str, A), req("character_id", Str, C), req("shard_id", Num, S),
+        req("item_id", Num, I), req("item_name", Str, N), req("ugc_rating", NumOrStr, N),
+    ]),
+    ty(20, "message", SENDER, Loader::None, &[
+        req("sender_account_id", Str, A), req("sender_character_id", Str, C),
+        req("receiver_account_id", Str, A), req("receiver_character_id", Str, C),
+        req("shard_id", Num, S), req("message_ch_label", Str, N), req("message_desc", Str, N),
+        req("message_char_count", Num, N),
+    ]),
+    ty(21, "begin_combat_npc", ACC, Loader::None, COMBAT),
+    ty(22, "end_combat_npc", ACC, Loader::None, COMBAT),
+    ty(23, "kill_npc", ACC, Loader::None, &[
+        req("account_id", Str, A), req("character_id", Str, C), req("shard_id", Num, S),
+        req("npc_id", Str, N), req("character_lvl", Num, N),
+    ]),
+    ty(24, "player_xp", ACC, Loader::None, &[
+        req("account_id", Str, A), req("character_id", Str, C), req("shard_id", Num, S),
+        req("xp_amount", Uint18, N), req("character_lvl", Num, N), req("grouped_flag", YN, N),
+    ]),
+];
 /// Types #25–#46 are named in the seed ("Need to add events up through #46") but not
 /// defined: accepted as generic typed events.
 pub const GENERIC: std::ops::RangeInclusive<u64> = 25..=46;

@@ -25,6 +25,13 @@ fn ms(s: &str) -> i64 {
     s.parse::<DateTime<Utc>>().unwrap().timestamp_millis()
 }
 
+/// Asserts the top entries of one window: `(user, score)` in rank order.
+#[track_caller]
+fn expect_top(s: &BoardState, tf: Timeframe, key: &str, want: &[(&str, f64)]) {
+    let want: Vec<(String, f64)> = want.iter().map(|(u, p)| (u.to_string(), *p)).collect();
+    assert_eq!(top(s, tf, key), want, "top of {tf:?} {key}");
+}
+
 fn top(s: &BoardState, tf: Timeframe, key: &str) -> Vec<(String, f64)> {
     let k = WindowKey::parse(tf, key).unwrap();
     s.window(tf, k)
@@ -161,14 +168,8 @@ fn local_days_with_daylight_saving() {
     s.apply(1, acc, &ev("a", 1.0, "2026-11-01T07:00:00Z"));
     s.apply(2, acc, &ev("a", 2.0, "2026-11-02T07:59:59Z"));
     s.apply(3, acc, &ev("b", 4.0, "2026-11-02T08:00:00Z"));
-    assert_eq!(
-        top(&s, Timeframe::Daily, "2026-11-01"),
-        vec![("a".into(), 3.0)]
-    );
-    assert_eq!(
-        top(&s, Timeframe::Daily, "2026-11-02"),
-        vec![("b".into(), 4.0)]
-    );
+    expect_top(&s, Timeframe::Daily, "2026-11-01", &[("a", 3.0)]);
+    expect_top(&s, Timeframe::Daily, "2026-11-02", &[("b", 4.0)]);
     // 2026-03-08 lasts 23 hours: 08:00 UTC to 07:00 UTC the next day.
     s.apply(
         4,
@@ -180,14 +181,8 @@ fn local_days_with_daylight_saving() {
         ms("2026-03-09T07:30:00Z"),
         &ev("d", 1.0, "2026-03-09T07:00:00Z"),
     );
-    assert_eq!(
-        top(&s, Timeframe::Daily, "2026-03-08"),
-        vec![("c".into(), 1.0)]
-    );
-    assert_eq!(
-        top(&s, Timeframe::Daily, "2026-03-09"),
-        vec![("d".into(), 1.0)]
-    );
+    expect_top(&s, Timeframe::Daily, "2026-03-08", &[("c", 1.0)]);
+    expect_top(&s, Timeframe::Daily, "2026-03-09", &[("d", 1.0)]);
     // The grace runs from the local end: 2026-03-08 closes at 07:00 UTC + 2 h.
     let late = s.apply(
         6,
@@ -219,23 +214,14 @@ fn schedules_are_extra_timeframes() {
         "all_time; daily and the cron week closed; not in the cup"
     );
     let cup: Timeframe = "cup".parse().unwrap();
-    assert_eq!(
-        top(&s, cup, "2026-12-20T00:00:00Z"),
-        vec![("a".into(), 1.0)]
-    );
+    expect_top(&s, cup, "2026-12-20T00:00:00Z", &[("a", 1.0)]);
     let tue: Timeframe = "tue".parse().unwrap();
-    assert_eq!(
-        top(&s, tue, "2026-12-22T10:00:00Z"),
-        vec![("a".into(), 1.0)]
-    );
+    expect_top(&s, tue, "2026-12-22T10:00:00Z", &[("a", 1.0)]);
     assert!(top(&s, tue, "2026-12-15T10:00:00Z").is_empty());
     assert_eq!(top(&s, Timeframe::AllTime, "all_time").len(), 2);
     // Round trip through a checkpoint, schedule timeframes included.
     let back = BoardState::decode(s.def.clone(), &s.encode()).unwrap();
-    assert_eq!(
-        top(&back, cup, "2026-12-20T00:00:00Z"),
-        vec![("a".into(), 1.0)]
-    );
+    expect_top(&back, cup, "2026-12-20T00:00:00Z", &[("a", 1.0)]);
 }
 
 #[test]
@@ -246,10 +232,7 @@ fn attempts_are_capped_per_window() {
         let a = s.apply(i as u64 + 1, acc, &ev("a", *p, "2025-11-18T12:00:00Z"));
         assert_eq!(a.over_attempts, if i == 2 { 2 } else { 0 });
     }
-    assert_eq!(
-        top(&s, Timeframe::Daily, "2025-11-18"),
-        vec![("a".into(), 6.0)]
-    );
+    expect_top(&s, Timeframe::Daily, "2025-11-18", &[("a", 6.0)]);
     // The next day is a new window with fresh attempts (all_time is still capped).
     let a = s.apply(
         4,
@@ -279,27 +262,17 @@ fn only_members_score_and_membership_is_in_log_order() {
         s.apply(1, acc, &ev("a", 1.0, "2025-11-18T12:00:00Z"))
             .not_member
     );
-    assert_eq!(
-        s.apply(2, acc, &member_ev(MEMBER_JOINED, "a", "b"))
-            .membership,
-        Some(Decision::Joined)
-    );
-    assert_eq!(
-        s.apply(3, acc, &member_ev(MEMBER_JOINED, "b", "other"))
-            .membership,
-        None,
-        "another board's join"
-    );
-    assert_eq!(
-        s.apply(4, acc, &member_ev(MEMBER_JOINED, "b", "b"))
-            .membership,
-        Some(Decision::Joined)
-    );
-    assert_eq!(
-        s.apply(5, acc, &member_ev(MEMBER_JOINED, "c", "b"))
-            .membership,
-        Some(Decision::Full)
-    );
+    // (seq, user, board joined, decision); "other" is another board's join.
+    let joins = [
+        (2, "a", "b", Some(Decision::Joined)),
+        (3, "b", "other", None),
+        (4, "b", "b", Some(Decision::Joined)),
+        (5, "c", "b", Some(Decision::Full)),
+    ];
+    for (seq, user, board, want) in joins {
+        let got = s.apply(seq, acc, &member_ev(MEMBER_JOINED, user, board));
+        assert_eq!(got.membership, want, "join #{seq}: {user} to {board}");
+    }
     assert_eq!(
         s.apply(6, acc, &ev("a", 3.0, "2025-11-18T12:00:00Z"))
             .windows_updated,
@@ -374,10 +347,7 @@ fn version_one_checkpoints_load() {
     v1[0] = 1;
     v1.truncate(v1.len() - 4); // no members section
     let back = BoardState::decode(s.def.clone(), &v1).unwrap();
-    assert_eq!(
-        top(&back, Timeframe::AllTime, "all_time"),
-        vec![("a".into(), 2.0)]
-    );
+    expect_top(&back, Timeframe::AllTime, "all_time", &[("a", 2.0)]);
 }
 
 #[test]
