@@ -231,9 +231,11 @@ fn jetstream_no_quorum_fails_then_recovers() {
     let reopened = JetStreamLog::open(short).unwrap();
     // The meta group answers first; the stream's own group may still be electing its
     // leader (503 "temporarily unavailable") for a few seconds.
-    eventually("the stream has a leader again", Duration::from_secs(30), || {
-        reopened.read_from("q", 1, 1).is_ok()
-    });
+    eventually(
+        "the stream has a leader again",
+        Duration::from_secs(30),
+        || reopened.read_from("q", 1, 1).is_ok(),
+    );
     let next = reopened.next_seq("q").unwrap();
     let got = reopened.read_from("q", 1, 100).unwrap();
     // The unacknowledged event may have been stored (then a retry is a duplicate); nothing
