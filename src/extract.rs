@@ -79,10 +79,7 @@ impl IngestBody {
         let (method, path, headers) = head_of(&req);
         let body = utf8_body(Bytes::from_request(req, app).await)?;
         let turn = if fair {
-            let named = headers
-                .get("x-tenant-id")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
+            let named = crate::auth::tenant_headers(&headers).map_or("", |h| h.tenant);
             app.gate.admit(named).await
         } else {
             Slot::none()

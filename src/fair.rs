@@ -58,10 +58,11 @@ impl FairGate {
             }
             let (tx, rx) = oneshot::channel();
             let queue = s.queues.entry(tenant.to_owned()).or_default();
-            if queue.is_empty() {
+            let first = queue.is_empty();
+            queue.push_back(tx);
+            if first {
                 s.turn.push_back(tenant.to_owned());
             }
-            s.queues.get_mut(tenant).expect("just made").push_back(tx);
             s.waiting += 1;
             metrics::gauge!("phoenix_ingest_gate_waiting").set(s.waiting as f64);
             rx
@@ -135,12 +136,9 @@ impl Slot {
         Slot(None)
     }
 
-    /// The checking is over: free the slot before waiting for the durable write.
-    pub fn done(mut self) {
-        if let Some(g) = self.0.take() {
-            g.release();
-        }
-    }
+    /// The checking is over: free the slot before waiting for the durable write (the
+    /// release is the drop's).
+    pub fn done(self) {}
 }
 
 impl Drop for Slot {
