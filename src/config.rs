@@ -166,10 +166,14 @@ pub struct Config {
     /// events per tenant); a board further behind reads the log itself.
     #[serde(default = "usize_is::<8192>")]
     pub leaderboard_feed_buffer_events: usize,
-    /// Most KiB of one tenant's events in one commit round, so one tenant's flood cannot make
-    /// other tenants' events wait behind all of it.
-    #[serde(default = "usize_is::<1024>")]
+    /// Most KiB of one tenant's events between two fsyncs while other tenants are writing
+    /// too (at least one request), so one tenant's flood keeps the fsyncs others wait on short.
+    #[serde(default = "usize_is::<32>")]
     pub commit_round_kb_per_tenant: usize,
+    /// The same while the tenant is the only one writing (none other within a second): a
+    /// lone flood gets big group commits.
+    #[serde(default = "usize_is::<1024>")]
+    pub commit_round_kb_alone: usize,
     /// First delay before a failed actor is restarted; each further failure doubles it.
     #[serde(default = "u64_is::<100>")]
     pub actor_restart_initial_ms: u64,
@@ -183,6 +187,11 @@ pub struct Config {
     /// can use at most this many cores' worth of CPU, leaving the rest to ingestion.
     #[serde(default = "usize_is::<1>")]
     pub leaderboard_threads: usize,
+    /// CPU priority of those threads: `"background"` (Linux `SCHED_IDLE`: scoring uses only
+    /// the CPU ingestion leaves, so one tenant's boards never slow another tenant's acks;
+    /// under sustained full CPU standings lag instead) or `"normal"` (scoring and acks share).
+    #[serde(default)]
+    pub leaderboard_priority: phoenix_actors::supervisor::BoardPriority,
     /// The tenants.
     #[serde(default)]
     pub tenants: Vec<TenantConfig>,
@@ -438,6 +447,7 @@ impl Config {
                     self.leaderboard_feed_buffer_events == 0,
                 ),
                 ("leaderboard_threads", self.leaderboard_threads == 0),
+                ("commit_round_kb_alone", self.commit_round_kb_alone == 0),
                 (
                     "commit_round_kb_per_tenant",
                     self.commit_round_kb_per_tenant == 0,

@@ -139,6 +139,18 @@ impl Slot {
     /// The checking is over: free the slot before waiting for the durable write (the
     /// release is the drop's).
     pub fn done(self) {}
+
+    /// Between two chunks of a long check: give the slot to whoever waits in turn and queue
+    /// for it again as `tenant` (at once when nobody waits), and let the worker run other
+    /// tasks meanwhile — so a 100-event bulk holds a slot for a chunk at a time, not for the
+    /// whole body.
+    pub async fn pass(&mut self, tenant: &str) {
+        if let Some(g) = self.0.take() {
+            g.release();
+            tokio::task::yield_now().await;
+            *self = g.admit(tenant).await;
+        }
+    }
 }
 
 impl Drop for Slot {

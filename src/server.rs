@@ -191,12 +191,14 @@ async fn open_engine(config: &Config, tenants: &[String]) -> Result<Engine, Open
             max_leaderboards_per_tenant: config.max_leaderboards_per_tenant,
             feed_buffer_events: config.leaderboard_feed_buffer_events,
             commit_round_bytes_per_tenant: config.commit_round_kb_per_tenant.saturating_mul(1024),
+            commit_round_bytes_alone: config.commit_round_kb_alone.saturating_mul(1024),
             restart: phoenix_actors::supervisor::Backoff {
                 initial: Duration::from_millis(config.actor_restart_initial_ms),
                 max: Duration::from_millis(config.actor_restart_max_ms),
                 reset_after: Duration::from_secs(config.actor_restart_reset_seconds),
             },
             leaderboard_threads: config.leaderboard_threads,
+            leaderboard_priority: config.leaderboard_priority,
         },
     )
     .await?;

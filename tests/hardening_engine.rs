@@ -341,3 +341,84 @@ async fn one_ingest_turn_a_stalled_upload_holds_none_and_concurrent_tenants_all_
     assert!(server.metric("phoenix_ingest_gate_waiting", &[]).await >= 0.0);
     drop(stalled);
 }
+
+/// Two tenants' 100-event bulks, checked ten events per turn with one turn for everyone and
+/// a 1 KiB commit budget per fsync (so every bulk is spread over turns and fsyncs, side by
+/// side with the other tenant's), at normal scoring priority: every event is acknowledged
+/// once and scored once, in both tenants.
+#[tokio::test]
+async fn bulks_split_over_turns_and_fsyncs_land_whole_in_both_tenants() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = "ingest_fair_slots = 1\ncommit_round_kb_per_tenant = 1\ncommit_round_kb_alone = 1\nleaderboard_priority = \"normal\"";
+    let server = Server::start_with(dir.path(), &config_text(dir.path(), extra));
+    let a = server.client();
+    let b = Client::new(&server.base, OTHER, OTHER_SECRET);
+    for c in [&a, &b] {
+        let (status, body) = c.put_board("sum", &sum_board()).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let mut sends = Vec::new();
+    for r in 0..6 {
+        for (name, c) in [("a", a.clone()), ("b", b.clone())] {
+            sends.push(tokio::spawn(async move {
+                let events: Vec<Value> = (0..100)
+                    .map(|i| event(&format!("{name}{r}-{i}"), &format!("u{}", i % 7), 1))
+                    .collect();
+                c.post("/v1/events/bulk", &json!({ "events": events }))
+                    .await
+            }));
+        }
+    }
+    for s in sends {
+        let (status, body) = s.await.unwrap();
+        assert_eq!(status, 202, "{body}");
+        assert_eq!(body["accepted"], 100, "{body}");
+    }
+    for c in [&a, &b] {
+        eventually("each tenant's 600 events scored once", || async {
+            let s = sum_standings(c).await;
+            let total: f64 = s["entries"]
+                .as_array()
+                .map(|e| e.iter().filter_map(|x| x["score"].as_f64()).sum())
+                .unwrap_or(0.0);
+            total == 600.0
+        })
+        .await;
+    }
+    // A retry of a whole bulk is all duplicates, and changes nothing.
+    let events: Vec<Value> = (0..100)
+        .map(|i| event(&format!("a0-{i}"), &format!("u{}", i % 7), 1))
+        .collect();
+    let (status, body) = a
+        .post("/v1/events/bulk", &json!({ "events": events }))
+        .await;
+    assert_eq!(
+        (status, body["duplicates"].as_u64()),
+        (202, Some(100)),
+        "{body}"
+    );
+}
+
+#[test]
+fn a_bad_scoring_priority_or_commit_budget_is_refused_at_start_up() {
+    for (extra, needle) in [
+        ("leaderboard_priority = \"idle\"", "leaderboard_priority"),
+        ("commit_round_kb_alone = 0", "commit_round_kb_alone"),
+        (
+            "commit_round_kb_per_tenant = 0",
+            "commit_round_kb_per_tenant",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("phoenix.toml");
+        std::fs::write(&path, config_text(&dir.path().join("data"), extra)).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_phoenix"))
+            .args(["serve", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{extra}: {stderr}");
+        assert!(stderr.contains(needle), "{extra}: {stderr}");
+    }
+}

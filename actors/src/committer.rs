@@ -86,18 +86,21 @@ impl Queue {
         self.tenants.is_empty() && self.barriers.is_empty()
     }
 
-    /// The next round: from every tenant its oldest jobs up to `per_tenant` bytes (at least
-    /// one job), then every barrier that nothing still queued arrived before.
-    fn round(&mut self, per_tenant: usize) -> Vec<Job> {
+    /// The next round: from every tenant its oldest jobs up to the `left` bytes of
+    /// `budget(tenant) = (left, full)` (at least one job when all of `full` is left), then
+    /// every barrier that nothing still queued arrived before.
+    fn round(&mut self, budget: impl Fn(&str) -> (usize, usize)) -> Vec<Job> {
         let mut out = Vec::new();
-        for q in self.tenants.values_mut() {
+        for (t, q) in self.tenants.iter_mut() {
+            let (left, full) = budget(t);
             let mut bytes = 0usize;
             while let Some((_, job)) = q.front() {
-                let b = job.bytes();
-                if bytes > 0 && bytes.saturating_add(b) > per_tenant {
+                let b = job.bytes().max(1);
+                let fresh = bytes == 0 && left >= full;
+                if !fresh && bytes.saturating_add(b) > left {
                     break;
                 }
-                bytes = bytes.saturating_add(b.max(1));
+                bytes = bytes.saturating_add(b);
                 out.push(q.pop_front().expect("front").1);
             }
         }
@@ -128,13 +131,13 @@ impl std::fmt::Debug for Committer {
 }
 
 impl Committer {
-    /// Start the writer and fsync threads for `log`, taking at most `round_bytes_per_tenant`
-    /// of one tenant's events per round. They stop when every handle is dropped.
-    pub fn start(log: Arc<dyn EventLog>, round_bytes_per_tenant: usize) -> Committer {
+    /// Start the writer and fsync threads for `log`, with `budget` bytes per tenant between
+    /// two fsyncs. They stop when every handle is dropped.
+    pub fn start(log: Arc<dyn EventLog>, budget: Budget) -> Committer {
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("phoenix-commit".into())
-            .spawn(move || run(log, rx, round_bytes_per_tenant))
+            .spawn(move || run(log, rx, budget))
             .expect("spawn the group-commit thread");
         Committer { tx }
     }
@@ -174,29 +177,125 @@ impl Committer {
     }
 }
 
-/// The writer: takes every job queued so far, writes their events, and passes the round on
-/// to the syncer — so the next round is written while this one is fsync'd.
-fn run(log: Arc<dyn EventLog>, rx: mpsc::Receiver<Job>, per_tenant: usize) {
-    // One written round may wait for the syncer; the writer blocks rather than run further
-    // ahead (which would only make the next fsync, and everyone waiting on it, longer).
-    let (synced_tx, synced_rx) = mpsc::sync_channel::<Vec<Completion>>(1);
-    let syncer_log = log.clone();
+/// How many bytes of one tenant's events may go between two fsyncs (at least one request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// While other tenants are writing too: small, so that an fsync carrying a flood stays
+    /// short for the others' events that wait on it.
+    pub shared: usize,
+    /// While the tenant is the only one writing (no other tenant within [`ACTIVE`]): large,
+    /// so a lone flood gets the throughput of big group commits.
+    pub alone: usize,
+}
+
+/// A tenant that queued a job within this long counts as writing.
+const ACTIVE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Which tenants wrote recently, so the budget is [`Budget::shared`] while more than one is
+/// writing. Holds at most the tenants that wrote within [`ACTIVE`].
+#[derive(Default)]
+struct Activity {
+    seen: HashMap<Arc<str>, Instant>,
+    pruned: Option<Instant>,
+}
+
+impl Activity {
+    fn saw(&mut self, tenant: &Arc<str>, now: Instant) {
+        match self.seen.get_mut(tenant) {
+            Some(t) => *t = now,
+            None => {
+                self.seen.insert(tenant.clone(), now);
+            }
+        }
+        if self.pruned.is_none_or(|p| now.duration_since(p) >= ACTIVE) {
+            self.seen.retain(|_, t| now.duration_since(*t) < ACTIVE);
+            self.pruned = Some(now);
+        }
+    }
+
+    /// How many tenants wrote within [`ACTIVE`] of `now`.
+    fn writers(&self, now: Instant) -> usize {
+        self.seen
+            .values()
+            .filter(|at| now.duration_since(**at) < ACTIVE)
+            .count()
+    }
+}
+
+/// What the writer has written and the syncer has not yet taken, and how many syncs the
+/// syncer has taken (each one opens a new budget for every tenant).
+#[derive(Default)]
+struct Written {
+    completions: Vec<Completion>,
+    epoch: u64,
+    closed: bool,
+}
+
+type Shared = Arc<(std::sync::Mutex<Written>, std::sync::Condvar)>;
+
+fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, Written> {
+    shared.0.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The writer: takes every job queued so far and writes their events, while the syncer
+/// fsyncs what was written before — it never waits for a sync. What bounds the next fsync
+/// (and everyone waiting on it) is the budget: between two syncs a tenant's events take at
+/// most its [`Budget`] of bytes (at least one job); the rest of a flood waits for later
+/// syncs, while another tenant's event is written at once and rides the next one.
+fn run(log: Arc<dyn EventLog>, rx: mpsc::Receiver<Job>, budget: Budget) {
+    let shared: Shared = Arc::default();
+    let syncer = (log.clone(), shared.clone());
     std::thread::Builder::new()
         .name("phoenix-fsync".into())
-        .spawn(move || sync_rounds(syncer_log, synced_rx))
+        .spawn(move || sync_rounds(syncer.0, syncer.1))
         .expect("spawn the fsync thread");
     let mut queue = Queue::default();
+    let mut spent: HashMap<Arc<str>, usize> = HashMap::new();
+    let mut activity = Activity::default();
+    let mut epoch = 0u64;
+    // Set while every queued tenant has spent its budget: wait for the next sync.
+    let mut held = false;
     loop {
-        if queue.is_empty() {
-            match rx.recv() {
+        if queue.is_empty() || held {
+            let next = if held {
+                rx.recv_timeout(BUDGET_POLL)
+            } else {
+                rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected)
+            };
+            match next {
                 Ok(job) => queue.push(job),
-                Err(_) => return,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
         }
         rx.try_iter().for_each(|j| queue.push(j));
-        let mut batch = queue.round(per_tenant);
+        let now = Instant::now();
+        queue.tenants.keys().for_each(|t| activity.saw(t, now));
+        let synced = lock(&shared).epoch;
+        if synced != epoch {
+            epoch = synced;
+            spent.clear();
+        }
+        // Every queued tenant was just seen, so more than one writer means others write too.
+        let full = if activity.writers(now) > 1 {
+            budget.shared
+        } else {
+            budget.alone
+        };
+        let mut batch = queue.round(|t| {
+            (
+                full.saturating_sub(spent.get(t).copied().unwrap_or(0)),
+                full,
+            )
+        });
+        held = batch.is_empty() && !queue.is_empty();
         if batch.is_empty() {
             continue;
+        }
+        for j in &batch {
+            if let Some(t) = &j.tenant {
+                *spent.entry(t.clone()).or_default() += j.bytes().max(1);
+            }
         }
         let started = Instant::now();
         let written = write_round(log.as_ref(), &batch);
@@ -206,20 +305,23 @@ fn run(log: Arc<dyn EventLog>, rx: mpsc::Receiver<Job>, per_tenant: usize) {
             started,
             batch.len(),
         );
-        let done: Vec<Completion> = batch.drain(..).map(|j| j.done).collect();
+        let done = batch.drain(..).map(|j| j.done);
         match written {
-            // Everything in `done` is written before the syncer can take it, so the fsync
-            // that follows covers it.
+            // Written before the syncer can take it, so the fsync that takes it covers it.
             Ok(()) => {
-                if let Err(mpsc::SendError(done)) = synced_tx.send(done) {
-                    done.into_iter()
-                        .for_each(|d| d(Err(EngineError::Unavailable)));
-                }
+                lock(&shared).completions.extend(done);
+                shared.1.notify_one();
             }
-            Err(e) => done.into_iter().for_each(|d| d(Err(e.clone()))),
+            Err(e) => done.for_each(|d| d(Err(e.clone()))),
         }
     }
+    lock(&shared).closed = true;
+    shared.1.notify_one();
 }
+
+/// How often a writer whose queued tenants have all spent their budget looks for the next
+/// sync (or a job of another tenant).
+const BUDGET_POLL: std::time::Duration = std::time::Duration::from_micros(200);
 
 /// Record a stage's time since `started` in `histogram`; log it when it was [`SLOW`].
 fn timed(histogram: &'static str, slow: &'static str, started: Instant, requests: usize) {
@@ -230,12 +332,20 @@ fn timed(histogram: &'static str, slow: &'static str, started: Instant, requests
     }
 }
 
-/// The syncer: one fsync for every round written so far, then their completions.
-fn sync_rounds(log: Arc<dyn EventLog>, rx: mpsc::Receiver<Vec<Completion>>) {
-    let mut batch: Vec<Completion> = Vec::new();
-    while let Ok(first) = rx.recv() {
-        batch.extend(first);
-        rx.try_iter().for_each(|r| batch.extend(r));
+/// The syncer: one fsync for everything written so far, then its completions.
+fn sync_rounds(log: Arc<dyn EventLog>, shared: Shared) {
+    loop {
+        let mut batch = {
+            let mut w = lock(&shared);
+            while w.completions.is_empty() && !w.closed {
+                w = shared.1.wait(w).unwrap_or_else(|p| p.into_inner());
+            }
+            if w.completions.is_empty() {
+                return;
+            }
+            w.epoch += 1;
+            std::mem::take(&mut w.completions)
+        };
         let started = Instant::now();
         let result = log.sync();
         timed("phoenix_fsync_seconds", "slow fsync", started, batch.len());
@@ -422,7 +532,7 @@ mod tests {
             q.push(job("a", s, 0, &[1000]));
         }
         q.push(job("b", 1, 0, &[10]));
-        let first = q.round(10_100);
+        let first = q.round(|_| (10_100, 10_100));
         let first_ids = ids(&first);
         assert!(first_ids.contains(&"b1".to_string()), "{first_ids:?}");
         let a: Vec<&String> = first_ids.iter().filter(|i| i.starts_with('a')).collect();
@@ -431,7 +541,7 @@ mod tests {
         let mut seen = a.len();
         let mut rounds = 1;
         while !q.is_empty() {
-            let r = ids(&q.round(10_100));
+            let r = ids(&q.round(|_| (10_100, 10_100)));
             assert!(r.len() <= 10);
             assert_eq!(r[0], format!("a{}", seen + 1), "in order");
             seen += r.len();
@@ -458,10 +568,10 @@ mod tests {
             done: Box::new(|_| {}),
         });
         q.push(job("b", 1, 0, &[10]));
-        let mut first = ids(&q.round(1_000));
+        let mut first = ids(&q.round(|_| (1_000, 1_000)));
         first.sort();
         assert_eq!(first, ["a1", "b1"]);
-        let second = ids(&q.round(1_000));
+        let second = ids(&q.round(|_| (1_000, 1_000)));
         assert_eq!(second, ["a2", "barrier:a", "barrier:*"]);
         assert!(q.is_empty());
     }
@@ -484,7 +594,13 @@ mod tests {
     fn completion_runs_after_the_round_is_logged() {
         let dir = tempfile::tempdir().unwrap();
         let log: Arc<dyn EventLog> = Arc::new(SledLog::open(dir.path(), 1 << 20).unwrap());
-        let committer = Committer::start(log.clone(), 1 << 20);
+        let committer = Committer::start(
+            log.clone(),
+            Budget {
+                shared: 1 << 20,
+                alone: 1 << 20,
+            },
+        );
         let (tx, rx) = std::sync::mpsc::channel();
         for s in 1..=3u64 {
             let tx = tx.clone();
@@ -502,5 +618,151 @@ mod tests {
         let got: Vec<String> = (0..3).map(|_| rx.recv().unwrap()).collect();
         assert_eq!(got, vec!["a1", "a2", "a3"]);
         assert_eq!(log.next_seq("a").unwrap(), 4);
+    }
+}
+
+#[cfg(test)]
+mod budget_tests {
+    //! The writer keeps writing while an fsync runs, within each tenant's budget.
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    /// A log whose `sync` waits until the test opens the gate; it records each append's
+    /// tenant and event count, and how many syncs had started before it.
+    #[derive(Default)]
+    struct Gated {
+        appends: Mutex<Vec<(String, usize, usize)>>,
+        syncs: AtomicUsize,
+        open: Mutex<bool>,
+    }
+
+    impl EventLog for Gated {
+        fn append(&self, t: &str, _: u64, ev: &[NewEntry<'_>]) -> Result<(), EngineError> {
+            let started = self.syncs.load(Ordering::SeqCst);
+            self.appends
+                .lock()
+                .unwrap()
+                .push((t.into(), ev.len(), started));
+            Ok(())
+        }
+        fn sync(&self) -> Result<(), EngineError> {
+            self.syncs.fetch_add(1, Ordering::SeqCst);
+            while !*self.open.lock().unwrap() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Ok(())
+        }
+        fn read_from(&self, _: &str, _: u64, _: usize) -> Result<Vec<LogEntry>, EngineError> {
+            unimplemented!()
+        }
+        fn next_seq(&self, _: &str) -> Result<u64, EngineError> {
+            unimplemented!()
+        }
+        fn recent_ids(&self, _: &str, _: i64) -> Result<Vec<(String, u64, i64)>, EngineError> {
+            unimplemented!()
+        }
+        fn healthy(&self) -> bool {
+            true
+        }
+    }
+
+    use crate::store::LogEntry;
+
+    fn append(tenant: &str, seq: u64, bytes: usize) -> Append {
+        let e = Event {
+            event_id: format!("{tenant}{seq}"),
+            event_type: "t".into(),
+            user_id: "u".into(),
+            occurred_at: chrono::Utc::now(),
+            json: "x".repeat(bytes),
+        };
+        Append {
+            tenant: tenant.into(),
+            first_seq: seq,
+            accepted_ms: 0,
+            events: vec![e],
+        }
+    }
+
+    /// Events of `tenant` appended while the first sync was running.
+    fn during_first_sync(log: &Gated, tenant: &str) -> usize {
+        let appends = log.appends.lock().unwrap();
+        appends
+            .iter()
+            .filter(|(t, _, started)| t == tenant && *started == 1)
+            .map(|(_, n, _)| n)
+            .sum()
+    }
+
+    /// Runs a flood of tenant `a` (40 × ~1 KB) submitted while the first fsync hangs, with
+    /// or without one event of `b`; returns `a`'s events written during that fsync, once
+    /// the writer has settled, and whether every completion ran after the gate opened.
+    fn flood_during_a_sync(with_b: bool) -> (usize, bool) {
+        let log = Arc::new(Gated::default());
+        let committer = Committer::start(
+            log.clone(),
+            Budget {
+                shared: 4_000,
+                alone: 1 << 20,
+            },
+        );
+        let done = Arc::new(AtomicUsize::new(0));
+        let counter = |done: &Arc<AtomicUsize>| -> Completion {
+            let done = done.clone();
+            Box::new(move |r| {
+                r.unwrap();
+                done.fetch_add(1, Ordering::SeqCst);
+            })
+        };
+        committer.append(append("a", 1, 1000), counter(&done));
+        while log.syncs.load(Ordering::SeqCst) == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if with_b {
+            committer.append(append("b", 1, 10), counter(&done));
+        }
+        for s in 2..=41 {
+            committer.append(append("a", s, 1000), counter(&done));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        if with_b {
+            // The writer has used a's budget and waits for the sync; b's next event is
+            // still written at once, to ride the next fsync.
+            committer.append(append("b", 2, 10), counter(&done));
+            std::thread::sleep(Duration::from_millis(100));
+            assert_eq!(
+                during_first_sync(&log, "b"),
+                2,
+                "both of b's events written"
+            );
+        }
+        let written = during_first_sync(&log, "a");
+        let none_early = done.load(Ordering::SeqCst) == 0;
+        *log.open.lock().unwrap() = true;
+        let total = 41 + 2 * usize::from(with_b);
+        for _ in 0..2000 {
+            if done.load(Ordering::SeqCst) == total {
+                return (written, none_early);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        panic!("completions did not all run");
+    }
+
+    #[test]
+    fn a_lone_flood_is_written_while_a_sync_runs() {
+        let (written, none_early) = flood_during_a_sync(false);
+        assert_eq!(written, 40, "all of a's flood is written during the sync");
+        assert!(none_early, "nothing completes before its sync");
+    }
+
+    #[test]
+    fn beside_another_tenant_a_flood_gets_the_shared_budget() {
+        let (written, none_early) = flood_during_a_sync(true);
+        // 4,000 bytes at ~1.1 KB a request: 3 requests, not 40.
+        assert!((1..=4).contains(&written), "{written} of a's events");
+        assert!(none_early);
     }
 }

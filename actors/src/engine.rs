@@ -59,11 +59,15 @@ pub struct EngineConfig {
     /// Most bytes of one tenant's events in one commit round: a tenant's flood waits for
     /// later rounds instead of making every other tenant's events wait behind it.
     pub commit_round_bytes_per_tenant: usize,
+    /// The same while the tenant is the only one writing.
+    pub commit_round_bytes_alone: usize,
     /// How failed actors are restarted.
     pub restart: crate::supervisor::Backoff,
     /// Worker threads of the separate runtime leaderboards and feeds run on (the first engine
     /// of a process fixes it).
     pub leaderboard_threads: usize,
+    /// The CPU priority of those threads.
+    pub leaderboard_priority: crate::supervisor::BoardPriority,
 }
 
 impl std::fmt::Debug for EngineConfig {
@@ -86,6 +90,15 @@ impl std::fmt::Debug for EngineConfig {
     }
 }
 
+impl EngineConfig {
+    fn board_runtime(&self) -> crate::supervisor::BoardRuntime {
+        crate::supervisor::BoardRuntime {
+            threads: self.leaderboard_threads,
+            priority: self.leaderboard_priority,
+        }
+    }
+}
+
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
@@ -105,9 +118,11 @@ impl Default for EngineConfig {
             close: Default::default(),
             max_leaderboards_per_tenant: 100,
             feed_buffer_events: 8192,
-            commit_round_bytes_per_tenant: 256 * 1024,
+            commit_round_bytes_per_tenant: 32 * 1024,
+            commit_round_bytes_alone: 1024 * 1024,
             restart: crate::supervisor::Backoff::default(),
             leaderboard_threads: 1,
+            leaderboard_priority: Default::default(),
         }
     }
 }
@@ -152,7 +167,13 @@ impl Engine {
         tenants: &[String],
         config: EngineConfig,
     ) -> Result<Engine, EngineError> {
-        let committer = Committer::start(log.clone(), config.commit_round_bytes_per_tenant);
+        let committer = Committer::start(
+            log.clone(),
+            crate::committer::Budget {
+                shared: config.commit_round_bytes_per_tenant,
+                alone: config.commit_round_bytes_alone,
+            },
+        );
         let routes: Routes = Arc::new(RwLock::new(HashMap::new()));
         let boards: BoardRoutes = Arc::new(RwLock::new(HashMap::new()));
         let mut heads = HashMap::new();
@@ -170,7 +191,7 @@ impl Engine {
                 boards: boards.clone(),
                 tenants: args,
                 backoff: config.restart,
-                board_threads: config.leaderboard_threads,
+                board_runtime: config.board_runtime(),
             },
         )
         .await
@@ -248,7 +269,7 @@ impl Engine {
                 self.inner.log.clone(),
                 head,
                 self.inner.config.feed_buffer_events,
-                &crate::supervisor::board_runtime(self.inner.config.leaderboard_threads),
+                &crate::supervisor::board_runtime(self.inner.config.board_runtime()),
             )
         });
         Some(feed.clone())

@@ -24,21 +24,64 @@ static FAILURE_LOG: LogThrottle = LogThrottle::new(20, Duration::from_secs(60));
 
 static BOARD_RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
 
+/// The CPU priority of the leaderboard runtime's threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BoardPriority {
+    /// Linux `SCHED_IDLE`: scoring runs on the CPU that ingestion leaves, so a tenant's
+    /// hundred boards never delay another tenant's acknowledgements; under sustained full
+    /// CPU, standings lag instead (`phoenix_leaderboard_apply_lag`).
+    #[default]
+    Background,
+    /// The same priority as ingestion: scoring and acks share the CPU.
+    Normal,
+}
+
+/// How the leaderboard runtime is built (the first engine of a process fixes it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BoardRuntime {
+    /// Worker threads.
+    pub threads: usize,
+    pub priority: BoardPriority,
+}
+
 /// The runtime leaderboard actors and tenant feeds run on — a bulkhead: scoring work gets at
-/// most its `threads` (fixed by the first caller) and never queues ahead of ingestion on the
-/// service's own workers, however many boards a tenant floods.
-pub fn board_runtime(threads: usize) -> tokio::runtime::Handle {
+/// most its `threads` (fixed by the first caller), at its own priority, and never queues
+/// ahead of ingestion on the service's own workers, however many boards a tenant floods.
+pub fn board_runtime(rt: BoardRuntime) -> tokio::runtime::Handle {
     BOARD_RUNTIME
         .get_or_init(|| {
             tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(threads.max(1))
+                .worker_threads(rt.threads.max(1))
                 .thread_name("phoenix-boards")
+                .on_thread_start(move || set_priority(rt.priority))
                 .enable_all()
                 .build()
                 .expect("start the leaderboard runtime")
         })
         .handle()
         .clone()
+}
+
+/// Give the calling thread `priority` (a failure is logged: the thread runs at normal).
+fn set_priority(priority: BoardPriority) {
+    if priority == BoardPriority::Normal {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        use thread_priority::unix::{
+            set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy,
+            ThreadSchedulePolicy,
+        };
+        if let Err(e) = set_thread_priority_and_policy(
+            thread_native_id(),
+            thread_priority::ThreadPriority::Min,
+            ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
+        ) {
+            tracing::warn!(error = ?e, "leaderboard threads stay at normal CPU priority");
+        }
+    }
 }
 
 /// The restart policy.
@@ -104,7 +147,7 @@ pub struct SupervisorArgs {
     pub tenants: Vec<TenantArgs>,
     pub backoff: Backoff,
     /// Worker threads of [`board_runtime`].
-    pub board_threads: usize,
+    pub board_runtime: BoardRuntime,
 }
 
 /// How to respawn a child.
@@ -142,7 +185,7 @@ pub struct SupervisorState {
     routes: Routes,
     boards: BoardRoutes,
     backoff: Backoff,
-    board_threads: usize,
+    board_runtime: BoardRuntime,
     /// Arguments to respawn each child with, by the actor id of its current incarnation.
     children: HashMap<ActorId, Child>,
     /// Each child's failure streak.
@@ -178,7 +221,7 @@ impl Actor for Supervisor {
             routes: args.routes,
             boards: args.boards,
             backoff: args.backoff,
-            board_threads: args.board_threads,
+            board_runtime: args.board_runtime,
             children: HashMap::new(),
             streaks: HashMap::new(),
             waiting: HashMap::new(),
@@ -323,7 +366,7 @@ async fn spawn_board(
 ) -> Result<(), ActorProcessingErr> {
     let key = (args.tenant.clone(), args.def.id.clone());
     let (cell, spawn_args) = (myself.get_cell(), args.clone());
-    let (actor, _) = board_runtime(state.board_threads)
+    let (actor, _) = board_runtime(state.board_runtime)
         .spawn(async move { Actor::spawn_linked(None, LeaderboardActor, spawn_args, cell).await })
         .await
         .map_err(|e| ActorProcessingErr::from(format!("leaderboard spawn task: {e}")))??;

@@ -100,7 +100,7 @@ async fn ingest_bulk_inner(
     engine: Result<Writable, ApiError>,
     signed: Result<IngestBody, ApiError>,
 ) -> Result<(StatusCode, impl IntoResponse), ApiError> {
-    let IngestBody { signed, turn } = signed?;
+    let IngestBody { signed, mut turn } = signed?;
     let Writable(engine) = engine?;
     let tenant = &signed.tenant;
     let list = bulk_events(signed.text())?;
@@ -115,7 +115,7 @@ async fn ingest_bulk_inner(
         )));
     }
     let total = list.len();
-    let mut batch = Batch::validate(&list, tenant, Utc::now());
+    let mut batch = Batch::validate_in_turns(&list, tenant, Utc::now(), &mut turn).await;
     turn.done();
     let outcomes = if batch.valid.is_empty() {
         Vec::new()
@@ -157,6 +157,9 @@ async fn ingest_bulk_inner(
     ))
 }
 
+/// Events of a bulk checked per fair-admission turn.
+const CHECK_CHUNK: usize = 10;
+
 /// A batch of raw events checked one by one: what to log, and how to answer for each slot.
 /// Shared by HTTP bulk and WebSocket `ingest`.
 pub struct Batch {
@@ -174,33 +177,64 @@ fn validation_failed(e: &EventError) -> String {
 
 impl Batch {
     pub fn validate(raws: &[&RawValue], tenant: &str, now: chrono::DateTime<Utc>) -> Batch {
-        let mut slots = Vec::with_capacity(raws.len());
-        let mut valid = Vec::with_capacity(raws.len());
-        for raw in raws {
-            match Event::from_str(raw.get(), tenant, now) {
-                Ok(e) => {
-                    slots.push(Ok(valid.len()));
-                    valid.push(e);
+        let mut batch = Batch::with_capacity(raws.len());
+        raws.iter().for_each(|raw| batch.check(raw, tenant, now));
+        batch.finish()
+    }
+
+    /// [`Batch::validate`] a chunk of [`CHECK_CHUNK`] events at a time, passing the fair
+    /// admission turn on between chunks (`crate::fair`).
+    pub async fn validate_in_turns(
+        raws: &[&RawValue],
+        tenant: &str,
+        now: chrono::DateTime<Utc>,
+        turn: &mut crate::fair::Slot,
+    ) -> Batch {
+        let mut batch = Batch::with_capacity(raws.len());
+        for (i, chunk) in raws.chunks(CHECK_CHUNK).enumerate() {
+            if i > 0 {
+                turn.pass(tenant).await;
+            }
+            chunk.iter().for_each(|raw| batch.check(raw, tenant, now));
+        }
+        batch.finish()
+    }
+
+    fn with_capacity(n: usize) -> Batch {
+        Batch {
+            slots: Vec::with_capacity(n),
+            ids: Vec::new(),
+            valid: Vec::with_capacity(n),
+        }
+    }
+
+    fn check(&mut self, raw: &RawValue, tenant: &str, now: chrono::DateTime<Utc>) {
+        match Event::from_str(raw.get(), tenant, now) {
+            Ok(e) => {
+                self.slots.push(Ok(self.valid.len()));
+                self.valid.push(e);
+            }
+            Err(e) => {
+                // Slow path only for failures: pick the event_id out if there is one. The
+                // other members are skipped unparsed, so an event refused for what is in
+                // them (too deep, 1e309, a lone surrogate) still gets its id back.
+                #[derive(Deserialize)]
+                struct IdOnly {
+                    #[serde(default)]
+                    event_id: Option<Value>,
                 }
-                Err(e) => {
-                    // Slow path only for failures: pick the event_id out if there is one. The
-                    // other members are skipped unparsed, so an event refused for what is in
-                    // them (too deep, 1e309, a lone surrogate) still gets its id back.
-                    #[derive(Deserialize)]
-                    struct IdOnly {
-                        #[serde(default)]
-                        event_id: Option<Value>,
-                    }
-                    let id = serde_json::from_str::<IdOnly>(raw.get())
-                        .ok()
-                        .and_then(|v| v.event_id.filter(Value::is_string))
-                        .unwrap_or(Value::Null);
-                    slots.push(Err((id, validation_failed(&e))));
-                }
+                let id = serde_json::from_str::<IdOnly>(raw.get())
+                    .ok()
+                    .and_then(|v| v.event_id.filter(Value::is_string))
+                    .unwrap_or(Value::Null);
+                self.slots.push(Err((id, validation_failed(&e))));
             }
         }
-        let ids = valid.iter().map(|e| e.event_id.clone()).collect();
-        Batch { slots, ids, valid }
+    }
+
+    fn finish(mut self) -> Batch {
+        self.ids = self.valid.iter().map(|e| e.event_id.clone()).collect();
+        self
     }
 
     /// Per-slot results given the engine's outcomes for the valid events, with the counts
