@@ -85,7 +85,7 @@ impl Node {
         let client = async_nats::ConnectOptions::new()
             .name(format!("phoenix-{}", config.node_id))
             .retry_on_initial_connect()
-            .request_timeout(Some(Duration::from_millis(config.forward_timeout_ms)))
+            .request_timeout(Some(lease_op_timeout(&config)))
             .connect(config.nats_urls.clone())
             .await
             .map_err(ClusterError::Connect)?;
@@ -142,6 +142,13 @@ impl Running {
             let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
         }
     }
+}
+
+/// Bound on one lease-bucket operation: a third of the TTL (1–5 s), so a pass that waits on
+/// an unanswered KV write still renews the other leases in time.
+fn lease_op_timeout(config: &ClusterConfig) -> Duration {
+    (Duration::from_secs(config.lease_ttl_seconds) / 3)
+        .clamp(Duration::from_secs(1), Duration::from_secs(5))
 }
 
 fn register_metrics() {

@@ -21,7 +21,9 @@ pub struct ClusterConfig {
     #[serde(default = "lease_ttl")]
     pub lease_ttl_seconds: u64,
     /// Milliseconds a request forwarded to a tenant's owner may take before it is answered
-    /// 503.
+    /// 503. Keep it above the JetStream log's sync deadline (20 s, which outlasts a stream
+    /// leader election), or an ingest that the owner will still acknowledge is answered 503
+    /// (stored but not acknowledged: the client's retry is then a `duplicate`).
     #[serde(default = "forward_timeout")]
     pub forward_timeout_ms: u64,
     /// Requests this node forwards to owners at once; one more is answered 503
@@ -34,7 +36,7 @@ const fn lease_ttl() -> u64 {
     10
 }
 const fn forward_timeout() -> u64 {
-    5_000
+    25_000
 }
 const fn max_forwards() -> usize {
     1_024
@@ -118,7 +120,7 @@ replicas = 3"#,
     fn defaults_and_a_valid_table() {
         let c = good();
         assert_eq!(c.lease_ttl_seconds, 10);
-        assert_eq!(c.forward_timeout_ms, 5_000);
+        assert_eq!(c.forward_timeout_ms, 25_000);
         let mut p = Vec::new();
         c.problems(&mut p);
         assert!(p.is_empty(), "{p:?}");

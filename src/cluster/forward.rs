@@ -132,7 +132,7 @@ pub(super) async fn route(node: Arc<Node>, req: Request, next: Next) -> Response
         },
     };
     match owner {
-        Some(owner) if owner != node.id => forward(&node, &owner, req).await,
+        Some(owner) if owner != node.id => forward(&node, &tenant, &owner, req).await,
         _ => {
             counted("no_owner");
             ApiError::Unavailable(format!(
@@ -143,7 +143,7 @@ pub(super) async fn route(node: Arc<Node>, req: Request, next: Next) -> Response
     }
 }
 
-async fn forward(node: &Node, owner: &str, req: Request) -> Response {
+async fn forward(node: &Node, tenant: &str, owner: &str, req: Request) -> Response {
     let Ok(_permit) = node.outbound.clone().try_acquire_owned() else {
         counted("refused");
         return ApiError::Unavailable("too many requests in flight to other nodes".into())
@@ -151,7 +151,7 @@ async fn forward(node: &Node, owner: &str, req: Request) -> Response {
     };
     let gauge = metrics::gauge!("phoenix_cluster_forwards_in_flight");
     gauge.increment(1.0);
-    let result = send(node, owner, req).await;
+    let result = send(node, tenant, owner, req).await;
     gauge.decrement(1.0);
     match result {
         Ok(resp) => {
@@ -162,7 +162,7 @@ async fn forward(node: &Node, owner: &str, req: Request) -> Response {
     }
 }
 
-async fn send(node: &Node, owner: &str, req: Request) -> Result<Response, Response> {
+async fn send(node: &Node, tenant: &str, owner: &str, req: Request) -> Result<Response, Response> {
     let (parts, body) = req.into_parts();
     let body = axum::body::to_bytes(body, MAX_BODY)
         .await
@@ -176,24 +176,50 @@ async fn send(node: &Node, owner: &str, req: Request) -> Result<Response, Respon
     };
     let payload = frame(&head, &body);
     let timeout = Duration::from_millis(node.config.forward_timeout_ms);
-    let reply = tokio::time::timeout(timeout, node.client.request(subject(owner), payload)).await;
+    let request = async_nats::Request::new()
+        .payload(payload)
+        .timeout(Some(timeout));
+    let reply = node.client.send_request(subject(owner), request);
+    tokio::pin!(reply);
+    let known = |n: &Node| n.table.owners.read().expect("table").get(tenant).cloned();
+    let initial = known(node);
+    // An owner that dies with the request in hand never answers: give up as soon as the
+    // lease table shows another owner (the client's retry goes there).
+    let reply = loop {
+        tokio::select! {
+            r = &mut reply => break Ok(r),
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {
+                let now = known(node);
+                if now != initial && now.as_deref().is_some_and(|o| o != owner) {
+                    break Err(());
+                }
+            }
+        }
+    };
+    let Ok(reply) = reply else {
+        counted("unreachable");
+        return Err(ApiError::Unavailable(format!(
+            "tenant {tenant} moved away from node {owner} during the request; retry"
+        ))
+        .into_response());
+    };
     let msg = match reply {
-        Ok(Ok(m)) => m,
-        Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
+        Ok(m) => m,
+        Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
             counted("unreachable");
             return Err(ApiError::Unavailable(format!(
                 "the node owning this tenant ({owner}) is unreachable; retry shortly"
             ))
             .into_response());
         }
-        Ok(Err(e)) if e.kind() != async_nats::RequestErrorKind::TimedOut => {
+        Err(e) if e.kind() != async_nats::RequestErrorKind::TimedOut => {
             counted("unreachable");
             tracing::warn!(owner, error = %e, "forward failed");
             return Err(
                 ApiError::Unavailable("forwarding to the owner node failed".into()).into_response(),
             );
         }
-        _ => {
+        Err(_) => {
             counted("timeout");
             return Err(ApiError::Unavailable(format!(
                 "the node owning this tenant ({owner}) did not answer in time"

@@ -51,7 +51,9 @@ pub(super) async fn run(node: Arc<Node>, slot: EngineSlot, mut stop: watch::Rece
         replicas: node.config.replicas,
     };
     let (leases, nodes) = loop {
-        let js = async_nats::jetstream::new(node.client.clone());
+        let js = async_nats::jetstream::ContextBuilder::new()
+            .timeout(super::lease_op_timeout(&node.config))
+            .build(node.client.clone());
         let opened = async {
             Ok::<_, ClusterError>((
                 Leases::open(&js, &node.id, &lease_config(LEASES_BUCKET)).await?,
@@ -106,9 +108,33 @@ impl Loop {
             self.release_all().await;
             return;
         };
+        // A pass waits on NATS (seconds without a quorum); if the engine is taken down
+        // meanwhile, drop it at once so its store can close and reopen.
+        let mut stopped = engine.stopped();
+        let finished = tokio::select! {
+            _ = self.work(&engine) => true,
+            _ = stopped.wait_for(|s| *s) => false,
+        };
+        if !finished {
+            self.engine = None;
+            self.started.clear();
+            self.node.table.serving.write().expect("table").clear();
+        }
+    }
+
+    /// One pass over a running engine.
+    async fn work(&mut self, engine: &Engine) {
+        let t0 = std::time::Instant::now();
+        self.renew(engine).await;
+        let t1 = t0.elapsed();
         self.heartbeat().await;
-        self.renew(&engine).await;
-        let (owners, live) = match self.scan().await {
+        let t2 = t0.elapsed();
+        let scanned = self.scan().await;
+        let t3 = t0.elapsed();
+        if t3 > Duration::from_secs(self.node.config.lease_ttl_seconds) / 3 {
+            tracing::warn!(renewed = ?t1, heartbeat = ?t2, scanned = ?t3, "slow lease pass");
+        }
+        let (owners, live) = match scanned {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %phoenix_actors::cluster::error::display_chain(&e), "lease scan failed");
@@ -123,15 +149,15 @@ impl Loop {
             .cloned()
             .collect();
         for t in pending {
-            self.start(&engine, &t).await;
+            self.start(engine, &t).await;
         }
         let mut tenants = self.node.tenants.ids();
         tenants.sort();
         let share = tenants.len().div_ceil(live.len().max(1));
         if self.owned.len() < share {
-            self.take_free(&engine, &tenants, &owners, share).await;
+            self.take_free(engine, &tenants, &owners, share).await;
         } else if self.owned.len() > share {
-            self.hand_off(&engine, &owners, &live, share).await;
+            self.hand_off(engine, &owners, &live, share).await;
         }
         metrics::gauge!("phoenix_cluster_owned_tenants").set(self.started.len() as f64);
     }
@@ -270,6 +296,7 @@ impl Loop {
         if let Some(log) = self.node.log() {
             log.forget(tenant);
         }
+        let t0 = std::time::Instant::now();
         let started = async {
             engine
                 .start_tenant(tenant)
@@ -296,7 +323,8 @@ impl Loop {
                         .expect("table")
                         .insert(tenant.to_owned(), lease.valid_until);
                 }
-                tracing::info!(tenant, node = %self.node.id, "tenant started on this node");
+                let ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
+                tracing::info!(tenant, node = %self.node.id, ms, "tenant started on this node");
             }
             Err(e) => {
                 tracing::error!(tenant, error = %e, "tenant did not start; releasing its lease");
