@@ -466,3 +466,22 @@ async fn nats_failures_one_server_down_goes_on_two_down_is_503_then_recovery() {
     let want = BTreeMap::from([("ann".to_owned(), ids.len() as f64)]);
     expect_scores(&n.client(2, TENANT, SECRET), "total", &want).await;
 }
+
+#[test]
+fn a_bad_cluster_table_exits_2_naming_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}\n[cluster]\nnode_id = \"n.1\"\nnats_urls = [\"http://x\"]\nreplicas = 0\nlease_ttl_seconds = 1\nmax_forwards_in_flight = 0\n",
+        config_head(&dir.path().join("data"))
+    );
+    let (code, stderr) = refused(dir.path(), &config);
+    assert_eq!(code, Some(2), "{stderr}");
+    // Every problem at once, each with its path (the full list is the config unit test's).
+    for key in ["cluster.node_id", "cluster.max_forwards_in_flight"] {
+        assert!(stderr.contains(key), "{key} missing: {stderr}");
+    }
+    assert!(
+        !dir.path().join("data").exists(),
+        "nothing was created before the config was refused"
+    );
+}

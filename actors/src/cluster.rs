@@ -19,6 +19,8 @@ pub mod log_contract;
 pub mod testkit;
 
 #[cfg(test)]
+mod engine_tests;
+#[cfg(test)]
 mod tests;
 
 pub use error::ClusterError;

@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use tower::ServiceExt;
 
 use super::Node;
+use crate::config::TenantConfig;
 use crate::error::ApiError;
 
 /// Marks a request another node forwarded here (its value: that node's id).
@@ -53,7 +54,7 @@ struct ResponseHead {
 /// The tenant a request is for, when it is tenant-scoped and may need its owner: the
 /// `X-Tenant-Id` header, the GAMEMONITORING webhook's path, the dashboard's per-tenant
 /// paths, the Ninja Metrics app of `POST /event`. WebSocket upgrades are served here.
-fn tenant_of(node: &Node, req: &Request) -> Option<String> {
+fn tenant_of(tenants: &[TenantConfig], req: &Request) -> Option<String> {
     let path = req.uri().path();
     if path == "/v1/ws" {
         return None;
@@ -67,7 +68,7 @@ fn tenant_of(node: &Node, req: &Request) -> Option<String> {
         return matches!(parts.next(), Some("leaderboards" | "players")).then(|| id.to_owned());
     }
     if path == "/event" {
-        return ninja_tenant(node, req.uri().query().unwrap_or(""));
+        return ninja_tenant(tenants, req.uri().query().unwrap_or(""));
     }
     req.headers()
         .get("x-tenant-id")
@@ -76,7 +77,7 @@ fn tenant_of(node: &Node, req: &Request) -> Option<String> {
 }
 
 /// The tenant whose Ninja Metrics app `client_id` + `app_id` name.
-fn ninja_tenant(node: &Node, query: &str) -> Option<String> {
+fn ninja_tenant(tenants: &[TenantConfig], query: &str) -> Option<String> {
     let (mut client, mut app) = (None, None);
     for pair in query.split('&') {
         match pair.split_once('=') {
@@ -86,8 +87,7 @@ fn ninja_tenant(node: &Node, query: &str) -> Option<String> {
         }
     }
     let (client, app) = (client?, app?);
-    node.service
-        .tenants
+    tenants
         .iter()
         .find(|t| {
             t.ninja_metrics
@@ -103,7 +103,7 @@ fn counted(result: &'static str) {
 
 /// The middleware: serve here, forward to the owner, or answer 503.
 pub(super) async fn route(node: Arc<Node>, req: Request, next: Next) -> Response {
-    let Some(tenant) = tenant_of(&node, &req) else {
+    let Some(tenant) = tenant_of(&node.service.tenants, &req) else {
         return next.run(req).await;
     };
     // Unknown tenants are refused by the handlers here, with their own error.
@@ -350,6 +350,62 @@ pub(super) async fn respond(node: Arc<Node>, router: Router, mut stop: watch::Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tenants() -> Vec<TenantConfig> {
+        let c = crate::Config::from_toml(
+            r#"operator_token = "operator-token"
+[[tenants]]
+id = "acme"
+secret = "acme-secret-0123456789"
+ninja_metrics = { client_id = "c1", app_id = "a1" }
+"#,
+        )
+        .expect("config");
+        c.tenants
+    }
+
+    fn req(method: &str, uri: &str, tenant: Option<&str>) -> Request {
+        let mut b = Request::builder().method(method).uri(uri);
+        if let Some(t) = tenant {
+            b = b.header("X-Tenant-Id", t);
+        }
+        b.body(Body::empty()).expect("request")
+    }
+
+    #[test]
+    fn the_tenant_of_each_kind_of_request() {
+        let t = tenants();
+        let of = |m, u, h| tenant_of(&t, &req(m, u, h));
+        assert_eq!(
+            of("POST", "/v1/events", Some("acme")).as_deref(),
+            Some("acme")
+        );
+        assert_eq!(
+            of("GET", "/v1/leaderboards/x/standings?limit=3", Some("zed")).as_deref(),
+            Some("zed")
+        );
+        assert_eq!(
+            of("POST", "/v1/webhooks/gamemonitoring/acme", None).as_deref(),
+            Some("acme")
+        );
+        assert_eq!(
+            of("GET", "/v1/admin/tenants/acme/leaderboards", None).as_deref(),
+            Some("acme")
+        );
+        assert_eq!(
+            of("GET", "/v1/admin/tenants/acme/players/u1/wallet", None).as_deref(),
+            Some("acme")
+        );
+        assert_eq!(
+            of("POST", "/event?client_id=c1&app_id=a1&type=1", None).as_deref(),
+            Some("acme")
+        );
+        // Served where they arrive: admin changes, probes, WebSocket, unknown apps.
+        assert_eq!(of("POST", "/v1/admin/tenants/acme/suspend", None), None);
+        assert_eq!(of("GET", "/ready", None), None);
+        assert_eq!(of("GET", "/v1/ws", Some("acme")), None);
+        assert_eq!(of("POST", "/event?client_id=c1&app_id=nope", None), None);
+    }
 
     #[test]
     fn frames_round_trip_and_garbage_is_refused() {

@@ -420,3 +420,19 @@ impl Server {
         }
     }
 }
+
+/// Run `phoenix serve` with `config` written under `dir`, expecting it to exit: its exit code
+/// and stderr (for configurations that must be refused).
+pub fn refused(dir: &Path, config: &str) -> (Option<i32>, String) {
+    let path = dir.join("phoenix.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_phoenix"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run phoenix");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
