@@ -238,7 +238,12 @@ impl Engine {
     /// Cluster mode: run `tenant` on this node (it took the tenant's lease): its actor, which
     /// rebuilds position and dedupe window from the log, and every board stored here, each
     /// from its checkpoint if this node has one under the same definition, else from the log.
+    /// An actor already running for it (the edge's admin restore adds every registered
+    /// tenant) is replaced, so the owner's actor always starts from the log as it is now.
     pub async fn start_tenant(&self, tenant: &str) -> Result<(), EngineError> {
+        if self.tenant_actor(tenant).is_some() {
+            self.stop_tenant(tenant).await?;
+        }
         self.add_tenant(tenant).await?;
         for def in self.list_leaderboards(tenant)? {
             let Some(id) = def.get("id").and_then(|v| v.as_str()).map(str::to_owned) else {

@@ -37,6 +37,10 @@ async fn a_tenant_stops_and_starts_again_where_its_log_left_off() {
         out.unwrap(),
         [Outcome::Accepted { seq: 1 }, Outcome::Accepted { seq: 2 }]
     );
+    // Started while running (an idle actor left by someone else): rebuilt from the log.
+    engine.start_tenant("acme").await.unwrap();
+    let out = engine.ingest("acme", vec![event("b")]).await;
+    assert_eq!(out.unwrap(), [Outcome::Duplicate { seq: 2 }]);
     // Stopped: its actor, boards and feed are gone.
     engine.stop_tenant("acme").await.unwrap();
     let refused = engine.ingest("acme", vec![event("c")]).await;
