@@ -195,6 +195,9 @@ pub struct Config {
     /// The tenants.
     #[serde(default)]
     pub tenants: Vec<TenantConfig>,
+    /// Cluster mode over NATS JetStream (SPEC §11, docs/cluster.md); absent: embedded sled.
+    #[serde(default)]
+    pub cluster: Option<crate::cluster::config::ClusterConfig>,
 }
 
 /// A serde default of `N` (one function for every numeric default: `default = "u64_is::<60>"`).
@@ -329,7 +332,8 @@ impl Config {
         })
     }
 
-    /// Apply `PHOENIX_LISTEN`, `PHOENIX_DATA_DIR`, `PHOENIX_OPERATOR_TOKEN`.
+    /// Apply `PHOENIX_LISTEN`, `PHOENIX_DATA_DIR`, `PHOENIX_OPERATOR_TOKEN` (and `PHOENIX_CLUSTER_*`
+    /// to a `[cluster]` table).
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
         if let Some(v) = get("PHOENIX_LISTEN") {
             self.listen = v;
@@ -340,11 +344,17 @@ impl Config {
         if let Some(v) = get("PHOENIX_OPERATOR_TOKEN") {
             self.operator_token = Secret::new(v);
         }
+        if let Some(c) = &mut self.cluster {
+            c.apply_env(&get);
+        }
     }
 
     /// Every problem, each with its path.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
+        if let Some(c) = &self.cluster {
+            c.problems(&mut problems);
+        }
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
             problems.push(format!(
                 "listen: {:?} is not an address like 127.0.0.1:8080",

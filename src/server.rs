@@ -18,6 +18,7 @@ use phoenix_actors::{Engine, EngineConfig};
 use tokio::net::TcpListener;
 use tower::limit::GlobalConcurrencyLimitLayer;
 
+use crate::cluster::Node;
 use crate::config::Config;
 use crate::engine_slot::{self, EngineSlot, Healing, Opener, Running};
 use crate::error::ApiError;
@@ -154,52 +155,66 @@ pub enum OpenError {
     },
     #[error("could not restore tenants changed through the admin API")]
     Restore(#[from] crate::admin::RestoreError),
+    #[error("cluster node")]
+    Cluster(#[from] crate::cluster::OpenError),
 }
 
-async fn open_engine(config: &Config, tenants: &[String]) -> Result<Engine, OpenError> {
+fn engine_config(config: &Config) -> EngineConfig {
+    EngineConfig {
+        clock: phoenix_actors::leaderboard::clock::system_clock(),
+        dedupe_window: Duration::from_secs(config.dedupe_window_seconds),
+        dedupe_capacity: config.dedupe_capacity,
+        call_timeout: Duration::from_secs(10),
+        checkpoint_interval: Duration::from_secs(config.checkpoint_interval_seconds),
+        history_retention: Duration::from_secs(config.history_retention_days * 86_400),
+        push_interval: Duration::from_millis(config.ws_push_interval_ms),
+        data_dir: Some(config.data_dir.clone()),
+        min_free_disk_bytes: config.min_free_disk_mb.saturating_mul(1 << 20),
+        disk_check_interval: Duration::from_millis(config.disk_check_interval_ms),
+        log_retention: hours(config.log_retention_hours),
+        retention_overrides: config
+            .tenants
+            .iter()
+            .filter_map(|t| t.log_retention_hours.map(|h| (t.id.clone(), hours(h))))
+            .collect(),
+        retention_interval: Duration::from_secs(config.retention_interval_seconds),
+        close: phoenix_actors::leaderboard::actor::CloseSettings {
+            results_size: config.webhooks.close_results_size,
+            max_grants: config.webhooks.close_max_grants,
+            outbox_max_per_tenant: config.webhooks.outbox_max_per_tenant,
+            emit_timeout: Duration::from_secs(10),
+        },
+        max_leaderboards_per_tenant: config.max_leaderboards_per_tenant,
+        feed_buffer_events: config.leaderboard_feed_buffer_events,
+        commit_round_bytes_per_tenant: config.commit_round_kb_per_tenant.saturating_mul(1024),
+        commit_round_bytes_alone: config.commit_round_kb_alone.saturating_mul(1024),
+        restart: phoenix_actors::supervisor::Backoff {
+            initial: Duration::from_millis(config.actor_restart_initial_ms),
+            max: Duration::from_millis(config.actor_restart_max_ms),
+            reset_after: Duration::from_secs(config.actor_restart_reset_seconds),
+        },
+        leaderboard_threads: config.leaderboard_threads,
+        leaderboard_priority: config.leaderboard_priority,
+    }
+}
+
+async fn open_engine(
+    config: &Config,
+    tenants: &[String],
+    node: Option<&Arc<Node>>,
+) -> Result<Engine, OpenError> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| OpenError::DataDir(config.data_dir.clone(), e))?;
+    if let Some(node) = node {
+        // Tenants (and their configured boards) start when this node takes their lease.
+        return Ok(crate::cluster::open_engine(node, config, engine_config(config)).await?);
+    }
     let engine = Engine::open_sled(
         &config.data_dir,
         config.cache_mb * 1024 * 1024,
         config.log_compression,
         tenants,
-        EngineConfig {
-            clock: phoenix_actors::leaderboard::clock::system_clock(),
-            dedupe_window: Duration::from_secs(config.dedupe_window_seconds),
-            dedupe_capacity: config.dedupe_capacity,
-            call_timeout: Duration::from_secs(10),
-            checkpoint_interval: Duration::from_secs(config.checkpoint_interval_seconds),
-            history_retention: Duration::from_secs(config.history_retention_days * 86_400),
-            push_interval: Duration::from_millis(config.ws_push_interval_ms),
-            data_dir: Some(config.data_dir.clone()),
-            min_free_disk_bytes: config.min_free_disk_mb.saturating_mul(1 << 20),
-            disk_check_interval: Duration::from_millis(config.disk_check_interval_ms),
-            log_retention: hours(config.log_retention_hours),
-            retention_overrides: config
-                .tenants
-                .iter()
-                .filter_map(|t| t.log_retention_hours.map(|h| (t.id.clone(), hours(h))))
-                .collect(),
-            retention_interval: Duration::from_secs(config.retention_interval_seconds),
-            close: phoenix_actors::leaderboard::actor::CloseSettings {
-                results_size: config.webhooks.close_results_size,
-                max_grants: config.webhooks.close_max_grants,
-                outbox_max_per_tenant: config.webhooks.outbox_max_per_tenant,
-                emit_timeout: Duration::from_secs(10),
-            },
-            max_leaderboards_per_tenant: config.max_leaderboards_per_tenant,
-            feed_buffer_events: config.leaderboard_feed_buffer_events,
-            commit_round_bytes_per_tenant: config.commit_round_kb_per_tenant.saturating_mul(1024),
-            commit_round_bytes_alone: config.commit_round_kb_alone.saturating_mul(1024),
-            restart: phoenix_actors::supervisor::Backoff {
-                initial: Duration::from_millis(config.actor_restart_initial_ms),
-                max: Duration::from_millis(config.actor_restart_max_ms),
-                reset_after: Duration::from_secs(config.actor_restart_reset_seconds),
-            },
-            leaderboard_threads: config.leaderboard_threads,
-            leaderboard_priority: config.leaderboard_priority,
-        },
+        engine_config(config),
     )
     .await?;
     // Leaderboards declared in the config (validated at load); identical ones are untouched.
@@ -231,8 +246,12 @@ fn start_webhooks(
 
 /// Open the engine, re-apply admin changes over the configured tenants, start the workers
 /// that hold it. Admin changes that cannot be restored are logged, not fatal (as before).
-async fn open_running(config: &Config, tenants: &Tenants) -> Result<Running, OpenError> {
-    let engine = open_engine(config, &tenants.ids()).await?;
+async fn open_running(
+    config: &Config,
+    tenants: &Tenants,
+    node: Option<&Arc<Node>>,
+) -> Result<Running, OpenError> {
+    let engine = open_engine(config, &tenants.ids(), node).await?;
     if let Err(e) = crate::admin::restore(&engine, tenants).await {
         let e = OpenError::from(e);
         tracing::error!(error = %e, cause = ?std::error::Error::source(&e), "admin tenant changes not restored");
@@ -259,7 +278,15 @@ pub async fn run(
     crate::metrics::describe_and_register();
     crate::gateway::ws::register_metrics();
     crate::webhooks::register_metrics(&ids);
-    let first = match open_running(&config, &tenants).await {
+    let node = match &config.cluster {
+        Some(_) => Some(
+            Node::connect(config.clone(), tenants.clone())
+                .await
+                .map_err(std::io::Error::other)?,
+        ),
+        None => None,
+    };
+    let first = match open_running(&config, &tenants, node.as_ref()).await {
         Ok(r) => Some(r),
         Err(e) => {
             tracing::error!(error = %e, cause = ?std::error::Error::source(&e), data_dir = %config.data_dir.display(), "store unavailable; retrying");
@@ -267,11 +294,11 @@ pub async fn run(
         }
     };
     let opener: Opener = {
-        let (config, tenants) = (config.clone(), tenants.clone());
+        let (config, tenants, node) = (config.clone(), tenants.clone(), node.clone());
         Arc::new(move || {
-            let (config, tenants) = (config.clone(), tenants.clone());
+            let (config, tenants, node) = (config.clone(), tenants.clone(), node.clone());
             Box::pin(async move {
-                open_running(&config, &tenants)
+                open_running(&config, &tenants, node.as_ref())
                     .await
                     .map_err(|e| Box::new(e) as engine_slot::OpenError)
             })
@@ -313,7 +340,17 @@ pub async fn run(
         gate: crate::fair::FairGate::new(config_slots),
     };
     let transport = transport::Transport::from_config(&state.config);
-    transport::serve(listener, app(state), transport, shutdown).await?;
+    let slot = state.engine.clone();
+    let mut router = app(state);
+    let mut cluster = None;
+    if let Some(node) = &node {
+        router = node.wrap(router);
+        cluster = Some(node.start(slot, router.clone()));
+    }
+    transport::serve(listener, router, transport, shutdown).await?;
+    if let Some(c) = cluster {
+        c.stop().await;
+    }
     upkeep.abort();
     keeper.stop().await;
     Ok(())

@@ -8,7 +8,8 @@
 //! - [`log_contract`]: the contract suite every `EventLog` passes (sled and JetStream).
 //! - [`testkit`]: a real 3-server JetStream cluster on 127.0.0.1 for tests and examples.
 //!
-//! Not wired into the service yet; `docs/cluster.md` has the design and what is left.
+//! The service wires them in (`src/cluster/`: engine, lease loop, forwarding);
+//! `docs/cluster.md` has the design and what is left.
 
 pub mod bridge;
 pub mod error;
@@ -17,6 +18,8 @@ pub mod log;
 pub mod log_contract;
 pub mod testkit;
 
+#[cfg(test)]
+mod engine_tests;
 #[cfg(test)]
 mod tests;
 

@@ -256,6 +256,55 @@ impl Engine {
         }
     }
 
+    /// Cluster mode: run `tenant` on this node (it took the tenant's lease): its actor, which
+    /// rebuilds position and dedupe window from the log, and every board stored here, each
+    /// from its checkpoint if this node has one under the same definition, else from the log.
+    /// An actor already running for it (the edge's admin restore adds every registered
+    /// tenant) is replaced, so the owner's actor always starts from the log as it is now.
+    pub async fn start_tenant(&self, tenant: &str) -> Result<(), EngineError> {
+        if self.tenant_actor(tenant).is_some() {
+            self.stop_tenant(tenant).await?;
+        }
+        self.add_tenant(tenant).await?;
+        for def in self.list_leaderboards(tenant)? {
+            let Some(id) = def.get("id").and_then(|v| v.as_str()).map(str::to_owned) else {
+                continue;
+            };
+            self.put_leaderboard(tenant, &id, &def)
+                .await
+                .map_err(|e| EngineError::ActorUnavailable(format!("leaderboard {id}: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Cluster mode: stop running `tenant` here (its lease moved or was handed off): its
+    /// boards, its actor and its feed. What it logged stays in the log for the next owner.
+    pub async fn stop_tenant(&self, tenant: &str) -> Result<(), EngineError> {
+        let t = tenant.to_owned();
+        let i = &self.inner;
+        match i
+            .supervisor
+            .call(
+                |r| SupervisorMsg::StopTenant(t, r),
+                Some(i.config.call_timeout.saturating_mul(2)),
+            )
+            .await
+        {
+            Ok(CallResult::Success(())) => {}
+            other => return Err(EngineError::ActorUnavailable(format!("{other:?}"))),
+        }
+        if let Some(f) = i.feeds.write().expect("feeds").remove(tenant) {
+            f.stop();
+        }
+        i.heads.write().expect("heads").remove(tenant);
+        Ok(())
+    }
+
+    /// Whether `other` is a handle of this same engine (not one opened later).
+    pub fn same(&self, other: &Engine) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// The tenant's feed, started on first use (after its actor has set the head).
     pub(crate) fn feed(&self, tenant: &str) -> Option<Arc<Feed>> {
         if let Some(f) = self.inner.feeds.read().expect("feeds").get(tenant) {

@@ -34,7 +34,7 @@
 //!                                            the contract (trait), its sled implementation
 //!                                            and the contract suite every backend must pass
 //! CloseStore (leaderboard/close.rs)         a window close: record + grants + outbox, one tx
-//! cluster/ (not wired yet)                  JetStreamLog, KV leases, EventLog contract suite
+//! cluster/ (used by src/cluster/)          JetStreamLog, KV leases, EventLog contract suite
 //! ```
 //!
 //! Durability: the committer's fsync acknowledges events; `Engine::persist` makes everything

@@ -203,6 +203,8 @@ pub enum SupervisorMsg {
     StartBoard(BoardArgs, RpcReplyPort<Result<(), EngineError>>),
     /// Stop a board's actor and wait until it has stopped.
     StopBoard(String, String, RpcReplyPort<()>),
+    /// Stop a tenant's actor and all its boards (cluster mode: its lease moved), and wait.
+    StopTenant(String, RpcReplyPort<()>),
     /// A failed child's backoff is over (scheduled by the supervisor itself).
     Restart(ChildKey, u64),
 }
@@ -264,6 +266,10 @@ impl Actor for Supervisor {
             SupervisorMsg::StopBoard(tenant, id, reply) => {
                 stop_board(state, &tenant, &id).await;
                 state.streaks.remove(&ChildKey::Board(tenant, id));
+                let _ = reply.send(());
+            }
+            SupervisorMsg::StopTenant(tenant, reply) => {
+                stop_tenant(state, &tenant).await;
                 let _ = reply.send(());
             }
             SupervisorMsg::Restart(key, generation) => {
@@ -391,6 +397,34 @@ async fn stop_board(state: &mut SupervisorState, tenant: &str, id: &str) {
                 Some("definition replaced or deleted".into()),
                 Some(Duration::from_secs(10)),
             )
+            .await;
+    }
+}
+
+/// Stop every board of `tenant`, then its tenant actor; none is restarted.
+async fn stop_tenant(state: &mut SupervisorState, tenant: &str) {
+    let ids: Vec<String> = state
+        .boards
+        .read()
+        .expect("boards")
+        .keys()
+        .filter(|(t, _)| t == tenant)
+        .map(|(_, id)| id.clone())
+        .collect();
+    for id in ids {
+        stop_board(state, tenant, &id).await;
+    }
+    state.waiting.retain(|k, _| match k {
+        ChildKey::Tenant(t) | ChildKey::Board(t, _) => t != tenant,
+    });
+    state.streaks.retain(|k, _| match k {
+        ChildKey::Tenant(t) | ChildKey::Board(t, _) => t != tenant,
+    });
+    let old = state.routes.write().expect("routes").remove(tenant);
+    if let Some(actor) = old {
+        state.children.remove(&actor.get_id());
+        let _ = actor
+            .stop_and_wait(Some("tenant moved".into()), Some(Duration::from_secs(10)))
             .await;
     }
 }

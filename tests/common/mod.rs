@@ -100,12 +100,17 @@ impl Server {
 
     /// Start with a given config text, written to `dir/phoenix.toml`.
     pub fn start_with(dir: &Path, config: &str) -> Server {
+        Server::start_logging(dir, config, "warn")
+    }
+
+    /// `start_with`, logging to stderr with the `PHOENIX_LOG` filter `log`.
+    pub fn start_logging(dir: &Path, config: &str, log: &str) -> Server {
         let path = dir.join("phoenix.toml");
         std::fs::write(&path, config).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_phoenix"))
             .args(["serve", "--config"])
             .arg(&path)
-            .env("PHOENIX_LOG", "warn")
+            .env("PHOENIX_LOG", log)
             .env_remove("PHOENIX_LISTEN")
             .env_remove("PHOENIX_DATA_DIR")
             .stdout(Stdio::piped())
@@ -414,4 +419,20 @@ impl Server {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// Run `phoenix serve` with `config` written under `dir`, expecting it to exit: its exit code
+/// and stderr (for configurations that must be refused).
+pub fn refused(dir: &Path, config: &str) -> (Option<i32>, String) {
+    let path = dir.join("phoenix.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_phoenix"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run phoenix");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

@@ -210,6 +210,28 @@ impl Leases {
             .map(|e| (String::from_utf8_lossy(&e.value).into_owned(), e.revision)))
     }
 
+    /// Every key held now with its holder: `(key, node)`, sorted by key. One KV read per
+    /// key; the bucket holds one key per owned tenant (or live node).
+    pub async fn holders(&self) -> Result<Vec<(String, String)>, ClusterError> {
+        use futures_util::TryStreamExt;
+        let keys: Vec<String> = self
+            .kv
+            .keys()
+            .await
+            .map_err(|e| ClusterError::api("list leases", e))?
+            .try_collect()
+            .await
+            .map_err(|e| ClusterError::api("list leases", e))?;
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            if let Some((node, _)) = self.owner(&k).await? {
+                out.push((k, node));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// This node's id.
     pub fn node(&self) -> &str {
         &self.node

@@ -161,6 +161,12 @@ impl JetStreamLog {
             .run(async move { inner.ensure_stream(&t, window).await.map(|_| ()) })?
     }
 
+    /// Forget where this writer appends `tenant` next: the tenant moved (this node lost and
+    /// regained its lease), so the next `next_seq` asks the stream again.
+    pub fn forget(&self, tenant: &str) {
+        lock(&self.inner.tenants).remove(tenant);
+    }
+
     /// The failure that latched the log, typed (`EngineError` only carries its text).
     pub fn failure(&self) -> Option<Arc<ClusterError>> {
         lock(&self.inner.failure).clone()
