@@ -1,0 +1,276 @@
+//! One JetStream KV bucket behind blocking calls: reads, writes, create-if-absent,
+//! compare-and-set on revision ([`Bucket::modify`]) and prefix listings, plus the key-part
+//! escaping every store uses.
+
+use std::sync::Arc;
+
+use async_nats::jetstream;
+use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind};
+use async_nats::jetstream::stream::{self, DiscardPolicy, StorageType};
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+
+use crate::cluster::bridge::Bridge;
+use crate::cluster::error::ClusterError;
+
+/// A KV bucket with synchronous calls (bridged). Cheap to clone.
+#[derive(Clone)]
+pub struct Bucket {
+    kv: kv::Store,
+    bridge: Arc<Bridge>,
+    max_cas_retries: usize,
+}
+
+/// The bucket's stream, as the KV API lays it out (`KV_<bucket>`, `$KV.<bucket>.>`, the
+/// latest value per key, deletes only as markers, reads from the leader). Created directly: async-nats'
+/// `create_key_value` needs an account-info reply nats-server 2.9 does not give in full.
+fn bucket_stream(name: &str, replicas: usize) -> stream::Config {
+    stream::Config {
+        name: format!("KV_{name}"),
+        description: Some("Phoenix cluster-wide state".into()),
+        subjects: vec![format!("$KV.{name}.>")],
+        max_messages_per_subject: 1,
+        storage: StorageType::File,
+        num_replicas: replicas,
+        allow_rollup: true,
+        deny_delete: true,
+        // Reads go to the stream leader: a direct get may be answered by a replica that has
+        // not applied the latest write yet (no read-your-writes, no safe dedupe check).
+        allow_direct: false,
+        discard: DiscardPolicy::New,
+        ..Default::default()
+    }
+}
+
+/// Escape one key token: `[A-Za-z0-9_-]` stay, every other byte is `=XX` (hex), and the
+/// empty string is `=`. The result is always a valid, non-empty KV token.
+pub fn part(s: &str) -> String {
+    if s.is_empty() {
+        return "=".into();
+    }
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("={b:02X}"));
+        }
+    }
+    out
+}
+
+/// Undo [`part`] (`None` when `s` is not an escaped token).
+pub fn unpart(s: &str) -> Option<String> {
+    if s == "=" {
+        return Some(String::new());
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'=' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The key of escaped `parts`, `.`-joined.
+pub fn key(parts: &[&str]) -> String {
+    parts.iter().map(|p| part(p)).collect::<Vec<_>>().join(".")
+}
+
+impl Bucket {
+    /// Open bucket `name`, creating it with `replicas` if it does not exist.
+    pub fn open(
+        bridge: &Arc<Bridge>,
+        js: &jetstream::Context,
+        name: &str,
+        replicas: usize,
+    ) -> Result<Bucket, ClusterError> {
+        let (js, name) = (js.clone(), name.to_owned());
+        let kv = bridge.run(async move {
+            match js.get_key_value(&name).await {
+                Ok(kv) => Ok(kv),
+                Err(_) => {
+                    if let Err(e) = js.create_stream(bucket_stream(&name, replicas)).await {
+                        // Another node may have created it meanwhile; opening decides.
+                        tracing::debug!(bucket = %name, error = %e, "create state bucket");
+                    }
+                    js.get_key_value(&name)
+                        .await
+                        .map_err(|e| ClusterError::api("open state bucket", e))
+                }
+            }
+        })??;
+        Ok(Bucket {
+            kv,
+            bridge: bridge.clone(),
+            max_cas_retries: 64,
+        })
+    }
+
+    /// Retry a lost compare-and-set at most `n` times.
+    pub fn with_cas_retries(mut self, n: usize) -> Bucket {
+        self.max_cas_retries = n;
+        self
+    }
+
+    fn run<T: Send + 'static>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, ClusterError>> + Send + 'static,
+    ) -> Result<T, ClusterError> {
+        self.bridge.run(fut)?
+    }
+
+    /// The value of `key` and its revision (`None` if absent or deleted).
+    pub fn get(&self, key: &str) -> Result<Option<(Bytes, u64)>, ClusterError> {
+        let (kv, key) = (self.kv.clone(), key.to_owned());
+        self.run(async move {
+            let e = kv
+                .entry(key)
+                .await
+                .map_err(|e| ClusterError::api("KV get", e))?;
+            Ok(e.filter(|e| e.operation == Operation::Put)
+                .map(|e| (e.value, e.revision)))
+        })
+    }
+
+    /// Write `value` at `key` unconditionally; returns the new revision.
+    pub fn put(&self, key: &str, value: Vec<u8>) -> Result<u64, ClusterError> {
+        let (kv, key) = (self.kv.clone(), key.to_owned());
+        self.run(async move {
+            kv.put(key, Bytes::from(value))
+                .await
+                .map_err(|e| ClusterError::api("KV put", e))
+        })
+    }
+
+    /// Write `value` at `key` only if it is absent: `None` if it exists.
+    pub fn create(&self, key: &str, value: Vec<u8>) -> Result<Option<u64>, ClusterError> {
+        let (kv, key) = (self.kv.clone(), key.to_owned());
+        self.run(async move {
+            match kv.create(key, Bytes::from(value)).await {
+                Ok(r) => Ok(Some(r)),
+                Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Ok(None),
+                Err(e) => Err(ClusterError::api("KV create", e)),
+            }
+        })
+    }
+
+    /// Write `value` at `key` only if its revision is still `revision`: `None` if it moved.
+    pub fn update(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        revision: u64,
+    ) -> Result<Option<u64>, ClusterError> {
+        let (kv, key) = (self.kv.clone(), key.to_owned());
+        self.run(async move {
+            match kv.update(key, Bytes::from(value), revision).await {
+                Ok(r) => Ok(Some(r)),
+                Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Ok(None),
+                Err(e) => Err(ClusterError::api("KV update", e)),
+            }
+        })
+    }
+
+    /// Delete `key` (a no-op if absent).
+    pub fn delete(&self, key: &str) -> Result<(), ClusterError> {
+        let (kv, key) = (self.kv.clone(), key.to_owned());
+        self.run(async move {
+            kv.delete(key)
+                .await
+                .map_err(|e| ClusterError::api("KV delete", e))
+        })
+    }
+
+    /// Delete `key` only if its revision is still `revision`: `false` if it moved.
+    pub fn delete_at(&self, key: &str, revision: u64) -> Result<bool, ClusterError> {
+        let (kv, key) = (self.kv.clone(), key.to_owned());
+        self.run(async move {
+            match kv.delete_expect_revision(key, Some(revision)).await {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Ok(false),
+                Err(e) => Err(ClusterError::api("KV delete", e)),
+            }
+        })
+    }
+
+    /// Every live key starting with `prefix`, sorted. Lists the whole bucket's keys (headers
+    /// only) and filters: O(keys in the bucket).
+    pub fn keys(&self, prefix: &str) -> Result<Vec<String>, ClusterError> {
+        let (kv, prefix) = (self.kv.clone(), prefix.to_owned());
+        self.run(async move {
+            let mut keys: Vec<String> = kv
+                .keys()
+                .await
+                .map_err(|e| ClusterError::api("KV keys", e))?
+                .try_filter(|k| std::future::ready(k.starts_with(&prefix)))
+                .try_collect()
+                .await
+                .map_err(|e| ClusterError::api("KV keys", e))?;
+            keys.sort();
+            Ok(keys)
+        })
+    }
+
+    /// Read-modify-write `key` atomically: `change` sees the current value (`None` if
+    /// absent) and returns the new value to write (or `None` to write nothing) and a result.
+    /// The write is a create-if-absent or an update on the revision read, so a concurrent
+    /// writer makes it fail and `change` runs again on the newer value (at most
+    /// `max_cas_retries` times, then [`ClusterError::Timeout`]).
+    pub fn modify<T, E>(
+        &self,
+        key: &str,
+        mut change: impl FnMut(Option<&[u8]>) -> Result<(Option<Vec<u8>>, T), E>,
+    ) -> Result<T, E>
+    where
+        E: From<ClusterError>,
+    {
+        for _ in 0..=self.max_cas_retries {
+            let current = self.get(key)?;
+            let (new, out) = change(current.as_ref().map(|(v, _)| v.as_ref()))?;
+            let Some(new) = new else {
+                return Ok(out);
+            };
+            let written = match current {
+                Some((_, rev)) => self.update(key, new, rev)?,
+                None => self.create(key, new)?,
+            };
+            if written.is_some() {
+                return Ok(out);
+            }
+            metrics::counter!("phoenix_cluster_kv_cas_conflicts_total").increment(1);
+        }
+        Err(ClusterError::Timeout {
+            op: "KV compare-and-set (too many conflicts)",
+            after: std::time::Duration::ZERO,
+        }
+        .into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_escape_and_round_trip() {
+        for s in ["", "acme", "a.b", "x y/z", "é=", "=", "-_"] {
+            let p = part(s);
+            assert!(!p.is_empty());
+            assert!(p
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_=".contains(&b)));
+            assert_eq!(unpart(&p).as_deref(), Some(s), "{s:?} → {p}");
+        }
+        assert_eq!(key(&["t", "a.b"]), "t.a=2Eb");
+        assert_eq!(unpart("=Z"), None);
+    }
+}
