@@ -213,3 +213,117 @@ fn kv_stores_without_quorum_fail_then_recover() {
     tenants.put("t", &rec("after-00000000000")).unwrap();
     assert_eq!(tenants.list().unwrap()[0].1.secret, "after-00000000000");
 }
+
+async fn all_time(engine: &crate::Engine, board: &str) -> Vec<(String, f64)> {
+    use crate::leaderboard::query::WindowSel;
+    use crate::leaderboard::window::Timeframe;
+    let s = engine
+        .standings(
+            "acme",
+            board,
+            Timeframe::AllTime,
+            WindowSel::Current,
+            0,
+            100,
+        )
+        .await;
+    s.map(|s| {
+        s.entries
+            .into_iter()
+            .map(|e| (e.user_id, e.score))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+async fn start_node(
+    cluster: &NatsCluster,
+    i: usize,
+    state: &std::path::Path,
+) -> (crate::Engine, KvStores) {
+    use crate::cluster::{JetStreamLog, JetStreamLogConfig};
+    let log = JetStreamLog::open(JetStreamLogConfig {
+        urls: vec![cluster.url(i)],
+        replicas: 3,
+        ..Default::default()
+    })
+    .unwrap();
+    let kv = node(cluster, i, "ENGINE");
+    let config = crate::EngineConfig {
+        checkpoint_interval: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let engine = crate::Engine::start_with_stores(
+        std::sync::Arc::new(log),
+        crate::stores::SledStore::open(state, 1 << 20).unwrap(),
+        crate::EngineStores::kv(kv.clone()),
+        &["acme".into()],
+        config,
+    )
+    .await
+    .unwrap();
+    (engine, kv)
+}
+
+/// The engine seam: an engine on the KV bundle keeps its definitions and checkpoints in the
+/// buckets, so another node's engine (its own empty local state) starts the same board
+/// from them and shows the same standings; a delete on it clears the board everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engines_share_definitions_and_checkpoints_through_kv() {
+    let Some(cluster) = cluster_or_skip("engines_share_definitions_and_checkpoints_through_kv")
+    else {
+        return;
+    };
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (one, kv) = start_node(&cluster, 0, d1.path()).await;
+    let def = serde_json::json!({"rules": [{"event_type": "*", "points_expression": "attrs.p"}]});
+    one.put_leaderboard("acme", "b", &def).await.unwrap();
+    let events = (1..=5)
+        .map(|i| {
+            let v = serde_json::json!({"event_id": format!("e{i}"), "type": "x",
+                "actor": {"user_id": format!("u{}", i % 2)},
+                "occurred_at": "2025-11-18T12:00:00Z", "attrs": {"p": i}});
+            crate::Event::from_json(v, "acme", chrono::Utc::now()).unwrap()
+        })
+        .collect();
+    one.ingest("acme", events).await.unwrap();
+    let want = vec![("u1".to_string(), 9.0), ("u0".to_string(), 6.0)];
+    let board = KvBoardStore::new(kv.boards.clone(), "acme", "b", 1024);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while all_time(&one, "b").await != want || board.checkpointed_seq().unwrap() < 5 {
+        assert!(
+            Instant::now() < deadline,
+            "no standings or checkpoint in KV"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    one.shutdown().await;
+    drop(one);
+
+    let (two, kv2) = start_node(&cluster, 1, d2.path()).await;
+    assert!(
+        two.get_leaderboard("acme", "b").unwrap().is_some(),
+        "the definition came from KV"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while all_time(&two, "b").await != want {
+        assert!(
+            Instant::now() < deadline,
+            "node 2 never showed the standings"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(two.delete_leaderboard("acme", "b").await.unwrap());
+    assert_eq!(
+        KvDefinitions::new(kv2.defs.clone())
+            .get("acme", "b")
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        board.checkpointed_seq().unwrap(),
+        0,
+        "the checkpoint is gone"
+    );
+    two.shutdown().await;
+}
