@@ -1,11 +1,21 @@
 //! One JetStream KV bucket behind blocking calls: reads, writes, create-if-absent,
 //! compare-and-set on revision ([`Bucket::modify`]) and prefix listings, plus the key-part
 //! escaping every store uses.
+//!
+//! **Compare-and-set on nats-server < 2.9.21.** A KV update is a publish with
+//! `Nats-Expected-Last-Subject-Sequence`; before 2.9.21 a clustered stream checks it only
+//! before the Raft proposal, so two updates of one key on the same revision that arrive
+//! close together can *both* be stored (nats-server #4320; measured here on Debian's
+//! 2.9.10: 40 of 100 contended increments lost). The stream leader's `Nats-Msg-Id` dedupe
+//! also tracks in-flight messages, so every conditional write here also carries
+//! `Nats-Msg-Id: <key>@<expected revision>`: of two writers expecting the same revision,
+//! the second is a duplicate, which [`Bucket::update`] reports as a lost race.
 
 use std::sync::Arc;
 
 use async_nats::jetstream;
-use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind};
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::kv::{self, Operation};
 use async_nats::jetstream::stream::{self, DiscardPolicy, StorageType};
 use bytes::Bytes;
 use futures_util::TryStreamExt;
@@ -17,6 +27,9 @@ use crate::cluster::error::ClusterError;
 #[derive(Clone)]
 pub struct Bucket {
     kv: kv::Store,
+    js: jetstream::Context,
+    /// `$KV.<bucket>.`: the subject of key `k` is this followed by `k`.
+    subjects: String,
     bridge: Arc<Bridge>,
     max_cas_retries: usize,
 }
@@ -93,8 +106,9 @@ impl Bucket {
         name: &str,
         replicas: usize,
     ) -> Result<Bucket, ClusterError> {
-        let (js, name) = (js.clone(), name.to_owned());
+        let (js2, name) = (js.clone(), name.to_owned());
         let kv = bridge.run(async move {
+            let js = js2;
             match js.get_key_value(&name).await {
                 Ok(kv) => Ok(kv),
                 Err(_) => {
@@ -108,8 +122,11 @@ impl Bucket {
                 }
             }
         })??;
+        let subjects = kv.put_prefix.clone().unwrap_or_else(|| kv.prefix.clone());
         Ok(Bucket {
             kv,
+            js: js.clone(),
+            subjects,
             bridge: bridge.clone(),
             max_cas_retries: 64,
         })
@@ -151,30 +168,69 @@ impl Bucket {
         })
     }
 
-    /// Write `value` at `key` only if it is absent: `None` if it exists.
+    /// Write `value` at `key` only if it is absent (never written, or deleted): `None` if
+    /// it exists or another writer created it first.
     pub fn create(&self, key: &str, value: Vec<u8>) -> Result<Option<u64>, ClusterError> {
-        let (kv, key) = (self.kv.clone(), key.to_owned());
-        self.run(async move {
-            match kv.create(key, Bytes::from(value)).await {
-                Ok(r) => Ok(Some(r)),
-                Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Ok(None),
-                Err(e) => Err(ClusterError::api("KV create", e)),
-            }
-        })
+        if let Some(r) = self.update(key, value.clone(), 0)? {
+            return Ok(Some(r));
+        }
+        // A deleted key's last message is its delete marker: create on top of that.
+        let (kv, k) = (self.kv.clone(), key.to_owned());
+        let marker = self.run(async move {
+            let e = kv
+                .entry(k)
+                .await
+                .map_err(|e| ClusterError::api("KV get", e))?;
+            Ok(e.filter(|e| e.operation != Operation::Put)
+                .map(|e| e.revision))
+        })?;
+        match marker {
+            Some(rev) => self.update(key, value, rev),
+            None => Ok(None),
+        }
     }
 
-    /// Write `value` at `key` only if its revision is still `revision`: `None` if it moved.
+    /// Write `value` at `key` only if its revision is still `revision` (0: never written):
+    /// `None` if it moved, or another writer expecting the same revision won.
     pub fn update(
         &self,
         key: &str,
         value: Vec<u8>,
         revision: u64,
     ) -> Result<Option<u64>, ClusterError> {
-        let (kv, key) = (self.kv.clone(), key.to_owned());
+        self.publish_on(key, value, revision, false)
+    }
+
+    /// The conditional publish behind [`Bucket::update`] and [`Bucket::delete_at`] (then
+    /// with `KV-Operation: DEL` and no payload).
+    fn publish_on(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        revision: u64,
+        delete: bool,
+    ) -> Result<Option<u64>, ClusterError> {
+        let js = self.js.clone();
+        let subject = format!("{}{key}", self.subjects);
         self.run(async move {
-            match kv.update(key, Bytes::from(value), revision).await {
-                Ok(r) => Ok(Some(r)),
-                Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Ok(None),
+            use async_nats::header::{NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, NATS_MESSAGE_ID};
+            let mut headers = async_nats::HeaderMap::new();
+            if delete {
+                headers.insert("KV-Operation", "DEL");
+            }
+            headers.insert(NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, revision.to_string());
+            headers.insert(NATS_MESSAGE_ID, format!("{subject}@{revision}"));
+            let ack = match js
+                .publish_with_headers(subject, headers, Bytes::from(value))
+                .await
+            {
+                Ok(ack) => ack.await,
+                Err(e) => return Err(ClusterError::api("KV update", e)),
+            };
+            match ack {
+                Ok(ack) if ack.duplicate => Ok(None),
+                Ok(ack) => Ok(Some(ack.sequence)),
+                Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Ok(None),
                 Err(e) => Err(ClusterError::api("KV update", e)),
             }
         })
@@ -190,16 +246,10 @@ impl Bucket {
         })
     }
 
-    /// Delete `key` only if its revision is still `revision`: `false` if it moved.
+    /// Delete `key` only if its revision is still `revision`: `false` if it moved (or
+    /// another writer deleting on the same revision won).
     pub fn delete_at(&self, key: &str, revision: u64) -> Result<bool, ClusterError> {
-        let (kv, key) = (self.kv.clone(), key.to_owned());
-        self.run(async move {
-            match kv.delete_expect_revision(key, Some(revision)).await {
-                Ok(()) => Ok(true),
-                Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Ok(false),
-                Err(e) => Err(ClusterError::api("KV delete", e)),
-            }
-        })
+        Ok(self.publish_on(key, Vec::new(), revision, true)?.is_some())
     }
 
     /// Every live key starting with `prefix`, sorted. Lists the whole bucket's keys (headers
@@ -224,7 +274,7 @@ impl Bucket {
     /// absent) and returns the new value to write (or `None` to write nothing) and a result.
     /// The write is a create-if-absent or an update on the revision read, so a concurrent
     /// writer makes it fail and `change` runs again on the newer value (at most
-    /// `max_cas_retries` times, then [`ClusterError::Timeout`]).
+    /// `max_cas_retries` times, then [`ClusterError::Api`]).
     pub fn modify<T, E>(
         &self,
         key: &str,
@@ -248,10 +298,10 @@ impl Bucket {
             }
             metrics::counter!("phoenix_cluster_kv_cas_conflicts_total").increment(1);
         }
-        Err(ClusterError::Timeout {
-            op: "KV compare-and-set (too many conflicts)",
-            after: std::time::Duration::ZERO,
-        }
+        Err(ClusterError::api(
+            "KV compare-and-set",
+            format!("lost {} races in a row", self.max_cas_retries + 1),
+        )
         .into())
     }
 }

@@ -62,11 +62,7 @@ impl KvOutbox {
                 return Ok(true);
             }
         }
-        Err(crate::cluster::ClusterError::Timeout {
-            op: "outbox remove (too many conflicts)",
-            after: std::time::Duration::ZERO,
-        }
-        .into())
+        Err(crate::cluster::ClusterError::api("outbox remove", "lost 64 races in a row").into())
     }
 
     fn log_attempt(&self, tenant: &str, attempt: &Attempt) -> Result<(), EngineError> {

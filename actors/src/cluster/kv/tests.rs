@@ -7,9 +7,13 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::cluster::testkit::{cluster_or_skip, NatsCluster};
 use crate::leaderboard::board_store::{self, BoardStore};
+use crate::outbox::{Attempt, AttemptResult};
 use crate::rewards::fixtures::vote;
 use crate::rewards::Applied;
-use crate::stores::{contract, DefinitionStore, RewardLedger, TenantRegistry};
+use crate::stores::{
+    contract, DefinitionStore, DimChange, DimKind, DimensionStore, RewardLedger, StoreError,
+    TenantRegistry, WebhookOutbox,
+};
 
 fn config(prefix: &str) -> KvConfig {
     KvConfig {
@@ -29,6 +33,29 @@ fn stores(cluster: &NatsCluster, prefix: &str) -> KvStores {
 /// A node connected to one server only (so two "nodes" really go through different servers).
 fn node(cluster: &NatsCluster, i: usize, prefix: &str) -> KvStores {
     KvStores::connect(&[cluster.url(i)], config(prefix)).expect("open the KV stores")
+}
+
+fn delivered(n: u32) -> Attempt {
+    Attempt {
+        delivery_id: "d1".into(),
+        kind: "test.kind".into(),
+        attempt: n,
+        at_ms: 0,
+        result: AttemptResult::Delivered,
+        http_status: Some(200),
+        error: None,
+        duration_ms: 1,
+        next_attempt_ms: None,
+    }
+}
+
+/// A checkpoint state of `n` bytes (several 1 KiB chunks) that has applied `applied`.
+fn ckpt_state(applied: u64, n: u32) -> Vec<u8> {
+    [2u8]
+        .into_iter()
+        .chain(applied.to_be_bytes())
+        .chain((0..n).map(|i| (i % 251) as u8))
+        .collect()
 }
 
 /// Poll `check` every 200 ms until it holds or `within` passes.
@@ -90,17 +117,59 @@ fn kv_stores_are_shared_across_nodes() {
         Some(b"{\"id\":\"daily\"}".as_slice())
     );
     // A checkpoint several chunks long, written on one node, loaded on the other.
-    let state: Vec<u8> = [2u8]
-        .into_iter()
-        .chain(77u64.to_be_bytes())
-        .chain((0..10_000u32).map(|i| (i % 251) as u8))
-        .collect();
+    let state = ckpt_state(77, 10_000);
     KvBoardStore::new(a.boards.clone(), "acme", "daily", 1024)
         .save_checkpoint("{}", &state)
         .unwrap();
     let on_b = KvBoardStore::new(b.boards.clone(), "acme", "daily", 1024);
     assert_eq!(on_b.checkpointed_seq().unwrap(), 77);
     assert_eq!(on_b.load_checkpoint().unwrap().unwrap().state, state);
+
+    // Dimensions: applied on one node, applied (and readable) on the other; client counts
+    // from both nodes at once all count.
+    let (da, db) = (
+        KvDimensions::new(a.dims.clone(), "acme"),
+        KvDimensions::new(b.dims.clone(), "acme"),
+    );
+    let record = serde_json::json!({"account_id": "a1"});
+    let change = DimChange::Put {
+        kind: DimKind::Accounts,
+        id: "a1".into(),
+        record: record.as_object().unwrap().clone(),
+    };
+    da.apply(&change, "ev1").unwrap();
+    assert!(db.applied("ev1").unwrap());
+    assert_eq!(
+        db.get(DimKind::Accounts, "a1").unwrap().unwrap()["deleted"],
+        serde_json::json!(false)
+    );
+    std::thread::scope(|s| {
+        for d in [&da, &db] {
+            s.spawn(move || {
+                for _ in 0..5 {
+                    d.record_client("sdk", "ua", "t").unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(da.clients().unwrap()[0]["requests"], 10, "no count lost");
+
+    // Outbox: enqueued on one node, due on the other; both nodes recording the delivery
+    // at once remove it once and log one attempt.
+    let (oa, ob) = (
+        KvOutbox::new(a.outbox.clone()),
+        KvOutbox::new(b.outbox.clone()),
+    );
+    oa.enqueue(&crate::outbox::fixtures::msg("acme", "d1", 10), 10)
+        .unwrap();
+    let due = ob.due(100, 10).unwrap();
+    assert_eq!(due.len(), 1);
+    std::thread::scope(|s| {
+        s.spawn(|| oa.record(&due[0], &delivered(1), None).unwrap());
+        s.spawn(|| ob.record(&due[0], &delivered(1), None).unwrap());
+    });
+    assert_eq!((oa.pending("acme").unwrap(), ob.depth()), (0, 0));
+    assert_eq!(oa.attempts("acme", 10).unwrap().len(), 1, "recorded once");
 
     let (ra, rb) = (
         KvRewards::open(a.rewards.clone(), "acme").unwrap(),
@@ -163,8 +232,12 @@ fn kv_stores_without_quorum_fail_then_recover() {
         previous: None,
         webhook: None,
     };
+    let board = KvBoardStore::new(s.boards.clone(), "t", "b", 1024);
+    let dims = KvDimensions::new(s.dims.clone(), "t");
     tenants.put("t", &rec("before-0000000000")).unwrap();
     rewards.link("u1", "hero", 1).unwrap();
+    let (old, new) = (ckpt_state(10, 5_000), ckpt_state(20, 5_000));
+    board.save_checkpoint("{}", &old).unwrap();
     cluster.stop(1).unwrap();
     cluster.stop(2).unwrap();
     let started = Instant::now();
@@ -183,6 +256,14 @@ fn kv_stores_without_quorum_fail_then_recover() {
         matches!(err, crate::rewards::RewardError::Cluster(_)),
         "{err:?}"
     );
+    assert!(
+        board.save_checkpoint("{}", &new).is_err(),
+        "no quorum, no checkpoint"
+    );
+    assert!(matches!(
+        dims.apply(&DimChange::None, "ev-q"),
+        Err(StoreError::Cluster(_))
+    ));
     eprintln!(
         "write without quorum failed after {:?}: {err}",
         started.elapsed()
@@ -201,6 +282,10 @@ fn kv_stores_without_quorum_fail_then_recover() {
         secret == "before-0000000000" || secret == "during-0000000000",
         "{secret}"
     );
+    // The checkpoint reads back whole: the old one or (if its manifest got stored before
+    // the quorum went) the new one, never chunks of both.
+    let loaded = board.load_checkpoint().unwrap().unwrap().state;
+    assert!(loaded == old || loaded == new, "a mixed checkpoint");
     eventually("a retried vote applies", Duration::from_secs(30), || {
         rewards.apply_vote(&vote("v1", "hero", 10), 3).is_ok()
     });
@@ -326,4 +411,39 @@ async fn engines_share_definitions_and_checkpoints_through_kv() {
         "the checkpoint is gone"
     );
     two.shutdown().await;
+}
+
+/// Compare-and-set under contention from two nodes: every increment of one counter counts.
+/// (nats-server before 2.9.21 checks `Nats-Expected-Last-Subject-Sequence` before the Raft
+/// proposal only, so two concurrent updates on the same revision can both be stored —
+/// nats-server #4320; [`Bucket`] adds a `Nats-Msg-Id` of key and revision to make the loser
+/// a duplicate.)
+#[test]
+fn kv_compare_and_set_loses_no_update_under_contention() {
+    let Some(cluster) = cluster_or_skip("kv_compare_and_set_loses_no_update_under_contention")
+    else {
+        return;
+    };
+    let (a, b) = (node(&cluster, 0, "CAS"), node(&cluster, 1, "CAS"));
+    let bump = |bucket: &Bucket| {
+        bucket
+            .modify("n", |old| {
+                let n: u64 = old
+                    .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
+                    .unwrap_or(0);
+                Ok::<_, ClusterError>((Some((n + 1).to_string().into_bytes()), ()))
+            })
+            .unwrap()
+    };
+    std::thread::scope(|s| {
+        for bucket in [&a.outbox, &b.outbox, &a.outbox, &b.outbox] {
+            s.spawn(move || (0..25).for_each(|_| bump(bucket)));
+        }
+    });
+    let (v, _) = a.outbox.get("n").unwrap().unwrap();
+    assert_eq!(
+        std::str::from_utf8(&v).unwrap(),
+        "100",
+        "an update was lost"
+    );
 }
