@@ -252,21 +252,75 @@ impl Bucket {
         Ok(self.publish_on(key, Vec::new(), revision, true)?.is_some())
     }
 
-    /// Every live key starting with `prefix`, sorted. Lists the whole bucket's keys (headers
-    /// only) and filters: O(keys in the bucket).
+    /// Every live key under `prefix` (empty, or whole tokens ending in `.`), sorted.
     pub fn keys(&self, prefix: &str) -> Result<Vec<String>, ClusterError> {
-        let (kv, prefix) = (self.kv.clone(), prefix.to_owned());
+        Ok(self
+            .scan(prefix, true)?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect())
+    }
+
+    /// Every live key under `prefix` with its value, sorted by key: one ordered consumer
+    /// filtered on the prefix's subjects, no read per key.
+    pub fn entries(&self, prefix: &str) -> Result<Vec<(String, Bytes)>, ClusterError> {
+        self.scan(prefix, false)
+    }
+
+    /// The latest message of every subject under `prefix` (keys only if `headers_only`),
+    /// live keys only. O(keys under the prefix).
+    fn scan(&self, prefix: &str, headers_only: bool) -> Result<Vec<(String, Bytes)>, ClusterError> {
+        use jetstream::consumer::{push, DeliverPolicy, ReplayPolicy};
+        let stream = self.kv.stream.clone();
+        let client = self.js.client();
+        let subjects = self.subjects.clone();
+        let filter = format!("{subjects}{prefix}>");
         self.run(async move {
-            let mut keys: Vec<String> = kv
-                .keys()
+            let consumer = stream
+                .create_consumer(push::OrderedConfig {
+                    deliver_subject: client.new_inbox(),
+                    description: Some("phoenix kv scan".into()),
+                    filter_subject: filter,
+                    headers_only,
+                    replay_policy: ReplayPolicy::Instant,
+                    deliver_policy: DeliverPolicy::LastPerSubject,
+                    ..Default::default()
+                })
                 .await
-                .map_err(|e| ClusterError::api("KV keys", e))?
-                .try_filter(|k| std::future::ready(k.starts_with(&prefix)))
-                .try_collect()
+                .map_err(|e| ClusterError::api("KV scan", e))?;
+            let mut out = Vec::new();
+            if consumer.cached_info().num_pending == 0 {
+                return Ok(out);
+            }
+            let mut messages = consumer
+                .messages()
                 .await
-                .map_err(|e| ClusterError::api("KV keys", e))?;
-            keys.sort();
-            Ok(keys)
+                .map_err(|e| ClusterError::api("KV scan", e))?;
+            while let Some(m) = messages
+                .try_next()
+                .await
+                .map_err(|e| ClusterError::api("KV scan", e))?
+            {
+                let pending = m
+                    .info()
+                    .map_err(|e| ClusterError::api("KV scan", e))?
+                    .pending;
+                let op = m
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get("KV-Operation"))
+                    .map(|v| v.as_str().to_owned());
+                if op.is_none() {
+                    if let Some(k) = m.subject.strip_prefix(subjects.as_str()) {
+                        out.push((k.to_owned(), m.payload.clone()));
+                    }
+                }
+                if pending == 0 {
+                    break;
+                }
+            }
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+            Ok(out)
         })
     }
 

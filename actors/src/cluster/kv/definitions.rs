@@ -17,15 +17,15 @@ impl KvDefinitions {
         KvDefinitions { bucket }
     }
 
-    /// `(tenant, id, key)` of every stored key starting with `prefix`.
-    fn ids(&self, prefix: &str) -> Result<Vec<(String, String, String)>, StoreError> {
+    /// `(tenant, id, definition)` of every board under `prefix`, in (tenant, id) order.
+    fn scan(&self, prefix: &str) -> Result<Vec<(String, String, Vec<u8>)>, StoreError> {
         let mut out = Vec::new();
-        for k in self.bucket.keys(prefix)? {
+        for (k, v) in self.bucket.entries(prefix)? {
             let Some((t, id)) = k.split_once('.') else {
                 continue;
             };
             if let (Some(t), Some(id)) = (unpart(t), unpart(id)) {
-                out.push((t, id, k));
+                out.push((t, id, v.to_vec()));
             }
         }
         out.sort();
@@ -56,22 +56,11 @@ impl DefinitionStore for KvDefinitions {
     }
 
     fn list(&self, tenant: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let mut out = Vec::new();
-        for (_, id, k) in self.ids(&format!("{}.", part(tenant)))? {
-            if let Some((v, _)) = self.bucket.get(&k)? {
-                out.push((id, v.to_vec()));
-            }
-        }
-        Ok(out)
+        let boards = self.scan(&format!("{}.", part(tenant)))?;
+        Ok(boards.into_iter().map(|(_, id, v)| (id, v)).collect())
     }
 
     fn all(&self) -> Result<Vec<(String, String, Vec<u8>)>, StoreError> {
-        let mut out = Vec::new();
-        for (t, id, k) in self.ids("")? {
-            if let Some((v, _)) = self.bucket.get(&k)? {
-                out.push((t, id, v.to_vec()));
-            }
-        }
-        Ok(out)
+        self.scan("")
     }
 }

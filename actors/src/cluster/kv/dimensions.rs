@@ -72,9 +72,9 @@ impl KvDimensions {
     fn scan(&self, parts: &[&str]) -> Result<Scanned, StoreError> {
         let prefix = format!("{}.", self.k(parts));
         let mut out = Vec::new();
-        for k in self.bucket.keys(&prefix)? {
+        for (k, v) in self.bucket.entries(&prefix)? {
             let rest: Option<Vec<String>> = k[prefix.len()..].split('.').map(unpart).collect();
-            if let (Some(rest), Some((v, _))) = (rest, self.bucket.get(&k)?) {
+            if let Some(rest) = rest {
                 out.push((rest, v.to_vec()));
             }
         }

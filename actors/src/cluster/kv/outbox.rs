@@ -42,13 +42,11 @@ impl KvOutbox {
     }
 
     fn entries(&self, prefix: &str) -> Result<Vec<OutboxEntry>, EngineError> {
-        let mut out = Vec::new();
-        for k in self.bucket.keys(prefix)? {
-            if let Some((v, _)) = self.bucket.get(&k)? {
-                out.push(serde_json::from_slice(&v).map_err(|e| corrupt("outbox entry", e))?);
-            }
-        }
-        Ok(out)
+        self.bucket
+            .entries(prefix)?
+            .into_iter()
+            .map(|(_, v)| serde_json::from_slice(&v).map_err(|e| corrupt("outbox entry", e)))
+            .collect()
     }
 
     /// Delete entry `k` on the revision read (retried while others change it): whether

@@ -18,7 +18,7 @@
 //!
 //! **Durable when** each call returns (stream quorum). Limits: a wallet is one KV value, so
 //! a user's ledger holds what fits in the servers' `max_payload` (≈ 3 000 grants at 1 MiB);
-//! listings read every key of the bucket (O(keys)).
+//! listings scan every key under the tenant's prefix (O(its deliveries)).
 
 use serde::{Deserialize, Serialize};
 
@@ -67,8 +67,10 @@ impl KvRewards {
             bucket,
             tenant: tenant.to_owned(),
         };
-        for k in r.bucket.keys(&format!("{}.", r.k(&["d"])))? {
-            r.finish(&k)?;
+        for (k, v) in r.bucket.entries(&format!("{}.", r.k(&["d"])))? {
+            if decode::<Stored>(&v)?.pending {
+                r.finish(&k)?;
+            }
         }
         Ok(r)
     }
@@ -188,28 +190,22 @@ impl RewardLedger for KvRewards {
         limit: usize,
     ) -> Result<Vec<Delivery>, RewardError> {
         let prefix = format!("{}.", self.k(&["d"]));
-        let mut ids: Vec<(String, String, String)> = Vec::new();
-        for k in self.bucket.keys(&prefix)? {
+        let mut all: Vec<(String, String, bytes::Bytes)> = Vec::new();
+        for (k, v) in self.bucket.entries(&prefix)? {
             if let Some((t, id)) = k[prefix.len()..].split_once('.') {
                 if let (Some(t), Some(id)) = (unpart(t), unpart(id)) {
-                    ids.push((t, id, k));
+                    all.push((t, id, v));
                 }
             }
         }
-        ids.sort();
-        let mut out = Vec::new();
-        for (t, id, k) in ids {
-            if out.len() >= limit {
-                break;
-            }
-            if after.is_some_and(|(at, aid)| (t.as_str(), id.as_str()) <= (at, aid)) {
-                continue;
-            }
-            if let Some((v, _)) = self.bucket.get(&k)? {
-                out.push(decode::<Stored>(&v)?.d);
-            }
-        }
-        Ok(out)
+        all.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        all.into_iter()
+            .filter(|(t, id, _)| {
+                after.is_none_or(|(at, aid)| (t.as_str(), id.as_str()) > (at, aid))
+            })
+            .take(limit)
+            .map(|(_, _, v)| Ok(decode::<Stored>(&v)?.d))
+            .collect()
     }
 
     fn record_ignored(

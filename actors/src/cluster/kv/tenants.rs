@@ -27,11 +27,9 @@ impl TenantRegistry for KvTenants {
 
     fn list(&self) -> Result<Vec<(String, TenantRecord)>, StoreError> {
         let mut out = Vec::new();
-        for k in self.bucket.keys("")? {
+        for (k, v) in self.bucket.entries("")? {
             let Some(id) = unpart(&k) else { continue };
-            if let Some((v, _)) = self.bucket.get(&k)? {
-                out.push((id.clone(), decode_json(|| format!("tenant {id}"), &v)?));
-            }
+            out.push((id.clone(), decode_json(|| format!("tenant {id}"), &v)?));
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
