@@ -447,3 +447,58 @@ fn kv_compare_and_set_loses_no_update_under_contention() {
         "an update was lost"
     );
 }
+
+/// A node that died between creating a vote's delivery (granted, pending) and crediting
+/// the wallet: the next open of the ledger, or the vote site's retry on any node, finishes
+/// the grant exactly once.
+#[test]
+fn kv_rewards_finish_a_grant_left_pending_by_a_crash() {
+    let Some(cluster) = cluster_or_skip("kv_rewards_finish_a_grant_left_pending_by_a_crash") else {
+        return;
+    };
+    let s = node(&cluster, 0, "PENDING");
+    let ledger = KvRewards::open(s.rewards.clone(), "t").unwrap();
+    ledger.link("u1", "hero", 1).unwrap();
+    // What the crashed node had written: the delivery, granted to u1, still pending.
+    let Applied::New(granted) = ledger.apply_vote(&vote("v0", "hero", 7), 2).unwrap() else {
+        panic!("a new vote");
+    };
+    for (id, key) in [
+        ("v1", "t.d.server=2Evote.v1"),
+        ("v2", "t.d.server=2Evote.v2"),
+    ] {
+        let mut d = granted.clone();
+        d.event_id = id.into();
+        if let Some(g) = d.grant.as_mut() {
+            g.vote_id = id.into();
+        }
+        let mut v = serde_json::to_value(&d).unwrap();
+        v["pending"] = serde_json::json!(true);
+        s.rewards.put(key, serde_json::to_vec(&v).unwrap()).unwrap();
+    }
+    assert_eq!(
+        ledger.wallet("u1").unwrap().unwrap().balance,
+        7,
+        "not credited yet"
+    );
+    // The vote site retries v1 on another node: a duplicate, and the grant is finished.
+    let other = KvRewards::open(node(&cluster, 1, "PENDING").rewards.clone(), "t").unwrap();
+    assert!(matches!(
+        other.apply_vote(&vote("v1", "hero", 7), 3).unwrap(),
+        Applied::Duplicate(_)
+    ));
+    // Opening the ledger (a restarted node) finished v2 as well; retries change nothing.
+    for _ in 0..2 {
+        let again = KvRewards::open(s.rewards.clone(), "t").unwrap();
+        assert!(matches!(
+            again.apply_vote(&vote("v2", "hero", 7), 4).unwrap(),
+            Applied::Duplicate(_)
+        ));
+    }
+    let w = ledger.wallet("u1").unwrap().unwrap();
+    assert_eq!(
+        (w.balance, w.grants.len()),
+        (21, 3),
+        "each vote credited once"
+    );
+}
