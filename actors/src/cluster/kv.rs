@@ -125,6 +125,7 @@ impl KvStores {
             Bucket::open(&bridge, &js, &bucket, config.replicas)
                 .map(|b| b.with_cas_retries(config.max_cas_retries))
         };
+        metrics::counter!("phoenix_cluster_kv_cas_conflicts_total").increment(0);
         Ok(KvStores {
             tenants: open("TENANTS")?,
             defs: open("DEFS")?,

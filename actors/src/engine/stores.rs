@@ -81,6 +81,11 @@ impl EngineStores {
         Ok(EngineStores::kv(KvStores::open(bridge, client, config)?))
     }
 
+    /// [`EngineStores::jetstream`] on a connection of its own to `urls`.
+    pub fn connect(urls: &[String], config: KvConfig) -> Result<EngineStores, ClusterError> {
+        Ok(EngineStores::kv(KvStores::connect(urls, config)?))
+    }
+
     /// The stores on already opened buckets.
     pub fn kv(kv: KvStores) -> EngineStores {
         let (dims, rewards, boards) = (kv.dims.clone(), kv.rewards.clone(), kv.boards.clone());
