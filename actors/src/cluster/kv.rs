@@ -122,8 +122,10 @@ impl KvStores {
         };
         let open = |name: &str| {
             let bucket = format!("{}_{name}", config.prefix);
-            Bucket::open(&bridge, &js, &bucket, config.replicas)
-                .map(|b| b.with_cas_retries(config.max_cas_retries))
+            Bucket::open(&bridge, &js, &bucket, config.replicas).map(|b| {
+                b.with_cas_retries(config.max_cas_retries)
+                    .with_scan_timeout(config.request_timeout.saturating_mul(6))
+            })
         };
         metrics::counter!("phoenix_cluster_kv_cas_conflicts_total").increment(0);
         Ok(KvStores {

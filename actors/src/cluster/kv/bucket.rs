@@ -18,7 +18,6 @@ use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::kv::{self, Operation};
 use async_nats::jetstream::stream::{self, DiscardPolicy, StorageType};
 use bytes::Bytes;
-use futures_util::TryStreamExt;
 
 use crate::cluster::bridge::Bridge;
 use crate::cluster::error::ClusterError;
@@ -32,6 +31,8 @@ pub struct Bucket {
     subjects: String,
     bridge: Arc<Bridge>,
     max_cas_retries: usize,
+    /// Bound on one listing (a scan reads until its consumer has nothing pending).
+    scan_timeout: std::time::Duration,
 }
 
 /// The bucket's stream, as the KV API lays it out (`KV_<bucket>`, `$KV.<bucket>.>`, the
@@ -129,12 +130,19 @@ impl Bucket {
             subjects,
             bridge: bridge.clone(),
             max_cas_retries: 64,
+            scan_timeout: std::time::Duration::from_secs(30),
         })
     }
 
     /// Retry a lost compare-and-set at most `n` times.
     pub fn with_cas_retries(mut self, n: usize) -> Bucket {
         self.max_cas_retries = n;
+        self
+    }
+
+    /// Give up a listing after `d`.
+    pub fn with_scan_timeout(mut self, d: std::time::Duration) -> Bucket {
+        self.scan_timeout = d;
         self
     }
 
@@ -261,66 +269,60 @@ impl Bucket {
             .collect())
     }
 
-    /// Every live key under `prefix` with its value, sorted by key: one ordered consumer
-    /// filtered on the prefix's subjects, no read per key.
+    /// Every live key under `prefix` with its value, sorted by key.
     pub fn entries(&self, prefix: &str) -> Result<Vec<(String, Bytes)>, ClusterError> {
         self.scan(prefix, false)
     }
 
-    /// The latest message of every subject under `prefix` (keys only if `headers_only`),
-    /// live keys only. O(keys under the prefix).
+    /// The latest message of every subject under `prefix`, live keys only (values dropped
+    /// if `headers_only`). Walks the stream with leader-served message gets
+    /// (`next_by_subj` from the last sequence seen): an ordered consumer may be served by a
+    /// replica that has not applied the latest writes, and a listing must see every write
+    /// acknowledged before it. One round trip per key under the prefix.
     fn scan(&self, prefix: &str, headers_only: bool) -> Result<Vec<(String, Bytes)>, ClusterError> {
-        use jetstream::consumer::{push, DeliverPolicy, ReplayPolicy};
+        use jetstream::stream::RawMessageErrorKind;
         let stream = self.kv.stream.clone();
-        let client = self.js.client();
         let subjects = self.subjects.clone();
         let filter = format!("{subjects}{prefix}>");
-        self.run(async move {
-            let consumer = stream
-                .create_consumer(push::OrderedConfig {
-                    deliver_subject: client.new_inbox(),
-                    description: Some("phoenix kv scan".into()),
-                    filter_subject: filter,
-                    headers_only,
-                    replay_policy: ReplayPolicy::Instant,
-                    deliver_policy: DeliverPolicy::LastPerSubject,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| ClusterError::api("KV scan", e))?;
+        let after = self.scan_timeout;
+        let scan = async move {
             let mut out = Vec::new();
-            if consumer.cached_info().num_pending == 0 {
-                return Ok(out);
-            }
-            let mut messages = consumer
-                .messages()
-                .await
-                .map_err(|e| ClusterError::api("KV scan", e))?;
-            while let Some(m) = messages
-                .try_next()
-                .await
-                .map_err(|e| ClusterError::api("KV scan", e))?
-            {
-                let pending = m
-                    .info()
-                    .map_err(|e| ClusterError::api("KV scan", e))?
-                    .pending;
-                let op = m
-                    .headers
-                    .as_ref()
-                    .and_then(|h| h.get("KV-Operation"))
-                    .map(|v| v.as_str().to_owned());
-                if op.is_none() {
-                    if let Some(k) = m.subject.strip_prefix(subjects.as_str()) {
-                        out.push((k.to_owned(), m.payload.clone()));
-                    }
+            let mut seq = 1;
+            loop {
+                let m = match stream
+                    .raw_message_builder()
+                    .sequence(seq)
+                    .next_by_subject(filter.clone())
+                    .send()
+                    .await
+                {
+                    Ok(m) => m,
+                    Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => break,
+                    Err(e) => return Err(ClusterError::api("KV scan", e)),
+                };
+                seq = m.sequence + 1;
+                if m.headers.get("KV-Operation").is_some() {
+                    continue;
                 }
-                if pending == 0 {
-                    break;
+                if let Some(k) = m.subject.strip_prefix(subjects.as_str()) {
+                    let v = if headers_only {
+                        Bytes::new()
+                    } else {
+                        m.payload
+                    };
+                    out.push((k.to_owned(), v));
                 }
             }
             out.sort_by(|a, b| a.0.cmp(&b.0));
             Ok(out)
+        };
+        self.run(async move {
+            tokio::time::timeout(after, scan)
+                .await
+                .map_err(|_| ClusterError::Timeout {
+                    op: "KV scan",
+                    after,
+                })?
         })
     }
 

@@ -18,7 +18,7 @@
 //!
 //! **Durable when** each call returns (stream quorum). Limits: a wallet is one KV value, so
 //! a user's ledger holds what fits in the servers' `max_payload` (≈ 3 000 grants at 1 MiB);
-//! listings scan every key under the tenant's prefix (O(its deliveries)).
+//! listings read every key under the tenant's prefix, one leader read each.
 
 use serde::{Deserialize, Serialize};
 
