@@ -13,6 +13,7 @@
 
 pub mod bridge;
 pub mod error;
+pub mod kv;
 pub mod lease;
 pub mod log;
 pub mod log_contract;

@@ -139,7 +139,9 @@ struct Inner {
     db: sled::Db,
     /// The store `db` lives in, synced by `persist`.
     state: crate::stores::SledStore,
-    /// The state stores handed out (`engine/stores.rs`), opened on first use.
+    /// Where the state stores live (sled, or JetStream KV in cluster mode).
+    bundle: EngineStores,
+    /// The per-tenant state stores handed out (`engine/stores.rs`), opened on first use.
     stores: stores::Opened,
     boards: BoardRoutes,
     committer: Committer,
@@ -160,10 +162,24 @@ struct Inner {
 
 impl Engine {
     /// Start the supervisor with one tenant actor per id in `tenants`, and every leaderboard
-    /// stored in `state`.
+    /// stored in `state`, with every state store in `state` ([`EngineStores::sled`]).
     pub async fn start(
         log: Arc<dyn EventLog>,
         state: crate::stores::SledStore,
+        tenants: &[String],
+        config: EngineConfig,
+    ) -> Result<Engine, EngineError> {
+        let bundle = EngineStores::sled(&state)?;
+        Engine::start_with_stores(log, state, bundle, tenants, config).await
+    }
+
+    /// [`Engine::start`] with the state stores taken from `bundle` (e.g. JetStream KV);
+    /// `state` still holds what the bundle does not (window-close records) and is synced by
+    /// [`Engine::persist`].
+    pub async fn start_with_stores(
+        log: Arc<dyn EventLog>,
+        state: crate::stores::SledStore,
+        bundle: EngineStores,
         tenants: &[String],
         config: EngineConfig,
     ) -> Result<Engine, EngineError> {
@@ -202,6 +218,7 @@ impl Engine {
                 log,
                 db: state.db().clone(),
                 state,
+                bundle,
                 stores: Default::default(),
                 boards,
                 committer,
@@ -478,6 +495,8 @@ mod closes;
 mod leaderboards;
 mod maintenance;
 mod stores;
+
+pub use stores::{EngineStores, TenantFactory};
 
 #[cfg(test)]
 #[path = "engine/tests.rs"]

@@ -74,7 +74,7 @@ pub mod tenant;
 pub mod throttle;
 pub mod xorshift;
 
-pub use engine::{Engine, EngineConfig};
+pub use engine::{Engine, EngineConfig, EngineStores};
 pub use error::EngineError;
 pub use event::{Event, EventError};
 pub use store::{EventLog, LogEntry, SledLog};

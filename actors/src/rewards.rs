@@ -27,6 +27,9 @@ pub enum RewardError {
     Corrupt(String),
     #[error("balance of {0} would overflow")]
     Overflow(String),
+    /// The cluster-wide (JetStream KV) ledger failed: no quorum, timeout, lost connection.
+    #[error("rewards storage failure")]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 impl From<TransactionError<RewardError>> for RewardError {

@@ -1,7 +1,7 @@
 //! The engine's durable facts besides the event log, one small store type per fact. Each is
 //! a trait whose doc says what is atomic with what and when a write is durable, a sled
 //! implementation beside it, and a contract suite ([`contract`]) that any implementation
-//! (sled today, JetStream later, SPEC §11) must pass.
+//! (sled, and JetStream KV in `crate::cluster::kv`, SPEC §11) must pass.
 //!
 //! | fact | trait | sled implementation | trees |
 //! |---|---|---|---|
@@ -9,6 +9,7 @@
 //! | Ninja Metrics dimensions | [`DimensionStore`] | [`SledDimensions`] | `nm/{tenant}/…` |
 //! | vote rewards and wallets | [`RewardLedger`] | [`crate::rewards::RewardStore`] | `gm/{tenant}/…` |
 //! | outbound webhook outbox | [`WebhookOutbox`] | [`crate::outbox::Outbox`] | `outbox/…` |
+//! | leaderboard definitions | [`DefinitionStore`] | [`SledDefinitions`] | `defs` |
 //!
 //! Durability: every write is applied (atomically, as each trait says) when the call
 //! returns, and is durable once [`crate::Engine::persist`] has returned after it: that
@@ -16,12 +17,14 @@
 //! engine crate; the edge gets these as `Arc<dyn Trait>` from the [`crate::Engine`].
 
 pub mod contract;
+pub mod definitions;
 pub mod dimensions;
 pub mod outbox;
 pub mod rewards;
 mod sled_store;
 pub mod tenants;
 
+pub use definitions::{DefinitionStore, SledDefinitions};
 pub use dimensions::{DimChange, DimKind, DimensionStore, SledDimensions};
 pub use outbox::WebhookOutbox;
 pub use rewards::RewardLedger;
@@ -42,6 +45,9 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
+    /// The cluster-wide (JetStream KV) backend failed: no quorum, timeout, lost connection.
+    #[error("cluster state storage failure")]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 impl From<StoreError> for crate::EngineError {

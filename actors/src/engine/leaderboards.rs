@@ -1,4 +1,5 @@
-//! The engine's leaderboard API: definitions (persisted in sled, one actor each), standings
+//! The engine's leaderboard API: definitions (in the bundle's [`DefinitionStore`], one actor
+//! each), standings
 //! queries routed to the board's actor, and tournament membership (joins and leaves are logged
 //! events the board decides in log order).
 
@@ -12,13 +13,13 @@ use super::Engine;
 use crate::error::EngineError;
 use crate::event::Event;
 use crate::leaderboard::actor::{BoardArgs, LeaderboardMsg};
-use crate::leaderboard::board_store::{BoardStore, SledBoardStore};
 use crate::leaderboard::definition::Definition;
 use crate::leaderboard::members::{Decision, JoinOutcome, MEMBER_JOINED, MEMBER_LEFT};
 use crate::leaderboard::query::{
     MemberStatus, QueryError, Standings, UserStanding, WindowInfo, WindowSel,
 };
 use crate::leaderboard::window::Timeframe;
+use crate::stores::DefinitionStore;
 use crate::supervisor::SupervisorMsg;
 use crate::tenant::Outcome;
 
@@ -46,13 +47,9 @@ fn member_event(
     Event::from_json(json, tenant, now).map_err(|e| QueryError::Invalid(e.to_string()))
 }
 
-fn def_key(tenant: &str, id: &str) -> Vec<u8> {
-    format!("{tenant}/{id}").into_bytes()
-}
-
 impl Engine {
-    fn defs(&self) -> Result<sled::Tree, EngineError> {
-        Ok(self.inner.db.open_tree("defs")?)
+    fn defs(&self) -> &dyn DefinitionStore {
+        self.inner.bundle.definitions.as_ref()
     }
 
     fn board_args(&self, tenant: &str, def: Arc<Definition>) -> Result<BoardArgs, EngineError> {
@@ -68,6 +65,7 @@ impl Engine {
             def,
             log: self.inner.log.clone(),
             db: self.inner.db.clone(),
+            board_store: self.inner.bundle.boards.clone(),
             head,
             feed,
             checkpoint_interval: self.inner.config.checkpoint_interval,
@@ -102,19 +100,15 @@ impl Engine {
     /// (`u64::MAX` without boards: nothing holds the log back).
     pub(super) fn min_checkpointed(&self, tenant: &str) -> Result<u64, EngineError> {
         let mut min = u64::MAX;
-        for kv in self.defs()?.scan_prefix(format!("{tenant}/")) {
-            let (k, _) = kv?;
-            let key = String::from_utf8_lossy(&k);
-            let id = &key[tenant.len() + 1..];
-            let store = SledBoardStore::open(&self.inner.db, tenant, id)?;
-            min = min.min(store.checkpointed_seq()?);
+        for (id, _) in self.defs().list(tenant)? {
+            min = min.min(self.board_store(tenant, &id)?.checkpointed_seq()?);
         }
         Ok(min)
     }
 
     /// How many leaderboards `tenant` has; also sets `phoenix_tenant_leaderboards`.
     pub(super) fn count_boards(&self, tenant: &str) -> Result<usize, EngineError> {
-        let n = self.defs()?.scan_prefix(format!("{tenant}/")).count();
+        let n = self.defs().list(tenant)?.len();
         metrics::gauge!("phoenix_tenant_leaderboards", "tenant" => tenant.to_owned()).set(n as f64);
         metrics::counter!("phoenix_leaderboards_rejected_total", "tenant" => tenant.to_owned(), "reason" => "limit")
             .increment(0);
@@ -123,13 +117,8 @@ impl Engine {
 
     /// Start an actor for every stored definition of a running tenant.
     pub(super) async fn start_stored_boards(&self) -> Result<(), EngineError> {
-        let defs = self.defs()?;
-        for kv in defs.iter() {
-            let (k, v) = kv?;
-            let key = String::from_utf8_lossy(&k).into_owned();
-            let Some((tenant, id)) = key.split_once('/') else {
-                continue;
-            };
+        for (tenant, id, v) in self.defs().all()? {
+            let (tenant, id) = (tenant.as_str(), id.as_str());
             if self.durable_head(tenant).is_none() {
                 continue;
             }
@@ -164,10 +153,9 @@ impl Engine {
             Definition::from_json(id, json).map_err(|e| QueryError::Invalid(e.to_string()))?;
         let canonical = def.to_json();
         let bytes = canonical.to_string();
-        let defs = self.defs()?;
-        let key = def_key(tenant, id);
+        let defs = self.defs();
         let _serial = self.inner.defs_lock.lock().await;
-        let existing = defs.get(&key).map_err(EngineError::from)?;
+        let existing = defs.get(tenant, id).map_err(EngineError::from)?;
         let created = existing.is_none();
         let max = self.inner.config.max_leaderboards_per_tenant;
         if created && self.count_boards(tenant)? >= max {
@@ -182,7 +170,7 @@ impl Engine {
             return Ok((canonical, false));
         }
         let args = self.board_args(tenant, Arc::new(def))?;
-        defs.insert(&key, bytes.as_bytes())
+        defs.put(tenant, id, bytes.as_bytes())
             .map_err(EngineError::from)?;
         self.count_boards(tenant)?;
         self.supervise(|r| SupervisorMsg::StartBoard(args, r))
@@ -195,15 +183,14 @@ impl Engine {
 
     pub fn get_leaderboard(&self, tenant: &str, id: &str) -> Result<Option<Value>, EngineError> {
         Ok(self
-            .defs()?
-            .get(def_key(tenant, id))?
+            .defs()
+            .get(tenant, id)?
             .and_then(|v| serde_json::from_slice(&v).ok()))
     }
 
     pub fn list_leaderboards(&self, tenant: &str) -> Result<Vec<Value>, EngineError> {
         let mut out = Vec::new();
-        for kv in self.defs()?.scan_prefix(format!("{tenant}/")) {
-            let (_, v) = kv?;
+        for (_, v) in self.defs().list(tenant)? {
             if let Ok(v) = serde_json::from_slice(&v) {
                 out.push(v);
             }
@@ -213,16 +200,15 @@ impl Engine {
 
     /// Delete a leaderboard, its checkpoint and its history. `false` if it did not exist.
     pub async fn delete_leaderboard(&self, tenant: &str, id: &str) -> Result<bool, EngineError> {
-        let defs = self.defs()?;
         let _serial = self.inner.defs_lock.lock().await;
-        if defs.remove(def_key(tenant, id))?.is_none() {
+        if !self.defs().remove(tenant, id)? {
             return Ok(false);
         }
         self.count_boards(tenant)?;
         let (t, i) = (tenant.to_owned(), id.to_owned());
         self.supervise(|r| SupervisorMsg::StopBoard(t, i, r))
             .await?;
-        SledBoardStore::open(&self.inner.db, tenant, id)?.clear()?;
+        self.board_store(tenant, id)?.clear()?;
         self.persist().await?;
         Ok(true)
     }

@@ -10,7 +10,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::board_store::{BoardStore, SledBoardStore};
+use super::board_store::{BoardStore, BoardStoreFactory};
 use super::clock::Clock;
 use super::close::CloseStore;
 use super::definition::Definition;
@@ -51,6 +51,8 @@ pub struct BoardArgs {
     pub def: Arc<Definition>,
     pub log: Arc<dyn EventLog>,
     pub db: sled::Db,
+    /// Opens this board's checkpoint and history store (sled, or JetStream KV).
+    pub board_store: BoardStoreFactory,
     /// The tenant's durable head.
     pub head: watch::Receiver<u64>,
     /// The tenant's reader: decoded entries, and wake-ups only for types this board matches.
@@ -97,7 +99,7 @@ pub struct BoardActorState {
     args: BoardArgs,
     board: BoardState,
     /// The board's checkpoint and frozen windows.
-    store: Box<dyn BoardStore>,
+    store: Arc<dyn BoardStore>,
     /// A `CatchUp` is queued; the feed does not queue another.
     pending: Arc<AtomicBool>,
     /// The event types this board's rules can match.
@@ -227,8 +229,7 @@ impl Actor for LeaderboardActor {
         _myself: ActorRef<Self::Msg>,
         args: BoardArgs,
     ) -> Result<BoardActorState, ActorProcessingErr> {
-        let store: Box<dyn BoardStore> =
-            Box::new(SledBoardStore::open(&args.db, &args.tenant, &args.def.id)?);
+        let store = (args.board_store)(&args.tenant, &args.def.id)?;
         let mut board = recover(&args, store.as_ref())?;
         if board.applied == 0 {
             // A new or rebuilt board starts at the oldest retained position (retention may

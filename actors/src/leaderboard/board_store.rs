@@ -9,10 +9,17 @@ mod sled_store;
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use sled_store::SledBoardStore;
 
+use std::sync::Arc;
+
 use super::rank::Entry;
 use super::state::Window;
 use super::window::{Timeframe, WindowKey};
 use crate::error::EngineError;
+
+/// Opens the [`BoardStore`] of `(tenant, board)`: how the engine hands a backend (sled, or
+/// JetStream KV in cluster mode) to each board actor.
+pub type BoardStoreFactory =
+    Arc<dyn Fn(&str, &str) -> Result<Arc<dyn BoardStore>, EngineError> + Send + Sync>;
 
 /// One board's checkpoint and history.
 ///

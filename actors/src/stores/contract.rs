@@ -3,11 +3,13 @@
 //! `object_store::integration`). A backend is done when every suite passes on it; the sled
 //! backends run them in this module's tests.
 
+mod definitions;
 mod dimensions;
 mod outbox;
 mod rewards;
 mod tenants;
 
+pub use definitions::definition_store;
 pub use dimensions::dimension_store;
 pub use outbox::webhook_outbox;
 pub use rewards::reward_ledger;
@@ -43,6 +45,12 @@ mod tests {
         let (_dir, s) = store();
         let ledger = crate::rewards::RewardStore::open(s.db(), "t").unwrap();
         super::reward_ledger(&ledger);
+    }
+
+    #[test]
+    fn sled_definitions_keep_the_contract() {
+        let (_dir, s) = store();
+        super::definition_store(&crate::stores::SledDefinitions::open(&s).unwrap());
     }
 
     #[test]
