@@ -291,6 +291,17 @@ async fn sigkill_of_the_owner_under_load_moves_the_tenant_and_loses_nothing() {
     };
     let owner = n.owner(TENANT).await.expect("demo has an owner");
     let live: Vec<usize> = (0..3).filter(|i| *i != owner).collect();
+    // A board made through the API (not in the config): its definition is cluster-wide
+    // state, so it outlives the owner that created it.
+    let def = json!({"rules": [{"event_type": "*", "points_expression": "attrs.score"}], "timeframes": ["all_time"]});
+    let via = n.client(live[0], TENANT, SECRET);
+    wait_for("board api created", Duration::from_secs(20), || async {
+        match via.put_board("api", &def).await {
+            (200 | 201, _) => Break(()),
+            (s, v) => Continue((s, v)),
+        }
+    })
+    .await;
     // Load: 3 writers, each event retried (same id, any live node) until acknowledged.
     let targets: Arc<Mutex<Vec<Client>>> = Arc::new(Mutex::new(
         (0..3).map(|i| n.client(i, TENANT, SECRET)).collect(),
@@ -383,6 +394,7 @@ async fn sigkill_of_the_owner_under_load_moves_the_tenant_and_loses_nothing() {
     );
     for i in &live {
         expect_scores(&n.client(*i, TENANT, SECRET), "total", &want).await;
+        expect_scores(&n.client(*i, TENANT, SECRET), "api", &want).await;
     }
     let new_owner = n.owner(TENANT).await.expect("demo has a new owner");
     assert_ne!(new_owner, owner);

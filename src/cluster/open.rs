@@ -1,12 +1,14 @@
-//! Opening the engine of a cluster node: the event log on JetStream, the state stores in the
-//! local sled dir (until they move to JetStream KV), no tenant running until its lease is
-//! taken (`ownership.rs`).
+//! Opening the engine of a cluster node: the event log on JetStream, the state stores on
+//! JetStream KV (cluster-wide; the local sled dir keeps only window-close records), no tenant
+//! running until its lease is taken (`ownership.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use phoenix_actors::cluster::kv::KvConfig;
 use phoenix_actors::cluster::{ClusterError, JetStreamLog, JetStreamLogConfig};
 use phoenix_actors::stores::SledStore;
+use phoenix_actors::EngineStores;
 use phoenix_actors::{Engine, EngineConfig, EngineError, EventLog};
 
 use super::Node;
@@ -41,9 +43,17 @@ pub async fn open_engine(
         .await
         .map_err(|_| OpenError::Joined)??;
     let log = Arc::new(log);
+    let kv = KvConfig {
+        replicas: node.config.replicas,
+        ..KvConfig::default()
+    };
+    let urls = node.config.nats_urls.clone();
+    let stores = tokio::task::spawn_blocking(move || EngineStores::connect(&urls, kv))
+        .await
+        .map_err(|_| OpenError::Joined)??;
     let state = SledStore::open(&config.data_dir, config.cache_mb * 1024 * 1024)?;
     let as_log: Arc<dyn EventLog> = log.clone();
-    let engine = Engine::start(as_log, state, &[], engine).await?;
+    let engine = Engine::start_with_stores(as_log, state, stores, &[], engine).await?;
     node.set_log(log);
     tracing::info!(node = %node.id, replicas = node.config.replicas, "cluster node: engine open on JetStream");
     Ok(engine)

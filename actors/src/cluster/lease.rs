@@ -17,7 +17,7 @@
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
-use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind};
+use async_nats::jetstream::kv::{self, Operation};
 use async_nats::jetstream::stream::{self, DiscardPolicy, StorageType};
 use bytes::Bytes;
 
@@ -106,6 +106,9 @@ pub enum Renewal {
 #[derive(Debug, Clone)]
 pub struct Leases {
     kv: kv::Store,
+    /// For the conditional writes (`kv::bucket::publish_if`), and the subject prefix of a key.
+    js: jetstream::Context,
+    subjects: String,
     node: String,
     ttl: Duration,
 }
@@ -133,18 +136,49 @@ impl Leases {
         };
         metrics::counter!("phoenix_cluster_lease_renewals_total").increment(0);
         metrics::counter!("phoenix_cluster_leases_lost_total").increment(0);
+        let subjects = kv.put_prefix.clone().unwrap_or_else(|| kv.prefix.clone());
         Ok(Leases {
             kv,
+            js: js.clone(),
+            subjects,
             node: node.to_owned(),
             ttl: config.ttl,
         })
     }
 
+    /// A write of this node's value at `tenant` only if its revision is still `revision`
+    /// (0: never written); `delete` writes a delete marker instead. Of two nodes expecting
+    /// the same revision exactly one wins, also on nats-server 2.9 (`publish_if`).
+    async fn write_if(
+        &self,
+        tenant: &str,
+        revision: u64,
+        delete: bool,
+    ) -> Result<Option<u64>, ClusterError> {
+        let value = if delete { Bytes::new() } else { self.value() };
+        let subject = format!("{}{tenant}", self.subjects);
+        crate::cluster::kv::bucket::publish_if(self.js.clone(), subject, value, revision, delete)
+            .await
+    }
+
     /// Take `tenant` if nobody holds it.
     pub async fn acquire(&self, tenant: &str) -> Result<Acquired, ClusterError> {
         let sent = Instant::now();
-        match self.kv.create(tenant, self.value()).await {
-            Ok(revision) => {
+        let mut won = self.write_if(tenant, 0, false).await?;
+        if won.is_none() {
+            // A released (deleted) lease's last message is its delete marker: take it on
+            // top of that.
+            let entry = self
+                .kv
+                .entry(tenant)
+                .await
+                .map_err(|e| ClusterError::api("read lease", e))?;
+            if let Some(e) = entry.filter(|e| e.operation != Operation::Put) {
+                won = self.write_if(tenant, e.revision, false).await?;
+            }
+        }
+        match won {
+            Some(revision) => {
                 tracing::info!(tenant, node = %self.node, token = revision, "lease acquired");
                 Ok(Acquired::Owned(Lease {
                     tenant: tenant.to_owned(),
@@ -153,10 +187,9 @@ impl Leases {
                     valid_until: sent + self.ttl,
                 }))
             }
-            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Ok(Acquired::Held {
+            None => Ok(Acquired::Held {
                 owner: self.owner(tenant).await?.map(|(node, _)| node),
             }),
-            Err(e) => Err(ClusterError::api("acquire lease", e)),
         }
     }
 
@@ -166,36 +199,24 @@ impl Leases {
             return Ok(self.lost(lease, "expired"));
         }
         let sent = Instant::now();
-        match self
-            .kv
-            .update(&lease.tenant, self.value(), lease.revision)
-            .await
-        {
-            Ok(revision) => {
+        match self.write_if(&lease.tenant, lease.revision, false).await? {
+            Some(revision) => {
                 lease.revision = revision;
                 lease.valid_until = sent + self.ttl;
                 metrics::counter!("phoenix_cluster_lease_renewals_total").increment(1);
                 Ok(Renewal::Renewed)
             }
-            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => {
-                Ok(self.lost(lease, "revision moved"))
-            }
-            Err(e) => Err(ClusterError::api("renew lease", e)),
+            None => Ok(self.lost(lease, "revision moved")),
         }
     }
 
     /// Give `lease` up so another node can take the tenant at once.
     pub async fn release(&self, lease: Lease) -> Result<(), ClusterError> {
-        // Only if it is still ours: an expectation on our revision, never a blind delete.
-        match self
-            .kv
-            .delete_expect_revision(&lease.tenant, Some(lease.revision))
+        // Only if it is still ours: an expectation on our revision, never a blind delete
+        // (losing that race means someone else holds it already).
+        self.write_if(&lease.tenant, lease.revision, true)
             .await
-        {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Ok(()),
-            Err(e) => Err(ClusterError::api("release lease", e)),
-        }
+            .map(|_| ())
     }
 
     /// Who holds `tenant` now, with the revision of their last write.

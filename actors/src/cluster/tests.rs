@@ -294,6 +294,35 @@ async fn lease_two_contenders_only_one_owns() {
     }
 }
 
+/// Four nodes race for one tenant twenty times, each round after the winner released it
+/// (so the later rounds create on top of a delete marker): exactly one wins every round.
+/// On nats-server < 2.9.21 a plain KV create can let two win (nats-server #4320).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_many_contenders_exactly_one_wins_also_after_release() {
+    let Some(cluster) = cluster_or_skip("lease_many_contenders_exactly_one_wins") else {
+        return;
+    };
+    let mut nodes = Vec::new();
+    for i in 1..=4 {
+        nodes.push(leases(&cluster, &format!("n{i}")).await);
+    }
+    for round in 0..20 {
+        let tries = nodes.iter().map(|l| l.acquire("hot"));
+        let results: Vec<Acquired> = futures_util::future::join_all(tries)
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        let winners: Vec<usize> = (0..4)
+            .filter(|i| matches!(results[*i], Acquired::Owned(_)))
+            .collect();
+        assert_eq!(winners.len(), 1, "round {round}: {results:?}");
+        let w = winners[0];
+        let lease = owned(results[w].clone());
+        nodes[w].release(lease).await.unwrap();
+    }
+}
+
 /// The owner stops renewing: the other takes over after the TTL with a larger token, and
 /// the stale owner's renewal fails even if its own clock says it is still valid.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

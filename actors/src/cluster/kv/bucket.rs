@@ -99,6 +99,37 @@ pub fn key(parts: &[&str]) -> String {
     parts.iter().map(|p| part(p)).collect::<Vec<_>>().join(".")
 }
 
+/// Publish `value` on KV subject `subject` only if the subject's last revision is still
+/// `revision` (0: never written), with `Nats-Msg-Id: <subject>@<revision>` so that of two
+/// writers expecting the same revision only one is stored even on nats-server < 2.9.21 (see
+/// the module doc): the new revision, or `None` if the revision moved or another writer
+/// won. `delete` writes a delete marker (`KV-Operation: DEL`) instead.
+pub(crate) async fn publish_if(
+    js: jetstream::Context,
+    subject: String,
+    value: Bytes,
+    revision: u64,
+    delete: bool,
+) -> Result<Option<u64>, ClusterError> {
+    use async_nats::header::{NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, NATS_MESSAGE_ID};
+    let mut headers = async_nats::HeaderMap::new();
+    if delete {
+        headers.insert("KV-Operation", "DEL");
+    }
+    headers.insert(NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, revision.to_string());
+    headers.insert(NATS_MESSAGE_ID, format!("{subject}@{revision}"));
+    let ack = match js.publish_with_headers(subject, headers, value).await {
+        Ok(ack) => ack.await,
+        Err(e) => return Err(ClusterError::api("KV update", e)),
+    };
+    match ack {
+        Ok(ack) if ack.duplicate => Ok(None),
+        Ok(ack) => Ok(Some(ack.sequence)),
+        Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Ok(None),
+        Err(e) => Err(ClusterError::api("KV update", e)),
+    }
+}
+
 impl Bucket {
     /// Open bucket `name`, creating it with `replicas` if it does not exist.
     pub fn open(
@@ -220,28 +251,13 @@ impl Bucket {
     ) -> Result<Option<u64>, ClusterError> {
         let js = self.js.clone();
         let subject = format!("{}{key}", self.subjects);
-        self.run(async move {
-            use async_nats::header::{NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, NATS_MESSAGE_ID};
-            let mut headers = async_nats::HeaderMap::new();
-            if delete {
-                headers.insert("KV-Operation", "DEL");
-            }
-            headers.insert(NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, revision.to_string());
-            headers.insert(NATS_MESSAGE_ID, format!("{subject}@{revision}"));
-            let ack = match js
-                .publish_with_headers(subject, headers, Bytes::from(value))
-                .await
-            {
-                Ok(ack) => ack.await,
-                Err(e) => return Err(ClusterError::api("KV update", e)),
-            };
-            match ack {
-                Ok(ack) if ack.duplicate => Ok(None),
-                Ok(ack) => Ok(Some(ack.sequence)),
-                Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Ok(None),
-                Err(e) => Err(ClusterError::api("KV update", e)),
-            }
-        })
+        self.run(publish_if(
+            js,
+            subject,
+            Bytes::from(value),
+            revision,
+            delete,
+        ))
     }
 
     /// Delete `key` (a no-op if absent).
