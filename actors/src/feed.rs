@@ -251,6 +251,28 @@ impl Feed {
         Plan::Entries(s.buf.iter().skip(skip).take(max).cloned().collect())
     }
 
+    /// Whether no board is registered (then nothing needs decoding).
+    fn idle(&self) -> bool {
+        self.lock().boards.is_empty()
+    }
+
+    /// Move to `to` without decoding, if still no board is registered: the buffer empties
+    /// (it must end at `read`), so a board registering later reads the log itself up to
+    /// there. `false` (nothing changed) when a board registered meanwhile.
+    fn skip_to(&self, to: u64, accepted_ms: Option<i64>) -> bool {
+        let mut s = self.lock();
+        if !s.boards.is_empty() || to <= s.read {
+            return to <= s.read;
+        }
+        s.read = to;
+        s.buf.clear();
+        if let Some(ms) = accepted_ms {
+            s.accepted_ms = s.accepted_ms.max(ms);
+        }
+        metrics::gauge!("phoenix_feed_buffered", "tenant" => self.tenant.clone()).set(0.0);
+        true
+    }
+
     /// Add decoded entries (consecutive, after `read`) and wake the boards they concern.
     fn push(&self, entries: Vec<Decoded>) {
         let Some(last) = entries.last() else {
@@ -313,6 +335,20 @@ async fn follow(
                 return;
             }
             continue;
+        }
+        if f.idle() {
+            // No board to hand entries to: nothing is decoded (boards that register later
+            // start behind the feed and read the log themselves). Only the newest entry is
+            // read, for the acceptance-time watermark.
+            match log.read_from(&f.tenant, target, 1) {
+                Ok(last) if f.skip_to(target, last.first().map(|e| e.accepted_ms)) => continue,
+                Ok(_) => {}
+                Err(e) => {
+                    if let Some(suppressed) = READ_ERROR_LOG.allow() {
+                        tracing::error!(tenant = %f.tenant, error = %e, suppressed, "feed could not read the log; retrying");
+                    }
+                }
+            }
         }
         match log.read_from(&f.tenant, read + 1, READ_CHUNK) {
             Ok(entries) => {
@@ -455,6 +491,78 @@ mod tests {
         // A stale token (an earlier incarnation) gets no skip and cannot unregister.
         f.unregister("a", t + 7);
         assert!(f.lock().boards.contains_key("a"));
+    }
+
+    /// With no board registered the feed moves on without decoding; a board registering
+    /// later reads what it skipped from the log and what follows from the buffer.
+    #[test]
+    fn a_feed_without_boards_skips_and_a_later_board_reads_cold() {
+        let f = feed(10);
+        f.push(vec![entry(1, "x")]);
+        assert!(f.idle());
+        assert!(f.skip_to(5, Some(5)));
+        let s = f.lock();
+        assert_eq!((s.read, s.buf.len(), s.accepted_ms), (5, 0, 5));
+        drop(s);
+        assert!(f.skip_to(4, None), "already past: nothing to do");
+        let t = f.register("a", filter(&["*"]), Box::new(|| true));
+        assert!(!f.idle());
+        assert!(!f.skip_to(8, Some(8)), "a registered board stops skipping");
+        assert_eq!(f.read(), 5);
+        assert!(matches!(f.plan("a", t, 0, 10), Plan::Cold));
+        f.push(vec![entry(6, "x")]);
+        match f.plan("a", t, 5, 10) {
+            Plan::Entries(e) => assert_eq!(e.iter().map(|d| d.seq).collect::<Vec<_>>(), [6]),
+            _ => panic!("6 is buffered"),
+        }
+    }
+
+    /// End to end over a real log: the reader skips while no board listens, then decodes.
+    #[tokio::test]
+    async fn the_reader_skips_while_idle_and_decodes_once_a_board_listens() {
+        use crate::store::SledLog;
+        let dir = tempfile::tempdir().unwrap();
+        let log: Arc<dyn EventLog> = Arc::new(SledLog::open(dir.path(), 1 << 20).unwrap());
+        let append = |seq: u64| {
+            let json = format!(r#"{{"event_id":"e{seq}","type":"x"}}"#);
+            log.append("t", seq, &[(seq as i64 * 10, &format!("e{seq}"), &json)])
+                .unwrap();
+        };
+        let (head, rx) = watch::channel(0u64);
+        let f = Feed::start("t", log.clone(), rx, 10, &tokio::runtime::Handle::current());
+        for seq in 1..=3 {
+            append(seq);
+        }
+        head.send(3).unwrap();
+        let wait_for = |want: u64| {
+            let f = f.clone();
+            async move {
+                for _ in 0..500 {
+                    if f.read() >= want {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                panic!("feed never reached {want}");
+            }
+        };
+        wait_for(3).await;
+        {
+            let s = f.lock();
+            assert_eq!((s.buf.len(), s.accepted_ms), (0, 30));
+        }
+        let t = f.register("a", filter(&["x"]), Box::new(|| true));
+        append(4);
+        head.send(4).unwrap();
+        wait_for(4).await;
+        match f.plan("a", t, 3, 10) {
+            Plan::Entries(e) => {
+                assert_eq!(e.len(), 1);
+                assert_eq!((e[0].seq, e[0].event_type()), (4, Some("x")));
+            }
+            _ => panic!("4 is decoded and buffered"),
+        }
+        assert!(matches!(f.plan("a", t, 2, 10), Plan::Cold));
     }
 
     #[test]
