@@ -22,6 +22,7 @@ const READ_CHUNK: usize = 1024;
 
 static UNDECODABLE_LOG: LogThrottle = LogThrottle::new(10, Duration::from_secs(60));
 static READ_ERROR_LOG: LogThrottle = LogThrottle::new(5, Duration::from_secs(60));
+static LEFT_BEHIND_LOG: LogThrottle = LogThrottle::new(5, Duration::from_secs(60));
 
 /// One log entry, decoded once for every board of the tenant.
 #[derive(Debug)]
@@ -136,6 +137,8 @@ struct Board {
     since: u64,
     /// Last tracked position that the board's filter wants (0 = none yet).
     last_wanted: u64,
+    /// The position the board last reported (`plan`), `None` before its first.
+    applied: Option<u64>,
 }
 
 struct State {
@@ -154,7 +157,13 @@ pub struct Feed {
     capacity: usize,
     state: Mutex<State>,
     task: Mutex<Option<JoinHandle<()>>>,
+    /// Signalled when a board reports progress: the reader may be waiting for room.
+    progress: tokio::sync::Notify,
 }
+
+/// Longest the reader waits for a board that its next read would push out of the buffer;
+/// after that the board is left behind (it then reads the log itself).
+const MAX_WAIT_FOR_BOARD: Duration = Duration::from_secs(2);
 
 impl Feed {
     /// Start reading `tenant`'s log after its current durable head (earlier entries are read
@@ -178,6 +187,7 @@ impl Feed {
                 next_token: 1,
             }),
             task: Mutex::new(None),
+            progress: tokio::sync::Notify::new(),
         });
         let task = runtime.spawn(follow(Arc::downgrade(&feed), log, head));
         *feed.task.lock().expect("feed task") = Some(task);
@@ -210,6 +220,7 @@ impl Feed {
                 wake,
                 since,
                 last_wanted: 0,
+                applied: None,
             },
         );
         token
@@ -231,7 +242,11 @@ impl Feed {
     /// What board `id` (token `token`) at position `applied` does next; at most `max`
     /// entries.
     pub fn plan(&self, id: &str, token: u64, applied: u64, max: usize) -> Plan {
-        let s = self.lock();
+        let mut s = self.lock();
+        if let Some(b) = s.boards.get_mut(id).filter(|b| b.token == token) {
+            b.applied = Some(applied);
+            self.progress.notify_one();
+        }
         if applied >= s.read {
             return Plan::Entries(Vec::new());
         }
@@ -249,6 +264,28 @@ impl Feed {
         }
         let skip = usize::try_from(applied + 1 - first).unwrap_or(usize::MAX);
         Plan::Entries(s.buf.iter().skip(skip).take(max).cloned().collect())
+    }
+
+    /// How many entries after `read` the reader may decode now without pushing out of the
+    /// buffer an entry that a board served from it still needs (`usize::MAX`: no limit).
+    /// Boards already older than the buffer (rebuilding from the log) do not hold it back.
+    fn room(&self) -> usize {
+        let s = self.lock();
+        let first = s.read + 1 - s.buf.len() as u64;
+        let slowest = s
+            .boards
+            .values()
+            // Boards with nothing to match after their position skip ahead whatever is
+            // evicted (and are not woken, so they report nothing).
+            .filter(|b| b.applied.is_some_and(|a| b.last_wanted > a || a < b.since))
+            .filter_map(|b| b.applied)
+            .filter(|a| a + 1 >= first && *a < s.read)
+            .min();
+        match slowest {
+            Some(a) => usize::try_from((a + self.capacity as u64).saturating_sub(s.read))
+                .unwrap_or(usize::MAX),
+            None => usize::MAX,
+        }
     }
 
     /// Whether no board is registered (then nothing needs decoding).
@@ -350,7 +387,23 @@ async fn follow(
                 }
             }
         }
-        match log.read_from(&f.tenant, read + 1, READ_CHUNK) {
+        // Keep the boards served from the buffer: one decode per event for all of them holds
+        // only while none falls out of it, so the reader waits (bounded) for the slowest.
+        let mut room = f.room();
+        if room == 0 {
+            let waited = tokio::time::timeout(MAX_WAIT_FOR_BOARD, f.progress.notified()).await;
+            room = f.room();
+            if room == 0 {
+                if waited.is_ok() {
+                    continue;
+                }
+                if let Some(suppressed) = LEFT_BEHIND_LOG.allow() {
+                    tracing::warn!(tenant = %f.tenant, read, suppressed, "a board made no progress for 2 s; the feed reads on and the board will read the log itself");
+                }
+                room = READ_CHUNK;
+            }
+        }
+        match log.read_from(&f.tenant, read + 1, READ_CHUNK.min(room)) {
             Ok(entries) => {
                 backoff = Duration::from_millis(100);
                 let decoded: Vec<Decoded> = entries
@@ -443,6 +496,7 @@ mod tests {
                 next_token: 1,
             }),
             task: Mutex::new(None),
+            progress: tokio::sync::Notify::new(),
         }
     }
 
@@ -563,6 +617,40 @@ mod tests {
             _ => panic!("4 is decoded and buffered"),
         }
         assert!(matches!(f.plan("a", t, 2, 10), Plan::Cold));
+    }
+
+    /// The reader may not decode past what would push a board served from the buffer out of
+    /// it; boards rebuilding from the log, or with nothing to match, do not hold it back.
+    #[test]
+    fn room_is_what_the_slowest_buffered_board_allows() {
+        let f = feed(4);
+        assert_eq!(f.room(), usize::MAX, "no board");
+        let a = f.register("a", filter(&["x"]), Box::new(|| true));
+        let q = f.register("q", filter(&["quest"]), Box::new(|| true));
+        f.push((1..=4).map(|s| entry(s, "x")).collect());
+        assert_eq!(f.room(), usize::MAX, "no report yet");
+        assert!(matches!(f.plan("a", a, 1, 10), Plan::Entries(e) if e.len() == 3));
+        assert_eq!(
+            f.room(),
+            1,
+            "a still needs 2..=4: one more entry evicts only 1"
+        );
+        assert!(matches!(f.plan("q", q, 0, 10), Plan::Skip { .. }));
+        assert_eq!(f.room(), 1, "q has nothing to match: it does not count");
+        assert!(matches!(f.plan("a", a, 3, 10), Plan::Entries(e) if e.len() == 1));
+        assert_eq!(f.room(), 3);
+        assert!(matches!(f.plan("a", a, 4, 10), Plan::Entries(e) if e.is_empty()));
+        assert_eq!(f.room(), usize::MAX, "caught up");
+        let r = f.register("r", filter(&["x"]), Box::new(|| true));
+        f.push((5..=8).map(|s| entry(s, "x")).collect());
+        assert_eq!(f.room(), 0, "a needs 5..=8, all buffered: the reader waits");
+        assert!(matches!(f.plan("a", a, 8, 10), Plan::Entries(e) if e.is_empty()));
+        assert!(matches!(f.plan("r", r, 0, 10), Plan::Cold));
+        assert_eq!(
+            f.room(),
+            usize::MAX,
+            "r is older than the buffer: it reads the log"
+        );
     }
 
     #[test]
