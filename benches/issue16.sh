@@ -3,7 +3,9 @@
 # measured in the same run, medians of 3 (python3 prints the medians and ratios at the end).
 # Usage: benches/issue16.sh [PART...]        (from the repository root; run it under
 #        `flock /work/bench.lock` on a shared machine)
-# Parts (default all, in this order): ingest boards ws recovery redis.
+# Parts (default all, in this order): ingest boards ws recovery redis; also (not in the
+# default) feed: the same ingest beside a server whose tenant has one board that matches
+# nothing, so its feed decodes every event (what every feed did before it learnt to skip).
 #   ingest    Phoenix single@64 and bulk x100@16 vs the signed no-op; p99 at half those rates
 #   boards    5 boards x 4 timeframes vs 1 board x 2 timeframes, and 100 boards on one tenant:
 #             events/s to updated standings
@@ -22,10 +24,11 @@ rec_events=${REC_EVENTS:-10000000}
 parts=("$@")
 [ ${#parts[@]} -gt 0 ] || parts=(ingest boards ws recovery redis)
 source benches/lib.sh
+rel=$release # where build puts the binaries (benches/lib.sh; CARGO_TARGET_DIR is honoured)
 build --bin phoenix --example loadgen --example baseline_server --example ws_bench --example send_events
 ulimit -n 65536 2>/dev/null || true
 res="$work/results" # one "key value" line per measurement, summarised at the end
-lg() { ./target/release/examples/loadgen --duration "$secs" "$@"; }
+lg() { $rel/examples/loadgen --duration "$secs" "$@"; }
 # field NAME LINE: the value of NAME=... in a loadgen result line.
 field() { tr ' ' '\n' <<<"$2" | awk -F= -v k="$1" '$1 == k { print $2 }'; }
 note() { echo "$1 $2" >>"$res"; }
@@ -36,7 +39,7 @@ machine "; builds of other worktrees ran at nice 19 beside this run"
 part_ingest() {
   start_phoenix 18480
   local ph=$started
-  start baseline-signed ./target/release/examples/baseline_server --mode signed --listen 127.0.0.1:18490
+  start baseline-signed $rel/examples/baseline_server --mode signed --listen 127.0.0.1:18490
   local bs=$started out
   for r in 1 2 3; do
     for t in "phoenix 18480" "signed 18490"; do
@@ -61,9 +64,29 @@ part_ingest() {
   stop "$ph"; stop "$bs"; rm -rf "$work/data"
 }
 
+part_feed() {
+  start_phoenix 18480
+  local a=$started
+  PHOENIX_DATA_DIR="$work/data2" PHOENIX_LISTEN=127.0.0.1:18481 PHOENIX_LOG=warn \
+    start phoenix-decoding $rel/phoenix serve --config phoenix.example.toml
+  local b=$started out
+  $rel/examples/send_events --url http://127.0.0.1:18481 board --id idle \
+    --def '{"rules":[{"event_type":"never.happens","points_expression":"1"}],"timeframes":["all_time"]}' >/dev/null
+  for r in 1 2 3; do
+    for t in "skipping 18480" "decoding 18481"; do
+      set -- $t
+      out=$(lg --label "feed-$1" --addr 127.0.0.1:$2 --mode single --connections 64); echo "$out"
+      note "feed.single.$1" "$(field events/s "$out")"
+      out=$(lg --label "feed-$1" --addr 127.0.0.1:$2 --mode bulk --connections 16); echo "$out"
+      note "feed.bulk.$1" "$(field events/s "$out")"
+    done
+  done
+  stop "$a"; stop "$b"; rm -rf "$work/data" "$work/data2"
+}
+
 port=18580
 base="http://127.0.0.1:$port"
-se() { ./target/release/examples/send_events --url "$base" "$@"; }
+se() { $rel/examples/send_events --url "$base" "$@"; }
 boards_caught_up() { # expected board count
   local n
   n=$(scrape "$base" | grep -c '^phoenix_leaderboard_apply_lag' || true)
@@ -102,12 +125,12 @@ part_boards() {
 part_ws() {
   start_phoenix 18680; local pid=$started out
   for r in 1 2 3; do
-    out=$(./target/release/examples/ws_bench --addr 127.0.0.1:18680 push --subscribers 1000 --samples 40 --rate 2000 --seconds 3); echo "$out"
+    out=$($rel/examples/ws_bench --addr 127.0.0.1:18680 push --subscribers 1000 --samples 40 --rate 2000 --seconds 3); echo "$out"
     note ws.push.p50_ms "$(sed -n 's/^push quiet.* p50 \([0-9.]*\) ms.*/\1/p' <<<"$out")"
     note ws.push.p99_ms "$(sed -n 's/^push quiet.* p99 \([0-9.]*\) ms.*/\1/p' <<<"$out")"
   done
   for r in 1 2 3; do
-    out=$(./target/release/examples/ws_bench --addr 127.0.0.1:18680 ingest --connections 8 --window 8 --seconds "$secs"); echo "$out"
+    out=$($rel/examples/ws_bench --addr 127.0.0.1:18680 ingest --connections 8 --window 8 --seconds "$secs"); echo "$out"
     note ws.ingest "$(sed -n 's/^ws ingest: .* = \([0-9.]*\) events\/s.*/\1/p' <<<"$out")"
     out=$(lg --addr 127.0.0.1:18680 --mode bulk --connections 16 --label http-bulk-same-run); echo "$out"
     note ws.http_bulk "$(field events/s "$out")"
@@ -208,6 +231,10 @@ ratio("single@64 phoenix/signed", ps, ss, 0.6)
 ratio("bulk@16 phoenix/signed", pb, sb, 0.6)
 limit("single p99 ms at half rate", show("single half-rate p99", "ingest.single.half_p99_ms", " ms"), 10)
 limit("bulk p99 ms at half rate", show("bulk half-rate p99", "ingest.bulk.half_p99_ms", " ms"), 10)
+fs, fd = show("feed skipping single@64", "feed.single.skipping"), show("feed decoding single@64", "feed.single.decoding")
+ratio("single: no-board feed skipping / decoding (no target)", fs, fd, 1.0)
+fs, fd = show("feed skipping bulk@16", "feed.bulk.skipping"), show("feed decoding bulk@16", "feed.bulk.decoding")
+ratio("bulk: no-board feed skipping / decoding (no target)", fs, fd, 1.0)
 b12, b54 = show("1 board x 2 tf events/s", "boards.1x2"), show("5 boards x 4 tf events/s", "boards.5x4")
 ratio("5x4 / 1x2", b54, b12, 0.6)
 b100 = show("100 boards events/s", "boards.100x1")
