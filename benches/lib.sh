@@ -10,7 +10,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# build ARGS...: the release binaries the script needs (e.g. --bin phoenix --example loadgen).
+# build ARGS...: the release binaries the script needs (e.g. --bin phoenix --example loadgen),
+# in $release (CARGO_TARGET_DIR is honoured).
+release="${CARGO_TARGET_DIR:-./target}/release"
 build() { cargo build --release --quiet "$@"; }
 
 # start NAME CMD...: run CMD in the background, output in $work/NAME.out and .err, and wait
@@ -29,7 +31,7 @@ start() {
 # CONFIG (default phoenix.example.toml); its pid in $started.
 start_phoenix() {
   PHOENIX_DATA_DIR="$work/data" PHOENIX_LISTEN="127.0.0.1:$1" PHOENIX_LOG=warn \
-    start "phoenix-$1" ./target/release/phoenix serve --config "${2:-phoenix.example.toml}"
+    start "phoenix-$1" "$release/phoenix" serve --config "${2:-phoenix.example.toml}"
 }
 
 # stop PID: end a server started here, wait for it, and forget it.

@@ -22,6 +22,7 @@ const READ_CHUNK: usize = 1024;
 
 static UNDECODABLE_LOG: LogThrottle = LogThrottle::new(10, Duration::from_secs(60));
 static READ_ERROR_LOG: LogThrottle = LogThrottle::new(5, Duration::from_secs(60));
+static LEFT_BEHIND_LOG: LogThrottle = LogThrottle::new(5, Duration::from_secs(60));
 
 /// One log entry, decoded once for every board of the tenant.
 #[derive(Debug)]
@@ -136,6 +137,8 @@ struct Board {
     since: u64,
     /// Last tracked position that the board's filter wants (0 = none yet).
     last_wanted: u64,
+    /// The position the board last reported (`plan`), `None` before its first.
+    applied: Option<u64>,
 }
 
 struct State {
@@ -154,7 +157,13 @@ pub struct Feed {
     capacity: usize,
     state: Mutex<State>,
     task: Mutex<Option<JoinHandle<()>>>,
+    /// Signalled when a board reports progress: the reader may be waiting for room.
+    progress: tokio::sync::Notify,
 }
+
+/// Longest the reader waits for a board that its next read would push out of the buffer;
+/// after that the board is left behind (it then reads the log itself).
+const MAX_WAIT_FOR_BOARD: Duration = Duration::from_secs(2);
 
 impl Feed {
     /// Start reading `tenant`'s log after its current durable head (earlier entries are read
@@ -178,6 +187,7 @@ impl Feed {
                 next_token: 1,
             }),
             task: Mutex::new(None),
+            progress: tokio::sync::Notify::new(),
         });
         let task = runtime.spawn(follow(Arc::downgrade(&feed), log, head));
         *feed.task.lock().expect("feed task") = Some(task);
@@ -210,6 +220,7 @@ impl Feed {
                 wake,
                 since,
                 last_wanted: 0,
+                applied: None,
             },
         );
         token
@@ -231,7 +242,11 @@ impl Feed {
     /// What board `id` (token `token`) at position `applied` does next; at most `max`
     /// entries.
     pub fn plan(&self, id: &str, token: u64, applied: u64, max: usize) -> Plan {
-        let s = self.lock();
+        let mut s = self.lock();
+        if let Some(b) = s.boards.get_mut(id).filter(|b| b.token == token) {
+            b.applied = Some(applied);
+            self.progress.notify_one();
+        }
         if applied >= s.read {
             return Plan::Entries(Vec::new());
         }
@@ -249,6 +264,50 @@ impl Feed {
         }
         let skip = usize::try_from(applied + 1 - first).unwrap_or(usize::MAX);
         Plan::Entries(s.buf.iter().skip(skip).take(max).cloned().collect())
+    }
+
+    /// How many entries after `read` the reader may decode now without pushing out of the
+    /// buffer an entry that a board served from it still needs (`usize::MAX`: no limit).
+    /// Boards already older than the buffer (rebuilding from the log) do not hold it back.
+    fn room(&self) -> usize {
+        let s = self.lock();
+        let first = s.read + 1 - s.buf.len() as u64;
+        let slowest = s
+            .boards
+            .values()
+            // Boards with nothing to match after their position skip ahead whatever is
+            // evicted (and are not woken, so they report nothing).
+            .filter(|b| b.applied.is_some_and(|a| b.last_wanted > a || a < b.since))
+            .filter_map(|b| b.applied)
+            .filter(|a| a + 1 >= first && *a < s.read)
+            .min();
+        match slowest {
+            Some(a) => usize::try_from((a + self.capacity as u64).saturating_sub(s.read))
+                .unwrap_or(usize::MAX),
+            None => usize::MAX,
+        }
+    }
+
+    /// Whether no board is registered (then nothing needs decoding).
+    fn idle(&self) -> bool {
+        self.lock().boards.is_empty()
+    }
+
+    /// Move to `to` without decoding, if still no board is registered: the buffer empties
+    /// (it must end at `read`), so a board registering later reads the log itself up to
+    /// there. `false` (nothing changed) when a board registered meanwhile.
+    fn skip_to(&self, to: u64, accepted_ms: Option<i64>) -> bool {
+        let mut s = self.lock();
+        if !s.boards.is_empty() || to <= s.read {
+            return to <= s.read;
+        }
+        s.read = to;
+        s.buf.clear();
+        if let Some(ms) = accepted_ms {
+            s.accepted_ms = s.accepted_ms.max(ms);
+        }
+        metrics::gauge!("phoenix_feed_buffered", "tenant" => self.tenant.clone()).set(0.0);
+        true
     }
 
     /// Add decoded entries (consecutive, after `read`) and wake the boards they concern.
@@ -314,7 +373,37 @@ async fn follow(
             }
             continue;
         }
-        match log.read_from(&f.tenant, read + 1, READ_CHUNK) {
+        if f.idle() {
+            // No board to hand entries to: nothing is decoded (boards that register later
+            // start behind the feed and read the log themselves). Only the newest entry is
+            // read, for the acceptance-time watermark.
+            match log.read_from(&f.tenant, target, 1) {
+                Ok(last) if f.skip_to(target, last.first().map(|e| e.accepted_ms)) => continue,
+                Ok(_) => {}
+                Err(e) => {
+                    if let Some(suppressed) = READ_ERROR_LOG.allow() {
+                        tracing::error!(tenant = %f.tenant, error = %e, suppressed, "feed could not read the log; retrying");
+                    }
+                }
+            }
+        }
+        // Keep the boards served from the buffer: one decode per event for all of them holds
+        // only while none falls out of it, so the reader waits (bounded) for the slowest.
+        let mut room = f.room();
+        if room == 0 {
+            let waited = tokio::time::timeout(MAX_WAIT_FOR_BOARD, f.progress.notified()).await;
+            room = f.room();
+            if room == 0 {
+                if waited.is_ok() {
+                    continue;
+                }
+                if let Some(suppressed) = LEFT_BEHIND_LOG.allow() {
+                    tracing::warn!(tenant = %f.tenant, read, suppressed, "a board made no progress for 2 s; the feed reads on and the board will read the log itself");
+                }
+                room = READ_CHUNK;
+            }
+        }
+        match log.read_from(&f.tenant, read + 1, READ_CHUNK.min(room)) {
             Ok(entries) => {
                 backoff = Duration::from_millis(100);
                 let decoded: Vec<Decoded> = entries
@@ -407,6 +496,7 @@ mod tests {
                 next_token: 1,
             }),
             task: Mutex::new(None),
+            progress: tokio::sync::Notify::new(),
         }
     }
 
@@ -455,6 +545,112 @@ mod tests {
         // A stale token (an earlier incarnation) gets no skip and cannot unregister.
         f.unregister("a", t + 7);
         assert!(f.lock().boards.contains_key("a"));
+    }
+
+    /// With no board registered the feed moves on without decoding; a board registering
+    /// later reads what it skipped from the log and what follows from the buffer.
+    #[test]
+    fn a_feed_without_boards_skips_and_a_later_board_reads_cold() {
+        let f = feed(10);
+        f.push(vec![entry(1, "x")]);
+        assert!(f.idle());
+        assert!(f.skip_to(5, Some(5)));
+        let s = f.lock();
+        assert_eq!((s.read, s.buf.len(), s.accepted_ms), (5, 0, 5));
+        drop(s);
+        assert!(f.skip_to(4, None), "already past: nothing to do");
+        let t = f.register("a", filter(&["*"]), Box::new(|| true));
+        assert!(!f.idle());
+        assert!(!f.skip_to(8, Some(8)), "a registered board stops skipping");
+        assert_eq!(f.read(), 5);
+        assert!(matches!(f.plan("a", t, 0, 10), Plan::Cold));
+        f.push(vec![entry(6, "x")]);
+        match f.plan("a", t, 5, 10) {
+            Plan::Entries(e) => assert_eq!(e.iter().map(|d| d.seq).collect::<Vec<_>>(), [6]),
+            _ => panic!("6 is buffered"),
+        }
+    }
+
+    /// End to end over a real log: the reader skips while no board listens, then decodes.
+    #[tokio::test]
+    async fn the_reader_skips_while_idle_and_decodes_once_a_board_listens() {
+        use crate::store::SledLog;
+        let dir = tempfile::tempdir().unwrap();
+        let log: Arc<dyn EventLog> = Arc::new(SledLog::open(dir.path(), 1 << 20).unwrap());
+        let append = |seq: u64| {
+            let json = format!(r#"{{"event_id":"e{seq}","type":"x"}}"#);
+            log.append("t", seq, &[(seq as i64 * 10, &format!("e{seq}"), &json)])
+                .unwrap();
+        };
+        let (head, rx) = watch::channel(0u64);
+        let f = Feed::start("t", log.clone(), rx, 10, &tokio::runtime::Handle::current());
+        for seq in 1..=3 {
+            append(seq);
+        }
+        head.send(3).unwrap();
+        let wait_for = |want: u64| {
+            let f = f.clone();
+            async move {
+                for _ in 0..500 {
+                    if f.read() >= want {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                panic!("feed never reached {want}");
+            }
+        };
+        wait_for(3).await;
+        {
+            let s = f.lock();
+            assert_eq!((s.buf.len(), s.accepted_ms), (0, 30));
+        }
+        let t = f.register("a", filter(&["x"]), Box::new(|| true));
+        append(4);
+        head.send(4).unwrap();
+        wait_for(4).await;
+        match f.plan("a", t, 3, 10) {
+            Plan::Entries(e) => {
+                assert_eq!(e.len(), 1);
+                assert_eq!((e[0].seq, e[0].event_type()), (4, Some("x")));
+            }
+            _ => panic!("4 is decoded and buffered"),
+        }
+        assert!(matches!(f.plan("a", t, 2, 10), Plan::Cold));
+    }
+
+    /// The reader may not decode past what would push a board served from the buffer out of
+    /// it; boards rebuilding from the log, or with nothing to match, do not hold it back.
+    #[test]
+    fn room_is_what_the_slowest_buffered_board_allows() {
+        let f = feed(4);
+        assert_eq!(f.room(), usize::MAX, "no board");
+        let a = f.register("a", filter(&["x"]), Box::new(|| true));
+        let q = f.register("q", filter(&["quest"]), Box::new(|| true));
+        f.push((1..=4).map(|s| entry(s, "x")).collect());
+        assert_eq!(f.room(), usize::MAX, "no report yet");
+        assert!(matches!(f.plan("a", a, 1, 10), Plan::Entries(e) if e.len() == 3));
+        assert_eq!(
+            f.room(),
+            1,
+            "a still needs 2..=4: one more entry evicts only 1"
+        );
+        assert!(matches!(f.plan("q", q, 0, 10), Plan::Skip { .. }));
+        assert_eq!(f.room(), 1, "q has nothing to match: it does not count");
+        assert!(matches!(f.plan("a", a, 3, 10), Plan::Entries(e) if e.len() == 1));
+        assert_eq!(f.room(), 3);
+        assert!(matches!(f.plan("a", a, 4, 10), Plan::Entries(e) if e.is_empty()));
+        assert_eq!(f.room(), usize::MAX, "caught up");
+        let r = f.register("r", filter(&["x"]), Box::new(|| true));
+        f.push((5..=8).map(|s| entry(s, "x")).collect());
+        assert_eq!(f.room(), 0, "a needs 5..=8, all buffered: the reader waits");
+        assert!(matches!(f.plan("a", a, 8, 10), Plan::Entries(e) if e.is_empty()));
+        assert!(matches!(f.plan("r", r, 0, 10), Plan::Cold));
+        assert_eq!(
+            f.room(),
+            usize::MAX,
+            "r is older than the buffer: it reads the log"
+        );
     }
 
     #[test]
