@@ -56,8 +56,8 @@ pub struct EngineConfig {
     /// Decoded log entries each tenant's feed keeps for its boards; a board further behind
     /// reads the log itself.
     pub feed_buffer_events: usize,
-    /// Most bytes of one tenant's events in one commit round: a tenant's flood waits for
-    /// later rounds instead of making every other tenant's events wait behind it.
+    /// Most bytes of one tenant's events between two fsyncs while other tenants write too: a
+    /// tenant's flood waits for later fsyncs instead of lengthening the one others wait on.
     pub commit_round_bytes_per_tenant: usize,
     /// The same while the tenant is the only one writing.
     pub commit_round_bytes_alone: usize,
