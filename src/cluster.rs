@@ -10,9 +10,11 @@
 //!   elsewhere goes to the owner over NATS request/reply and runs through its router.
 //! - `views.rs`: WebSocket views of a tenant owned elsewhere — the owner streams a view's
 //!   frames to a core NATS subject per subscription, the session's node relays them.
+//! - `ingest.rs`: WebSocket streaming ingest of a tenant owned elsewhere is logged there.
 
 pub mod config;
 mod forward;
+mod ingest;
 mod open;
 mod ownership;
 mod views;
@@ -127,7 +129,12 @@ impl Node {
         let tasks = vec![
             tokio::spawn(ownership::run(self.clone(), slot, rx.clone())),
             tokio::spawn(forward::respond(self.clone(), router, rx.clone())),
-            tokio::spawn(views::serve(self.clone(), slot_for_views, rx)),
+            tokio::spawn(views::serve(
+                self.clone(),
+                slot_for_views.clone(),
+                rx.clone(),
+            )),
+            tokio::spawn(ingest::serve(self.clone(), slot_for_views, rx)),
         ];
         Running { stop, tasks }
     }

@@ -702,3 +702,66 @@ async fn a_remote_view_ends_on_owner_sigkill_and_a_resubscribe_holds_every_ack()
     want.insert("late".into(), 99.0);
     watch_until(&mut ws, &mut scores, &want).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_websocket_on_a_non_owner_streams_events_to_the_owner() {
+    let Some(n) = Nodes::start("websocket_ingest_on_a_non_owner").await else {
+        return;
+    };
+    let owner = n.owner(TENANT).await.expect("demo has an owner");
+    let x = (owner + 1) % 3;
+    let mut ws = ws::demo_backend(&n.node(x).base).await;
+    let bad = json!({"event_id": "no-type"});
+    let batch = json!({"type": "ingest", "id": "b1", "events": [event("i1", "ann", 5), event("i1", "ann", 5), bad, event("i2", "bob", 7)]});
+    ws::send(&mut ws, batch).await;
+    let ack = ws::next_of(&mut ws, "ack").await;
+    assert_eq!(ack["id"], "b1", "{ack}");
+    let statuses: Vec<&str> = ack["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["accepted", "duplicate", "failed", "accepted"],
+        "{ack}"
+    );
+    // Many frames in flight at once: each acknowledged once, every event scored once.
+    for k in 0..20 {
+        let e = event(&format!("s{k}"), "cat", 1);
+        ws::send(
+            &mut ws,
+            json!({"type": "ingest", "id": format!("f{k}"), "event": e}),
+        )
+        .await;
+    }
+    let mut acked = HashSet::new();
+    while acked.len() < 20 {
+        let ack = ws::next_of(&mut ws, "ack").await;
+        assert_eq!(ack["results"][0]["status"], "accepted", "{ack}");
+        assert!(
+            acked.insert(ack["id"].as_str().unwrap().to_owned()),
+            "{ack}"
+        );
+    }
+    // They went to the owner: 21 ingest frames forwarded by the session's node.
+    let forwarded = n
+        .node(x)
+        .metric("phoenix_cluster_forwarded_total", &[("result", "ok")])
+        .await;
+    assert_eq!(forwarded, 21.0);
+    // A retry through HTTP on yet another node is a duplicate.
+    let c = n.client((owner + 2) % 3, TENANT, SECRET);
+    let (s, v) = c.post("/v1/events", &event("s3", "cat", 1)).await;
+    assert_eq!((s, v["status"].as_str()), (202, Some("duplicate")), "{v}");
+    let want = BTreeMap::from([
+        ("ann".to_owned(), 5.0),
+        ("bob".to_owned(), 7.0),
+        ("cat".to_owned(), 20.0),
+    ]);
+    for i in 0..3 {
+        expect_scores(&n.client(i, TENANT, SECRET), "total", &want).await;
+    }
+    assert_eq!(log_ids(&n.client(owner, TENANT, SECRET)).await.len(), 22);
+}

@@ -97,7 +97,7 @@ fn ninja_tenant(tenants: &[TenantConfig], query: &str) -> Option<String> {
         .map(|t| t.id.clone())
 }
 
-fn counted(result: &'static str) {
+pub(super) fn counted(result: &'static str) {
     metrics::counter!("phoenix_cluster_forwarded_total", "result" => result).increment(1);
 }
 

@@ -191,6 +191,15 @@ impl RemoteViews for Relays {
     fn relay(&self, sub: RemoteSub) -> BoxFuture<'static, ()> {
         Box::pin(relay(self.0.clone(), sub))
     }
+
+    fn ingest(
+        &self,
+        tenant: String,
+        id: Option<String>,
+        events: Vec<phoenix_actors::event::Event>,
+    ) -> BoxFuture<'static, Result<Vec<phoenix_actors::Outcome>, String>> {
+        Box::pin(super::ingest::ingest(self.0.clone(), tenant, id, events))
+    }
 }
 
 fn publish(node: &Node, subject: String, tag: u8, body: &[u8]) {

@@ -214,6 +214,14 @@ pub trait RemoteViews: Send + Sync {
     fn is_remote(&self, tenant: &str) -> bool;
     /// Relay `sub`'s frames from the owner into the session's queue until it ends.
     fn relay(&self, sub: RemoteSub) -> futures_util::future::BoxFuture<'static, ()>;
+    /// Log `events` of `tenant` on its owner: the outcomes once durable there, or the
+    /// error frame (for ingest frame `id`) to answer with.
+    fn ingest(
+        &self,
+        tenant: String,
+        id: Option<String>,
+        events: Vec<phoenix_actors::event::Event>,
+    ) -> futures_util::future::BoxFuture<'static, Result<Vec<phoenix_actors::Outcome>, String>>;
 }
 
 /// The request extension that carries [`RemoteViews`].
@@ -298,6 +306,7 @@ async fn forward(args: Arc<SessionArgs>, id: String, board: String, key: ViewKey
 pub struct SessionHandle {
     actor: ActorRef<SessionMsg>,
     out: mpsc::Sender<String>,
+    remote: Option<RemoteHook>,
 }
 
 impl SessionHandle {
@@ -307,6 +316,7 @@ impl SessionHandle {
         config: SessionConfig,
     ) -> Result<(SessionHandle, mpsc::Receiver<String>), ractor::SpawnErr> {
         let (out, frames) = mpsc::channel(config.queue);
+        let remote = config.remote.clone();
         let args = SessionArgs {
             tenant: config.tenant,
             engine: config.engine,
@@ -317,12 +327,17 @@ impl SessionHandle {
             remote: config.remote,
         };
         let (actor, _) = Actor::spawn(None, SessionActor, args).await?;
-        Ok((SessionHandle { actor, out }, frames))
+        Ok((SessionHandle { actor, out, remote }, frames))
     }
 
     /// The outbound queue, for the connection's own frames (acks, pongs, errors).
     pub fn outbound(&self) -> mpsc::Sender<String> {
         self.out.clone()
+    }
+
+    /// Where this session's tenant is served when another node owns it (cluster mode).
+    pub fn remote(&self) -> Option<RemoteHook> {
+        self.remote.clone()
     }
 
     /// Start (or replace) subscription `id`; refused beyond the connection's limit.
