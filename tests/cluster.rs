@@ -2,7 +2,9 @@
 //! `phoenix` processes on 127.0.0.1. Any node serves any request; a retry sent to another
 //! node is a duplicate; SIGKILL of the owner under load moves its tenant within 15 s with
 //! nothing acknowledged lost or counted twice; one nats-server killed → ingestion goes on; two
-//! stopped → 503, then recovery.
+//! stopped → 503, then recovery. WebSocket on any node: a session on a non-owner gets the
+//! owner's views (same error frames; resubscribe after the owner's SIGKILL) and streams its
+//! ingest to the owner.
 //!
 //! Without nats-server these tests fail, unless `PHOENIX_SKIP_NATS=1` (then they say so loudly).
 

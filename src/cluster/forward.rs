@@ -322,20 +322,30 @@ pub(super) async fn subscribe(
     }
 }
 
+/// The next message on `sub` that wants a reply, with where to answer; `None` once `stop` is
+/// set or the subscription ended.
+pub(super) async fn next_request(
+    sub: &mut async_nats::Subscriber,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<(async_nats::Message, async_nats::Subject)> {
+    loop {
+        let m = tokio::select! {
+            m = sub.next() => m?,
+            _ = stop.changed() => return None,
+        };
+        if let Some(reply) = m.reply.clone() {
+            return Some((m, reply));
+        }
+    }
+}
+
 /// Answer requests forwarded to this node through `router`, at most
 /// `max_forwards_in_flight` at once.
 pub(super) async fn respond(node: Arc<Node>, router: Router, mut stop: watch::Receiver<bool>) {
     let Some(mut sub) = subscribe(&node, subject(&node.id), &mut stop).await else {
         return;
     };
-    loop {
-        let msg = tokio::select! {
-            m = sub.next() => match m { Some(m) => m, None => return },
-            _ = stop.changed() => return,
-        };
-        let Some(reply) = msg.reply.clone() else {
-            continue;
-        };
+    while let Some((msg, reply)) = next_request(&mut sub, &mut stop).await {
         let Ok(permit) = node.inbound.clone().acquire_owned().await else {
             return;
         };

@@ -12,13 +12,12 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use chrono::{DateTime, Utc};
-use futures_util::StreamExt;
 use phoenix_actors::event::Event;
 use phoenix_actors::Outcome;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::forward::{counted, owner_elsewhere, subscribe};
+use super::forward::{counted, next_request, owner_elsewhere, subscribe};
 use super::Node;
 use crate::engine_slot::EngineSlot;
 use crate::error::ApiError;
@@ -150,14 +149,7 @@ pub(super) async fn serve(node: Arc<Node>, slot: EngineSlot, mut stop: watch::Re
     let Some(mut sub) = subscribe(&node, subject(&node.id), &mut stop).await else {
         return;
     };
-    loop {
-        let m = tokio::select! {
-            m = sub.next() => match m { Some(m) => m, None => return },
-            _ = stop.changed() => return,
-        };
-        let Some(reply_to) = m.reply.clone() else {
-            continue;
-        };
+    while let Some((m, reply_to)) = next_request(&mut sub, &mut stop).await {
         let permit = node.inbound.clone().try_acquire_owned();
         let (node, slot) = (node.clone(), slot.clone());
         tokio::spawn(async move {
