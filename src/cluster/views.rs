@@ -236,7 +236,10 @@ pub(super) async fn serve(node: Arc<Node>, slot: EngineSlot, mut stop: watch::Re
                     let _ = node.client.publish(reply_to, Bytes::from(body)).await;
                 });
             }
-            _ = reap.tick() => node.views.drop_where(&node, |v| v.renewed.elapsed() > lease, false),
+            _ = reap.tick() => {
+                let stale = |v: &Served| v.renewed.elapsed() > lease || !node.table.serves(&v.tenant);
+                node.views.drop_where(&node, stale, true);
+            }
             _ = stop.changed() => break,
         }
     }
