@@ -552,7 +552,7 @@ async fn subscribe_until_snapshot(ws: &mut ws::Ws, id: &str, board: &str) -> Val
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_on_a_non_owner_gets_the_owners_views_and_errors() {
-    let Some(n) = Nodes::start("websocket_on_a_non_owner").await else {
+    let Some(mut n) = Nodes::start("websocket_on_a_non_owner").await else {
         return;
     };
     let owner = n.owner(TENANT).await.expect("demo has an owner");
@@ -658,6 +658,39 @@ async fn a_websocket_on_a_non_owner_gets_the_owners_views_and_errors() {
         },
     )
     .await;
+    // A relaying node that dies leaves nothing behind: its views stop being renewed and
+    // the owner drops them after the remote view lease (6 s).
+    let mut ws = ws::demo_backend(&n.node(y).base).await;
+    let snap = subscribe_until_snapshot(&mut ws, "s3", "total").await;
+    apply(&mut scores, &snap);
+    assert_eq!(scores, want, "{snap}");
+    assert_eq!(
+        n.node(owner)
+            .metric("phoenix_cluster_remote_views", &[])
+            .await,
+        1.0
+    );
+    n.nodes[y].as_mut().unwrap().kill();
+    let killed = Instant::now();
+    wait_for(
+        "the dead node's view dropped",
+        Duration::from_secs(15),
+        || async {
+            match n
+                .node(owner)
+                .metric("phoenix_cluster_remote_views", &[])
+                .await
+            {
+                0.0 => Break(()),
+                v => Continue(v),
+            }
+        },
+    )
+    .await;
+    assert!(
+        killed.elapsed() >= Duration::from_secs(4),
+        "dropped before its lease ran out"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
