@@ -8,11 +8,16 @@
 //!   joining node, and takes over tenants whose lease expired.
 //! - `forward.rs`: any node serves any request — a tenant-scoped request for a tenant owned
 //!   elsewhere goes to the owner over NATS request/reply and runs through its router.
+//! - `views.rs`: WebSocket views of a tenant owned elsewhere — the owner streams a view's
+//!   frames to a core NATS subject per subscription, the session's node relays them.
+//! - `ingest.rs`: WebSocket streaming ingest of a tenant owned elsewhere is logged there.
 
 pub mod config;
 mod forward;
+mod ingest;
 mod open;
 mod ownership;
+mod views;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
@@ -45,6 +50,8 @@ pub struct Node {
     outbound: Arc<Semaphore>,
     inbound: Arc<Semaphore>,
     tenants: Tenants,
+    /// Remote views: those this node serves as owner, those it relays into its sessions.
+    views: views::Registry,
 }
 
 /// Who serves what, as this node knows it.
@@ -93,6 +100,7 @@ impl Node {
         Ok(Arc::new(Node {
             id: config.node_id.clone(),
             outbound: Arc::new(Semaphore::new(config.max_forwards_in_flight)),
+            views: views::Registry::new(config.max_remote_views),
             inbound: Arc::new(Semaphore::new(config.max_forwards_in_flight)),
             config,
             service,
@@ -117,9 +125,16 @@ impl Node {
     /// (served by `router`, which must be [`Node::wrap`]'s).
     pub fn start(self: &Arc<Self>, slot: EngineSlot, router: Router) -> Running {
         let (stop, rx) = watch::channel(false);
+        let slot_for_views = slot.clone();
         let tasks = vec![
             tokio::spawn(ownership::run(self.clone(), slot, rx.clone())),
-            tokio::spawn(forward::respond(self.clone(), router, rx)),
+            tokio::spawn(forward::respond(self.clone(), router, rx.clone())),
+            tokio::spawn(views::serve(
+                self.clone(),
+                slot_for_views.clone(),
+                rx.clone(),
+            )),
+            tokio::spawn(ingest::serve(self.clone(), slot_for_views, rx)),
         ];
         Running { stop, tasks }
     }
@@ -158,6 +173,8 @@ fn register_metrics() {
     metrics::counter!("phoenix_cluster_leases_lost_total").increment(0);
     metrics::counter!("phoenix_cluster_handoffs_total").increment(0);
     metrics::gauge!("phoenix_cluster_forwards_in_flight").set(0.0);
+    metrics::gauge!("phoenix_cluster_remote_views").set(0.0);
+    metrics::counter!("phoenix_cluster_remote_view_frames_total").increment(0);
     for result in forward::RESULTS {
         metrics::counter!("phoenix_cluster_forwarded_total", "result" => result).increment(0);
     }

@@ -30,6 +30,15 @@ pub struct ClusterConfig {
     /// (`phoenix_cluster_forwarded_total{result="refused"}`).
     #[serde(default = "max_forwards")]
     pub max_forwards_in_flight: usize,
+    /// WebSocket views of tenants owned elsewhere: the most this node relays into its
+    /// sessions at once, and the most it serves as owner to other nodes' sessions. One more
+    /// subscription gets a 503 error frame (`phoenix_cluster_remote_views` on the owner).
+    #[serde(default = "max_remote_views")]
+    pub max_remote_views: usize,
+    /// Seconds an owner keeps a remote view without renewal (the relaying node renews every
+    /// third of it): a view whose node died is dropped after about this long.
+    #[serde(default = "remote_view_lease")]
+    pub remote_view_lease_seconds: u64,
 }
 
 const fn lease_ttl() -> u64 {
@@ -40,6 +49,12 @@ const fn forward_timeout() -> u64 {
 }
 const fn max_forwards() -> usize {
     1_024
+}
+const fn max_remote_views() -> usize {
+    4_096
+}
+const fn remote_view_lease() -> u64 {
+    6
 }
 
 impl ClusterConfig {
@@ -100,6 +115,12 @@ impl ClusterConfig {
         if self.max_forwards_in_flight == 0 {
             out.push("cluster.max_forwards_in_flight: must be at least 1".into());
         }
+        if self.max_remote_views == 0 {
+            out.push("cluster.max_remote_views: must be at least 1".into());
+        }
+        if !(3..=300).contains(&self.remote_view_lease_seconds) {
+            out.push("cluster.remote_view_lease_seconds: must be 3 to 300".into());
+        }
     }
 }
 
@@ -134,6 +155,8 @@ replicas = 3"#,
         c.replicas = 7;
         c.lease_ttl_seconds = 1;
         c.max_forwards_in_flight = 0;
+        c.max_remote_views = 0;
+        c.remote_view_lease_seconds = 1;
         let mut p = Vec::new();
         c.problems(&mut p);
         for key in [
@@ -142,6 +165,8 @@ replicas = 3"#,
             "cluster.replicas",
             "cluster.lease_ttl_seconds",
             "cluster.max_forwards_in_flight",
+            "cluster.max_remote_views",
+            "cluster.remote_view_lease_seconds",
         ] {
             assert!(p.iter().any(|m| m.starts_with(key)), "{key}: {p:?}");
         }

@@ -97,13 +97,18 @@ fn ninja_tenant(tenants: &[TenantConfig], query: &str) -> Option<String> {
         .map(|t| t.id.clone())
 }
 
-fn counted(result: &'static str) {
+pub(super) fn counted(result: &'static str) {
     metrics::counter!("phoenix_cluster_forwarded_total", "result" => result).increment(1);
 }
 
 /// The middleware: serve here, forward to the owner, or answer 503.
 pub(super) async fn route(node: Arc<Node>, req: Request, next: Next) -> Response {
     let Some(tenant) = tenant_of(&node.service.tenants, &req) else {
+        let mut req = req;
+        if req.uri().path() == "/v1/ws" {
+            // Sessions here relay views of tenants owned elsewhere (`views.rs`).
+            req.extensions_mut().insert(super::views::hook(&node));
+        }
         return next.run(req).await;
     };
     // Unknown tenants are refused by the handlers here, with their own error.
@@ -116,24 +121,9 @@ pub(super) async fn route(node: Arc<Node>, req: Request, next: Next) -> Response
         ))
         .into_response();
     }
-    let owner = node
-        .table
-        .owners
-        .read()
-        .expect("table")
-        .get(&tenant)
-        .cloned();
-    let owner = match owner {
-        Some(o) if o != node.id => Some(o),
-        // Not known, or known as ours but not running here: ask the bucket.
-        _ => match node.leases.get() {
-            Some(l) => l.owner(&tenant).await.ok().flatten().map(|(o, _)| o),
-            None => None,
-        },
-    };
-    match owner {
-        Some(owner) if owner != node.id => forward(&node, &tenant, &owner, req).await,
-        _ => {
+    match owner_elsewhere(&node, &tenant).await {
+        Some(owner) => forward(&node, &tenant, &owner, req).await,
+        None => {
             counted("no_owner");
             ApiError::Unavailable(format!(
                 "tenant {tenant} has no owner node right now (failover in progress); retry shortly"
@@ -141,6 +131,26 @@ pub(super) async fn route(node: Arc<Node>, req: Request, next: Next) -> Response
             .into_response()
         }
     }
+}
+
+/// The node other than this one that owns `tenant`: the lease table's, or when it does not
+/// know (or names this node, which does not run it), the bucket's. `None`: no owner now.
+pub(super) async fn owner_elsewhere(node: &Node, tenant: &str) -> Option<String> {
+    let owner = node
+        .table
+        .owners
+        .read()
+        .expect("table")
+        .get(tenant)
+        .cloned();
+    let owner = match owner {
+        Some(o) if o != node.id => Some(o),
+        _ => match node.leases.get() {
+            Some(l) => l.owner(tenant).await.ok().flatten().map(|(o, _)| o),
+            None => None,
+        },
+    };
+    owner.filter(|o| *o != node.id)
 }
 
 async fn forward(node: &Node, tenant: &str, owner: &str, req: Request) -> Response {
@@ -294,29 +304,48 @@ fn to_request(payload: &Bytes) -> Option<Request> {
     Some(req)
 }
 
-/// Answer requests forwarded to this node through `router`, at most
-/// `max_forwards_in_flight` at once.
-pub(super) async fn respond(node: Arc<Node>, router: Router, mut stop: watch::Receiver<bool>) {
-    let mut sub = loop {
-        match node.client.subscribe(subject(&node.id)).await {
-            Ok(s) => break s,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot subscribe for forwarded requests; retrying")
-            }
+/// Subscribe to `subject`, retrying every second until it works; `None` once `stop` is set.
+pub(super) async fn subscribe(
+    node: &Node,
+    subject: String,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<async_nats::Subscriber> {
+    loop {
+        match node.client.subscribe(subject.clone()).await {
+            Ok(s) => return Some(s),
+            Err(e) => tracing::warn!(%subject, error = %e, "cannot subscribe; retrying"),
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = stop.changed() => return,
+            _ = stop.changed() => return None,
         }
-    };
+    }
+}
+
+/// The next message on `sub` that wants a reply, with where to answer; `None` once `stop` is
+/// set or the subscription ended.
+pub(super) async fn next_request(
+    sub: &mut async_nats::Subscriber,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<(async_nats::Message, async_nats::Subject)> {
     loop {
-        let msg = tokio::select! {
-            m = sub.next() => match m { Some(m) => m, None => return },
-            _ = stop.changed() => return,
+        let m = tokio::select! {
+            m = sub.next() => m?,
+            _ = stop.changed() => return None,
         };
-        let Some(reply) = msg.reply.clone() else {
-            continue;
-        };
+        if let Some(reply) = m.reply.clone() {
+            return Some((m, reply));
+        }
+    }
+}
+
+/// Answer requests forwarded to this node through `router`, at most
+/// `max_forwards_in_flight` at once.
+pub(super) async fn respond(node: Arc<Node>, router: Router, mut stop: watch::Receiver<bool>) {
+    let Some(mut sub) = subscribe(&node, subject(&node.id), &mut stop).await else {
+        return;
+    };
+    while let Some((msg, reply)) = next_request(&mut sub, &mut stop).await {
         let Ok(permit) = node.inbound.clone().acquire_owned().await else {
             return;
         };

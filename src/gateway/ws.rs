@@ -11,8 +11,8 @@
 mod frames;
 mod handshake;
 mod live;
-mod render;
-mod session;
+pub(crate) mod render;
+pub(crate) mod session;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -137,7 +137,8 @@ pub async fn upgrade(
     let engine = app.require_engine()?.clone();
     let upgrade = Upgrade::check(&mut req)?;
     let slot = Slot::take(app.config.ws_max_connections)?;
-    let limits = Limits::from(&app);
+    let mut limits = Limits::from(&app);
+    limits.remote = req.extensions().get::<session::RemoteHook>().cloned();
     let tenants = app.tenants.clone();
     let config = WebSocketConfig::default()
         .max_message_size(Some(crate::gateway::BODY_LIMIT))
@@ -149,12 +150,14 @@ pub async fn upgrade(
     }))
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Limits {
     queue: usize,
     inflight: usize,
     stall: Duration,
     subscriptions: usize,
+    /// Cluster mode: views of tenants owned elsewhere (`session::RemoteViews`).
+    remote: Option<session::RemoteHook>,
 }
 
 impl From<&AppState> for Limits {
@@ -164,6 +167,7 @@ impl From<&AppState> for Limits {
             inflight: app.config.ws_max_inflight_events,
             stall: Duration::from_secs(app.config.ws_stall_timeout_seconds),
             subscriptions: app.config.ws_max_subscriptions,
+            remote: None,
         }
     }
 }
@@ -222,6 +226,7 @@ async fn session(
         close: close.clone(),
         stall_timeout: limits.stall,
         max_subscriptions: limits.subscriptions,
+        remote: limits.remote.clone(),
     };
     let (actor, frames) = match SessionHandle::start(config).await {
         Ok(started) => started,

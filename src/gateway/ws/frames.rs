@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, Semaphore};
 
 use super::render::{api_error_frame, error_frame, validation_frame};
-use super::session::{SessionHandle, SubscribeError};
+use super::session::{RemoteHook, SessionHandle, SubscribeError};
 use super::Principal;
 use crate::error::ApiError;
 use crate::gateway::events::Batch;
@@ -173,7 +173,7 @@ pub async fn handle(
                 ))
                 .await;
             }
-            ingest(text, id, who, engine, out, inflight, max_inflight).await
+            ingest(text, id, who, engine, actor, inflight, max_inflight).await
         }
         _ => {
             reply(validation_frame(
@@ -200,10 +200,11 @@ async fn ingest(
     id: Option<&str>,
     who: &Principal,
     engine: &Engine,
-    out: &mpsc::Sender<String>,
+    session: &SessionHandle,
     inflight: &Arc<Semaphore>,
     max_inflight: usize,
 ) {
+    let out = &session.outbound();
     let frame: IngestFrame = match serde_json::from_str(text) {
         Ok(f) => f,
         Err(e) => {
@@ -234,25 +235,32 @@ async fn ingest(
         return;
     };
     let mut batch = Batch::validate(&raws, &who.tenant, Utc::now());
-    let (engine, tenant, out, id) = (
+    let (engine, remote, tenant, out, id) = (
         engine.clone(),
+        session.remote(),
         who.tenant.clone(),
         out.clone(),
         id.map(str::to_owned),
     );
     tokio::spawn(async move {
         let valid = std::mem::take(&mut batch.valid);
-        let outcomes = if valid.is_empty() {
-            Ok(Vec::new())
-        } else {
-            engine.ingest(&tenant, valid).await
+        let outcomes = match remote {
+            _ if valid.is_empty() => Ok(Vec::new()),
+            // Cluster mode: a tenant owned by another node is logged there.
+            Some(RemoteHook(r)) if r.is_remote(&tenant) => {
+                r.ingest(tenant, id.clone(), valid).await
+            }
+            _ => engine
+                .ingest(&tenant, valid)
+                .await
+                .map_err(|e| api_error_frame(id.as_deref(), &ApiError::from(e))),
         };
         let frame = match outcomes {
             Ok(outcomes) => {
                 let (results, ..) = batch.results(&outcomes);
                 json!({"type": "ack", "id": id, "results": results}).to_string()
             }
-            Err(e) => api_error_frame(id.as_deref(), &ApiError::from(e)),
+            Err(frame) => frame,
         };
         let _ = out.send(frame).await;
         drop(permits);

@@ -15,7 +15,7 @@ pub fn render(id: &str, board: &str, key: &ViewKey, frame: &ViewFrame) -> String
 
 /// The frame without its subscription id: the same for every session watching the view, so
 /// it is rendered once per published frame (`Published::rendered`).
-pub(super) fn render_body(board: &str, key: &ViewKey, frame: &ViewFrame) -> String {
+pub(crate) fn render_body(board: &str, key: &ViewKey, frame: &ViewFrame) -> String {
     let tf = key.tf.as_str();
     match frame {
         ViewFrame::Snapshot { seq, window, entries } => json!({
@@ -34,7 +34,7 @@ pub(super) fn render_body(board: &str, key: &ViewKey, frame: &ViewFrame) -> Stri
 }
 
 /// `{"id":…,` spliced in front of a rendered body `{…}`.
-pub(super) fn with_id(id: &str, body: &str) -> String {
+pub(crate) fn with_id(id: &str, body: &str) -> String {
     let id = Value::from(id).to_string();
     let mut out = String::with_capacity(body.len() + id.len() + 8);
     out.push_str("{\"id\":");
@@ -52,6 +52,17 @@ pub fn error_frame(id: Option<&str>, code: &str, status: u16, message: &str) -> 
     let message = truncate(message, MAX_ERROR_MESSAGE);
     json!({"type": "error", "id": id, "error": {"code": code, "message": message, "status": status}})
         .to_string()
+}
+
+/// The 503 that ends subscription `id` when its board was replaced, restarted or moved to
+/// another node: the client resubscribes and gets a fresh snapshot.
+pub(crate) fn ended_frame(id: &str) -> String {
+    error_frame(
+        Some(id),
+        "UNAVAILABLE",
+        503,
+        "subscription ended (leaderboard changed or restarted); resubscribe",
+    )
 }
 
 /// A `VALIDATION_ERROR` (400) error frame.
@@ -78,7 +89,7 @@ pub fn api_error_frame(id: Option<&str>, e: &ApiError) -> String {
 
 /// A refused subscription: the same `QueryError` table as HTTP (`ApiError::from`), except
 /// that every server-side failure is a 503 that asks the client to resubscribe.
-pub(super) fn query_error_frame(id: &str, e: QueryError) -> String {
+pub(crate) fn query_error_frame(id: &str, e: QueryError) -> String {
     let e = match ApiError::from(e) {
         e if e.status().is_server_error() => {
             ApiError::Unavailable("Leaderboard temporarily unavailable; resubscribe".into())

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use phoenix_actors::leaderboard::views::{Published, ViewKey};
 use phoenix_actors::Engine;
 
-use super::render::{error_frame, query_error_frame, render, render_body, with_id};
+use super::render::{ended_frame, query_error_frame, render, render_body, with_id};
 
 #[derive(Debug)]
 pub struct SessionActor;
@@ -33,6 +33,8 @@ pub struct SessionConfig {
     pub stall_timeout: Duration,
     /// Live subscriptions allowed at once on this connection.
     pub max_subscriptions: usize,
+    /// Set in cluster mode: views of tenants owned by another node come from there.
+    pub remote: Option<RemoteHook>,
 }
 
 /// Everything a session and its subscription tasks share.
@@ -45,6 +47,7 @@ pub struct SessionArgs {
     close: watch::Sender<Option<Closing>>,
     stall_timeout: Duration,
     max_subscriptions: usize,
+    remote: Option<RemoteHook>,
 }
 
 /// Why and how a connection ends.
@@ -152,8 +155,23 @@ impl Actor for SessionActor {
                     return Ok(());
                 }
                 let args = state.args.clone();
-                let sub_id = id.clone();
-                let task = tokio::spawn(async move { forward(args, sub_id, board, key).await });
+                let task = match &args.remote {
+                    Some(RemoteHook(r)) if r.is_remote(&args.tenant) => {
+                        tokio::spawn(r.relay(RemoteSub {
+                            id: id.clone(),
+                            tenant: args.tenant.clone(),
+                            board,
+                            key,
+                            out: args.out.clone(),
+                            close: args.close.clone(),
+                            stall_timeout: args.stall_timeout,
+                        }))
+                    }
+                    _ => {
+                        let sub_id = id.clone();
+                        tokio::spawn(async move { forward(args, sub_id, board, key).await })
+                    }
+                };
                 state.subs.insert(id, task);
                 let _ = reply.send(Ok(()));
             }
@@ -167,27 +185,74 @@ impl Actor for SessionActor {
     }
 }
 
+/// Room for one frame in the outbound queue, waited for up to `stall`; past that the
+/// connection is judged slow (once, whichever subscription notices first; the edge counts
+/// it). `None`: judged slow, or the connection is gone.
+pub(crate) async fn room<'a>(
+    out: &'a mpsc::Sender<String>,
+    close: &watch::Sender<Option<Closing>>,
+    stall: Duration,
+) -> Option<mpsc::Permit<'a, String>> {
+    match tokio::time::timeout(stall, out.reserve()).await {
+        Ok(Ok(p)) => Some(p),
+        Ok(Err(_)) => None,
+        Err(_) => {
+            let reason = format!(
+                "slow consumer: outbound queue full for {} s",
+                stall.as_secs()
+            );
+            Closing::signal(close, Closing::Slow(reason));
+            None
+        }
+    }
+}
+
+/// Views of tenants whose boards run on another node (cluster mode, `cluster/views.rs`):
+/// put on the upgrade request by the cluster's middleware, asked for every subscription.
+pub trait RemoteViews: Send + Sync {
+    /// True when `tenant`'s boards run on another node.
+    fn is_remote(&self, tenant: &str) -> bool;
+    /// Relay `sub`'s frames from the owner into the session's queue until it ends.
+    fn relay(&self, sub: RemoteSub) -> futures_util::future::BoxFuture<'static, ()>;
+    /// Log `events` of `tenant` on its owner: the outcomes once durable there, or the
+    /// error frame (for ingest frame `id`) to answer with.
+    fn ingest(
+        &self,
+        tenant: String,
+        id: Option<String>,
+        events: Vec<phoenix_actors::event::Event>,
+    ) -> futures_util::future::BoxFuture<'static, Result<Vec<phoenix_actors::Outcome>, String>>;
+}
+
+/// The request extension that carries [`RemoteViews`].
+#[derive(Clone)]
+pub struct RemoteHook(pub Arc<dyn RemoteViews>);
+
+impl std::fmt::Debug for RemoteHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RemoteHook")
+    }
+}
+
+/// One subscription relayed from another node, with the session's queue and slow rule.
+pub struct RemoteSub {
+    pub id: String,
+    pub tenant: String,
+    pub board: String,
+    pub key: ViewKey,
+    pub out: mpsc::Sender<String>,
+    pub close: watch::Sender<Option<Closing>>,
+    pub stall_timeout: Duration,
+}
+
 /// Copy one subscription's frames into the outbound queue until it ends.
 async fn forward(args: Arc<SessionArgs>, id: String, board: String, key: ViewKey) {
     let mut rx: broadcast::Receiver<Arc<Published>>;
-    // Subscribe and send the snapshot; also used to resync after lagging or dropping. The
-    // connection is judged slow (once, whichever subscription notices first; the edge
-    // counts it) when no room appears for the stall timeout.
+    // Subscribe and send the snapshot; also used to resync after lagging or dropping.
     macro_rules! snapshot {
         ($resync:expr) => {{
-            let permit = match tokio::time::timeout(args.stall_timeout, args.out.reserve()).await {
-                Ok(Ok(p)) => p,
-                Ok(Err(_)) => return,
-                Err(_) => {
-                    Closing::signal(
-                        &args.close,
-                        Closing::Slow(format!(
-                            "slow consumer: outbound queue full for {} s",
-                            args.stall_timeout.as_secs()
-                        )),
-                    );
-                    return;
-                }
+            let Some(permit) = room(&args.out, &args.close, args.stall_timeout).await else {
+                return;
             };
             if $resync {
                 metrics::counter!("phoenix_ws_resyncs_total").increment(1);
@@ -229,12 +294,7 @@ async fn forward(args: Arc<SessionArgs>, id: String, board: String, key: ViewKey
             }
             Err(broadcast::error::RecvError::Closed) => {
                 // The board was replaced or deleted (or restarted): tell the client.
-                let _ = args.out.try_send(error_frame(
-                    Some(&id),
-                    "UNAVAILABLE",
-                    503,
-                    "subscription ended (leaderboard changed or restarted); resubscribe",
-                ));
+                let _ = args.out.try_send(ended_frame(&id));
                 return;
             }
         }
@@ -246,6 +306,7 @@ async fn forward(args: Arc<SessionArgs>, id: String, board: String, key: ViewKey
 pub struct SessionHandle {
     actor: ActorRef<SessionMsg>,
     out: mpsc::Sender<String>,
+    remote: Option<RemoteHook>,
 }
 
 impl SessionHandle {
@@ -255,6 +316,7 @@ impl SessionHandle {
         config: SessionConfig,
     ) -> Result<(SessionHandle, mpsc::Receiver<String>), ractor::SpawnErr> {
         let (out, frames) = mpsc::channel(config.queue);
+        let remote = config.remote.clone();
         let args = SessionArgs {
             tenant: config.tenant,
             engine: config.engine,
@@ -262,14 +324,20 @@ impl SessionHandle {
             close: config.close,
             stall_timeout: config.stall_timeout,
             max_subscriptions: config.max_subscriptions,
+            remote: config.remote,
         };
         let (actor, _) = Actor::spawn(None, SessionActor, args).await?;
-        Ok((SessionHandle { actor, out }, frames))
+        Ok((SessionHandle { actor, out, remote }, frames))
     }
 
     /// The outbound queue, for the connection's own frames (acks, pongs, errors).
     pub fn outbound(&self) -> mpsc::Sender<String> {
         self.out.clone()
+    }
+
+    /// Where this session's tenant is served when another node owns it (cluster mode).
+    pub fn remote(&self) -> Option<RemoteHook> {
+        self.remote.clone()
     }
 
     /// Start (or replace) subscription `id`; refused beyond the connection's limit.
