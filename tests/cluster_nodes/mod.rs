@@ -42,17 +42,25 @@ pub fn node_config(data: &Path, i: usize, urls: &[String]) -> String {
     .concat()
 }
 
+/// Held by the one cluster of a test binary that runs at a time: three nats-servers and
+/// three nodes per test is as much as two cores carry with the timings these tests assert
+/// (failover within 15 s, recovery within 60 s); tests of the binary take turns.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Three nats-servers and three Phoenix nodes (`None` once killed).
 pub struct Nodes {
     pub nats: NatsCluster,
     pub nodes: Vec<Option<Server>>,
     _dirs: Vec<tempfile::TempDir>,
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Nodes {
     /// Start the nodes one after the other (the first takes every tenant, the others join
     /// and get theirs handed off), and wait until every tenant has an owner.
     pub async fn start(test: &str) -> Option<Nodes> {
+        // A test that failed while holding the turn poisons the lock; the next one still runs.
+        let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
         let nats = cluster_or_skip(test)?;
         let urls = nats.urls();
         let mut nodes = Vec::new();
@@ -71,6 +79,7 @@ impl Nodes {
             nats,
             nodes,
             _dirs: dirs,
+            _turn: turn,
         };
         for t in [TENANT, OTHER] {
             let what = format!("{t} has an owner");
