@@ -64,6 +64,18 @@ for _ in $(seq 120); do
   sleep 0.5
 done
 [ -n "$owner" ] || { echo "no node took tenant demo"; exit 1; }
+# Let the hand-offs of the start-up settle (the first node takes every tenant and hands the
+# others on, within a few lease passes), then check the owner again.
+sleep 12
+for i in 1 2 3; do
+  n=$(metric_sum 'phoenix_cluster_owned_tenants' "http://127.0.0.1:1871$i")
+  echo "# node $i owns $n tenant(s)"
+done
+before=$(metric_sum 'phoenix_events_accepted_total{tenant="demo"}' "http://127.0.0.1:1871$owner")
+$lg --addr 127.0.0.1:1871$owner --mode single --connections 4 --duration 0.5 --label warm \
+  --tenant demo --secret "$secret" >/dev/null 2>&1 || true
+after=$(metric_sum 'phoenix_events_accepted_total{tenant="demo"}' "http://127.0.0.1:1871$owner")
+[ "$after" -gt "$before" ] || { echo "tenant demo moved away from node $owner during the settle"; exit 1; }
 other=$(( owner % 3 + 1 ))
 echo "# tenant demo is owned by node $owner; node $other forwards"
 for r in 1 2 3; do
@@ -109,17 +121,21 @@ sleep 5
 killed=$(date +%s.%N)
 kill -9 "${node_pid[$owner]}"
 wait "$writer"
+# The outage: the longest gap between two consecutive acknowledgements from just before the
+# kill on (an answer already on its way when the owner died can land just after the kill).
 python3 - "$killed" "$work/failover" >>"$res" <<'PY'
 import sys
 killed = float(sys.argv[1])
 acks = [float(x) for x in open(sys.argv[2]).read().split()]
-after = [a for a in acks if a > killed]
-print(f"failover.seconds {after[0] - killed:.2f}" if after else "failover.seconds never")
+around = [a for a in acks if a > killed - 1.0]
+gaps = [b - a for a, b in zip(around, around[1:])]
+print(f"failover.seconds {max(gaps):.2f}" if gaps else "failover.seconds never")
 PY
 for i in 1 2 3; do [ "$i" = "$owner" ] || stop "${node_pid[$i]}"; done
 for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
 pids=()
-rm -rf "$work"/s? "$work"/n?
+rm -rf "$work"/s? "$work"/n? 2>/dev/null || true
 
 # --- the embedded mode, same machine, same run ------------------------------------------
 start_phoenix 18720
@@ -147,5 +163,5 @@ for mode in ("single", "bulk"):
     ep, op, fp = med(f"embedded.{mode}", 2), med(f"cluster-owner.{mode}", 2), med(f"cluster-forwarded.{mode}", 2)
     print(f"| {mode} | {e:,.0f}/s (p99 {ep:.1f} ms) | {o:,.0f}/s (p99 {op:.1f} ms) | {f:,.0f}/s (p99 {fp:.1f} ms) | {o / e:.2f}x |")
 errs = sum(r[3] for k in rows for r in rows[k])
-print(f"\nfailover (SIGKILL of the owner -> first acknowledgement on another node): {fail} s; loadgen errors: {errs:.0f}")
+print(f"\nfailover (SIGKILL of the owner: longest gap between two acknowledgements): {fail} s; loadgen errors: {errs:.0f}")
 PY
