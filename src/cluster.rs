@@ -116,9 +116,17 @@ impl Node {
     /// requests other nodes forward here.
     pub fn wrap(self: &Arc<Self>, router: Router) -> Router {
         let node = self.clone();
-        router.layer(axum::middleware::from_fn(move |req, next| {
-            forward::route(node.clone(), req, next)
-        }))
+        router.layer(axum::middleware::from_fn(
+            move |mut req: axum::extract::Request, next| {
+                if req.uri().path() == "/v1/ws"
+                    && forward::tenant_of(&node.service.tenants, &req).is_none()
+                {
+                    // Sessions here relay views of tenants owned elsewhere (`views.rs`).
+                    req.extensions_mut().insert(views::hook(&node));
+                }
+                forward::route(node.clone(), req, next)
+            },
+        ))
     }
 
     /// Start the lease loop over `slot`'s engines and the responder for forwarded requests

@@ -54,7 +54,7 @@ struct ResponseHead {
 /// The tenant a request is for, when it is tenant-scoped and may need its owner: the
 /// `X-Tenant-Id` header, the GAMEMONITORING webhook's path, the dashboard's per-tenant
 /// paths, the Ninja Metrics app of `POST /event`. WebSocket upgrades are served here.
-fn tenant_of(tenants: &[TenantConfig], req: &Request) -> Option<String> {
+pub(super) fn tenant_of(tenants: &[TenantConfig], req: &Request) -> Option<String> {
     let path = req.uri().path();
     if path == "/v1/ws" {
         return None;
@@ -104,11 +104,6 @@ pub(super) fn counted(result: &'static str) {
 /// The middleware: serve here, forward to the owner, or answer 503.
 pub(super) async fn route(node: Arc<Node>, req: Request, next: Next) -> Response {
     let Some(tenant) = tenant_of(&node.service.tenants, &req) else {
-        let mut req = req;
-        if req.uri().path() == "/v1/ws" {
-            // Sessions here relay views of tenants owned elsewhere (`views.rs`).
-            req.extensions_mut().insert(super::views::hook(&node));
-        }
         return next.run(req).await;
     };
     // Unknown tenants are refused by the handlers here, with their own error.
