@@ -83,6 +83,18 @@ impl DedupeWindow {
         }
     }
 
+    /// Make room for `n` more ids at once (a restart's rebuild), so the shards do not double
+    /// their way up one insert at a time. Shards then grow at their own load as before.
+    pub fn reserve(&mut self, n: usize) {
+        let per_shard = n.min(self.capacity) / SHARDS;
+        if per_shard == 0 {
+            return;
+        }
+        for shard in &mut self.seen {
+            shard.reserve(per_shard + per_shard / 4);
+        }
+    }
+
     /// Whether `id` is a duplicate at `now_ms` (cheap path: expire first, then look up).
     pub fn check(&mut self, id: &str, now_ms: i64) -> Option<u64> {
         self.expire(now_ms);
@@ -196,6 +208,25 @@ mod tests {
         assert_eq!(w.check("a", 3), None);
         assert_eq!(w.check("b", 3), Some(2));
         assert_eq!(w.evicted_early(), 1);
+    }
+
+    /// A rebuild's reservation changes nothing but room: ids still dedupe, expire and evict.
+    #[test]
+    fn reserve_then_fill_past_capacity() {
+        let cap = 4 * SHARDS;
+        let mut w = DedupeWindow::new(1_000, cap);
+        w.reserve(10 * cap);
+        assert!(w.seen.iter().all(|s| s.capacity() >= 4));
+        for i in 0..cap + 10 {
+            w.insert(&format!("id-{i}"), i as u64, i as i64);
+        }
+        assert_eq!(w.len(), cap);
+        assert_eq!(w.evicted_early(), 10);
+        assert_eq!(w.check("id-9", 0), None);
+        assert_eq!(w.check("id-10", 0), Some(10));
+        w.expire(1_000 + cap as i64 + 8);
+        assert_eq!(w.len(), 1);
+        assert_eq!(w.check(&format!("id-{}", cap + 9), 0), Some(cap as u64 + 9));
     }
 
     #[test]

@@ -156,6 +156,9 @@ struct Inner {
     disk: DiskGuard,
     /// Set when a state fsync failed (the log tracks its own failures).
     state_failed: std::sync::atomic::AtomicBool,
+    /// Tenant actors started with the engine still rebuilding their dedupe window
+    /// ([`Engine::starting`]).
+    rebuilding: Arc<std::sync::atomic::AtomicUsize>,
     /// `true` once shut down.
     stopped: watch::Sender<bool>,
 }
@@ -194,10 +197,11 @@ impl Engine {
         let boards: BoardRoutes = Arc::new(RwLock::new(HashMap::new()));
         let mut heads = HashMap::new();
         let mut args = Vec::new();
+        let rebuilding = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         for t in tenants {
             let head = Arc::new(watch::channel(0).0);
             heads.insert(t.clone(), head.clone());
-            args.push(tenant_args(t, &log, &committer, head, &config));
+            args.push(tenant_args(t, &log, &committer, head, &config, &rebuilding));
         }
         let (supervisor, _) = Actor::spawn(
             None,
@@ -230,6 +234,7 @@ impl Engine {
                 supervisor,
                 disk,
                 state_failed: Default::default(),
+                rebuilding,
                 stopped: watch::channel(false).0,
             }),
         };
@@ -255,7 +260,16 @@ impl Engine {
                 .clone()
         };
         let i = &self.inner;
-        let args = tenant_args(tenant, &i.log, &i.committer, head, &i.config);
+        // Not counted by `starting`: a tenant added or taken over at run time does not make the
+        // whole node unready; its own events wait for its rebuild.
+        let args = tenant_args(
+            tenant,
+            &i.log,
+            &i.committer,
+            head,
+            &i.config,
+            &Arc::default(),
+        );
         match i
             .supervisor
             .call(
@@ -425,6 +439,14 @@ impl Engine {
     }
 
     /// `Ok` when writes may proceed: the store is healthy and the disk guard is not low.
+    /// How many tenant actors are still rebuilding their dedupe window after a (re)start:
+    /// their events wait until it is whole, so `/ready` says not yet.
+    pub fn starting(&self) -> usize {
+        self.inner
+            .rebuilding
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     pub fn writable(&self) -> Result<(), EngineError> {
         if !self.store_healthy() {
             return Err(EngineError::Unavailable);
@@ -480,6 +502,7 @@ fn tenant_args(
     committer: &Committer,
     head: Arc<watch::Sender<u64>>,
     config: &EngineConfig,
+    rebuilding: &Arc<std::sync::atomic::AtomicUsize>,
 ) -> TenantArgs {
     TenantArgs {
         tenant: tenant.to_owned(),
@@ -488,6 +511,7 @@ fn tenant_args(
         head,
         dedupe_window_ms: i64::try_from(config.dedupe_window.as_millis()).unwrap_or(i64::MAX),
         dedupe_capacity: config.dedupe_capacity,
+        rebuilding: rebuilding.clone(),
     }
 }
 

@@ -64,6 +64,20 @@ pub trait EventLog: Send + Sync + 'static {
         tenant: &str,
         since_ms: i64,
     ) -> Result<Vec<(String, u64, i64)>, EngineError>;
+    /// The newest `max` of [`EventLog::recent_ids`], oldest first: what a dedupe window capped
+    /// at `max` ids keeps of them. A log that can stop reading after `max` overrides this
+    /// (the sled log does: a restart then reads only what the window keeps).
+    fn recent_ids_newest(
+        &self,
+        tenant: &str,
+        since_ms: i64,
+        max: usize,
+    ) -> Result<Vec<(String, u64, i64)>, EngineError> {
+        let mut ids = self.recent_ids(tenant, since_ms)?;
+        let older = ids.len().saturating_sub(max);
+        ids.drain(..older);
+        Ok(ids)
+    }
     /// Whether the log can currently persist.
     fn healthy(&self) -> bool;
     /// The oldest retained position (`next_seq` for an empty log). The default is a log
@@ -248,14 +262,26 @@ impl EventLog for SledLog {
         tenant: &str,
         since_ms: i64,
     ) -> Result<Vec<(String, u64, i64)>, EngineError> {
+        self.recent_ids_newest(tenant, since_ms, usize::MAX)
+    }
+
+    fn recent_ids_newest(
+        &self,
+        tenant: &str,
+        since_ms: i64,
+        max: usize,
+    ) -> Result<Vec<(String, u64, i64)>, EngineError> {
         let tree = self.tree(tenant)?;
         let mut out = Vec::new();
-        for kv in tree.iter().rev() {
+        'records: for kv in tree.iter().rev() {
             let (k, v) = kv?;
             let first = key_seq(&k);
             let record = expand(tenant, first, &v)?;
             let events = decode(tenant, first, &record)?;
             for (i, (accepted_ms, id, _)) in events.iter().enumerate().rev() {
+                if out.len() >= max {
+                    break 'records;
+                }
                 if *accepted_ms >= since_ms {
                     out.push(((*id).to_owned(), first + i as u64, *accepted_ms));
                 }
@@ -585,7 +611,7 @@ mod tests {
     #[test]
     fn purge_keeps_the_head_and_positions() {
         let dir = tempfile::tempdir().unwrap();
-        let log = SledLog::open(dir.path(), 1 << 20).unwrap();
+        let log = std::sync::Arc::new(SledLog::open(dir.path(), 1 << 20).unwrap());
         log.append("t", 1, &[(10, "a", "{}"), (11, "b", "{}")])
             .unwrap();
         log.append("t", 3, &[(20, "c", "{}")]).unwrap();
@@ -667,5 +693,66 @@ mod tests {
             vec![("b".to_string(), 4, 30), ("c".to_string(), 5, 31)]
         );
         assert_eq!(log.recent_ids("t", 5).unwrap().len(), 5);
+    }
+
+    /// `recent_ids_newest` keeps the newest `max` of `recent_ids` (across records, oldest
+    /// first), and the trait's default agrees with the sled log's early stop.
+    #[test]
+    fn recent_ids_newest_keeps_the_newest_across_records() {
+        struct Plain(std::sync::Arc<SledLog>);
+        impl EventLog for Plain {
+            fn append(&self, _: &str, _: u64, _: &[NewEntry<'_>]) -> Result<(), EngineError> {
+                unreachable!()
+            }
+            fn sync(&self) -> Result<(), EngineError> {
+                unreachable!()
+            }
+            fn read_from(&self, _: &str, _: u64, _: usize) -> Result<Vec<LogEntry>, EngineError> {
+                unreachable!()
+            }
+            fn next_seq(&self, t: &str) -> Result<u64, EngineError> {
+                self.0.next_seq(t)
+            }
+            fn recent_ids(&self, t: &str, s: i64) -> Result<Vec<(String, u64, i64)>, EngineError> {
+                self.0.recent_ids(t, s)
+            }
+            fn healthy(&self) -> bool {
+                true
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let log = std::sync::Arc::new(SledLog::open(dir.path(), 1 << 20).unwrap());
+        log.append("t", 1, &[(10, "a", "{}"), (11, "b", "{}")])
+            .unwrap();
+        log.append("t", 3, &[(12, "c", "{}"), (13, "d", "{}"), (14, "e", "{}")])
+            .unwrap();
+        let ids =
+            |v: Vec<(String, u64, i64)>| v.into_iter().map(|(i, s, _)| (i, s)).collect::<Vec<_>>();
+        let want = |xs: &[(&str, u64)]| {
+            xs.iter()
+                .map(|(i, s)| (i.to_string(), *s))
+                .collect::<Vec<_>>()
+        };
+        for max in 0..7 {
+            let all = ids(log.recent_ids("t", 11).unwrap());
+            let newest = all[all.len().saturating_sub(max)..].to_vec();
+            assert_eq!(
+                ids(log.recent_ids_newest("t", 11, max).unwrap()),
+                newest,
+                "max {max}"
+            );
+            assert_eq!(
+                ids(Plain(log.clone()).recent_ids_newest("t", 11, max).unwrap()),
+                newest
+            );
+        }
+        assert_eq!(
+            ids(log.recent_ids_newest("t", 0, 4).unwrap()),
+            want(&[("b", 2), ("c", 3), ("d", 4), ("e", 5)])
+        );
+        assert_eq!(
+            ids(log.recent_ids_newest("t", 13, 10).unwrap()),
+            want(&[("d", 4), ("e", 5)])
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! durable log; acknowledges a batch only once the group committer has made it durable.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -40,6 +41,25 @@ pub struct TenantArgs {
     pub head: Arc<watch::Sender<u64>>,
     pub dedupe_window_ms: i64,
     pub dedupe_capacity: usize,
+    /// Tenant actors of this engine still rebuilding their dedupe window (`/ready` waits).
+    pub rebuilding: Arc<AtomicUsize>,
+}
+
+/// Counts one tenant actor as rebuilding until dropped (the rebuild ended, or the actor
+/// stopped before it did).
+struct Rebuilding(Arc<AtomicUsize>);
+
+impl Rebuilding {
+    fn start(count: &Arc<AtomicUsize>) -> Rebuilding {
+        count.fetch_add(1, Ordering::SeqCst);
+        Rebuilding(count.clone())
+    }
+}
+
+impl Drop for Rebuilding {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 pub struct TenantState {
@@ -53,6 +73,8 @@ pub struct TenantState {
     /// `phoenix_events_{accepted,duplicate}_total` for this tenant, looked up once.
     accepted_total: metrics::Counter,
     duplicate_total: metrics::Counter,
+    /// Held until `post_start` has rebuilt the dedupe window.
+    rebuilding: Option<Rebuilding>,
 }
 
 /// Messages to a tenant actor.
@@ -77,32 +99,51 @@ impl Actor for TenantActor {
         _myself: ActorRef<Self::Msg>,
         args: TenantArgs,
     ) -> Result<TenantState, ActorProcessingErr> {
-        let now = chrono::Utc::now().timestamp_millis();
+        let rebuilding = Rebuilding::start(&args.rebuilding);
         let next_seq = args.log.next_seq(&args.tenant)?;
-        let mut dedupe = DedupeWindow::new(args.dedupe_window_ms, args.dedupe_capacity);
-        let recent = args
-            .log
-            .recent_ids(&args.tenant, now - args.dedupe_window_ms)?;
-        for (id, seq, accepted_ms) in &recent {
-            dedupe.insert(id, *seq, *accepted_ms);
-        }
         // Everything already in the log counts as durable for consumers: either this process
-        // flushed it, or it survived a restart.
+        // flushed it, or it survived a restart. Set before the dedupe rebuild, so the
+        // tenant's boards load their checkpoints and replay meanwhile.
         args.head.send_if_modified(|h| {
             let last = next_seq - 1;
             (last > *h).then(|| *h = last).is_some()
         });
-        tracing::info!(tenant = %args.tenant, next_seq, dedupe_entries = recent.len(), "tenant actor started");
         let label = args.tenant.clone();
         Ok(TenantState {
             accepted_total: metrics::counter!("phoenix_events_accepted_total", "tenant" => label.clone()),
             duplicate_total: metrics::counter!("phoenix_events_duplicate_total", "tenant" => label),
             tenant: args.tenant.as_str().into(),
+            dedupe: DedupeWindow::new(args.dedupe_window_ms, args.dedupe_capacity),
             args,
             next_seq,
-            dedupe,
             evicted_reported: 0,
+            rebuilding: Some(rebuilding),
         })
+    }
+
+    /// Rebuild the dedupe window from the log. Runs after `spawn` has returned (so the
+    /// engine starts the boards meanwhile) and before any message is handled: an event
+    /// sent now waits in the mailbox until the window knows every id it must.
+    async fn post_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut TenantState,
+    ) -> Result<(), ActorProcessingErr> {
+        let now = chrono::Utc::now().timestamp_millis();
+        let args = &state.args;
+        // Only the newest `capacity` ids: a full window would evict the older ones anyway.
+        let recent = args.log.recent_ids_newest(
+            &args.tenant,
+            now - args.dedupe_window_ms,
+            args.dedupe_capacity,
+        )?;
+        state.dedupe.reserve(recent.len());
+        for (id, seq, accepted_ms) in &recent {
+            state.dedupe.insert(id, *seq, *accepted_ms);
+        }
+        state.rebuilding = None;
+        tracing::info!(tenant = %args.tenant, next_seq = state.next_seq, dedupe_entries = recent.len(), "tenant actor started");
+        Ok(())
     }
 
     async fn handle(

@@ -21,7 +21,12 @@ pub async fn ready(State(app): State<AppState>) -> Result<Json<Value>, ApiError>
     match app.engine() {
         Some(engine) => {
             engine.writable()?;
-            Ok(Json(json!({"status": "ready"})))
+            match engine.starting() {
+                0 => Ok(Json(json!({"status": "ready"}))),
+                n => Err(ApiError::Unavailable(format!(
+                    "Starting: {n} tenant(s) still rebuilding their dedupe window from the log"
+                ))),
+            }
         }
         None => Err(ApiError::Unavailable(
             "Persistence is unavailable: events cannot be stored".into(),

@@ -102,12 +102,14 @@ async fn panicking_tenant_actor_is_restarted_from_the_log() {
 }
 
 /// A log whose `sync` or reads fail on demand (recording when each read was tried), to
-/// prove nothing is acknowledged without fsync and that failing boards back off. It always
-/// claims health, so a failure is met on the commit or read path itself.
+/// prove nothing is acknowledged without fsync and that failing boards back off, and whose
+/// `recent_ids` can be held (a slow dedupe rebuild). It always claims health, so a failure
+/// is met on the commit or read path itself.
 struct FaultyLog {
     inner: SledLog,
     fail_sync: AtomicBool,
     fail_reads: AtomicBool,
+    hold_ids: AtomicBool,
     reads: std::sync::Mutex<Vec<std::time::Instant>>,
 }
 
@@ -117,6 +119,7 @@ impl FaultyLog {
             inner,
             fail_sync: AtomicBool::new(false),
             fail_reads: AtomicBool::new(false),
+            hold_ids: AtomicBool::new(false),
             reads: Default::default(),
         }
     }
@@ -143,11 +146,58 @@ impl EventLog for FaultyLog {
         self.inner.next_seq(t)
     }
     fn recent_ids(&self, t: &str, s: i64) -> Result<Vec<(String, u64, i64)>, EngineError> {
+        while self.hold_ids.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         self.inner.recent_ids(t, s)
     }
     fn healthy(&self) -> bool {
         true
     }
+}
+
+/// While a restarted tenant actor rebuilds its dedupe window the engine is open and says it
+/// is starting; an event sent meanwhile waits, and is then deduplicated against the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_wait_for_the_dedupe_rebuild_and_starting_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let engine = start(dir.path()).await;
+        ingest_expect(&engine, &["a"], &[Outcome::Accepted { seq: 1 }]).await;
+        engine.shutdown().await;
+    }
+    // The stopped actors release the store asynchronously.
+    let mut reopened = SledLog::open(dir.path(), 1 << 22);
+    for _ in 0..100 {
+        if reopened.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        reopened = SledLog::open(dir.path(), 1 << 22);
+    }
+    let log = Arc::new(FaultyLog::new(reopened.unwrap()));
+    log.hold_ids.store(true, Ordering::SeqCst);
+    let db = log.inner.store();
+    let engine = Engine::start(log.clone(), db, &["acme".into()], EngineConfig::default())
+        .await
+        .unwrap();
+    assert_eq!(engine.starting(), 1, "acme is rebuilding");
+    let pending = tokio::spawn({
+        let engine = engine.clone();
+        async move { engine.ingest("acme", vec![event("a"), event("b")]).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !pending.is_finished(),
+        "no answer before the window is rebuilt"
+    );
+    log.hold_ids.store(false, Ordering::SeqCst);
+    let out = pending.await.unwrap().unwrap();
+    assert_eq!(
+        out,
+        [Outcome::Duplicate { seq: 1 }, Outcome::Accepted { seq: 2 }]
+    );
+    assert_eq!(engine.starting(), 0);
 }
 
 #[tokio::test]
