@@ -151,22 +151,11 @@ async fn window_close_grants_once_across_sigkill_and_retries_the_webhook() {
     let mut server = Server::start_with(dir.path(), &cfg);
     let c = server.client();
 
-    // The previous hour closes a few seconds from now: grace = time since this hour began + 4 s.
-    let now = Utc::now();
-    let hour = now.duration_trunc(TimeDelta::hours(1)).unwrap();
-    let grace = (now - hour).num_seconds() + 4;
-    let key = (hour - TimeDelta::hours(1))
-        .format("%Y-%m-%dT%H")
-        .to_string();
-    let def = json!({"name": "Season", "rules": [{"event_type": "match.*", "points_expression": "attrs.score"}],
-        "timeframes": ["hourly", "all_time"], "late_grace_seconds": grace,
-        "rewards": [{"ranks": [1, 1], "coins": 1000, "items": ["gold-cup"]},
-                    {"ranks": [2, 3], "coins": 300},
-                    {"top_percent": 100, "coins": 7}]});
+    // The previous hour closes a few seconds from now (4 s).
+    let ClosingSeason { key, def, at, hour } = closing_season(4);
     let (s, body) = c.put_board("season", &def).await;
     assert_eq!(s, 201, "{body}");
     assert_eq!(body["rewards"][0]["items"][0], "gold-cup");
-    let at = (hour - TimeDelta::minutes(10)).to_rfc3339();
     let events: Vec<Value> = [("ann", 50), ("bob", 40), ("cid", 30), ("dan", 10)]
         .iter()
         .map(|(u, p)| {

@@ -135,9 +135,7 @@ pub struct Engine {
 
 struct Inner {
     log: Arc<dyn EventLog>,
-    /// State other than the log: definitions, checkpoints, history (and the state stores).
-    db: sled::Db,
-    /// The store `db` lives in, synced by `persist`.
+    /// The sled store of the state (and, embedded, the log), synced by `persist`.
     state: crate::stores::SledStore,
     /// Where the state stores live (sled, or JetStream KV in cluster mode).
     bundle: EngineStores,
@@ -220,7 +218,6 @@ impl Engine {
         let engine = Engine {
             inner: Arc::new(Inner {
                 log,
-                db: state.db().clone(),
                 state,
                 bundle,
                 stores: Default::default(),

@@ -33,7 +33,8 @@
 //! BoardStore (leaderboard/board_store.rs)   a board's checkpoint and frozen-window history:
 //!                                            the contract (trait), its sled implementation
 //!                                            and the contract suite every backend must pass
-//! CloseStore (leaderboard/close.rs)         a window close: record + grants + outbox, one tx
+//! CloseLedger (leaderboard/close.rs)        a window close: record + grants + outbox, exactly
+//!                                            once; sled CloseStore (one tx), KV KvCloses
 //! cluster/ (used by src/cluster/)          JetStreamLog, KV leases, EventLog contract suite
 //! ```
 //!

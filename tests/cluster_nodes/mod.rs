@@ -21,9 +21,15 @@ pub const TTL_SECONDS: u64 = 3;
 pub const LOG: &str = "warn,phoenix::cluster=info,phoenix_actors::tenant=info";
 
 pub fn node_config(data: &Path, i: usize, urls: &[String]) -> String {
+    node_config_with(data, i, urls, "")
+}
+
+/// [`node_config`] with `extra` top-level TOML (e.g. `checkpoint_interval_seconds = 3600`).
+pub fn node_config_with(data: &Path, i: usize, urls: &[String], extra: &str) -> String {
     let urls: Vec<String> = urls.iter().map(|u| format!("{u:?}")).collect();
     [
         config_head(data),
+        extra.to_owned(),
         format!(
             "\n[cluster]\nnode_id = \"n{i}\"\nnats_urls = [{}]\nreplicas = 3\nlease_ttl_seconds = {TTL_SECONDS}\n",
             urls.join(", ")
@@ -59,6 +65,11 @@ impl Nodes {
     /// Start the nodes one after the other (the first takes every tenant, the others join
     /// and get theirs handed off), and wait until every tenant has an owner.
     pub async fn start(test: &str) -> Option<Nodes> {
+        Nodes::start_with(test, "").await
+    }
+
+    /// [`Nodes::start`] with `extra` top-level TOML in every node's config.
+    pub async fn start_with(test: &str, extra: &str) -> Option<Nodes> {
         // A test that failed while holding the turn poisons the lock; the next one still runs.
         let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
         let nats = cluster_or_skip(test)?;
@@ -69,7 +80,7 @@ impl Nodes {
             let dir = tempfile::tempdir().unwrap();
             let server = Server::start_logging(
                 dir.path(),
-                &node_config(&dir.path().join("data"), i, &urls),
+                &node_config_with(&dir.path().join("data"), i, &urls, extra),
                 LOG,
             );
             nodes.push(Some(server));

@@ -140,3 +140,34 @@ pub fn strs<'a>(list: &'a Value, key: &str) -> Vec<&'a str> {
         .map(|item| item[key].as_str().unwrap())
         .collect()
 }
+
+/// A rewarded `season` board whose previous hourly window closes `in_seconds` from now.
+pub struct ClosingSeason {
+    /// The closing window's key (`2026-12-01T17`).
+    pub key: String,
+    /// The board definition: tiers rank 1 → 1000 coins + `gold-cup`, ranks 2-3 → 300, the
+    /// top 100 % → 7; `late_grace_seconds` = time since this hour began + `in_seconds`.
+    pub def: Value,
+    /// An `occurred_at` inside the closing window (10 minutes before it ends).
+    pub at: String,
+    /// The start of the current hour.
+    pub hour: chrono::DateTime<chrono::Utc>,
+}
+
+/// See [`ClosingSeason`].
+pub fn closing_season(in_seconds: i64) -> ClosingSeason {
+    use chrono::{DurationRound, TimeDelta};
+    let now = chrono::Utc::now();
+    let hour = now.duration_trunc(TimeDelta::hours(1)).unwrap();
+    let grace = (now - hour).num_seconds() + in_seconds;
+    let key = (hour - TimeDelta::hours(1))
+        .format("%Y-%m-%dT%H")
+        .to_string();
+    let def = json!({"name": "Season", "rules": [{"event_type": "match.*", "points_expression": "attrs.score"}],
+        "timeframes": ["hourly", "all_time"], "late_grace_seconds": grace,
+        "rewards": [{"ranks": [1, 1], "coins": 1000, "items": ["gold-cup"]},
+                    {"ranks": [2, 3], "coins": 300},
+                    {"top_percent": 100, "coins": 7}]});
+    let at = (hour - TimeDelta::minutes(10)).to_rfc3339();
+    ClosingSeason { key, def, at, hour }
+}

@@ -20,7 +20,7 @@ pub mod prom;
 pub mod ws;
 
 #[allow(unused_imports)]
-pub use boards::{ranked, row, strs, table, user_scores, Row};
+pub use boards::{closing_season, ranked, row, strs, table, user_scores, ClosingSeason, Row};
 #[allow(unused_imports)]
 pub use prom::{metric, sample};
 

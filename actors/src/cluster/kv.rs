@@ -1,6 +1,6 @@
 //! Cluster-wide state (SPEC §11, issue 14 item 5): the engine's state stores on JetStream KV,
 //! so every node reads and writes the same tenants, definitions, dimensions, rewards,
-//! outbox, checkpoints and history.
+//! outbox, checkpoints, history and window closes.
 //!
 //! | store | trait | bucket | keys |
 //! |---|---|---|---|
@@ -10,6 +10,7 @@
 //! | [`KvRewards`] | [`crate::stores::RewardLedger`] | `<prefix>_REWARDS` | `<tenant>.<kind>.…` |
 //! | [`KvOutbox`] | [`crate::stores::WebhookOutbox`] | `<prefix>_OUTBOX` | `e.<tenant>.<id>`, `a.<tenant>` |
 //! | [`KvBoardStore`] | [`crate::leaderboard::board_store::BoardStore`] | `<prefix>_BOARDS` | `<tenant>.<board>.…` |
+//! | [`KvCloses`] | [`crate::leaderboard::close::CloseLedger`] | `<prefix>_CLOSES` | `<tenant>.<board>.r.<tf>.<window>`, `….epoch` |
 //!
 //! Every key part is escaped ([`bucket::part`]) so any tenant, board or user id is a valid
 //! KV token. **Durable when**: a KV write returns once the bucket's stream has stored it at
@@ -19,6 +20,7 @@
 
 pub mod board;
 pub mod bucket;
+pub mod closes;
 pub mod definitions;
 pub mod dimensions;
 pub mod outbox;
@@ -33,6 +35,7 @@ use std::time::Duration;
 
 pub use board::KvBoardStore;
 pub use bucket::Bucket;
+pub use closes::KvCloses;
 pub use definitions::KvDefinitions;
 pub use dimensions::KvDimensions;
 pub use outbox::KvOutbox;
@@ -80,6 +83,7 @@ pub struct KvStores {
     pub rewards: Bucket,
     pub outbox: Bucket,
     pub boards: Bucket,
+    pub closes: Bucket,
     pub config: KvConfig,
 }
 
@@ -135,6 +139,7 @@ impl KvStores {
             rewards: open("REWARDS")?,
             outbox: open("OUTBOX")?,
             boards: open("BOARDS")?,
+            closes: open("CLOSES")?,
             config,
         })
     }

@@ -1,17 +1,21 @@
 //! The engine's window-close API (SPEC §12): results of closed windows (the webhook outbox
 //! they feed is in `engine/stores.rs`).
 
+use std::sync::Arc;
+
 use super::Engine;
-use crate::leaderboard::close::{CloseRecord, CloseStore};
+use crate::leaderboard::close::{CloseLedger, CloseRecord};
 use crate::leaderboard::query::QueryError;
 use crate::leaderboard::window::{Timeframe, WindowKey};
 
 impl Engine {
-    fn close_store(&self, tenant: &str, id: &str) -> Result<CloseStore, QueryError> {
+    /// The close ledger of board `id` (sled, or JetStream KV in cluster mode: the closes
+    /// of every node).
+    fn close_store(&self, tenant: &str, id: &str) -> Result<Arc<dyn CloseLedger>, QueryError> {
         if self.get_leaderboard(tenant, id)?.is_none() {
             return Err(QueryError::NoBoard(id.to_owned()));
         }
-        Ok(CloseStore::open(&self.inner.db, tenant, id)?)
+        Ok((self.inner.bundle.closes)(tenant, id)?)
     }
 
     /// The final standings and grants of a closed window; `NoWindow` if it is not closed.

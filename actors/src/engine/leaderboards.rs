@@ -64,7 +64,7 @@ impl Engine {
             tenant: tenant.to_owned(),
             def,
             log: self.inner.log.clone(),
-            db: self.inner.db.clone(),
+            closes: self.inner.bundle.closes.clone(),
             board_store: self.inner.bundle.boards.clone(),
             head,
             feed,

@@ -10,11 +10,13 @@ use std::sync::{Arc, Mutex};
 
 use super::{Engine, EngineConfig};
 use crate::cluster::kv::{
-    KvBoardStore, KvConfig, KvDefinitions, KvDimensions, KvOutbox, KvRewards, KvStores, KvTenants,
+    KvBoardStore, KvCloses, KvConfig, KvDefinitions, KvDimensions, KvOutbox, KvRewards, KvStores,
+    KvTenants,
 };
 use crate::cluster::ClusterError;
 use crate::error::EngineError;
 use crate::leaderboard::board_store::{BoardStore, BoardStoreFactory, SledBoardStore};
+use crate::leaderboard::close::{CloseLedger, CloseLedgerFactory, CloseStore};
 use crate::outbox::Outbox;
 use crate::rewards::{RewardError, RewardStore};
 use crate::store::{EventLog, SledLog};
@@ -28,10 +30,6 @@ pub type TenantFactory<T, E> = Arc<dyn Fn(&str) -> Result<Arc<T>, E> + Send + Sy
 
 /// Every durable fact of the engine besides the event log, behind its contract: what the
 /// engine reads and writes them through. Cheap to clone.
-///
-/// Window-close records (`CloseStore`: the record, its grants and its webhook entry in one
-/// sled transaction) are not in the bundle yet: they stay in the engine's sled store in
-/// both modes (`docs/cluster.md`, "Cluster-wide state").
 #[derive(Clone)]
 pub struct EngineStores {
     pub tenants: Arc<dyn TenantRegistry>,
@@ -41,6 +39,9 @@ pub struct EngineStores {
     pub rewards: TenantFactory<dyn RewardLedger, RewardError>,
     /// `(tenant, board)` → that board's checkpoint and history.
     pub boards: BoardStoreFactory,
+    /// `(tenant, board)` → that board's window closes, with their grants (into `rewards`'
+    /// ledger) and webhooks (into `outbox`).
+    pub closes: CloseLedgerFactory,
 }
 
 impl std::fmt::Debug for EngineStores {
@@ -54,7 +55,7 @@ impl EngineStores {
     /// the engine has always used.
     pub fn sled(state: &SledStore) -> Result<EngineStores, EngineError> {
         let (dims, db) = (state.clone(), state.db().clone());
-        let boards_db = db.clone();
+        let (boards_db, closes_db) = (db.clone(), db.clone());
         Ok(EngineStores {
             tenants: Arc::new(SledTenants::open(state)?),
             definitions: Arc::new(SledDefinitions::open(state)?),
@@ -67,6 +68,9 @@ impl EngineStores {
             }),
             boards: Arc::new(move |t, b| {
                 Ok(Arc::new(SledBoardStore::open(&boards_db, t, b)?) as Arc<dyn BoardStore>)
+            }),
+            closes: Arc::new(move |t, b| {
+                Ok(Arc::new(CloseStore::open(&closes_db, t, b)?) as Arc<dyn CloseLedger>)
             }),
         })
     }
@@ -90,6 +94,7 @@ impl EngineStores {
     pub fn kv(kv: KvStores) -> EngineStores {
         let (dims, rewards, boards) = (kv.dims.clone(), kv.rewards.clone(), kv.boards.clone());
         let chunk = kv.config.chunk_bytes;
+        let closes = KvCloses::factory(&kv);
         EngineStores {
             tenants: Arc::new(KvTenants::new(kv.tenants.clone())),
             definitions: Arc::new(KvDefinitions::new(kv.defs.clone())),
@@ -103,6 +108,7 @@ impl EngineStores {
             boards: Arc::new(move |t, b| {
                 Ok(Arc::new(KvBoardStore::new(boards.clone(), t, b, chunk)) as Arc<dyn BoardStore>)
             }),
+            closes,
         }
     }
 }

@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 
 use super::board_store::{BoardStore, BoardStoreFactory};
 use super::clock::Clock;
-use super::close::CloseStore;
+use super::close::{CloseLedger, CloseLedgerFactory};
 use super::definition::Definition;
 use super::members::Decision;
 use super::query::{
@@ -50,7 +50,8 @@ pub struct BoardArgs {
     pub tenant: String,
     pub def: Arc<Definition>,
     pub log: Arc<dyn EventLog>,
-    pub db: sled::Db,
+    /// Opens this board's window closes (sled, or JetStream KV).
+    pub closes: CloseLedgerFactory,
     /// Opens this board's checkpoint and history store (sled, or JetStream KV).
     pub board_store: BoardStoreFactory,
     /// The tenant's durable head.
@@ -119,7 +120,7 @@ pub struct BoardActorState {
     /// A `Sweep` is scheduled (while any view is live).
     sweep_pending: bool,
     /// Closed windows of this board (records, grants, outbox).
-    closes: CloseStore,
+    closes: Arc<dyn CloseLedger>,
     /// Windows closing before this time (ms) belong to an older definition: no rewards.
     epoch_ms: i64,
     /// Closes whose stream event is not yet acknowledged, and whether one is in flight.
@@ -239,7 +240,7 @@ impl Actor for LeaderboardActor {
                 board.skip(first - 1, 0);
             }
         }
-        let closes = CloseStore::open(&args.db, &args.tenant, &args.def.id)?;
+        let closes = (args.closes)(&args.tenant, &args.def.id)?;
         let epoch_ms = closes.epoch(
             &args.def.to_json().to_string(),
             (args.clock)().timestamp_millis(),

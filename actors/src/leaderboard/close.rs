@@ -1,27 +1,23 @@
 //! Window close (SPEC §12): reward tiers (parsed with the definition), who gets what at a
-//! window's final standings (pure), and the [`CloseStore`] that records a close exactly once.
-//!
-//! Contract of [`CloseStore::close`]: one sled transaction writes the close record (final
-//! top entries + grants), credits every grant into the tenant's wallet and ledger
-//! ([`crate::rewards::RewardStore`], each grant deduped on its ledger key), and enqueues the
-//! webhook delivery ([`crate::outbox::Outbox`]). A second close of the same window (a board
-//! restarted from an older checkpoint, a rebuilt definition) finds the record and changes
-//! nothing. Durable with the next fsync of the shared db; a crash before it redoes the
-//! close from the log with the same standings, ids and times.
-//!
-//! Tree `closes/{tenant}/{board}`: `lp(timeframe) ‖ window (sortable)` → [`CloseRecord`];
-//! `epoch` → `u32 len ‖ definition JSON ‖ i64 ms` (windows closing before the current
-//! definition was first seen are recorded without rewards, events or webhooks).
+//! window's final standings (pure), and the [`CloseLedger`] contract that records a close
+//! exactly once: the sled [`CloseStore`] (`close/sled_store.rs`, one transaction) and, in
+//! cluster mode, `crate::cluster::kv::KvCloses` (JetStream KV, idempotent steps). Both pass
+//! [`contract::run`].
+
+pub mod contract;
+mod sled_store;
+
+pub use sled_store::CloseStore;
+
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use sled::transaction::{abort, TransactionError};
-use sled::Transactional;
 
 use super::window::{Timeframe, WindowKey};
 use crate::error::EngineError;
-use crate::outbox::{Enqueued, NewMessage, Outbox, OutboxTx};
-use crate::rewards::{credit_once, Grant, Reward, RewardError, RewardStore};
+use crate::outbox::NewMessage;
+use crate::rewards::{Grant, Reward};
 
 /// Highest rank a `ranks` tier may name (it bounds the grants of one close).
 pub const MAX_REWARD_RANK: u64 = 10_000;
@@ -298,6 +294,42 @@ impl CloseRecord {
         .to_string()
     }
 
+    /// The ledger line of each grant (one per user; the close's grant id is the dedupe key
+    /// in the user's ledger, as a vote id is for vote rewards).
+    pub fn ledger_grants(&self) -> Vec<Grant> {
+        let grant_id = self.grant_id();
+        self.grants
+            .iter()
+            .map(|g| Grant {
+                vote_id: grant_id.clone(),
+                server_id: None,
+                nickname: String::new(),
+                user_id: g.user_id.clone(),
+                gm_user_id: None,
+                reward: Reward {
+                    coins: g.coins,
+                    items: g.items.clone(),
+                    role: None,
+                    vip_days: None,
+                },
+                granted_at_ms: self.closed_at_ms,
+                source: Some("leaderboard".into()),
+            })
+            .collect()
+    }
+
+    /// The webhook delivery of a rewarded close (deterministic: id, body and time from the
+    /// record), `None` for a close recorded without rewards.
+    pub fn webhook_message(&self, tenant: &str) -> Option<NewMessage> {
+        self.rewarded.then(|| NewMessage {
+            delivery_id: self.event_id(),
+            tenant: tenant.to_owned(),
+            kind: WINDOW_CLOSED.into(),
+            body: self.webhook_body(),
+            created_ms: self.closed_at_ms,
+        })
+    }
+
     /// The stream event of the close (deterministic: id and time from the record).
     pub fn stream_event(&self) -> Value {
         let coins: u64 = self.grants.iter().map(|g| g.coins).sum();
@@ -352,236 +384,76 @@ pub fn assign(
     (grants, capped)
 }
 
-/// What [`CloseStore::close`] did.
+/// What [`CloseLedger::close`] did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Closed {
     /// Recorded now (grants credited, webhook enqueued unless the outbox was full).
     New { webhook_dropped: bool },
-    /// Closed before: the stored record, nothing changed.
+    /// Closed before: the stored record, nothing changed (a close another node or an
+    /// earlier run left half done is finished first, then reported here).
     Already(CloseRecord),
 }
 
-/// Closed windows of one board.
-#[derive(Clone)]
-pub struct CloseStore {
-    tenant: String,
-    closes: sled::Tree,
-    rewards: RewardStore,
-    outbox: Outbox,
-}
+/// Opens the [`CloseLedger`] of `(tenant, board)`: how the engine hands a backend (sled, or
+/// JetStream KV in cluster mode) to each board actor and to the close-history queries.
+pub type CloseLedgerFactory =
+    Arc<dyn Fn(&str, &str) -> Result<Arc<dyn CloseLedger>, EngineError> + Send + Sync>;
 
-fn key(tf: Timeframe, w: WindowKey) -> Vec<u8> {
-    let name = tf.as_str();
-    let mut k = (name.len() as u32).to_be_bytes().to_vec();
-    k.extend_from_slice(name.as_bytes());
-    k.extend_from_slice(&w.to_sortable_bytes());
-    k
-}
+/// The closed windows of one board of one tenant, and what each close owes.
+///
+/// Contract ([`contract::run`] checks it):
+/// - **Exactly once per (tenant, board, timeframe, window).** [`close`](Self::close) stores
+///   the record (final top entries + grants), credits every grant into the tenant's reward
+///   ledger (the same wallet and ledger as vote rewards, [`crate::stores::RewardLedger`];
+///   each line keyed by [`CloseRecord::grant_id`] per user) and, for a rewarded close,
+///   enqueues its webhook ([`CloseRecord::webhook_message`]) in the tenant's
+///   [`crate::stores::WebhookOutbox`] unless the tenant has `outbox_max` entries waiting.
+///   Any later close of the window — a board restarted from an older checkpoint, a new
+///   owner after failover, a second closer racing on another node — answers
+///   [`Closed::Already`] and credits and enqueues nothing more.
+/// - **All or nothing, as seen after it returns.** Once `close` returned `Ok`, the record,
+///   every credit and the webhook entry are all there. A crash inside it leaves either
+///   nothing or a record that the next `close` of the window, or the next
+///   [`unemitted`](Self::unemitted) (a board starting), completes with the same grants and
+///   delivery id.
+/// - **Durable when** the backend says: sled at the shared db's next fsync (a crash before
+///   it redoes the close from the log with the same standings, ids and times); JetStream KV
+///   when the call returns (each step acknowledged by the bucket's stream quorum).
+pub trait CloseLedger: Send + Sync {
+    /// Since when (ms) the definition `def_json` applies: stored the first time it is seen
+    /// (windows closing before it are recorded without rewards, events or webhooks).
+    fn epoch(&self, def_json: &str, now_ms: i64) -> Result<i64, EngineError>;
 
-const EPOCH: &[u8] = b"epoch";
+    /// The close of window `w`, if it closed.
+    fn get(&self, tf: Timeframe, w: WindowKey) -> Result<Option<CloseRecord>, EngineError>;
 
-fn corrupt(e: serde_json::Error) -> EngineError {
-    EngineError::CorruptRecord {
-        what: "close record",
-        source: std::sync::Arc::new(e),
-    }
-}
+    /// The closes of `tf`, newest window first, at most `limit`.
+    fn list(&self, tf: Timeframe, limit: usize) -> Result<Vec<CloseRecord>, EngineError>;
 
-impl CloseStore {
-    pub fn open(db: &sled::Db, tenant: &str, board: &str) -> Result<CloseStore, EngineError> {
-        Ok(CloseStore {
-            tenant: tenant.to_owned(),
-            closes: db.open_tree(format!("closes/{tenant}/{board}"))?,
-            rewards: RewardStore::open(db, tenant)?,
-            outbox: Outbox::open(db)?,
-        })
-    }
-
-    /// Since when (ms) the definition `def_json` applies: stored the first time it is seen.
-    pub fn epoch(&self, def_json: &str, now_ms: i64) -> Result<i64, EngineError> {
-        if let Some(v) = self.closes.get(EPOCH)? {
-            let len = v
-                .get(..4)
-                .map(|b| u32::from_be_bytes(b.try_into().expect("4")) as usize);
-            if let Some(len) = len {
-                if v.get(4..4 + len) == Some(def_json.as_bytes()) {
-                    if let Some(ms) = v.get(4 + len..12 + len) {
-                        return Ok(i64::from_be_bytes(ms.try_into().expect("8")));
-                    }
-                }
-            }
-        }
-        let mut v = (def_json.len() as u32).to_be_bytes().to_vec();
-        v.extend_from_slice(def_json.as_bytes());
-        v.extend_from_slice(&now_ms.to_be_bytes());
-        self.closes.insert(EPOCH, v)?;
-        Ok(now_ms)
-    }
-
-    pub fn get(&self, tf: Timeframe, w: WindowKey) -> Result<Option<CloseRecord>, EngineError> {
-        self.closes
-            .get(key(tf, w))?
-            .map(|v| serde_json::from_slice(&v).map_err(corrupt))
-            .transpose()
-    }
-
-    /// The closes of `tf`, newest window first.
-    pub fn list(&self, tf: Timeframe, limit: usize) -> Result<Vec<CloseRecord>, EngineError> {
-        let mut p = (tf.as_str().len() as u32).to_be_bytes().to_vec();
-        p.extend_from_slice(tf.as_str().as_bytes());
-        self.closes
-            .scan_prefix(p)
-            .rev()
-            .take(limit)
-            .map(|kv| serde_json::from_slice(&kv?.1).map_err(corrupt))
-            .collect()
-    }
-
-    /// Every rewarded close whose stream event is not yet acknowledged.
-    pub fn unemitted(&self) -> Result<Vec<CloseRecord>, EngineError> {
-        let mut out = Vec::new();
-        for kv in self.closes.iter() {
-            let (k, v) = kv?;
-            if k.as_ref() == EPOCH {
-                continue;
-            }
-            let r: CloseRecord = serde_json::from_slice(&v).map_err(corrupt)?;
-            if r.rewarded && !r.emitted {
-                out.push(r);
-            }
-        }
-        Ok(out)
-    }
+    /// Every rewarded close whose stream event is not yet acknowledged (finishing any close
+    /// left half done first).
+    fn unemitted(&self) -> Result<Vec<CloseRecord>, EngineError>;
 
     /// Note that the close's stream event was acknowledged.
-    pub fn mark_emitted(&self, tf: Timeframe, w: WindowKey) -> Result<(), EngineError> {
-        if let Some(mut r) = self.get(tf, w)? {
-            if !r.emitted {
-                r.emitted = true;
-                self.closes
-                    .insert(key(tf, w), serde_json::to_vec(&r).map_err(corrupt)?)?;
-            }
-        }
-        Ok(())
-    }
+    fn mark_emitted(&self, tf: Timeframe, w: WindowKey) -> Result<(), EngineError>;
 
     /// Forget a window's close (history retention).
-    pub fn drop_window(&self, tf: Timeframe, w: WindowKey) -> Result<(), EngineError> {
-        self.closes.remove(key(tf, w))?;
-        Ok(())
-    }
+    fn drop_window(&self, tf: Timeframe, w: WindowKey) -> Result<(), EngineError>;
 
-    /// Record the close of window `w` exactly once (see the module docs): the record, its
-    /// grants and, when `rewarded`, its webhook delivery, in one transaction.
-    pub fn close(
+    /// Record the close of window `w` exactly once (see the contract).
+    fn close(
         &self,
         tf: Timeframe,
         w: WindowKey,
-        mut record: CloseRecord,
+        record: CloseRecord,
         outbox_max: u64,
-    ) -> Result<Closed, EngineError> {
-        let k = key(tf, w);
-        if let Some(v) = self.closes.get(&k)? {
-            return Ok(Closed::Already(
-                serde_json::from_slice(&v).map_err(corrupt)?,
-            ));
-        }
-        let grant_id = record.grant_id();
-        let ledger: Vec<Grant> = record
-            .grants
-            .iter()
-            .map(|g| Grant {
-                vote_id: grant_id.clone(),
-                server_id: None,
-                nickname: String::new(),
-                user_id: g.user_id.clone(),
-                gm_user_id: None,
-                reward: Reward {
-                    coins: g.coins,
-                    items: g.items.clone(),
-                    role: None,
-                    vip_days: None,
-                },
-                granted_at_ms: record.closed_at_ms,
-                source: Some("leaderboard".into()),
-            })
-            .collect();
-        let message = record.rewarded.then(|| NewMessage {
-            delivery_id: record.event_id(),
-            tenant: self.tenant.clone(),
-            kind: WINDOW_CLOSED.into(),
-            body: record.webhook_body(),
-            created_ms: record.closed_at_ms,
-        });
-        if message.is_some() {
-            record.delivery_id = Some(record.event_id());
-        }
-        let id = self.outbox.next_id()?;
-        let (balances, grants) = self.rewards.grant_trees();
-        let (entries, due, counts) = self.outbox.trees();
-        let result = (&self.closes, balances, grants, entries, due, counts).transaction(
-            |(closes, balances, grants, entries, due, counts)| {
-                if let Some(v) = closes.get(&k)? {
-                    return match serde_json::from_slice(&v) {
-                        Ok(r) => Ok(Closed::Already(r)),
-                        Err(e) => abort(RewardError::Corrupt(e.to_string())),
-                    };
-                }
-                let mut stored = record.clone();
-                let mut webhook_dropped = false;
-                if let Some(m) = &message {
-                    let tx = OutboxTx {
-                        entries,
-                        due,
-                        counts,
-                    };
-                    let queued = Outbox::enqueue_in(&tx, id, m, outbox_max)?;
-                    if queued == Enqueued::Full {
-                        webhook_dropped = true;
-                        stored.delivery_id = None;
-                    }
-                }
-                if stored.rewarded {
-                    for g in &ledger {
-                        credit_once(balances, grants, g)?;
-                    }
-                }
-                match serde_json::to_vec(&stored) {
-                    Ok(b) => closes.insert(k.as_slice(), b)?,
-                    Err(e) => return abort(RewardError::Corrupt(e.to_string())),
-                };
-                Ok(Closed::New { webhook_dropped })
-            },
-        );
-        result.map_err(|e| match e {
-            TransactionError::Abort(e) => e.into(),
-            TransactionError::Storage(e) => e.into(),
-        })
-    }
+    ) -> Result<Closed, EngineError>;
 }
 
 #[cfg(test)]
 mod tests {
+    use super::contract::{entries, tiers};
     use super::*;
-
-    fn tiers() -> Vec<RewardTier> {
-        parse_rewards(&json!([
-            {"ranks": [1, 1], "coins": 1000, "items": ["gold-cup"]},
-            {"ranks": [2, 3], "coins": 300},
-            {"top_percent": 50, "coins": 50}
-        ]))
-        .unwrap()
-    }
-
-    fn entries(n: u64) -> Vec<ResultEntry> {
-        (1..=n)
-            .map(|r| ResultEntry {
-                rank: r,
-                user_id: format!("u{r}"),
-                score: (100 - r) as f64,
-            })
-            .collect()
-    }
 
     #[test]
     fn bad_tiers_name_their_field() {
@@ -659,110 +531,5 @@ mod tests {
         // The cap cuts the tail and counts it.
         let (g, capped) = assign(&t, &entries(10), 10, 2);
         assert_eq!((g.len(), capped), (2, 3));
-    }
-
-    fn record(rewarded: bool) -> CloseRecord {
-        let t = tiers();
-        let results = entries(4);
-        let (grants, grants_capped) = assign(&t, &results, 4, 100);
-        CloseRecord {
-            leaderboard: "b".into(),
-            timeframe: "hourly".into(),
-            window: "2025-11-18T12".into(),
-            closed_at_ms: 1_763_470_800_000,
-            total: 4,
-            results,
-            grants,
-            grants_capped,
-            rewarded,
-            emitted: false,
-            delivery_id: None,
-        }
-    }
-
-    /// A temporary db, board `b`'s close store in it, and the hourly window 2025-11-18T12.
-    fn hourly_store() -> (sled::Db, CloseStore, Timeframe, WindowKey) {
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        let s = CloseStore::open(&db, "t", "b").unwrap();
-        let tf = Timeframe::Hourly;
-        let w = WindowKey::parse(tf, "2025-11-18T12").unwrap();
-        (db, s, tf, w)
-    }
-
-    /// A close credits every grant and enqueues one delivery; closing again changes nothing.
-    #[test]
-    fn close_is_exactly_once() {
-        let (db, s, tf, w) = hourly_store();
-        assert!(matches!(
-            s.close(tf, w, record(true), 10).unwrap(),
-            Closed::New {
-                webhook_dropped: false
-            }
-        ));
-        assert!(matches!(
-            s.close(tf, w, record(true), 10).unwrap(),
-            Closed::Already(_)
-        ));
-        let rewards = RewardStore::open(&db, "t").unwrap();
-        let bal = |u: &str| rewards.wallet(u).unwrap().map(|w| w.balance).unwrap_or(0);
-        // 4 users: top 50% = ranks 1-2; rank 3 by its ranks tier; rank 4 nothing.
-        assert_eq!(
-            (bal("u1"), bal("u2"), bal("u3"), bal("u4")),
-            (1000, 300, 300, 0)
-        );
-        let w1 = rewards.wallet("u1").unwrap().unwrap();
-        assert_eq!(w1.grants.len(), 1);
-        assert_eq!(w1.grants[0].vote_id, "lb:b:hourly:2025-11-18T12");
-        assert_eq!(w1.grants[0].source.as_deref(), Some("leaderboard"));
-        let outbox = Outbox::open(&db).unwrap();
-        assert_eq!(outbox.pending("t").unwrap(), 1);
-        let e = &outbox.due(i64::MAX - 1, 10).unwrap()[0];
-        assert_eq!(e.delivery_id, "window-closed:b:hourly:2025-11-18T12");
-        let body: Value = serde_json::from_str(&e.body).unwrap();
-        assert_eq!(body["type"], WINDOW_CLOSED);
-        assert_eq!(body["grants"][0]["user_id"], "u1");
-        assert_eq!(
-            s.get(tf, w).unwrap().unwrap().delivery_id,
-            Some(e.delivery_id.clone())
-        );
-        assert_eq!(s.list(tf, 10).unwrap().len(), 1);
-        assert_eq!(s.unemitted().unwrap().len(), 1);
-        s.mark_emitted(tf, w).unwrap();
-        assert!(s.unemitted().unwrap().is_empty());
-        // A second store for the same board (a restarted actor) sees the close.
-        let again = CloseStore::open(&db, "t", "b").unwrap();
-        assert!(matches!(
-            again.close(tf, w, record(true), 10).unwrap(),
-            Closed::Already(_)
-        ));
-        assert_eq!(bal("u1"), 1000);
-    }
-
-    #[test]
-    fn unrewarded_close_and_full_outbox() {
-        let (db, s, tf, w) = hourly_store();
-        s.close(tf, w, record(false), 10).unwrap();
-        let rewards = RewardStore::open(&db, "t").unwrap();
-        assert!(rewards.wallet("u1").unwrap().is_none());
-        assert_eq!(Outbox::open(&db).unwrap().pending("t").unwrap(), 0);
-        let w2 = WindowKey::parse(tf, "2025-11-18T13").unwrap();
-        let mut r = record(true);
-        r.window = "2025-11-18T13".into();
-        assert_eq!(
-            s.close(tf, w2, r, 0).unwrap(),
-            Closed::New {
-                webhook_dropped: true
-            }
-        );
-        assert_eq!(
-            rewards.wallet("u1").unwrap().unwrap().balance,
-            1000,
-            "granted anyway"
-        );
-        assert_eq!(s.get(tf, w2).unwrap().unwrap().delivery_id, None);
-        // Epoch: first sight stores now; the same definition keeps it; another resets it.
-        assert_eq!(s.epoch("{}", 5).unwrap(), 5);
-        assert_eq!(s.epoch("{}", 9).unwrap(), 5);
-        assert_eq!(s.epoch("{\"x\":1}", 9).unwrap(), 9);
     }
 }

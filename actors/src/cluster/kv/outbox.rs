@@ -8,7 +8,9 @@
 //! revision) and removed whole, so two nodes recording the same entry change it once. The
 //! attempt log is written after the entry's change (a crash between loses the log line,
 //! never the entry). A window close's entry is *not* written in the close's transaction on
-//! this backend (window closes still go to sled, see `docs/cluster.md`).
+//! this backend: `super::KvCloses` reserves an id in the close record, then writes the entry
+//! with [`KvOutbox::insert_once`] (create on revision 0), so a close finished twice enqueues
+//! once.
 //! **Durable when** each call returns (stream quorum).
 //! **Bounded**: `max_per_tenant` is checked against the tenant's stored entries; enqueues
 //! racing on different nodes can each pass the check, so the bound holds within one entry
@@ -39,6 +41,36 @@ impl KvOutbox {
 
     fn entry_key(tenant: &str, id: u64) -> String {
         format!("{}.{id:020}", key(&["e", tenant]))
+    }
+
+    /// A fresh entry id (the `seq` counter, compare-and-set).
+    pub(crate) fn next_id(&self) -> Result<u64, EngineError> {
+        self.bucket.modify("seq", |old| -> Result<_, EngineError> {
+            let n = old
+                .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok())
+                .unwrap_or(0)
+                + 1;
+            Ok((Some(n.to_string().into_bytes()), n))
+        })
+    }
+
+    /// Write `msg` as entry `id` if that entry was never written: `false` if it exists or
+    /// existed (delivered and removed since: its delete marker stays), so a caller that
+    /// reserved `id` can repeat this after a crash without a second delivery.
+    pub(crate) fn insert_once(&self, id: u64, msg: &NewMessage) -> Result<bool, EngineError> {
+        let entry = OutboxEntry {
+            id,
+            delivery_id: msg.delivery_id.clone(),
+            tenant: msg.tenant.clone(),
+            kind: msg.kind.clone(),
+            body: msg.body.clone(),
+            created_ms: msg.created_ms,
+            attempts: 0,
+            next_attempt_ms: msg.created_ms,
+        };
+        let v = serde_json::to_vec(&entry).expect("outbox entries serialise");
+        let k = KvOutbox::entry_key(&msg.tenant, id);
+        Ok(self.bucket.update(&k, v, 0)?.is_some())
     }
 
     fn entries(&self, prefix: &str) -> Result<Vec<OutboxEntry>, EngineError> {
@@ -86,25 +118,8 @@ impl WebhookOutbox for KvOutbox {
         if self.pending(&msg.tenant)? >= max_per_tenant {
             return Ok(Enqueued::Full);
         }
-        let id = self.bucket.modify("seq", |old| -> Result<_, EngineError> {
-            let n = old
-                .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok())
-                .unwrap_or(0)
-                + 1;
-            Ok((Some(n.to_string().into_bytes()), n))
-        })?;
-        let entry = OutboxEntry {
-            id,
-            delivery_id: msg.delivery_id.clone(),
-            tenant: msg.tenant.clone(),
-            kind: msg.kind.clone(),
-            body: msg.body.clone(),
-            created_ms: msg.created_ms,
-            attempts: 0,
-            next_attempt_ms: msg.created_ms,
-        };
-        let v = serde_json::to_vec(&entry).expect("outbox entries serialise");
-        self.bucket.put(&KvOutbox::entry_key(&msg.tenant, id), v)?;
+        let id = self.next_id()?;
+        self.insert_once(id, msg)?;
         Ok(Enqueued::Queued)
     }
 

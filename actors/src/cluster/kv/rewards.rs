@@ -63,16 +63,22 @@ pub struct KvRewards {
 impl KvRewards {
     /// The ledger of `tenant`, finishing any grant a crashed node left pending.
     pub fn open(bucket: Bucket, tenant: &str) -> Result<KvRewards, RewardError> {
-        let r = KvRewards {
-            bucket,
-            tenant: tenant.to_owned(),
-        };
+        let r = KvRewards::handle(bucket, tenant);
         for (k, v) in r.bucket.entries(&format!("{}.", r.k(&["d"])))? {
             if decode::<Stored>(&v)?.pending {
                 r.finish(&k)?;
             }
         }
         Ok(r)
+    }
+
+    /// The ledger of `tenant` without the pending-grant scan of [`KvRewards::open`]: for a
+    /// caller that only credits grants of its own (a window close, `super::KvCloses`).
+    pub(crate) fn handle(bucket: Bucket, tenant: &str) -> KvRewards {
+        KvRewards {
+            bucket,
+            tenant: tenant.to_owned(),
+        }
     }
 
     fn k(&self, parts: &[&str]) -> String {
@@ -92,8 +98,9 @@ impl KvRewards {
         })
     }
 
-    /// Credit `g` to its user's wallet unless the ledger already holds its vote id.
-    fn credit(&self, g: &Grant) -> Result<(), RewardError> {
+    /// Credit `g` to its user's wallet unless the ledger already holds its vote id (so a
+    /// repeat is a no-op; one compare-and-set on the wallet).
+    pub(crate) fn credit(&self, g: &Grant) -> Result<(), RewardError> {
         self.bucket.modify(
             &self.k(&["w", &g.user_id]),
             |old| -> Result<_, RewardError> {

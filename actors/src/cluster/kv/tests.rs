@@ -35,7 +35,7 @@ fn node(cluster: &NatsCluster, i: usize, prefix: &str) -> KvStores {
     KvStores::connect(&[cluster.url(i)], config(prefix)).expect("open the KV stores")
 }
 
-fn delivered(n: u32) -> Attempt {
+pub(super) fn delivered(n: u32) -> Attempt {
     Attempt {
         delivery_id: "d1".into(),
         kind: "test.kind".into(),
