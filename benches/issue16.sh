@@ -14,6 +14,8 @@
 #             caught up (3 restarts of the same data dir) and the standings compared
 #   redis     Debian's redis-server, appendonly + appendfsync always, ZINCRBY with 50 clients,
 #             pipeline 1 and 32 (installed with apt-get if missing)
+# BOARD_CASES (env) picks the boards cases (default "1x2 5x4 100x1"); PHOENIX_CONFIG (env) is
+# the config every Phoenix starts with (default phoenix.example.toml).
 # Bounds: every loadgen run is SECS seconds (env, default 6); the recovery load stops at
 # REC_EVENTS (default 10,000,000) and is refused with less than 6 GB free; everything lives
 # in one temp dir removed on exit.
@@ -114,10 +116,15 @@ board_case() {
 }
 
 part_boards() {
+  local c
   for r in 1 2 3; do
-    board_case 1x2 1 '["daily","all_time"]'
-    board_case 5x4 5 '["hourly","daily","weekly","all_time"]'
-    board_case 100x1 100 '["all_time"]'
+    for c in ${BOARD_CASES:-1x2 5x4 100x1}; do
+      case $c in
+        1x2) board_case 1x2 1 '["daily","all_time"]' ;;
+        5x4) board_case 5x4 5 '["hourly","daily","weekly","all_time"]' ;;
+        100x1) board_case 100x1 100 '["all_time"]' ;;
+      esac
+    done
   done
   rm -rf "$work/data"
 }

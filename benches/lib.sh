@@ -28,10 +28,10 @@ start() {
 }
 
 # start_phoenix PORT [CONFIG]: release Phoenix on 127.0.0.1:PORT, data in $work/data, with
-# CONFIG (default phoenix.example.toml); its pid in $started.
+# CONFIG (default $PHOENIX_CONFIG, else phoenix.example.toml); its pid in $started.
 start_phoenix() {
   PHOENIX_DATA_DIR="$work/data" PHOENIX_LISTEN="127.0.0.1:$1" PHOENIX_LOG=warn \
-    start "phoenix-$1" "$release/phoenix" serve --config "${2:-phoenix.example.toml}"
+    start "phoenix-$1" "$release/phoenix" serve --config "${2:-${PHOENIX_CONFIG:-phoenix.example.toml}}"
 }
 
 # stop PID: end a server started here, wait for it, and forget it.
