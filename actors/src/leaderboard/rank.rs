@@ -2,10 +2,13 @@
 //!
 //! Layout (measured ≈ 78 bytes per entry at 1,000,000 users, user ids included):
 //! - a counted B+tree (`Tree`, fan-out 64): leaves hold sorted 20-byte rows `(score key, reached_at,
-//!   user slot)` as struct-of-arrays, so a binary search reads the 8-byte score column; inner nodes
+//!   user slot)` as struct-of-arrays, so a search reads the 8-byte score column (one probe per cache
+//!   line, then one line scanned; the other columns only on equal scores); inner nodes
 //!   hold, per child, the exact minimum key of its subtree and its entry count. Rank lookup,
 //!   select-by-rank, insert and remove each descend once (O(log n)); leaves are chained, so top-N
 //!   and around-a-user are one descent plus O(k). Nodes live in `Vec<Box<_>>` arenas by `u32` id.
+//!   An upsert walks the old and the new key's paths side by side (their misses overlap) and
+//!   moves the row in place when both keys fall inside one leaf, away from its first row.
 //! - a user table (`Users`): every user id is stored once in a shared string arena and addressed by a
 //!   `u32` slot; an open-addressing hash table of slot numbers maps id → slot without a second copy.
 //!

@@ -140,12 +140,23 @@ impl RankIndex {
                 if old.skey == skey && old.reached == reached_at {
                     return self.tree.position(&old, &self.users).map(|p| p + 1);
                 }
-                let prev = self.tree.remove(old, &self.users);
+                let new = Key {
+                    skey,
+                    reached: reached_at,
+                    uid,
+                };
+                let prev = match self.tree.move_within_leaf(&old, &new, &self.users) {
+                    Some(pos) => Some(pos),
+                    None => {
+                        let prev = self.tree.remove(old, &self.users);
+                        self.tree.insert(new, &self.users);
+                        prev
+                    }
+                };
                 debug_assert!(prev.is_some(), "user table and tree disagree");
                 let slot = &mut self.users.slots[uid as usize];
                 slot.skey = skey;
                 slot.reached = reached_at;
-                self.tree.insert(self.key_of(uid), &self.users);
                 prev.map(|p| p + 1)
             }
             None => {

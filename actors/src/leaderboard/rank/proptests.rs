@@ -228,3 +228,79 @@ proptest! {
         run_model(order, (LEAF_CAP, INNER_CAP), &ops, false);
     }
 }
+
+/// Small score steps of users already ranked (`users` of them, `spread` points apart, so a
+/// small step mostly stays inside one leaf, the path [`super::tree::Tree::move_within_leaf`]
+/// serves). Every step against the model, with the full invariant check; returns how many steps
+/// moved in place. A step's third field picks its `reached_at`: 0 a new log position, 1 the old
+/// one, 2 the shared position 1 (equal score and position: the name breaks the tie).
+fn run_steps(
+    order: SortOrder,
+    caps: (usize, usize),
+    (users, spread): (usize, u32),
+    steps: &[(usize, i8, u8)],
+) -> usize {
+    let mut idx = RankIndex::with_caps(order, caps.0, caps.1);
+    let mut model = Model::default();
+    let mut seq = 1;
+    for u in 0..users {
+        seq += 1;
+        let user = format!("u{u}");
+        let s = f64::from(u32::try_from(u).expect("few users") * spread);
+        model.rows.push((user.clone(), s, seq));
+        idx.upsert(&user, s, seq);
+    }
+    for &(u, delta, reached) in steps {
+        let user = format!("u{}", u % users);
+        let expect = model.rank(order, &user);
+        let row = model.rows.iter_mut().find(|r| r.0 == user).expect("ranked");
+        row.1 += f64::from(delta);
+        match reached {
+            0 => {
+                seq += 1;
+                row.2 = seq;
+            }
+            1 => {}
+            _ => row.2 = 1,
+        }
+        let (s, r) = (row.1, row.2);
+        assert_eq!(
+            idx.upsert(&user, s, r),
+            expect,
+            "step {user} {delta} {reached}"
+        );
+        idx.check();
+    }
+    let all: Vec<Entry> = idx.iter().map(|e| e.to_entry()).collect();
+    assert_eq!(all, model.range(order, 0, usize::MAX));
+    idx.tree.moves_in_place
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn small_steps_match_the_model(
+        order in order(),
+        users in (1usize..120, 0u32..6),
+        steps in proptest::collection::vec((0usize..120, -3i8..4, 0u8..3), 1..200),
+    ) {
+        run_steps(order, (3, 4), users, &steps);
+        run_steps(order, (5, 5), users, &steps);
+        run_steps(order, (LEAF_CAP, INNER_CAP), users, &steps);
+    }
+}
+
+#[test]
+fn small_steps_mostly_move_in_place() {
+    let steps: Vec<(usize, i8, u8)> = (0..400)
+        .map(|i| ((i * 37) % 300, [1, -1, 2, -2][i % 4], (i % 3) as u8))
+        .collect();
+    for (caps, least) in [((5, 5), 100), ((LEAF_CAP, INNER_CAP), 300)] {
+        let moved = run_steps(SortOrder::Desc, caps, (300, 10), &steps);
+        assert!(
+            moved >= least,
+            "{caps:?}: only {moved} of 400 steps moved in place"
+        );
+    }
+}

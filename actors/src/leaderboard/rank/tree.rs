@@ -1,7 +1,7 @@
 //! The counted B+tree: insert, remove, rank and select, each one descent.
 
 use super::key::Key;
-use super::node::{partition, Inner, Leaf};
+use super::node::{count_less, Inner, Leaf};
 use super::users::Users;
 use super::{to_u32, INNER_CAP, LEAF_CAP};
 
@@ -52,6 +52,9 @@ pub(super) struct Tree {
     pub(super) leaf_min: usize,
     pub(super) inner_cap: usize,
     pub(super) inner_min: usize,
+    /// Upserts served by [`Tree::move_within_leaf`] (tests check the path is taken).
+    #[cfg(test)]
+    pub(super) moves_in_place: usize,
 }
 
 impl Tree {
@@ -69,6 +72,8 @@ impl Tree {
             leaf_min: leaf_cap / 3,
             inner_cap,
             inner_min: (inner_cap / 3).max(2),
+            #[cfg(test)]
+            moves_in_place: 0,
         }
     }
 
@@ -278,6 +283,49 @@ impl Tree {
         Some(acc + i)
     }
 
+    /// Descends to the leaves of `a` and of `b` side by side, changing nothing: the two chains of
+    /// node reads are independent, so their cache misses overlap, and whatever follows on either
+    /// path finds it in cache. Returns `a`'s leaf, the number of entries before that leaf, and
+    /// `b`'s leaf.
+    pub(super) fn locate_pair(&self, a: &Key, b: &Key, users: &Users) -> (u32, usize, u32) {
+        let (mut na, mut nb, mut before) = (self.root, self.root, 0);
+        for _ in 0..self.height {
+            let (ia, ib) = (&self.inners[na as usize], &self.inners[nb as usize]);
+            let (ca, cb) = (ia.child_for(a, users), ib.child_for(b, users));
+            before += ia.count_before(ca);
+            (na, nb) = (ia.child[ca], ib.child[cb]);
+        }
+        (na, before, nb)
+    }
+
+    /// Moves the entry `old` to `new` (the same user's new key) in place when both belong to one
+    /// leaf and neither is (or becomes) that leaf's first row: no count changes and no separator
+    /// above it does. Returns `old`'s 0-based position, or `None` with nothing changed when the
+    /// move needs [`Tree::remove`] + [`Tree::insert`] (which then find both paths in cache).
+    pub(super) fn move_within_leaf(
+        &mut self,
+        old: &Key,
+        new: &Key,
+        users: &Users,
+    ) -> Option<usize> {
+        let (leaf, before, new_leaf) = self.locate_pair(old, new, users);
+        if leaf != new_leaf {
+            return None;
+        }
+        let leaf = &mut self.leaves[leaf as usize];
+        let from = leaf.find(old, users).ok()?;
+        let to = leaf.find(new, users).err()?;
+        if from == 0 || to == 0 {
+            return None;
+        }
+        leaf.move_row(from, to, *new);
+        #[cfg(test)]
+        {
+            self.moves_in_place += 1;
+        }
+        Some(before + from)
+    }
+
     /// Number of entries whose score key is strictly less than `skey` (ranked strictly better):
     /// one descent, reading only the score column.
     pub(super) fn count_below(&self, skey: u64) -> usize {
@@ -287,12 +335,12 @@ impl Tree {
             let inner = &self.inners[node as usize];
             // The last child whose minimum is below `skey` (children before it are wholly below,
             // children after it wholly at or above); child 0 when there is none.
-            let idx = partition(1, inner.len, |i| inner.skey[i] < skey) - 1;
+            let idx = count_less(&inner.skey[1..inner.len], skey);
             acc += inner.count_before(idx);
             node = inner.child[idx];
         }
         let leaf = &self.leaves[node as usize];
-        acc + partition(0, leaf.len, |i| leaf.skey[i] < skey)
+        acc + count_less(&leaf.skey[..leaf.len], skey)
     }
 
     /// Leaf and in-leaf index of the entry at 0-based `pos` (`pos == len` gives an end cursor).
