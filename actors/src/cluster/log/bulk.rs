@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::consumer::{pull, AckPolicy, Consumer, DeliverPolicy};
 use futures_util::StreamExt;
 
-use super::read::{decode, Want};
-use super::{Inner, Tenant};
+use super::read::{decode, Span, Want};
+use super::Inner;
 use crate::cluster::error::ClusterError;
 use crate::store::LogEntry;
 
@@ -26,21 +26,14 @@ const PULL_WAIT: Duration = Duration::from_secs(1);
 impl Inner {
     /// Entries `lo..=hi` in order through an ephemeral consumer; `hi` must not be above the
     /// leader's last position. Positions purged before the read are skipped.
-    pub(super) async fn bulk(
-        &self,
-        tenant: &str,
-        t: &Tenant,
-        lo: u64,
-        hi: u64,
-        want: Want,
-    ) -> Result<Vec<LogEntry>, ClusterError> {
-        let (mut out, next) = self.consume(tenant, t, lo, hi, want).await?;
-        if next <= hi {
+    pub(super) async fn bulk(&self, span: Span<'_>) -> Result<Vec<LogEntry>, ClusterError> {
+        let (mut out, next) = self.consume(span).await?;
+        if next <= span.hi {
             // The consumer stopped short of the leader's last position: read the rest from
             // the leader.
             metrics::counter!("phoenix_cluster_bulk_read_fallbacks_total").increment(1);
-            tracing::debug!(stream = %t.stream, from = next, to = hi, "bulk read filled from the leader");
-            out.extend(self.get_range(tenant, t, next, hi, want).await?);
+            tracing::debug!(stream = %span.t.stream, from = next, to = span.hi, "bulk read filled from the leader");
+            out.extend(self.get_range(span.from(next)).await?);
         }
         Ok(out)
     }
@@ -49,18 +42,16 @@ impl Inner {
     /// did not deliver (`hi + 1` when it delivered everything).
     pub(super) async fn consume(
         &self,
-        tenant: &str,
-        t: &Tenant,
-        lo: u64,
-        hi: u64,
-        want: Want,
+        span: Span<'_>,
     ) -> Result<(Vec<LogEntry>, u64), ClusterError> {
-        let stream = self.stream(t).await?;
+        let stream = self.stream(span.t).await?;
         let consumer: Consumer<pull::Config> = stream
             .create_consumer(pull::Config {
-                deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: lo },
+                deliver_policy: DeliverPolicy::ByStartSequence {
+                    start_sequence: span.lo,
+                },
                 ack_policy: AckPolicy::None,
-                headers_only: want == Want::Ids,
+                headers_only: span.want == Want::Ids,
                 memory_storage: true,
                 num_replicas: 1,
                 inactive_threshold: self.config.request_timeout.saturating_mul(2),
@@ -69,9 +60,9 @@ impl Inner {
             .await
             .map_err(|e| ClusterError::api("create read consumer", e))?;
         let name = consumer.cached_info().name.clone();
-        let read = self.drain(tenant, &consumer, lo, hi, want).await;
+        let read = self.drain(&consumer, span).await;
         if let Err(e) = stream.delete_consumer(&name).await {
-            tracing::debug!(stream = %t.stream, consumer = %name, error = %e, "read consumer not deleted; it expires");
+            tracing::debug!(stream = %span.t.stream, consumer = %name, error = %e, "read consumer not deleted; it expires");
         }
         metrics::counter!("phoenix_cluster_bulk_reads_total").increment(1);
         read
@@ -81,12 +72,10 @@ impl Inner {
     /// `request_timeout`. Returns the entries and the first position not read.
     async fn drain(
         &self,
-        tenant: &str,
         consumer: &Consumer<pull::Config>,
-        lo: u64,
-        hi: u64,
-        want: Want,
+        span: Span<'_>,
     ) -> Result<(Vec<LogEntry>, u64), ClusterError> {
+        let (tenant, lo, hi, want) = (span.tenant, span.lo, span.hi, span.want);
         let batch = self.config.read_batch.max(1);
         let capacity = usize::try_from(hi - lo + 1).map_or(batch, |n| n.min(1 << 20));
         let mut out = Vec::with_capacity(capacity);

@@ -31,6 +31,23 @@ pub(super) enum Want {
     Ids,
 }
 
+/// A range `lo..=hi` of one tenant's log to read, and what of each message.
+#[derive(Clone, Copy)]
+pub(super) struct Span<'a> {
+    pub tenant: &'a str,
+    pub t: &'a Tenant,
+    pub lo: u64,
+    pub hi: u64,
+    pub want: Want,
+}
+
+impl Span<'_> {
+    /// The same read from `lo` on.
+    pub fn from(self, lo: u64) -> Self {
+        Span { lo, ..self }
+    }
+}
+
 impl Inner {
     pub(super) async fn read_from(
         self: Arc<Self>,
@@ -50,7 +67,14 @@ impl Inner {
         if max == 0 || from > last {
             return Ok(Vec::new());
         }
-        self.fetch(tenant, t, from, last, Want::Entries).await
+        self.fetch(Span {
+            tenant,
+            t,
+            lo: from,
+            hi: last,
+            want: Want::Entries,
+        })
+        .await
     }
 
     pub(super) async fn recent_ids(
@@ -75,7 +99,15 @@ impl Inner {
                 None => return Ok(Vec::new()),
             }
         };
-        let entries = self.fetch(tenant, t, lo, last, Want::Ids).await?;
+        let entries = self
+            .fetch(Span {
+                tenant,
+                t,
+                lo,
+                hi: last,
+                want: Want::Ids,
+            })
+            .await?;
         Ok(entries
             .into_iter()
             .filter(|e| e.accepted_ms >= since_ms)
@@ -85,18 +117,11 @@ impl Inner {
 
     /// Entries `lo..=hi` in order, read by gets or in bulk by the size of the range;
     /// positions no longer in the stream (purged) are skipped.
-    pub(super) async fn fetch(
-        &self,
-        tenant: &str,
-        t: &Tenant,
-        lo: u64,
-        hi: u64,
-        want: Want,
-    ) -> Result<Vec<LogEntry>, ClusterError> {
-        if self.is_small(lo, hi) {
-            self.get_range(tenant, t, lo, hi, want).await
+    pub(super) async fn fetch(&self, span: Span<'_>) -> Result<Vec<LogEntry>, ClusterError> {
+        if self.is_small(span.lo, span.hi) {
+            self.get_range(span).await
         } else {
-            self.bulk(tenant, t, lo, hi, want).await
+            self.bulk(span).await
         }
     }
 
@@ -112,14 +137,14 @@ impl Inner {
     }
 
     /// Entries `lo..=hi` by leader-served message gets, `read_concurrency` in flight.
-    pub(super) async fn get_range(
-        &self,
-        tenant: &str,
-        t: &Tenant,
-        lo: u64,
-        hi: u64,
-        want: Want,
-    ) -> Result<Vec<LogEntry>, ClusterError> {
+    pub(super) async fn get_range(&self, span: Span<'_>) -> Result<Vec<LogEntry>, ClusterError> {
+        let Span {
+            tenant,
+            t,
+            lo,
+            hi,
+            want,
+        } = span;
         if lo > hi {
             return Ok(Vec::new());
         }

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::read::Want;
+use super::read::{Span, Want};
 use super::{JetStreamLog, JetStreamLogConfig};
 use crate::cluster::log_contract;
 use crate::cluster::testkit::{cluster_or_skip, NatsCluster};
@@ -78,7 +78,16 @@ fn consume(log: &JetStreamLog, tenant: &str, lo: u64, hi: u64, want: Want) -> (V
     let t = inner.tenant(tenant);
     let tenant = tenant.to_owned();
     log.bridge
-        .run(async move { inner.consume(&tenant, &t, lo, hi, want).await })
+        .run(async move {
+            let span = Span {
+                tenant: &tenant,
+                t: &t,
+                lo,
+                hi,
+                want,
+            };
+            inner.consume(span).await
+        })
         .expect("bridge")
         .expect("consume")
 }
@@ -176,7 +185,16 @@ fn bulk_read_past_the_stream_end_falls_back_and_returns_what_is_there() {
     let started = Instant::now();
     let got = bulk
         .bridge
-        .run(async move { inner.bulk(tenant, &t, 1, 60, Want::Entries).await })
+        .run(async move {
+            let span = Span {
+                tenant,
+                t: &t,
+                lo: 1,
+                hi: 60,
+                want: Want::Entries,
+            };
+            inner.bulk(span).await
+        })
         .unwrap()
         .unwrap();
     assert_eq!(got, want);
