@@ -14,6 +14,9 @@
 //! - **Group commit**: `append` publishes asynchronously and returns; `sync` awaits every
 //!   outstanding publish ack (acks come after the stream's quorum stored it), retrying what
 //!   failed in position order until `sync_deadline`.
+//! - **Reads** take the stream's last position from its leader, then read up to it: small
+//!   ranges by message gets, larger ones through an ephemeral consumer (`log/read.rs`,
+//!   `log/bulk.rs`).
 //! - A failed append or sync latches the log failed (as [`crate::SledLog`] does): the
 //!   caller's positions may now be ahead of the stream, so it must reopen and re-derive them.
 
@@ -398,6 +401,8 @@ fn describe_metrics() {
     metrics::gauge!("phoenix_cluster_publish_pending").set(0.0);
     metrics::counter!("phoenix_cluster_publish_retries_total").increment(0);
     metrics::counter!("phoenix_cluster_duplicates_total").increment(0);
+    metrics::counter!("phoenix_cluster_bulk_reads_total").increment(0);
+    metrics::counter!("phoenix_cluster_bulk_read_fallbacks_total").increment(0);
 }
 
 #[cfg(test)]
