@@ -8,10 +8,17 @@
 # other nodes until acknowledged; the time from the kill to the first acknowledgement.
 # Release build, 127.0.0.1 only, bounded (SECS per loadgen run, default 6), everything in a
 # temp dir removed on exit. Needs nats-server (Debian: apt-get install nats-server).
-# Usage: benches/cluster.sh            (from the repository root)
+# Usage: benches/cluster.sh [PART...]   (from the repository root; default: all parts)
+#   ingest    the cluster's single and bulk ingest, to the owner and forwarded
+#   failover  SIGKILL of the owner (without `ingest`, FILL_SECS (default 30) of bulk ingest
+#             to the owner first, so the dedupe window holds some 600 k events as after
+#             `ingest`); prints the events in the window and the new owner's tenant start
+#   embedded  the embedded baseline
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${SECS:-6}
+parts=" ${*:-ingest failover embedded} "
+want() { [[ $parts == *" $1 "* ]]; }
 source benches/lib.sh
 build --bin phoenix --example loadgen --example send_events
 nats=$(command -v nats-server || echo /usr/sbin/nats-server)
@@ -30,6 +37,7 @@ run() { # LABEL ADDR MODE CONNS [TENANT SECRET]
 machine "; load generator, 3 nats-servers and 3 nodes on the same cores"
 
 # --- the cluster -------------------------------------------------------------------------
+if want ingest || want failover; then
 for i in 1 2 3; do
   routes=""
   for j in 1 2 3; do [ "$j" = "$i" ] || routes="$routes\"nats-route://127.0.0.1:1762$j\", "; done
@@ -46,44 +54,65 @@ done
 urls="nats://127.0.0.1:17421,nats://127.0.0.1:17422,nats://127.0.0.1:17423"
 node_pid=()
 for i in 1 2 3; do
-  PHOENIX_DATA_DIR="$work/n$i" PHOENIX_LISTEN="127.0.0.1:1871$i" PHOENIX_LOG=warn \
+  PHOENIX_DATA_DIR="$work/n$i" PHOENIX_LISTEN="127.0.0.1:1871$i" PHOENIX_LOG=info \
     PHOENIX_CLUSTER_NODE_ID="n$i" PHOENIX_CLUSTER_NATS_URLS="$urls" \
     start "node-$i" ./target/release/phoenix serve --config phoenix.cluster.example.toml
   node_pid[$i]=$started
 done
-# The owner of tenant demo: the node whose tenant actor counted the warm-up events.
-owner=""
-for _ in $(seq 120); do
+# The owner of tenant demo: the node whose tenant actor counts a warm-up sent to node 1
+# (forwarded when node 1 does not own it). Empty while no node owns it.
+find_owner() {
+  local i before=() n
+  owner=""
+  for i in 1 2 3; do
+    before[$i]=$(metric_sum 'phoenix_events_accepted_total{tenant="demo"}' "http://127.0.0.1:1871$i")
+  done
   $lg --addr 127.0.0.1:18711 --mode single --connections 4 --duration 0.5 --label warm \
     --tenant demo --secret "$secret" >/dev/null 2>&1 || true
   for i in 1 2 3; do
     n=$(metric_sum 'phoenix_events_accepted_total{tenant="demo"}' "http://127.0.0.1:1871$i")
-    [ "${n:-0}" -gt 0 ] && owner=$i && break
+    [ "${n:-0}" -gt "${before[$i]:-0}" ] && owner=$i
   done
+  return 0
+}
+for _ in $(seq 120); do
+  find_owner
   [ -n "$owner" ] && break
   sleep 0.5
 done
 [ -n "$owner" ] || { echo "no node took tenant demo"; exit 1; }
 # Let the hand-offs of the start-up settle (the first node takes every tenant and hands the
-# others on, within a few lease passes), then check the owner again.
+# others on, within a few lease passes): the same owner twice, 5 s apart, after 12 s.
 sleep 12
+for _ in $(seq 10); do
+  find_owner
+  first=$owner
+  sleep 5
+  find_owner
+  [ -n "$owner" ] && [ "$owner" = "$first" ] && break
+done
+[ -n "$owner" ] && [ "$owner" = "$first" ] || { echo "tenant demo did not settle on one node"; exit 1; }
 for i in 1 2 3; do
   n=$(metric_sum 'phoenix_cluster_owned_tenants' "http://127.0.0.1:1871$i")
   echo "# node $i owns $n tenant(s)"
 done
-before=$(metric_sum 'phoenix_events_accepted_total{tenant="demo"}' "http://127.0.0.1:1871$owner")
-$lg --addr 127.0.0.1:1871$owner --mode single --connections 4 --duration 0.5 --label warm \
-  --tenant demo --secret "$secret" >/dev/null 2>&1 || true
-after=$(metric_sum 'phoenix_events_accepted_total{tenant="demo"}' "http://127.0.0.1:1871$owner")
-[ "$after" -gt "$before" ] || { echo "tenant demo moved away from node $owner during the settle"; exit 1; }
 other=$(( owner % 3 + 1 ))
 echo "# tenant demo is owned by node $owner; node $other forwards"
-for r in 1 2 3; do
-  run cluster-owner "127.0.0.1:1871$owner" single 64
-  run cluster-owner "127.0.0.1:1871$owner" bulk 16
-  run cluster-forwarded "127.0.0.1:1871$other" single 64
-  run cluster-forwarded "127.0.0.1:1871$other" bulk 16
-done
+if want ingest; then
+  for r in 1 2 3; do
+    run cluster-owner "127.0.0.1:1871$owner" single 64
+    run cluster-owner "127.0.0.1:1871$owner" bulk 16
+    run cluster-forwarded "127.0.0.1:1871$other" single 64
+    run cluster-forwarded "127.0.0.1:1871$other" bulk 16
+  done
+elif want failover; then
+  $lg --label fill --addr "127.0.0.1:1871$owner" --mode bulk --connections 16 \
+    --duration "${FILL_SECS:-30}" --tenant demo --secret "$secret"
+fi
+
+if want failover; then
+window=$(metric_sum 'phoenix_events_accepted_total{tenant="demo"}' "http://127.0.0.1:1871$owner")
+echo "# events of demo accepted by node $owner (all within the 300 s dedupe window): $window"
 
 # Failover: a writer sends one event at a time to the two other nodes, retrying each until
 # it is acknowledged; the owner is killed mid-run.
@@ -131,18 +160,31 @@ around = [a for a in acks if a > killed - 1.0]
 gaps = [b - a for a, b in zip(around, around[1:])]
 print(f"failover.seconds {max(gaps):.2f}" if gaps else "failover.seconds never")
 PY
+# Where the time went: when the new owner's tenant actor started, and how many ids it read.
+for i in 1 2 3; do
+  [ "$i" = "$owner" ] && continue
+  sed 's/\x1b\[[0-9;]*m//g' "$work/node-$i.out" "$work/node-$i.err" 2>/dev/null |
+    grep -E 'tenant actor started|tenant started on this node' | grep 'demo' |
+    sed "s/^/# node $i: /" | tail -n 2 || true
+done
+echo "# killed at $(date -u -d "@$killed" +%H:%M:%S.%N | cut -c1-12) UTC"
 for i in 1 2 3; do [ "$i" = "$owner" ] || stop "${node_pid[$i]}"; done
 for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
 pids=()
 rm -rf "$work"/s? "$work"/n? 2>/dev/null || true
+fi
+fi
 
 # --- the embedded mode, same machine, same run ------------------------------------------
-start_phoenix 18720
-for r in 1 2 3; do
-  run embedded 127.0.0.1:18720 single 64 demo demo-secret-0123456789
-  run embedded 127.0.0.1:18720 bulk 16 demo demo-secret-0123456789
-done
+if want embedded; then
+  start_phoenix 18720
+  for r in 1 2 3; do
+    run embedded 127.0.0.1:18720 single 64 demo demo-secret-0123456789
+    run embedded 127.0.0.1:18720 bulk 16 demo demo-secret-0123456789
+  done
+fi
+touch "$res"
 
 python3 - "$res" <<'PY'
 import statistics, sys
@@ -159,6 +201,8 @@ def med(key, i=0):
 print("\n| load | embedded | cluster, to the owner | cluster, forwarded | owner / embedded |")
 print("| --- | --- | --- | --- | --- |")
 for mode in ("single", "bulk"):
+    if not all(f"{k}.{mode}" in rows for k in ("embedded", "cluster-owner", "cluster-forwarded")):
+        continue
     e, o, f = med(f"embedded.{mode}"), med(f"cluster-owner.{mode}"), med(f"cluster-forwarded.{mode}")
     ep, op, fp = med(f"embedded.{mode}", 2), med(f"cluster-owner.{mode}", 2), med(f"cluster-forwarded.{mode}", 2)
     print(f"| {mode} | {e:,.0f}/s (p99 {ep:.1f} ms) | {o:,.0f}/s (p99 {op:.1f} ms) | {f:,.0f}/s (p99 {fp:.1f} ms) | {o / e:.2f}x |")

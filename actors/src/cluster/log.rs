@@ -14,11 +14,17 @@
 //! - **Group commit**: `append` publishes asynchronously and returns; `sync` awaits every
 //!   outstanding publish ack (acks come after the stream's quorum stored it), retrying what
 //!   failed in position order until `sync_deadline`.
+//! - **Reads** take the stream's last position from its leader, then read up to it: small
+//!   ranges by message gets, larger ones through an ephemeral consumer (`log/read.rs`,
+//!   `log/bulk.rs`).
 //! - A failed append or sync latches the log failed (as [`crate::SledLog`] does): the
 //!   caller's positions may now be ahead of the stream, so it must reopen and re-derive them.
 
+mod bulk;
 mod publish;
 mod read;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -56,8 +62,15 @@ pub struct JetStreamLogConfig {
     pub sync_deadline: Duration,
     /// Publishes awaiting their ack at most; `append` waits for acks beyond it.
     pub max_pending: usize,
-    /// Message reads in flight at once in `read_from` and `recent_ids`.
+    /// Message reads in flight at once in `read_from` and `recent_ids` (the get path).
     pub read_concurrency: usize,
+    /// Ranges of more positions than this are read through an ephemeral consumer (one
+    /// pull per `read_batch` messages) instead of one message get per position.
+    pub bulk_threshold: usize,
+    /// Messages asked for in one pull of a bulk read (one pull in flight per read).
+    pub read_batch: usize,
+    /// Bytes one pull of a bulk read may bring at most.
+    pub read_batch_bytes: usize,
     /// How often the quorum probe behind [`EventLog::healthy`] runs.
     pub probe_interval: Duration,
 }
@@ -73,6 +86,9 @@ impl Default for JetStreamLogConfig {
             sync_deadline: Duration::from_secs(20),
             max_pending: 10_000,
             read_concurrency: 64,
+            bulk_threshold: 256,
+            read_batch: 4096,
+            read_batch_bytes: 4 << 20,
             probe_interval: Duration::from_secs(1),
         }
     }
@@ -385,6 +401,8 @@ fn describe_metrics() {
     metrics::gauge!("phoenix_cluster_publish_pending").set(0.0);
     metrics::counter!("phoenix_cluster_publish_retries_total").increment(0);
     metrics::counter!("phoenix_cluster_duplicates_total").increment(0);
+    metrics::counter!("phoenix_cluster_bulk_reads_total").increment(0);
+    metrics::counter!("phoenix_cluster_bulk_read_fallbacks_total").increment(0);
 }
 
 #[cfg(test)]
