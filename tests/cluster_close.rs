@@ -140,11 +140,23 @@ async fn a_window_close_is_cluster_wide_and_not_granted_again_after_the_owner_di
     assert_eq!(ann["grants"][0]["items"], json!(["gold-cup"]), "{ann}");
     assert_eq!(ann["grants"][0]["source"], "leaderboard", "{ann}");
     let first = results(&c3, &key).await;
-    assert_eq!(
-        n.total("phoenix_window_closes_total", &[("result", "rewarded")])
-            .await,
-        1.0,
-        "one node recorded the close"
+    // Each node's count of closes it made. At most one: the one that created and finished
+    // the record. (None, if its creator was stopped after creating it, e.g. its tenant
+    // moved, and a reader on another node finished it: grants and webhook stay exact, only
+    // this counter misses that close.)
+    let closes = [("result", "rewarded")];
+    let mut counted = Vec::new();
+    for s in &n.nodes {
+        counted.push(
+            s.as_ref()
+                .unwrap()
+                .metric("phoenix_window_closes_total", &closes)
+                .await,
+        );
+    }
+    assert!(
+        counted.iter().sum::<f64>() <= 1.0,
+        "at most one node recorded the close: {counted:?}"
     );
 
     // SIGKILL of the owner: the tenant moves, its new owner replays the stream.
@@ -182,12 +194,15 @@ async fn a_window_close_is_cluster_wide_and_not_granted_again_after_the_owner_di
         );
         assert_eq!(results(c, &key).await, first, "the same close record");
     }
-    assert_eq!(
-        n.total("phoenix_window_closes_total", &[("result", "rewarded")])
-            .await,
-        0.0,
-        "the new owner recorded no close (the dead owner's counter is gone)"
-    );
+    for (i, s) in n.nodes.iter().enumerate() {
+        if let Some(s) = s {
+            assert_eq!(
+                s.metric("phoenix_window_closes_total", &closes).await,
+                counted[i],
+                "node {i} (the new owner is {new_owner}) recorded no second close"
+            );
+        }
+    }
     let closed_events = log_ids(&c2)
         .await
         .into_iter()

@@ -33,8 +33,22 @@ async fn eventually<F: Fn() -> bool>(what: &str, f: F) {
     panic!("never happened: {what}");
 }
 
+/// Open the log in `dir`, waiting (up to 4 s) for an engine shut down just before to have
+/// released the store's file lock: its actors let go of it asynchronously.
+async fn open_log(dir: &std::path::Path) -> SledLog {
+    let mut opened = SledLog::open(dir, 1 << 22);
+    for _ in 0..200 {
+        if opened.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        opened = SledLog::open(dir, 1 << 22);
+    }
+    opened.unwrap()
+}
+
 async fn start(dir: &std::path::Path) -> Engine {
-    let log = Arc::new(SledLog::open(dir, 1 << 22).unwrap());
+    let log = Arc::new(open_log(dir).await);
     let db = log.store();
     let config = EngineConfig {
         checkpoint_interval: Duration::from_millis(100),
@@ -166,16 +180,7 @@ async fn events_wait_for_the_dedupe_rebuild_and_starting_says_so() {
         ingest_expect(&engine, &["a"], &[Outcome::Accepted { seq: 1 }]).await;
         engine.shutdown().await;
     }
-    // The stopped actors release the store asynchronously.
-    let mut reopened = SledLog::open(dir.path(), 1 << 22);
-    for _ in 0..100 {
-        if reopened.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        reopened = SledLog::open(dir.path(), 1 << 22);
-    }
-    let log = Arc::new(FaultyLog::new(reopened.unwrap()));
+    let log = Arc::new(FaultyLog::new(open_log(dir.path()).await));
     log.hold_ids.store(true, Ordering::SeqCst);
     let db = log.inner.store();
     let engine = Engine::start(log.clone(), db, &["acme".into()], EngineConfig::default())
