@@ -154,6 +154,23 @@ impl Bucket {
                 }
             }
         })??;
+        // A bucket's stream elects its leader in its own time (seconds on a fresh, loaded
+        // cluster): wait, bounded, until it answers a read, so that the first board or
+        // tenant to use it does not fail its start on a timeout.
+        let probe = kv.clone();
+        bridge.run(async move {
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+            loop {
+                match probe.get("phoenix-open-probe").await {
+                    Ok(_) => return Ok(()),
+                    Err(e) if tokio::time::Instant::now() < deadline => {
+                        tracing::debug!(error = %e, "state bucket not answering yet");
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    }
+                    Err(e) => return Err(ClusterError::api("state bucket not answering", e)),
+                }
+            }
+        })??;
         let subjects = kv.put_prefix.clone().unwrap_or_else(|| kv.prefix.clone());
         Ok(Bucket {
             kv,
