@@ -55,6 +55,22 @@ pub struct OutboxEntry {
     pub next_attempt_ms: i64,
 }
 
+impl OutboxEntry {
+    /// `msg` as entry `id`, never tried yet: due at once.
+    pub fn new(id: u64, msg: &NewMessage) -> OutboxEntry {
+        OutboxEntry {
+            id,
+            delivery_id: msg.delivery_id.clone(),
+            tenant: msg.tenant.clone(),
+            kind: msg.kind.clone(),
+            body: msg.body.clone(),
+            created_ms: msg.created_ms,
+            attempts: 0,
+            next_attempt_ms: msg.created_ms,
+        }
+    }
+}
+
 /// A message to enqueue.
 #[derive(Debug, Clone)]
 pub struct NewMessage {
@@ -197,16 +213,7 @@ impl Outbox {
         if count >= max_per_tenant {
             return Ok(Enqueued::Full);
         }
-        let entry = OutboxEntry {
-            id,
-            delivery_id: msg.delivery_id.clone(),
-            tenant: msg.tenant.clone(),
-            kind: msg.kind.clone(),
-            body: msg.body.clone(),
-            created_ms: msg.created_ms,
-            attempts: 0,
-            next_attempt_ms: msg.created_ms,
-        };
+        let entry = OutboxEntry::new(id, msg);
         let bytes = serde_json::to_vec(&entry).expect("outbox entries serialise");
         tx.entries.insert(&id.to_be_bytes(), bytes)?;
         tx.due.insert(&due_key(entry.next_attempt_ms, id), &[])?;

@@ -58,16 +58,7 @@ impl KvOutbox {
     /// existed (delivered and removed since: its delete marker stays), so a caller that
     /// reserved `id` can repeat this after a crash without a second delivery.
     pub(crate) fn insert_once(&self, id: u64, msg: &NewMessage) -> Result<bool, EngineError> {
-        let entry = OutboxEntry {
-            id,
-            delivery_id: msg.delivery_id.clone(),
-            tenant: msg.tenant.clone(),
-            kind: msg.kind.clone(),
-            body: msg.body.clone(),
-            created_ms: msg.created_ms,
-            attempts: 0,
-            next_attempt_ms: msg.created_ms,
-        };
+        let entry = OutboxEntry::new(id, msg);
         let v = serde_json::to_vec(&entry).expect("outbox entries serialise");
         let k = KvOutbox::entry_key(&msg.tenant, id);
         Ok(self.bucket.update(&k, v, 0)?.is_some())
