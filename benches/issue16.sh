@@ -15,7 +15,8 @@
 #   redis     Debian's redis-server, appendonly + appendfsync always, ZINCRBY with 50 clients,
 #             pipeline 1 and 32 (installed with apt-get if missing)
 # BOARD_CASES (env) picks the boards cases (default "1x2 5x4 100x1"); PHOENIX_CONFIG (env) is
-# the config every Phoenix starts with (default phoenix.example.toml).
+# the config every Phoenix starts with (default phoenix.example.toml); BENCH_NOTE (env), what
+# else ran beside the run, is appended to the first line.
 # Bounds: every loadgen run is SECS seconds (env, default 6); the recovery load stops at
 # REC_EVENTS (default 10,000,000) and is refused with less than 6 GB free; everything lives
 # in one temp dir removed on exit.
@@ -36,7 +37,7 @@ field() { tr ' ' '\n' <<<"$2" | awk -F= -v k="$1" '$1 == k { print $2 }'; }
 note() { echo "$1 $2" >>"$res"; }
 now() { date +%s.%N; }
 elapsed() { python3 -c "print(f'{$2 - $1:.3f}')"; }
-machine "; builds of other worktrees ran at nice 19 beside this run"
+machine "${BENCH_NOTE:+; $BENCH_NOTE}"
 
 part_ingest() {
   start_phoenix 18480

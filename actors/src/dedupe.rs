@@ -33,12 +33,16 @@ fn grow_at(k: usize, capacity: usize) -> usize {
 }
 
 /// Recent event ids of one tenant with the log position each was stored at.
+/// One shard of the window: id → acceptance time. Ids come from clients, so the hasher is
+/// seeded per shard (foldhash's quality variant, a fraction of SipHash's cost per id).
+type Shard = HashMap<Arc<str>, u64, foldhash::quality::RandomState>;
+
 #[derive(Debug)]
 pub struct DedupeWindow {
     window_ms: i64,
     capacity: usize,
     len: usize,
-    seen: Vec<HashMap<Arc<str>, u64>>,
+    seen: Vec<Shard>,
     /// Insertion order: (accepted_ms, id), in blocks of [`BLOCK`]. Accepted times are
     /// non-decreasing in practice; eviction only trusts the front, so a clock step backwards
     /// merely delays expiry.
@@ -54,7 +58,7 @@ impl DedupeWindow {
             window_ms,
             capacity: capacity.max(1),
             len: 0,
-            seen: (0..SHARDS).map(|_| HashMap::new()).collect(),
+            seen: (0..SHARDS).map(|_| Shard::default()).collect(),
             order: Order::default(),
             next_shard: 0,
             evicted_early: 0,
@@ -62,7 +66,7 @@ impl DedupeWindow {
     }
 
     fn shard(id: &str) -> usize {
-        // FNV-1a: cheap, and only picks a shard (each map still uses SipHash).
+        // FNV-1a: cheap, and only picks a shard (each map hashes again with its own seed).
         let h = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
             (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
         });

@@ -9,11 +9,13 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::leaderboard::definition::Definition;
+use crate::leaderboard::state::Facts;
 use crate::store::{EventLog, LogEntry};
 use crate::throttle::LogThrottle;
 
@@ -31,6 +33,12 @@ pub struct Decoded {
     pub accepted_ms: i64,
     /// `None` when the entry could not be decoded (counted and logged where it was read).
     pub event: Option<Value>,
+    /// The event's `type`, `actor.user_id` and `occurred_at`, taken out once here for every
+    /// board (a JSON object lookup compares keys byte by byte; 100 boards made it a third of
+    /// the board thread).
+    pub ty: Option<Box<str>>,
+    pub user: Option<Box<str>>,
+    pub at: Option<DateTime<Utc>>,
 }
 
 impl Decoded {
@@ -44,16 +52,33 @@ impl Decoded {
                 None
             }
         };
+        let facts = event.as_ref().map(Facts::of);
+        let (ty, user, at) = match facts {
+            Some(f) => (f.ty.map(Box::from), f.user.map(Box::from), f.at),
+            None => (None, None, None),
+        };
         Decoded {
             seq: e.seq,
             accepted_ms: e.accepted_ms,
             event,
+            ty,
+            user,
+            at,
         }
     }
 
     /// The event's `type`, if it has one.
     pub fn event_type(&self) -> Option<&str> {
-        self.event.as_ref()?.get("type")?.as_str()
+        self.ty.as_deref()
+    }
+
+    /// What every board reads of the event besides its rules' paths.
+    pub fn facts(&self) -> Facts<'_> {
+        Facts {
+            ty: self.ty.as_deref(),
+            user: self.user.as_deref(),
+            at: self.at,
+        }
     }
 }
 
@@ -481,6 +506,9 @@ mod tests {
             seq,
             accepted_ms: seq as i64,
             event: Some(json!({"type": ty})),
+            ty: Some(ty.into()),
+            user: None,
+            at: None,
         }
     }
 

@@ -464,7 +464,9 @@ fn apply_entry(state: &mut BoardActorState, d: &Decoded, seen: &mut Seen) {
         state.board.skip(d.seq, d.accepted_ms);
         return;
     }
-    let applied = state.board.apply(d.seq, d.accepted_ms, event);
+    let applied = state
+        .board
+        .apply_facts(d.seq, d.accepted_ms, event, d.facts());
     state.dirty |= applied.windows_updated > 0;
     seen.late += u64::from(applied.late);
     seen.no_match += u64::from(applied.no_score);
@@ -489,9 +491,11 @@ fn catch_up(
             feed.read()
         }
         Plan::Entries(entries) => {
+            state.board.begin_batch();
             for d in &entries {
                 apply_entry(state, d, &mut seen);
             }
+            state.board.end_batch();
             feed.read()
         }
         Plan::Cold => {
@@ -500,10 +504,12 @@ fn catch_up(
                 .args
                 .log
                 .read_from(&tenant, before + 1, CATCH_UP_CHUNK)?;
+            state.board.begin_batch();
             for e in entries.into_iter().take_while(|e| e.seq <= durable) {
                 let d = Decoded::from_entry(&tenant, "leaderboard", e);
                 apply_entry(state, &d, &mut seen);
             }
+            state.board.end_batch();
             durable
         }
     };

@@ -1,7 +1,6 @@
 //! The user table: interned user ids addressed by `u32` slot, and an id → slot hash table.
 
 use std::cmp::Ordering;
-use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 
 use super::{to_u32, NIL};
@@ -27,7 +26,8 @@ pub(super) struct Users {
     pub(super) live: usize,
     /// Bytes of `names` owned by removed users; compacted away when it dominates.
     pub(super) garbage: usize,
-    pub(super) hasher: RandomState,
+    /// Seeded per table: user ids come from clients.
+    pub(super) hasher: foldhash::quality::RandomState,
 }
 
 impl Users {
@@ -39,7 +39,7 @@ impl Users {
             table: Vec::new(),
             live: 0,
             garbage: 0,
-            hasher: RandomState::new(),
+            hasher: foldhash::quality::RandomState::default(),
         }
     }
 

@@ -389,6 +389,27 @@ fn skipped_entries_advance_position_and_watermark() {
     assert_eq!((s.applied, s.watermark_ms), (7, 1_000));
 }
 
+/// A log from generated `(user, points, occurred offset s, acceptance delay s)`: the
+/// acceptance time of each entry and its event.
+fn log_of(evs: &[(u8, i32, i64, i64)]) -> Vec<(i64, Value)> {
+    let base = ms("2025-11-18T10:00:00Z");
+    evs.iter()
+        .map(|(u, p, occ, delay)| {
+            let at = Utc.timestamp_millis_opt(base + occ * 1000).unwrap();
+            let e = ev(&format!("u{u}"), f64::from(*p), &at.to_rfc3339());
+            (base + (occ + delay) * 1000, e)
+        })
+        .collect()
+}
+
+/// A window's entries in rank order: user, score bits, the position the score was reached at.
+fn ranks(w: &Window) -> Vec<(String, u64, u64)> {
+    w.ranks
+        .iter()
+        .map(|e| (e.user_id.to_owned(), e.score.to_bits(), e.reached_at))
+        .collect()
+}
+
 proptest! {
     /// Whatever the points, no stored score is ever ±inf or NaN.
     #[test]
@@ -416,11 +437,7 @@ proptest! {
         cut in 0usize..80,
         agg in prop_oneof![Just("sum"), Just("count"), Just("max"), Just("min"), Just("avg")],
     ) {
-        let base = ms("2025-11-18T10:00:00Z");
-        let events: Vec<(i64, Value)> = evs.iter().map(|(u, p, occ, delay)| {
-            let at = Utc.timestamp_millis_opt(base + occ * 1000).unwrap();
-            (base + (occ + delay) * 1000, ev(&format!("u{u}"), f64::from(*p), &at.to_rfc3339()))
-        }).collect();
+        let events = log_of(&evs);
         let d = def(agg, 900);
         let mut full = BoardState::new(d.clone());
         for (i, (acc, e)) in events.iter().enumerate() {
@@ -439,10 +456,53 @@ proptest! {
         prop_assert_eq!(resumed.open.len(), full.open.len());
         for (key, w) in &full.open {
             let r = &resumed.open[key];
-            let a: Vec<_> = w.ranks.iter().map(|e| (e.user_id.to_owned(), e.score.to_bits(), e.reached_at)).collect();
-            let b: Vec<_> = r.ranks.iter().map(|e| (e.user_id.to_owned(), e.score.to_bits(), e.reached_at)).collect();
-            prop_assert_eq!(a, b);
+            prop_assert_eq!(ranks(w), ranks(r));
         }
+    }
+
+    /// Applying the log in batches (the rank index updated once per user at each batch's
+    /// end) gives the same standings, reach positions included, as applying it one by one;
+    /// so does a window frozen in the middle of the batch.
+    #[test]
+    fn batches_equal_one_by_one(
+        evs in proptest::collection::vec((0u8..5, -3i32..4, 0i64..3 * 3600, 0i64..7200), 1..120),
+        cuts in proptest::collection::vec(1usize..30, 1..10),
+        agg in prop_oneof![Just("sum"), Just("count"), Just("max"), Just("min"), Just("avg")],
+    ) {
+        let events = log_of(&evs);
+        let d = def(agg, 900);
+        let mut single = BoardState::new(d.clone());
+        for (i, (acc, e)) in events.iter().enumerate() {
+            single.apply(i as u64 + 1, *acc, e);
+        }
+        let mut batched = BoardState::new(d);
+        let mut i = 0;
+        for n in cuts.iter().cycle() {
+            if i >= events.len() {
+                break;
+            }
+            batched.begin_batch();
+            for (acc, e) in events.iter().skip(i).take(*n) {
+                i += 1;
+                batched.apply(i as u64, *acc, e);
+            }
+            batched.end_batch();
+        }
+        prop_assert_eq!(single.open.len(), batched.open.len());
+        for (key, w) in &single.open {
+            prop_assert_eq!(ranks(w), ranks(&batched.open[key]));
+        }
+        // Freezing mid-batch hands out a window whose ranks are complete.
+        let mut mid = BoardState::new(def(agg, 900));
+        mid.begin_batch();
+        for (i, (acc, e)) in events.iter().enumerate() {
+            mid.apply(i as u64 + 1, *acc, e);
+        }
+        for key in single.open.keys().copied().collect::<Vec<_>>() {
+            let w = mid.freeze(key.0, key.1).unwrap();
+            prop_assert_eq!(ranks(&single.open[&key]), ranks(&w));
+        }
+        mid.end_batch();
     }
 
     #[test]
