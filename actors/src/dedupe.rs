@@ -32,11 +32,11 @@ fn grow_at(k: usize, capacity: usize) -> usize {
     capacity / 100 * (50 + 35 * k / SHARDS)
 }
 
-/// Recent event ids of one tenant with the log position each was stored at.
-/// One shard of the window: id → acceptance time. Ids come from clients, so the hasher is
+/// One shard of the window: id → log position. Ids come from clients, so the hasher is
 /// seeded per shard (foldhash's quality variant, a fraction of SipHash's cost per id).
 type Shard = HashMap<Arc<str>, u64, foldhash::quality::RandomState>;
 
+/// Recent event ids of one tenant with the log position each was stored at.
 #[derive(Debug)]
 pub struct DedupeWindow {
     window_ms: i64,
