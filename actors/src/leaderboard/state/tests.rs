@@ -402,6 +402,15 @@ fn log_of(evs: &[(u8, i32, i64, i64)]) -> Vec<(i64, Value)> {
         .collect()
 }
 
+/// A board with every entry of `events` applied one by one, at positions 1, 2, …
+fn apply_all(d: Arc<Definition>, events: &[(i64, Value)]) -> BoardState {
+    let mut s = BoardState::new(d);
+    for (i, (acc, e)) in events.iter().enumerate() {
+        s.apply(i as u64 + 1, *acc, e);
+    }
+    s
+}
+
 /// A window's entries in rank order: user, score bits, the position the score was reached at.
 fn ranks(w: &Window) -> Vec<(String, u64, u64)> {
     w.ranks
@@ -439,10 +448,7 @@ proptest! {
     ) {
         let events = log_of(&evs);
         let d = def(agg, 900);
-        let mut full = BoardState::new(d.clone());
-        for (i, (acc, e)) in events.iter().enumerate() {
-            full.apply(i as u64 + 1, *acc, e);
-        }
+        let full = apply_all(d.clone(), &events);
         let cut = cut.min(events.len());
         let mut first = BoardState::new(d.clone());
         for (i, (acc, e)) in events[..cut].iter().enumerate() {
@@ -471,10 +477,7 @@ proptest! {
     ) {
         let events = log_of(&evs);
         let d = def(agg, 900);
-        let mut single = BoardState::new(d.clone());
-        for (i, (acc, e)) in events.iter().enumerate() {
-            single.apply(i as u64 + 1, *acc, e);
-        }
+        let single = apply_all(d.clone(), &events);
         let mut batched = BoardState::new(d);
         let mut i = 0;
         for n in cuts.iter().cycle() {
