@@ -111,6 +111,43 @@ impl DedupeWindow {
         if self.seen[shard].contains_key(id) {
             return;
         }
+        self.insert_new(shard, id, seq, accepted_ms);
+    }
+
+    /// [`DedupeWindow::check`] and, when `id` is not in the window, [`DedupeWindow::insert`]
+    /// at `seq` in one step: one shard hash and one lookup where the two took two and three.
+    /// Does not expire (call [`DedupeWindow::expire`] once per batch first).
+    pub fn check_or_insert(&mut self, id: &str, seq: u64, now_ms: i64) -> Option<u64> {
+        let shard = Self::shard(id);
+        if let Some(earlier) = self.seen[shard].get(id) {
+            return Some(*earlier);
+        }
+        self.insert_new(shard, id, seq, now_ms);
+        None
+    }
+
+    /// Rebuild from the log **newest first**: remember each `(id, seq, accepted_ms)` of
+    /// `batch` (itself newest first) as older than everything inserted so far, unless the
+    /// window already holds the id (a newer position of it: the older was gone when the newer
+    /// was accepted) or is full (a full window keeps the newest ids). Nothing is evicted.
+    pub fn insert_older(&mut self, batch: &[(&str, u64, i64)]) {
+        for &(id, seq, accepted_ms) in batch {
+            if self.len >= self.capacity {
+                return;
+            }
+            let shard = Self::shard(id);
+            if self.seen[shard].contains_key(id) {
+                continue;
+            }
+            let key: Arc<str> = Arc::from(id);
+            self.seen[shard].insert(key.clone(), seq);
+            self.len += 1;
+            self.order.push_front((accepted_ms, key));
+        }
+    }
+
+    /// Insert `id`, known not to be in `shard`, evicting the oldest while full.
+    fn insert_new(&mut self, shard: usize, id: &str, seq: u64, accepted_ms: i64) {
         while self.len >= self.capacity {
             if let Some((_, old)) = self.order.pop_front() {
                 self.seen[Self::shard(&old)].remove(&old);
@@ -163,12 +200,31 @@ struct Order {
 
 impl Order {
     fn push_back(&mut self, item: (i64, Arc<str>)) {
-        match self.blocks.back_mut() {
+        self.push(item, false);
+    }
+
+    /// An item older than every other (the rebuild reads the log newest first).
+    fn push_front(&mut self, item: (i64, Arc<str>)) {
+        self.push(item, true);
+    }
+
+    fn push(&mut self, item: (i64, Arc<str>), front: bool) {
+        let end = if front {
+            self.blocks.front_mut()
+        } else {
+            self.blocks.back_mut()
+        };
+        match end {
+            Some(b) if b.len() < BLOCK && front => b.push_front(item),
             Some(b) if b.len() < BLOCK => b.push_back(item),
             _ => {
                 let mut b = VecDeque::with_capacity(BLOCK);
                 b.push_back(item);
-                self.blocks.push_back(b);
+                if front {
+                    self.blocks.push_front(b);
+                } else {
+                    self.blocks.push_back(b);
+                }
             }
         }
     }
@@ -233,6 +289,63 @@ mod tests {
         assert_eq!(w.check(&format!("id-{}", cap + 9), 0), Some(cap as u64 + 9));
     }
 
+    /// A rebuild newest first leaves the window as one oldest first would (distinct ids that
+    /// fit): the same ids at the same positions, expiring in the same order, and full at the
+    /// same point.
+    #[test]
+    fn newest_first_rebuild_matches_oldest_first() {
+        let n = 2 * BLOCK + 5;
+        let (mut old_first, mut new_first) =
+            (DedupeWindow::new(1_000, n), DedupeWindow::new(1_000, n));
+        for i in 0..n {
+            old_first.insert(&format!("id-{i}"), i as u64, i as i64);
+        }
+        let ids: Vec<String> = (0..n).rev().map(|i| format!("id-{i}")).collect();
+        let batch: Vec<(&str, u64, i64)> = ids
+            .iter()
+            .zip((0..n).rev())
+            .map(|(id, i)| (id.as_str(), i as u64, i as i64))
+            .collect();
+        // In uneven batches, as the rebuild hands them over.
+        for part in batch.chunks(BLOCK - 3) {
+            new_first.insert_older(part);
+        }
+        new_first.insert_older(&[("one-too-many", 0, 0)]);
+        assert_eq!(new_first.len(), n);
+        for at in [0, 1, BLOCK as i64, n as i64 - 1] {
+            old_first.expire(1_000 + at);
+            new_first.expire(1_000 + at);
+            assert_eq!(old_first.len(), new_first.len());
+            for i in 0..n {
+                let id = format!("id-{i}");
+                assert_eq!(
+                    old_first.check(&id, 0),
+                    new_first.check(&id, 0),
+                    "{id} at {at}"
+                );
+            }
+        }
+        assert_eq!(new_first.check("one-too-many", 0), None);
+    }
+
+    /// Newest first, a repeated id keeps its newest position (the one a live window holds:
+    /// the older was gone when the newer was accepted).
+    #[test]
+    fn newest_first_keeps_the_newest_position() {
+        let mut w = DedupeWindow::new(1_000, 10);
+        w.insert_older(&[("a", 9, 5), ("b", 8, 4), ("a", 1, 0)]);
+        w.insert_older(&[("b", 2, 1)]);
+        assert_eq!(
+            (w.check("a", 6), w.check("b", 6), w.len()),
+            (Some(9), Some(8), 2)
+        );
+        w.expire(1_004);
+        assert_eq!(
+            (w.check("a", 0), w.check("b", 0), w.len()),
+            (Some(9), None, 1)
+        );
+    }
+
     #[test]
     fn reinsert_keeps_first_position() {
         let mut w = DedupeWindow::new(1_000, 10);
@@ -264,6 +377,30 @@ mod tests {
     }
 
     proptest! {
+        /// `check_or_insert` answers and remembers exactly what `check` then `insert` do,
+        /// including once the capacity evicts.
+        #[test]
+        fn check_or_insert_is_check_then_insert(
+            ops in proptest::collection::vec((0u8..12, 0i64..30), 1..300),
+            capacity in 1usize..8,
+        ) {
+            let mut one = DedupeWindow::new(100, capacity);
+            let mut two = DedupeWindow::new(100, capacity);
+            let mut now = 0i64;
+            for (seq, (id, dt)) in ops.into_iter().enumerate() {
+                now += dt;
+                let id = format!("e{id}");
+                one.expire(now);
+                let got = one.check_or_insert(&id, seq as u64, now);
+                let want = two.check(&id, now);
+                if want.is_none() {
+                    two.insert(&id, seq as u64, now);
+                }
+                prop_assert_eq!(got, want);
+                prop_assert_eq!((one.len(), one.evicted_early()), (two.len(), two.evicted_early()));
+            }
+        }
+
         /// Against a naive model: an id is a duplicate iff it was inserted less than
         /// `window` ms ago (capacity large enough not to interfere).
         #[test]

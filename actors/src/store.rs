@@ -78,6 +78,29 @@ pub trait EventLog: Send + Sync + 'static {
         ids.drain(..older);
         Ok(ids)
     }
+    /// [`EventLog::recent_ids_newest`] handed to `each` one id at a time, **newest first**,
+    /// so a caller can take them while they are read (the tenant's dedupe rebuild inserts them
+    /// on another thread). Returns how many it handed over. The sled log reads each record
+    /// once and allocates nothing per id.
+    fn each_recent_id_newest(
+        &self,
+        tenant: &str,
+        since_ms: i64,
+        max: usize,
+        each: &mut dyn FnMut(&str, u64, i64),
+    ) -> Result<usize, EngineError> {
+        let ids = self.recent_ids_newest(tenant, since_ms, max)?;
+        for (id, seq, ms) in ids.iter().rev() {
+            each(id, *seq, *ms);
+        }
+        Ok(ids.len())
+    }
+    /// At least as many ids as [`EventLog::recent_ids_newest`] returns, and close to it:
+    /// what the dedupe rebuild sizes its tables for before the ids arrive. `None` when the
+    /// log cannot tell without reading them all.
+    fn recent_count_hint(&self, _tenant: &str, _since_ms: i64) -> Result<Option<u64>, EngineError> {
+        Ok(None)
+    }
     /// Whether the log can currently persist.
     fn healthy(&self) -> bool;
     /// The oldest retained position (`next_seq` for an empty log). The default is a log
@@ -271,19 +294,39 @@ impl EventLog for SledLog {
         since_ms: i64,
         max: usize,
     ) -> Result<Vec<(String, u64, i64)>, EngineError> {
-        let tree = self.tree(tenant)?;
         let mut out = Vec::new();
+        self.each_recent_id_newest(tenant, since_ms, max, &mut |id, seq, ms| {
+            out.push((id.to_owned(), seq, ms))
+        })?;
+        out.reverse();
+        Ok(out)
+    }
+
+    fn each_recent_id_newest(
+        &self,
+        tenant: &str,
+        since_ms: i64,
+        max: usize,
+        each: &mut dyn FnMut(&str, u64, i64),
+    ) -> Result<usize, EngineError> {
+        let tree = self.tree(tenant)?;
+        let mut handed = 0usize;
         'records: for kv in tree.iter().rev() {
             let (k, v) = kv?;
             let first = key_seq(&k);
             let record = expand(tenant, first, &v)?;
-            let events = decode(tenant, first, &record)?;
-            for (i, (accepted_ms, id, _)) in events.iter().enumerate().rev() {
-                if out.len() >= max {
+            let events = codec::decode_ids(&record).map_err(|reason| EngineError::Corrupt {
+                tenant: tenant.to_owned(),
+                seq: first,
+                reason,
+            })?;
+            for (i, (accepted_ms, id)) in events.iter().enumerate().rev() {
+                if handed >= max {
                     break 'records;
                 }
                 if *accepted_ms >= since_ms {
-                    out.push(((*id).to_owned(), first + i as u64, *accepted_ms));
+                    each(id, first + i as u64, *accepted_ms);
+                    handed += 1;
                 }
             }
             // Records are written in acceptance order: one that starts before `since_ms`
@@ -292,8 +335,41 @@ impl EventLog for SledLog {
                 break;
             }
         }
-        out.reverse();
-        Ok(out)
+        Ok(handed)
+    }
+
+    /// Binary search over positions (one record read per step, ~24 for 10 M positions) for
+    /// the first record that starts at or after `since_ms`; the hint counts from the record
+    /// before it, so it is at most one record above the exact count.
+    fn recent_count_hint(&self, tenant: &str, since_ms: i64) -> Result<Option<u64>, EngineError> {
+        let tree = self.tree(tenant)?;
+        let next = self.next_seq(tenant)?;
+        let first = self.first_seq(tenant)?;
+        // The start and first acceptance time of the record holding `seq`.
+        let record_at = |seq: u64| -> Result<Option<(u64, i64)>, EngineError> {
+            let Some(kv) = tree.range(..=seq.to_be_bytes()).next_back() else {
+                return Ok(None);
+            };
+            let (k, v) = kv?;
+            let start = key_seq(&k);
+            let record = expand(tenant, start, &v)?;
+            let ms = decode(tenant, start, &record)?.first().map(|(ms, ..)| *ms);
+            Ok(ms.map(|ms| (start, ms)))
+        };
+        // Smallest position whose record starts at or after `since_ms` (`next`: none does).
+        let (mut lo, mut hi) = (first, next);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match record_at(mid)? {
+                Some((_, ms)) if ms >= since_ms => hi = mid,
+                _ => lo = mid + 1,
+            }
+        }
+        let from = match lo.checked_sub(1).filter(|p| *p >= first) {
+            Some(before) => record_at(before)?.map_or(lo, |(start, _)| start),
+            None => lo,
+        };
+        Ok(Some(next - from))
     }
 
     fn healthy(&self) -> bool {
@@ -426,11 +502,15 @@ pub(crate) mod codec {
         if claimed > MAX_DECOMPRESSED {
             return Err(format!("record claims {claimed} bytes uncompressed"));
         }
-        let entries = lz4_flex::decompress_size_prepended(body).map_err(|e| e.to_string())?;
-        let mut out = Vec::with_capacity(5 + entries.len());
-        out.push(V2);
-        out.extend_from_slice(&buf[1..5]);
-        out.extend_from_slice(&entries);
+        // Straight into the v2 layout behind its header: no second copy of the entries.
+        let mut out = vec![0u8; 5 + claimed];
+        out[0] = V2;
+        out[1..5].copy_from_slice(&buf[1..5]);
+        let n = lz4_flex::block::decompress_into(&body[4..], &mut out[5..])
+            .map_err(|e| e.to_string())?;
+        if n != claimed {
+            return Err(format!("record holds {n} bytes, claims {claimed}"));
+        }
         Ok(Cow::Owned(out))
     }
 
@@ -478,19 +558,21 @@ pub(crate) mod codec {
     /// A decoded record: `(accepted_ms, event_id, json)` borrowed from the buffer.
     pub type Decoded<'a> = Vec<NewEntry<'a>>;
 
-    /// Decode a v1 or v2 record ([`expand`] a v3 one first).
-    pub fn decode(buf: &[u8]) -> Result<Decoded<'_>, String> {
+    /// Step through a v1 or v2 record ([`expand`] a v3 one first), handing `each` every
+    /// event's `(accepted_ms, event_id, json bytes)`.
+    fn walk<'a>(
+        buf: &'a [u8],
+        mut each: impl FnMut(i64, &'a str, &'a [u8]) -> Result<(), String>,
+    ) -> Result<(), String> {
         let (version, record_ms, n, mut at) = header(buf)?;
         if version == V3 {
             return Err("compressed record: expand it first".into());
         }
-        let mut take = |len: usize| -> Result<&[u8], String> {
+        let mut take = |len: usize| -> Result<&'a [u8], String> {
             let s = buf.get(at..at + len).ok_or("truncated record")?;
             at += len;
             Ok(s)
         };
-        // Each entry takes at least 6 bytes: never trust `n` for the allocation.
-        let mut out = Vec::with_capacity((n as usize).min(buf.len() / 6));
         for _ in 0..n {
             let ms = if version == V2 {
                 i64::from_be_bytes(take(8)?.try_into().expect("8 bytes"))
@@ -500,9 +582,40 @@ pub(crate) mod codec {
             let id_len = u16::from_be_bytes(take(2)?.try_into().expect("2 bytes")) as usize;
             let id = std::str::from_utf8(take(id_len)?).map_err(|e| e.to_string())?;
             let json_len = u32::from_be_bytes(take(4)?.try_into().expect("4 bytes")) as usize;
-            let json = std::str::from_utf8(take(json_len)?).map_err(|e| e.to_string())?;
-            out.push((ms, id, json));
+            each(ms, id, take(json_len)?)?;
         }
+        Ok(())
+    }
+
+    /// Room for a record's events: each takes at least 6 bytes, so `n` is never trusted for
+    /// the allocation.
+    fn room(buf: &[u8]) -> usize {
+        count(buf).map_or(0, |n| (n as usize).min(buf.len() / 6))
+    }
+
+    /// Decode a v1 or v2 record ([`expand`] a v3 one first).
+    pub fn decode(buf: &[u8]) -> Result<Decoded<'_>, String> {
+        let mut out = Vec::with_capacity(room(buf));
+        walk(buf, |ms, id, json| {
+            out.push((
+                ms,
+                id,
+                std::str::from_utf8(json).map_err(|e| e.to_string())?,
+            ));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// [`decode`] without the events' JSON: `(accepted_ms, event_id)` per event. The JSON is
+    /// stepped over unread (not checked as UTF-8), which is most of a decode's time; the dedupe
+    /// rebuild reads millions of ids this way.
+    pub fn decode_ids(buf: &[u8]) -> Result<Vec<(i64, &str)>, String> {
+        let mut out = Vec::with_capacity(room(buf));
+        walk(buf, |ms, id, _| {
+            out.push((ms, id));
+            Ok(())
+        })?;
         Ok(out)
     }
 
@@ -532,8 +645,21 @@ pub(crate) mod codec {
                 let refs: Vec<NewEntry<'_>> = evs.iter().map(|(m, a, b)| (*m, a.as_str(), b.as_str())).collect();
                 let buf = encode(&refs);
                 let record = expand(&buf).unwrap();
-                prop_assert_eq!(decode(&record).unwrap(), refs);
+                prop_assert_eq!(decode(&record).unwrap(), refs.clone());
                 prop_assert_eq!(count(&buf).unwrap() as usize, evs.len());
+                let ids: Vec<(i64, &str)> = refs.iter().map(|(m, id, _)| (*m, *id)).collect();
+                prop_assert_eq!(decode_ids(&record).unwrap(), ids);
+            }
+
+            /// `decode_ids` refuses what `decode` refuses for a short buffer: a cut record is
+            /// an error, never a shorter list.
+            #[test]
+            fn cut_records_are_errors(evs in proptest::collection::vec((any::<i64>(), ".{1,20}", ".{1,60}"), 1..10), cut in 1usize..40) {
+                let refs: Vec<NewEntry<'_>> = evs.iter().map(|(m, a, b)| (*m, a.as_str(), b.as_str())).collect();
+                let plain = encode_v2(&refs);
+                let short = &plain[..plain.len().saturating_sub(cut).max(1)];
+                prop_assert!(decode_ids(short).is_err());
+                prop_assert!(decode(short).is_err());
             }
 
             /// Records of repetitive JSON (what events are) compress, and read back.
@@ -550,6 +676,11 @@ pub(crate) mod codec {
                 let record = expand(&buf).unwrap();
                 prop_assert_eq!(decode(&record).unwrap(), refs);
                 prop_assert_eq!(count(&buf).unwrap() as usize, n);
+                // A record whose size field lies is corrupt, not a shorter or padded record.
+                let mut lying = buf.clone();
+                let claimed = u32::from_le_bytes(lying[5..9].try_into().unwrap());
+                lying[5..9].copy_from_slice(&(claimed + 1).to_le_bytes());
+                prop_assert!(expand(&lying).is_err());
             }
 
             #[test]
@@ -558,6 +689,7 @@ pub(crate) mod codec {
                 b.extend(buf);
                 if let Ok(r) = expand(&b) {
                     let _ = decode(&r);
+                    let _ = decode_ids(&r);
                 }
             }
 
@@ -573,6 +705,7 @@ pub(crate) mod codec {
             #[test]
             fn garbage_never_panics(buf in proptest::collection::vec(any::<u8>(), 0..64)) {
                 let _ = decode(&buf);
+                let _ = decode_ids(&buf);
                 let _ = expand(&buf);
             }
         }
@@ -754,5 +887,64 @@ mod tests {
             ids(log.recent_ids_newest("t", 13, 10).unwrap()),
             want(&[("d", 4), ("e", 5)])
         );
+        // The default hands the same ids over newest first; the sled log's own does too.
+        for (since, max) in [(0, 10), (11, 3), (13, 10), (99, 10)] {
+            let mut plain = Vec::new();
+            Plain(log.clone())
+                .each_recent_id_newest("t", since, max, &mut |i, s, _| {
+                    plain.push((i.to_string(), s))
+                })
+                .unwrap();
+            let mut sled = Vec::new();
+            log.each_recent_id_newest("t", since, max, &mut |i, s, _| {
+                sled.push((i.to_string(), s))
+            })
+            .unwrap();
+            let mut want = ids(log.recent_ids_newest("t", since, max).unwrap());
+            want.reverse();
+            assert_eq!((&plain, &sled), (&want, &want), "since {since} max {max}");
+        }
+        assert_eq!(Plain(log.clone()).recent_count_hint("t", 0).unwrap(), None);
+    }
+
+    /// The hint the rebuild sizes its tables by is never below the count of recent ids, and
+    /// at most one record above it, wherever `since` falls; a purged prefix changes nothing.
+    #[test]
+    fn recent_count_hint_bounds_the_recent_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = SledLog::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(log.recent_count_hint("t", 0).unwrap(), Some(0));
+        // 40 records of 1..=7 events, acceptance times rising by 10 ms per event.
+        let (mut seq, mut ms) = (1u64, 0i64);
+        let mut sizes = Vec::new();
+        for r in 0..40u64 {
+            let n = 1 + (r * 5 % 7);
+            let ids: Vec<String> = (0..n).map(|i| format!("e{}", seq + i)).collect();
+            let entries: Vec<NewEntry<'_>> = ids
+                .iter()
+                .enumerate()
+                .map(|(i, id)| (ms + 10 * i as i64, id.as_str(), "{}"))
+                .collect();
+            log.append("t", seq, &entries).unwrap();
+            sizes.push(n);
+            seq += n;
+            ms += 10 * n as i64;
+        }
+        let largest = *sizes.iter().max().unwrap();
+        let check = |log: &SledLog| {
+            for since in (-5..ms + 15).step_by(5) {
+                let exact = log.recent_ids("t", since).unwrap().len() as u64;
+                let hint = log.recent_count_hint("t", since).unwrap().unwrap();
+                assert!(
+                    hint >= exact && hint <= exact + largest,
+                    "since {since}: {hint} vs {exact}"
+                );
+            }
+        };
+        check(&log);
+        let spans = log.oldest_spans("t", 10).unwrap();
+        log.purge("t", &spans.iter().map(|s| s.first).collect::<Vec<_>>())
+            .unwrap();
+        check(&log);
     }
 }

@@ -131,18 +131,16 @@ impl Actor for TenantActor {
     ) -> Result<(), ActorProcessingErr> {
         let now = chrono::Utc::now().timestamp_millis();
         let args = &state.args;
-        // Only the newest `capacity` ids: a full window would evict the older ones anyway.
-        let recent = args.log.recent_ids_newest(
+        let started = std::time::Instant::now();
+        let entries = rebuild(
+            args.log.as_ref(),
             &args.tenant,
             now - args.dedupe_window_ms,
             args.dedupe_capacity,
+            &mut state.dedupe,
         )?;
-        state.dedupe.reserve(recent.len());
-        for (id, seq, accepted_ms) in &recent {
-            state.dedupe.insert(id, *seq, *accepted_ms);
-        }
         state.rebuilding = None;
-        tracing::info!(tenant = %args.tenant, next_seq = state.next_seq, dedupe_entries = recent.len(), "tenant actor started");
+        tracing::info!(tenant = %args.tenant, next_seq = state.next_seq, dedupe_entries = entries, ms = started.elapsed().as_millis() as u64, "tenant actor started");
         Ok(())
     }
 
@@ -161,6 +159,83 @@ impl Actor for TenantActor {
     }
 }
 
+/// Ids the rebuild's reader hands over at a time, and how many such chunks may wait.
+const REBUILD_CHUNK: usize = 8192;
+const REBUILD_QUEUE: usize = 16;
+
+/// Ids read from the log, in one buffer: `(start, end, seq, accepted_ms)` into `text`.
+#[derive(Default)]
+struct IdChunk {
+    text: String,
+    ids: Vec<(usize, usize, u64, i64)>,
+}
+
+/// Fill `dedupe` with the newest `max` ids accepted since `since_ms`, as the log holds them.
+/// A reader thread reads and decompresses the log's records newest first while this thread
+/// inserts the ids it has handed over (each was about half of a rebuild), into tables sized
+/// at once for the log's count. Returns how many ids were read.
+fn rebuild(
+    log: &dyn EventLog,
+    tenant: &str,
+    since_ms: i64,
+    max: usize,
+    dedupe: &mut DedupeWindow,
+) -> Result<usize, EngineError> {
+    if let Some(n) = log.recent_count_hint(tenant, since_ms)? {
+        dedupe.reserve(usize::try_from(n).unwrap_or(max).min(max));
+    }
+    let (tx, rx) = std::sync::mpsc::sync_channel::<IdChunk>(REBUILD_QUEUE);
+    std::thread::scope(|scope| {
+        let reader = std::thread::Builder::new()
+            .name("phoenix-rebuild".into())
+            .spawn_scoped(scope, move || {
+                let mut chunk = IdChunk::default();
+                let mut gone = false;
+                let read = log.each_recent_id_newest(tenant, since_ms, max, &mut |id, seq, ms| {
+                    if gone {
+                        return;
+                    }
+                    let start = chunk.text.len();
+                    chunk.text.push_str(id);
+                    chunk.ids.push((start, chunk.text.len(), seq, ms));
+                    if chunk.ids.len() >= REBUILD_CHUNK {
+                        gone = tx.send(std::mem::take(&mut chunk)).is_err();
+                    }
+                });
+                if !gone && !chunk.ids.is_empty() {
+                    let _ = tx.send(chunk);
+                }
+                read
+            });
+        let reader = match reader {
+            Ok(r) => r,
+            // No thread to spare: read, then insert, on this one.
+            Err(e) => {
+                tracing::warn!(error = %e, "dedupe rebuild on one thread");
+                let ids = log.recent_ids_newest(tenant, since_ms, max)?;
+                let batch: Vec<(&str, u64, i64)> = ids
+                    .iter()
+                    .rev()
+                    .map(|(id, seq, ms)| (id.as_str(), *seq, *ms))
+                    .collect();
+                dedupe.insert_older(&batch);
+                return Ok(ids.len());
+            }
+        };
+        for chunk in rx {
+            let batch: Vec<(&str, u64, i64)> = chunk
+                .ids
+                .iter()
+                .map(|(start, end, seq, ms)| (&chunk.text[*start..*end], *seq, *ms))
+                .collect();
+            dedupe.insert_older(&batch);
+        }
+        reader
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
+}
+
 fn ingest(
     state: &mut TenantState,
     events: Vec<Event>,
@@ -177,30 +252,31 @@ fn ingest(
     let total = events.len();
     let mut outcomes = Vec::with_capacity(total);
     let mut fresh: Vec<Event> = Vec::with_capacity(total);
-    let mut in_batch: HashMap<String, u64> = HashMap::new();
-    for e in events {
-        let earlier = state
-            .dedupe
-            .check(&e.event_id, now)
-            .or_else(|| in_batch.get(e.event_id.as_str()).copied());
-        if let Some(seq) = earlier {
-            outcomes.push(Outcome::Duplicate { seq });
-        } else {
-            let seq = first_seq + fresh.len() as u64;
-            outcomes.push(Outcome::Accepted { seq });
-            if total > 1 {
-                in_batch.insert(e.event_id.clone(), seq);
-            }
-            fresh.push(e);
-        }
-    }
-    // Positions and the dedupe window advance now; the committer writes the events in
+    // A window smaller than the batch could evict an id of this batch before its repeat
+    // later in the batch is checked; then the batch's own ids are checked here too.
+    let mut in_batch: Option<HashMap<String, u64>> =
+        (total > 1 && state.args.dedupe_capacity < total).then(HashMap::new);
+    // Positions and the dedupe window advance now, each id remembered as it is accepted (so
+    // a repeat later in the batch is a duplicate of it); the committer writes the events in
     // order and fsyncs before anyone is answered. If that fails the store is marked
     // unhealthy and refuses every later write until a restart rebuilds this state from
     // what the log really holds, so an id remembered here but never logged cannot turn a
     // retry into a false "duplicate".
-    for (i, e) in fresh.iter().enumerate() {
-        state.dedupe.insert(&e.event_id, first_seq + i as u64, now);
+    for e in events {
+        let seq = first_seq + fresh.len() as u64;
+        let earlier = match in_batch.as_ref().and_then(|m| m.get(e.event_id.as_str())) {
+            Some(earlier) => Some(*earlier),
+            None => state.dedupe.check_or_insert(&e.event_id, seq, now),
+        };
+        if let Some(earlier) = earlier {
+            outcomes.push(Outcome::Duplicate { seq: earlier });
+        } else {
+            outcomes.push(Outcome::Accepted { seq });
+            if let Some(m) = in_batch.as_mut() {
+                m.insert(e.event_id.clone(), seq);
+            }
+            fresh.push(e);
+        }
     }
     state.next_seq += fresh.len() as u64;
     let evicted = state.dedupe.evicted_early();

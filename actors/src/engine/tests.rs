@@ -100,6 +100,72 @@ async fn dedupe_window_and_positions_survive_restart() {
     ingest_expect(&engine, &["b", "c"], &expect).await;
 }
 
+/// The rebuild reads the log newest first on its own thread and hands the ids over in
+/// chunks: across many records and chunk boundaries, with a window smaller than the log,
+/// a restart keeps exactly the newest `capacity` ids at their positions and forgets the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rebuild_keeps_the_newest_ids_of_a_long_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let start_capped = |capacity: usize| {
+        let dir = dir.path().to_owned();
+        async move {
+            let log = Arc::new(open_log(&dir).await);
+            let db = log.store();
+            let config = EngineConfig {
+                dedupe_capacity: capacity,
+                ..EngineConfig::default()
+            };
+            Engine::start(log, db, &["acme".into()], config)
+                .await
+                .unwrap()
+        }
+    };
+    let total = 20_000usize;
+    let capacity = 12_000usize;
+    {
+        let engine = start_capped(total).await;
+        for first in (0..total).step_by(100) {
+            let ids: Vec<String> = (first..first + 100).map(|i| format!("r-{i}")).collect();
+            let out = engine
+                .ingest("acme", ids.iter().map(|id| event(id)).collect())
+                .await
+                .unwrap();
+            assert!(out.iter().all(|o| matches!(o, Outcome::Accepted { .. })));
+        }
+        engine.shutdown().await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let engine = start_capped(capacity).await;
+    // Newest kept (at their own positions, which are 1-based in log order), oldest forgotten.
+    let probe = [
+        total - 1,
+        total - 8_192,
+        total - capacity,
+        total - capacity - 1,
+        0,
+    ];
+    let ids: Vec<String> = probe.iter().map(|i| format!("r-{i}")).collect();
+    let out = engine
+        .ingest("acme", ids.iter().map(|id| event(id)).collect())
+        .await
+        .unwrap();
+    let next = total as u64 + 1;
+    assert_eq!(
+        out,
+        [
+            Outcome::Duplicate { seq: total as u64 },
+            Outcome::Duplicate {
+                seq: (total - 8_192) as u64 + 1
+            },
+            Outcome::Duplicate {
+                seq: (total - capacity) as u64 + 1
+            },
+            Outcome::Accepted { seq: next },
+            Outcome::Accepted { seq: next + 1 },
+        ]
+    );
+}
+
 #[tokio::test]
 async fn panicking_tenant_actor_is_restarted_from_the_log() {
     let dir = tempfile::tempdir().unwrap();
