@@ -136,13 +136,9 @@ impl DedupeWindow {
                 return;
             }
             let shard = Self::shard(id);
-            if self.seen[shard].contains_key(id) {
-                continue;
+            if !self.seen[shard].contains_key(id) {
+                self.add(shard, id, seq, accepted_ms, true);
             }
-            let key: Arc<str> = Arc::from(id);
-            self.seen[shard].insert(key.clone(), seq);
-            self.len += 1;
-            self.order.push_front((accepted_ms, key));
         }
     }
 
@@ -157,10 +153,15 @@ impl DedupeWindow {
                 break;
             }
         }
+        self.add(shard, id, seq, accepted_ms, false);
+    }
+
+    /// Remember `id` (not in `shard`) as the newest entry, or as the oldest if `oldest`.
+    fn add(&mut self, shard: usize, id: &str, seq: u64, accepted_ms: i64, oldest: bool) {
         let key: Arc<str> = Arc::from(id);
         self.seen[shard].insert(key.clone(), seq);
         self.len += 1;
-        self.order.push_back((accepted_ms, key));
+        self.order.push((accepted_ms, key), oldest);
     }
 
     /// Drop entries accepted at or before `now_ms - window_ms`.
@@ -199,15 +200,8 @@ struct Order {
 }
 
 impl Order {
-    fn push_back(&mut self, item: (i64, Arc<str>)) {
-        self.push(item, false);
-    }
-
-    /// An item older than every other (the rebuild reads the log newest first).
-    fn push_front(&mut self, item: (i64, Arc<str>)) {
-        self.push(item, true);
-    }
-
+    /// Add `item` as the newest, or as the oldest if `front` (the rebuild reads the log
+    /// newest first).
     fn push(&mut self, item: (i64, Arc<str>), front: bool) {
         let end = if front {
             self.blocks.front_mut()

@@ -315,11 +315,7 @@ impl EventLog for SledLog {
             let (k, v) = kv?;
             let first = key_seq(&k);
             let record = expand(tenant, first, &v)?;
-            let events = codec::decode_ids(&record).map_err(|reason| EngineError::Corrupt {
-                tenant: tenant.to_owned(),
-                seq: first,
-                reason,
-            })?;
+            let events = decode_ids(tenant, first, &record)?;
             for (i, (accepted_ms, id)) in events.iter().enumerate().rev() {
                 if handed >= max {
                     break 'records;
@@ -353,7 +349,9 @@ impl EventLog for SledLog {
             let (k, v) = kv?;
             let start = key_seq(&k);
             let record = expand(tenant, start, &v)?;
-            let ms = decode(tenant, start, &record)?.first().map(|(ms, ..)| *ms);
+            let ms = decode_ids(tenant, start, &record)?
+                .first()
+                .map(|(ms, _)| *ms);
             Ok(ms.map(|ms| (start, ms)))
         };
         // Smallest position whose record starts at or after `since_ms` (`next`: none does).
@@ -437,6 +435,19 @@ fn expand<'a>(
 
 fn decode<'a>(tenant: &str, seq: u64, record: &'a [u8]) -> Result<codec::Decoded<'a>, EngineError> {
     codec::decode(record).map_err(|reason| EngineError::Corrupt {
+        tenant: tenant.to_owned(),
+        seq,
+        reason,
+    })
+}
+
+/// [`codec::decode_ids`], its error as [`decode`]'s.
+fn decode_ids<'a>(
+    tenant: &str,
+    seq: u64,
+    record: &'a [u8],
+) -> Result<Vec<(i64, &'a str)>, EngineError> {
+    codec::decode_ids(record).map_err(|reason| EngineError::Corrupt {
         tenant: tenant.to_owned(),
         seq,
         reason,
