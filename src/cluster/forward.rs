@@ -180,57 +180,18 @@ async fn send(node: &Node, tenant: &str, owner: &str, req: Request) -> Result<Re
         headers,
     };
     let payload = frame(&head, &body);
-    let timeout = Duration::from_millis(node.config.forward_timeout_ms);
-    let request = async_nats::Request::new()
-        .payload(payload)
-        .timeout(Some(timeout));
-    let reply = node.client.send_request(subject(owner), request);
-    tokio::pin!(reply);
-    let known = |n: &Node| n.table.owners.read().expect("table").get(tenant).cloned();
-    let initial = known(node);
-    // An owner that dies with the request in hand never answers: give up as soon as the
-    // lease table shows another owner (the client's retry goes there).
-    let reply = loop {
-        tokio::select! {
-            r = &mut reply => break Ok(r),
-            _ = tokio::time::sleep(Duration::from_millis(250)) => {
-                let now = known(node);
-                if now != initial && now.as_deref().is_some_and(|o| o != owner) {
-                    break Err(());
-                }
+    let msg = match exchange(node, tenant, owner, payload.clone()).await {
+        Err(Failure::NoResponders) => {
+            // Nobody listens on the owner's subject: it died or lost NATS. The table is as
+            // old as the last lease scan; the bucket says whether the tenant moved since.
+            match moved_from(node, tenant, owner).await {
+                Some(next) => exchange(node, tenant, &next, payload)
+                    .await
+                    .map_err(|f| f.response(tenant, &next))?,
+                None => return Err(Failure::NoResponders.response(tenant, owner)),
             }
         }
-    };
-    let Ok(reply) = reply else {
-        counted("unreachable");
-        return Err(ApiError::Unavailable(format!(
-            "tenant {tenant} moved away from node {owner} during the request; retry"
-        ))
-        .into_response());
-    };
-    let msg = match reply {
-        Ok(m) => m,
-        Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
-            counted("unreachable");
-            return Err(ApiError::Unavailable(format!(
-                "the node owning this tenant ({owner}) is unreachable; retry shortly"
-            ))
-            .into_response());
-        }
-        Err(e) if e.kind() != async_nats::RequestErrorKind::TimedOut => {
-            counted("unreachable");
-            tracing::warn!(owner, error = %e, "forward failed");
-            return Err(
-                ApiError::Unavailable("forwarding to the owner node failed".into()).into_response(),
-            );
-        }
-        Err(_) => {
-            counted("timeout");
-            return Err(ApiError::Unavailable(format!(
-                "the node owning this tenant ({owner}) did not answer in time"
-            ))
-            .into_response());
-        }
+        other => other.map_err(|f| f.response(tenant, owner))?,
     };
     let (head, body): (ResponseHead, Bytes) = unframe(&msg.payload).ok_or_else(|| {
         counted("unreachable");
@@ -244,6 +205,94 @@ async fn send(node: &Node, tenant: &str, owner: &str, req: Request) -> Result<Re
         }
     }
     Ok(resp)
+}
+
+/// Why a forwarded request got no answer.
+enum Failure {
+    /// The lease table names another owner now: the owner died with the request in hand.
+    Moved,
+    /// Nobody subscribes to the owner's subject.
+    NoResponders,
+    TimedOut,
+    Other,
+}
+
+impl Failure {
+    /// The 503 the client gets (it retries), counted by result.
+    fn response(self, tenant: &str, owner: &str) -> Response {
+        let (result, message) = match self {
+            Failure::Moved => (
+                "unreachable",
+                format!("tenant {tenant} moved away from node {owner} during the request; retry"),
+            ),
+            Failure::NoResponders => (
+                "unreachable",
+                format!("the node owning this tenant ({owner}) is unreachable; retry shortly"),
+            ),
+            Failure::TimedOut => (
+                "timeout",
+                format!("the node owning this tenant ({owner}) did not answer in time"),
+            ),
+            Failure::Other => ("unreachable", "forwarding to the owner node failed".into()),
+        };
+        counted(result);
+        ApiError::Unavailable(message).into_response()
+    }
+}
+
+/// The owner the lease bucket names for `tenant` when it is neither `dead` nor this node,
+/// written into the lease table so that the next requests go there directly.
+async fn moved_from(node: &Node, tenant: &str, dead: &str) -> Option<String> {
+    let leases = node.leases.get()?;
+    let (now, _) = leases.owner(tenant).await.ok().flatten()?;
+    if now == dead || now == node.id {
+        return None;
+    }
+    tracing::info!(tenant, dead, owner = %now, "forwarding to the tenant's new owner");
+    node.table
+        .owners
+        .write()
+        .expect("table")
+        .insert(tenant.to_owned(), now.clone());
+    Some(now)
+}
+
+/// One request/reply with `owner`'s router.
+async fn exchange(
+    node: &Node,
+    tenant: &str,
+    owner: &str,
+    payload: Bytes,
+) -> Result<async_nats::Message, Failure> {
+    let timeout = Duration::from_millis(node.config.forward_timeout_ms);
+    let request = async_nats::Request::new()
+        .payload(payload)
+        .timeout(Some(timeout));
+    let reply = node.client.send_request(subject(owner), request);
+    tokio::pin!(reply);
+    let known = |n: &Node| n.table.owners.read().expect("table").get(tenant).cloned();
+    let initial = known(node);
+    // An owner that dies with the request in hand never answers: give up as soon as the
+    // lease table shows another owner (the client's retry goes there).
+    let reply = loop {
+        tokio::select! {
+            r = &mut reply => break r,
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {
+                let now = known(node);
+                if now != initial && now.as_deref().is_some_and(|o| o != owner) {
+                    return Err(Failure::Moved);
+                }
+            }
+        }
+    };
+    reply.map_err(|e| match e.kind() {
+        async_nats::RequestErrorKind::NoResponders => Failure::NoResponders,
+        async_nats::RequestErrorKind::TimedOut => Failure::TimedOut,
+        _ => {
+            tracing::warn!(owner, error = %e, "forward failed");
+            Failure::Other
+        }
+    })
 }
 
 /// The end-to-end header fields of `headers`, as text.

@@ -1,9 +1,11 @@
 //! The lease loop: which tenants this node runs.
 //!
-//! Every `lease_ttl / 3`: renew this node's liveness key (bucket `PHX_NODES`) and every
-//! tenant lease it holds (bucket `PHX_LEASES`); a lease that is lost — renewal refused, or
-//! not renewed within the TTL by this node's clock — stops the tenant's actors here. Then,
-//! from one scan of both buckets: with `share = ceil(tenants / live nodes)`, a node below its
+//! Two tasks. The **keeper**, every `lease_ttl / 3` and nothing else: renew this node's
+//! liveness key (bucket `PHX_NODES`) and every tenant lease it holds (bucket `PHX_LEASES`);
+//! a lease that is lost — renewal refused, or not renewed within the TTL by this node's
+//! clock — stops being served at once and is handed to the loop, which stops its actors.
+//! Nothing the loop waits on (a slow scan, a tenant that takes seconds to start) delays a
+//! renewal. The **loop**, every `lease_ttl / 3`, from one scan of both buckets: with `share = ceil(tenants / live nodes)`, a node below its
 //! share takes free tenants (create-if-absent) and starts their actors; a node above it while
 //! another live node is below hands the surplus off (stop, then release: the other node takes
 //! it on its next pass). A tenant whose owner died is free once its lease expired.
@@ -27,15 +29,25 @@ const NODES_BUCKET: &str = "PHX_NODES";
 /// The bucket of tenant leases.
 const LEASES_BUCKET: &str = "PHX_LEASES";
 
+/// The tenant leases this node holds, shared by the loop (which adds and releases them) and
+/// the keeper (which renews them).
+#[derive(Default)]
+struct Held {
+    /// By tenant.
+    leases: HashMap<String, Lease>,
+    /// Tenants whose lease the keeper found lost: the loop stops their actors.
+    lost: BTreeSet<String>,
+}
+
+/// [`Held`], and the wake-up of the loop when a lease is lost.
+type Shared = Arc<(tokio::sync::Mutex<Held>, tokio::sync::Notify)>;
+
 /// What the loop keeps between passes.
 struct Loop {
     node: Arc<Node>,
     leases: Leases,
     nodes: Leases,
-    /// The liveness key, while held.
-    alive: Option<Lease>,
-    /// Tenant leases held, by tenant.
-    owned: HashMap<String, Lease>,
+    held: Shared,
     /// The engine the owned tenants run on (a new engine starts them again).
     engine: Option<Engine>,
     /// Owned tenants whose actors run on `engine`.
@@ -72,26 +84,107 @@ pub(super) async fn run(node: Arc<Node>, slot: EngineSlot, mut stop: watch::Rece
         }
     };
     let _ = node.leases.set(leases.clone());
+    let held: Shared = Arc::default();
+    let keeper = tokio::spawn(keep(
+        node.clone(),
+        leases.clone(),
+        nodes.clone(),
+        held.clone(),
+        stop.clone(),
+    ));
     let mut l = Loop {
         node,
         leases,
         nodes,
-        alive: None,
-        owned: HashMap::new(),
+        held,
         engine: None,
         started: BTreeSet::new(),
     };
     loop {
         l.pass(&slot).await;
+        let lost = l.held.clone();
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
+            _ = lost.1.notified() => {}
             _ = stop.changed() => break,
         }
     }
+    let alive = keeper.await.ok().flatten();
     l.release_all().await;
-    if let Some(alive) = l.alive.take() {
+    if let Some(alive) = alive {
         let _ = l.nodes.release(alive).await;
     }
+}
+
+/// The keeper: every `lease_ttl / 3`, renew the liveness key and every held lease, until
+/// `stop`. Returns the liveness key, for the loop to release once its tenants are.
+async fn keep(
+    node: Arc<Node>,
+    leases: Leases,
+    nodes: Leases,
+    held: Shared,
+    mut stop: watch::Receiver<bool>,
+) -> Option<Lease> {
+    let every = Duration::from_secs(node.config.lease_ttl_seconds) / 3;
+    let mut alive = None;
+    loop {
+        heartbeat(&node, &nodes, &mut alive).await;
+        renew(&node, &leases, &held).await;
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return alive,
+        }
+    }
+}
+
+/// Renew (or take) this node's liveness key.
+async fn heartbeat(node: &Node, nodes: &Leases, alive: &mut Option<Lease>) {
+    let renewed = match alive.as_mut() {
+        Some(lease) => matches!(nodes.renew(lease).await, Ok(Renewal::Renewed)),
+        None => false,
+    };
+    if !renewed {
+        *alive = match nodes.acquire(&node.id).await {
+            Ok(Acquired::Owned(lease)) => Some(lease),
+            // Our previous incarnation's key: it expires within the TTL.
+            _ => None,
+        };
+    }
+}
+
+/// Renew every held lease. A lost one stops being served here at once and goes to the
+/// loop, which stops its tenant's actors.
+async fn renew(node: &Node, leases: &Leases, held: &Shared) {
+    let mut h = held.0.lock().await;
+    let mut lost = Vec::new();
+    for (t, lease) in h.leases.iter_mut() {
+        match leases.renew(lease).await {
+            Ok(Renewal::Renewed) => {
+                // Only a tenant already running here: one still starting is served once it
+                // has started.
+                if let Some(until) = node.table.serving.write().expect("table").get_mut(t) {
+                    *until = lease.valid_until;
+                }
+            }
+            Ok(Renewal::Lost) => lost.push(t.clone()),
+            Err(e) => {
+                metrics::counter!("phoenix_cluster_lease_renewal_failures_total").increment(1);
+                tracing::warn!(tenant = %t, error = %phoenix_actors::cluster::error::display_chain(&e), "lease renewal failed");
+                if !lease.is_valid() {
+                    lost.push(t.clone());
+                }
+            }
+        }
+    }
+    if lost.is_empty() {
+        return;
+    }
+    for t in lost {
+        h.leases.remove(&t);
+        node.table.serving.write().expect("table").remove(&t);
+        h.lost.insert(t);
+    }
+    held.1.notify_one();
 }
 
 impl Loop {
@@ -124,15 +217,15 @@ impl Loop {
 
     /// One pass over a running engine.
     async fn work(&mut self, engine: &Engine) {
+        let lost = std::mem::take(&mut self.held.0.lock().await.lost);
+        for t in lost {
+            self.stop(engine, &t).await;
+        }
         let t0 = std::time::Instant::now();
-        self.renew(engine).await;
-        let t1 = t0.elapsed();
-        self.heartbeat().await;
-        let t2 = t0.elapsed();
         let scanned = self.scan().await;
-        let t3 = t0.elapsed();
-        if t3 > Duration::from_secs(self.node.config.lease_ttl_seconds) / 3 {
-            tracing::warn!(renewed = ?t1, heartbeat = ?t2, scanned = ?t3, "slow lease pass");
+        let took = t0.elapsed();
+        if took > Duration::from_secs(self.node.config.lease_ttl_seconds) / 3 {
+            tracing::warn!(scanned = ?took, "slow lease scan");
         }
         let (owners, live) = match scanned {
             Ok(s) => s,
@@ -143,7 +236,11 @@ impl Loop {
         };
         // Owned but not running on this engine (it was reopened): start them.
         let pending: Vec<String> = self
-            .owned
+            .held
+            .0
+            .lock()
+            .await
+            .leases
             .keys()
             .filter(|t| !self.started.contains(*t))
             .cloned()
@@ -154,58 +251,18 @@ impl Loop {
         let mut tenants = self.node.tenants.ids();
         tenants.sort();
         let share = tenants.len().div_ceil(live.len().max(1));
-        if self.owned.len() < share {
+        let owned = self.owned().await;
+        if owned < share {
             self.take_free(engine, &tenants, &owners, share).await;
-        } else if self.owned.len() > share {
+        } else if owned > share {
             self.hand_off(engine, &owners, &live, share).await;
         }
         metrics::gauge!("phoenix_cluster_owned_tenants").set(self.started.len() as f64);
     }
 
-    /// Renew (or take) this node's liveness key.
-    async fn heartbeat(&mut self) {
-        let renewed = match self.alive.as_mut() {
-            Some(lease) => matches!(self.nodes.renew(lease).await, Ok(Renewal::Renewed)),
-            None => false,
-        };
-        if !renewed {
-            self.alive = match self.nodes.acquire(&self.node.id).await {
-                Ok(Acquired::Owned(lease)) => Some(lease),
-                // Our previous incarnation's key: it expires within the TTL.
-                _ => None,
-            };
-        }
-    }
-
-    /// Renew every owned lease; stop the tenants whose lease is lost.
-    async fn renew(&mut self, engine: &Engine) {
-        let mut lost = Vec::new();
-        for (t, lease) in self.owned.iter_mut() {
-            match self.leases.renew(lease).await {
-                Ok(Renewal::Renewed) => {
-                    if self.started.contains(t) {
-                        self.node
-                            .table
-                            .serving
-                            .write()
-                            .expect("table")
-                            .insert(t.clone(), lease.valid_until);
-                    }
-                }
-                Ok(Renewal::Lost) => lost.push(t.clone()),
-                Err(e) => {
-                    metrics::counter!("phoenix_cluster_lease_renewal_failures_total").increment(1);
-                    tracing::warn!(tenant = %t, error = %phoenix_actors::cluster::error::display_chain(&e), "lease renewal failed");
-                    if !lease.is_valid() {
-                        lost.push(t.clone());
-                    }
-                }
-            }
-        }
-        for t in lost {
-            self.owned.remove(&t);
-            self.stop(engine, &t).await;
-        }
+    /// How many tenant leases this node holds.
+    async fn owned(&self) -> usize {
+        self.held.0.lock().await.leases.len()
     }
 
     /// Every tenant's owner, and the live nodes (this one always counts).
@@ -243,13 +300,13 @@ impl Loop {
         self.node.id.hash(&mut h);
         let offset = (h.finish() % free.len() as u64) as usize;
         for i in 0..free.len() {
-            if self.owned.len() >= share {
+            if self.owned().await >= share {
                 break;
             }
             let t = free[(offset + i) % free.len()];
             match self.leases.acquire(t).await {
                 Ok(Acquired::Owned(lease)) => {
-                    self.owned.insert(t.clone(), lease);
+                    self.held.0.lock().await.leases.insert(t.clone(), lease);
                     self.start(engine, t).await;
                 }
                 Ok(Acquired::Held { .. }) => {}
@@ -275,12 +332,14 @@ impl Loop {
         if !below {
             return;
         }
-        let mut surplus: Vec<String> = self.owned.keys().cloned().collect();
+        let mut surplus: Vec<String> = self.held.0.lock().await.leases.keys().cloned().collect();
         surplus.sort();
-        let keep = surplus.len() - (self.owned.len() - share);
+        let keep = share.min(surplus.len());
         let surplus = surplus.split_off(keep);
         for t in surplus {
-            if let Some(lease) = self.owned.remove(&t) {
+            // Out of the keeper's hands first: the release expects the revision it holds.
+            let lease = self.held.0.lock().await.leases.remove(&t);
+            if let Some(lease) = lease {
                 self.stop(engine, &t).await;
                 let _ = self.leases.release(lease).await;
                 metrics::counter!("phoenix_cluster_handoffs_total").increment(1);
@@ -315,7 +374,10 @@ impl Loop {
         match started.await {
             Ok(()) => {
                 self.started.insert(tenant.to_owned());
-                if let Some(lease) = self.owned.get(tenant) {
+                // Served from now on, unless the lease was lost while the tenant started (the
+                // next pass stops it then).
+                let h = self.held.0.lock().await;
+                if let Some(lease) = h.leases.get(tenant) {
                     self.node
                         .table
                         .serving
@@ -329,7 +391,8 @@ impl Loop {
             Err(e) => {
                 tracing::error!(tenant, error = %e, "tenant did not start; releasing its lease");
                 let _ = engine.stop_tenant(tenant).await;
-                if let Some(lease) = self.owned.remove(tenant) {
+                let lease = self.held.0.lock().await.leases.remove(tenant);
+                if let Some(lease) = lease {
                     let _ = self.leases.release(lease).await;
                 }
             }
@@ -354,7 +417,7 @@ impl Loop {
 
     /// Stop every owned tenant and release its lease (shutdown, or no engine here).
     async fn release_all(&mut self) {
-        let owned: Vec<(String, Lease)> = self.owned.drain().collect();
+        let owned: Vec<(String, Lease)> = self.held.0.lock().await.leases.drain().collect();
         for (t, lease) in owned {
             if let Some(engine) = self.engine.clone() {
                 self.stop(&engine, &t).await;

@@ -231,22 +231,29 @@ impl Leases {
             .map(|e| (String::from_utf8_lossy(&e.value).into_owned(), e.revision)))
     }
 
-    /// Every key held now with its holder: `(key, node)`, sorted by key. One KV read per
-    /// key; the bucket holds one key per owned tenant (or live node).
+    /// Every key held now with its holder: `(key, node)`, sorted by key. One stream-info
+    /// request for the keys, then one KV read per key; the bucket holds one key per owned
+    /// tenant (or live node). Not the KV API's key listing: that creates a consumer, a
+    /// meta-leader operation that took seconds on a busy 2-core cluster and so delayed
+    /// every pass of the lease loop.
     pub async fn holders(&self) -> Result<Vec<(String, String)>, ClusterError> {
         use futures_util::TryStreamExt;
-        let keys: Vec<String> = self
+        let subjects: Vec<(String, usize)> = self
             .kv
-            .keys()
+            .stream
+            .info_with_subjects(format!("{}>", self.kv.prefix))
             .await
             .map_err(|e| ClusterError::api("list leases", e))?
             .try_collect()
             .await
             .map_err(|e| ClusterError::api("list leases", e))?;
-        let mut out = Vec::with_capacity(keys.len());
-        for k in keys {
-            if let Some((node, _)) = self.owner(&k).await? {
-                out.push((k, node));
+        let mut out = Vec::with_capacity(subjects.len());
+        for (subject, _) in subjects {
+            let Some(k) = subject.strip_prefix(self.kv.prefix.as_str()) else {
+                continue;
+            };
+            if let Some((node, _)) = self.owner(k).await? {
+                out.push((k.to_owned(), node));
             }
         }
         out.sort();

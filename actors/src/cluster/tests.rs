@@ -414,3 +414,49 @@ fn jetstream_log_is_callable_from_async_tasks() {
         assert_eq!(got, 1, "multi-thread: {multi}");
     }
 }
+
+/// `holders` lists exactly the held keys with their holders: not a released one (its delete
+/// marker stays in the stream), not an expired one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_holders_lists_the_held_keys_only() {
+    let Some(cluster) = cluster_or_skip("lease_holders_lists_the_held_keys_only") else {
+        return;
+    };
+    let config = LeaseConfig {
+        bucket: "PHX_HOLDERS_TEST".into(),
+        ..lease_config()
+    };
+    let open = |node: &'static str| {
+        let (urls, config) = (cluster.urls(), config.clone());
+        async move {
+            let js = async_nats::jetstream::new(async_nats::connect(urls).await.unwrap());
+            Leases::open(&js, node, &config).await.unwrap()
+        }
+    };
+    let (a, b) = (open("n1").await, open("n2").await);
+    assert_eq!(a.holders().await.unwrap(), vec![]);
+    let mut kept = owned(a.acquire("t1").await.unwrap());
+    let released = owned(a.acquire("t2").await.unwrap());
+    let _expiring = owned(b.acquire("t3").await.unwrap());
+    let pair = |k: &str, n: &str| (k.to_owned(), n.to_owned());
+    assert_eq!(
+        a.holders().await.unwrap(),
+        vec![pair("t1", "n1"), pair("t2", "n1"), pair("t3", "n2")]
+    );
+    a.release(released).await.unwrap();
+    assert_eq!(
+        b.holders().await.unwrap(),
+        vec![pair("t1", "n1"), pair("t3", "n2")]
+    );
+    // t3 is not renewed; t1 is, past t3's TTL.
+    let until = Instant::now() + Duration::from_secs(6);
+    loop {
+        assert_eq!(a.renew(&mut kept).await.unwrap(), Renewal::Renewed);
+        let now = a.holders().await.unwrap();
+        if now == vec![pair("t1", "n1")] {
+            break;
+        }
+        assert!(Instant::now() < until, "t3 never expired: {now:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
