@@ -143,6 +143,11 @@ const GAUGES: &[(&str, Unit, &str)] = &[
         Unit::Count,
         "Log positions durable but not yet applied by a board (log head - applied), per tenant and board.",
     ),
+    (
+        "phoenix_leaderboard_checkpointed_seq",
+        Unit::Count,
+        "Log position of a board's newest checkpoint on disk, per tenant and board: a restart replays from there.",
+    ),
     ("phoenix_ws_sessions", Unit::Count, "Open WebSocket sessions."),
     (
         "phoenix_store_bytes",

@@ -73,6 +73,7 @@ impl Engine {
             push_interval: self.inner.config.push_interval,
             close: self.inner.config.close,
             tenants: Some(self.inner.routes.clone()),
+            committer: Some(self.inner.committer.clone()),
         })
     }
 

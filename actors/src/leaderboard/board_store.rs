@@ -34,8 +34,19 @@ pub type BoardStoreFactory =
 /// **Durable when.** Writes become durable in the order they were made, at the store's next
 /// flush: for sled, the shared `Db`'s flush that the committer makes before it acknowledges
 /// a round (`EventLog::sync`), or `Engine::persist`. A checkpoint that is lost is harmless:
-/// the board replays the log from the one before.
+/// the board replays the log from the one before — but a long replay: a board that
+/// checkpoints while nothing else writes asks for that flush itself
+/// ([`BoardStore::flushed_by_the_log`]).
 pub trait BoardStore: Send + Sync {
+    /// Whether this store's writes become durable only with the event log's next fsync (the
+    /// sled store shares the log's `Db`): a board that checkpoints while ingest is idle then
+    /// submits a round to the committer, or the checkpoint would stay in memory until the
+    /// next event and a crash meanwhile would replay everything since the last one that
+    /// reached the disk. `false` (the default): every write is durable on its own.
+    fn flushed_by_the_log(&self) -> bool {
+        false
+    }
+
     /// Replaces the checkpoint with `state` ([`crate::leaderboard::state::BoardState::encode`])
     /// taken under `definition` (the definition's canonical JSON).
     fn save_checkpoint(&self, definition: &str, state: &[u8]) -> Result<(), EngineError>;

@@ -52,6 +52,10 @@ fn be_f64(b: &[u8]) -> f64 {
 }
 
 impl BoardStore for SledBoardStore {
+    fn flushed_by_the_log(&self) -> bool {
+        true
+    }
+
     fn save_checkpoint(&self, definition: &str, state: &[u8]) -> Result<(), EngineError> {
         self.meta
             .insert(CKPT_KEY, Checkpoint::to_frame(definition, state))?;
