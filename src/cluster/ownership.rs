@@ -5,10 +5,11 @@
 //! a lease that is lost — renewal refused, or not renewed within the TTL by this node's
 //! clock — stops being served at once and is handed to the loop, which stops its actors.
 //! Nothing the loop waits on (a slow scan, a tenant that takes seconds to start) delays a
-//! renewal. The **loop**, every `lease_ttl / 3`, from one scan of both buckets: with `share = ceil(tenants / live nodes)`, a node below its
-//! share takes free tenants (create-if-absent) and starts their actors; a node above it while
-//! another live node is below hands the surplus off (stop, then release: the other node takes
-//! it on its next pass). A tenant whose owner died is free once its lease expired.
+//! renewal. The **loop**, every `lease_ttl / 3`, from one scan of both buckets: with
+//! `share = ceil(tenants / live nodes)`, a node below its share takes free tenants
+//! (create-if-absent) and starts their actors; a node above it while another live node is
+//! below hands the surplus off (stop, then release: the other node takes it on its next
+//! pass). A tenant whose owner died is free once its lease expired.
 //! The lease revision fences ownership; the log's expected-sequence check is the second
 //! fence (a stale owner's append fails instead of forking the stream).
 
