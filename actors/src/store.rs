@@ -270,11 +270,7 @@ impl EventLog for SledLog {
             None => Ok(1),
             Some((k, v)) => {
                 let first = key_seq(&k);
-                let n = codec::count(&v).map_err(|reason| EngineError::Corrupt {
-                    tenant: tenant.to_owned(),
-                    seq: first,
-                    reason,
-                })?;
+                let n = codec::count(&v).map_err(corrupt(tenant, first))?;
                 Ok(first + n as u64)
             }
         }
@@ -421,24 +417,25 @@ impl EventLog for SledLog {
     }
 }
 
+/// The error of a record of `tenant` at `seq` that does not decode, for `map_err`.
+fn corrupt(tenant: &str, seq: u64) -> impl FnOnce(String) -> EngineError + '_ {
+    move |reason| EngineError::Corrupt {
+        tenant: tenant.to_owned(),
+        seq,
+        reason,
+    }
+}
+
 fn expand<'a>(
     tenant: &str,
     seq: u64,
     v: &'a [u8],
 ) -> Result<std::borrow::Cow<'a, [u8]>, EngineError> {
-    codec::expand(v).map_err(|reason| EngineError::Corrupt {
-        tenant: tenant.to_owned(),
-        seq,
-        reason,
-    })
+    codec::expand(v).map_err(corrupt(tenant, seq))
 }
 
 fn decode<'a>(tenant: &str, seq: u64, record: &'a [u8]) -> Result<codec::Decoded<'a>, EngineError> {
-    codec::decode(record).map_err(|reason| EngineError::Corrupt {
-        tenant: tenant.to_owned(),
-        seq,
-        reason,
-    })
+    codec::decode(record).map_err(corrupt(tenant, seq))
 }
 
 /// [`codec::decode_ids`], its error as [`decode`]'s.
@@ -447,11 +444,7 @@ fn decode_ids<'a>(
     seq: u64,
     record: &'a [u8],
 ) -> Result<Vec<(i64, &'a str)>, EngineError> {
-    codec::decode_ids(record).map_err(|reason| EngineError::Corrupt {
-        tenant: tenant.to_owned(),
-        seq,
-        reason,
-    })
+    codec::decode_ids(record).map_err(corrupt(tenant, seq))
 }
 
 fn key_seq(k: &[u8]) -> u64 {
