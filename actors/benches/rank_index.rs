@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use phoenix_actors::leaderboard::rank::{RankIndex, SortOrder};
+use phoenix_actors::leaderboard::rank::{RankId, RankIndex, SortOrder};
 use phoenix_actors::xorshift::XorShift as Rng;
 
 const USERS: u64 = 1_000_000;
@@ -47,6 +47,32 @@ fn bench(c: &mut Criterion) {
             |(u, score)| {
                 pos += 1;
                 black_box(idx.upsert(&u, score, pos))
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    // What a board does since it keeps each user's handle beside their accumulator: the move
+    // by handle, with no user-table lookup (the handle, like the id above, is in cache).
+    let ids: Vec<RankId> = users
+        .iter()
+        .map(|u| {
+            // The user's own score and position: the index does not change.
+            let (_, score, reached) = idx.get(u).expect("every user is ranked");
+            idx.upsert_keeping_id(u, score, reached)
+                .expect("a ranked user has a handle")
+        })
+        .collect();
+    c.bench_function("rank_index/upsert_id_1m", |b| {
+        b.iter_batched(
+            || {
+                (
+                    ids[(rng.next_u64() % USERS) as usize],
+                    (rng.next_u64() % 1_000_000) as f64,
+                )
+            },
+            |(id, score)| {
+                pos += 1;
+                black_box(idx.upsert_id(id, score, pos))
             },
             BatchSize::SmallInput,
         )

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::leaderboard::definition::Definition;
+use crate::leaderboard::expr::{path_number, Known};
 use crate::leaderboard::state::Facts;
 use crate::store::{EventLog, LogEntry};
 use crate::throttle::LogThrottle;
@@ -39,12 +40,26 @@ pub struct Decoded {
     pub ty: Option<Box<str>>,
     pub user: Option<Box<str>>,
     pub at: Option<DateTime<Utc>>,
+    /// The points-expression paths of the tenant's boards when the entry was decoded, and what
+    /// each gives the event ([`path_number`]): read once here instead of once per board.
+    pub paths: Arc<[Box<str>]>,
+    pub numbers: Box<[Option<f64>]>,
 }
 
 impl Decoded {
     /// Decode `e`; an undecodable entry is counted in `phoenix_log_undecodable_total` under
     /// `consumer` and logged at error level (throttled), never skipped silently.
     pub fn from_entry(tenant: &str, consumer: &'static str, e: LogEntry) -> Decoded {
+        Decoded::with_paths(tenant, consumer, e, Arc::from([]))
+    }
+
+    /// [`Decoded::from_entry`] that also reads `paths` (see [`Decoded::paths`]).
+    pub fn with_paths(
+        tenant: &str,
+        consumer: &'static str,
+        e: LogEntry,
+        paths: Arc<[Box<str>]>,
+    ) -> Decoded {
         let event = match crate::event::decode(&e.json) {
             Ok(v) => Some(v),
             Err(err) => {
@@ -57,6 +72,10 @@ impl Decoded {
             Some(f) => (f.ty.map(Box::from), f.user.map(Box::from), f.at),
             None => (None, None, None),
         };
+        let numbers = match &event {
+            Some(v) => paths.iter().map(|p| path_number(v, p)).collect(),
+            None => Box::from([]),
+        };
         Decoded {
             seq: e.seq,
             accepted_ms: e.accepted_ms,
@@ -64,6 +83,8 @@ impl Decoded {
             ty,
             user,
             at,
+            paths,
+            numbers,
         }
     }
 
@@ -78,6 +99,7 @@ impl Decoded {
             ty: self.ty.as_deref(),
             user: self.user.as_deref(),
             at: self.at,
+            known: Known::new(&self.paths, &self.numbers),
         }
     }
 }
@@ -98,18 +120,29 @@ pub fn undecodable(tenant: &str, consumer: &'static str, seq: u64, error: &str) 
     }
 }
 
-/// The event types a board's rules can match: exact names, `prefix.*` families, or `*`.
+/// Most distinct points-expression paths a feed reads for its boards; a board's paths past it
+/// are read by the board itself.
+pub const MAX_FEED_PATHS: usize = 32;
+
+/// The event types a board's rules can match: exact names, `prefix.*` families, or `*`; and
+/// the event paths its points expressions read (which the feed reads once for every board).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TypeFilter {
     all: bool,
     exact: HashSet<String>,
     prefixes: Vec<String>,
+    paths: Vec<String>,
 }
 
 impl TypeFilter {
     pub fn of(def: &Definition) -> TypeFilter {
         let mut f = TypeFilter::default();
         for r in &def.rules {
+            for p in r.points.paths() {
+                if !f.paths.iter().any(|q| q == p) {
+                    f.paths.push(p.to_owned());
+                }
+            }
             match r.event_type.strip_suffix('*') {
                 Some("") => f.all = true,
                 Some(prefix) => f.prefixes.push(prefix.to_owned()),
@@ -174,6 +207,29 @@ struct State {
     accepted_ms: i64,
     boards: HashMap<String, Board>,
     next_token: u64,
+    /// The boards' points-expression paths (at most [`MAX_FEED_PATHS`]), read as entries are
+    /// decoded.
+    paths: Arc<[Box<str>]>,
+}
+
+impl State {
+    /// Recompute `paths` from the registered boards (first come, first kept).
+    fn refresh_paths(&mut self) {
+        let mut paths: Vec<Box<str>> = Vec::new();
+        let mut boards: Vec<&Board> = self.boards.values().collect();
+        boards.sort_by_key(|b| b.token);
+        for p in boards.iter().flat_map(|b| &b.filter.paths) {
+            if paths.len() == MAX_FEED_PATHS {
+                break;
+            }
+            if !paths.iter().any(|q| **q == **p) {
+                paths.push(p.as_str().into());
+            }
+        }
+        if *paths != *self.paths {
+            self.paths = paths.into();
+        }
+    }
 }
 
 /// A tenant's reader. Created by the engine per tenant; boards register with it.
@@ -210,6 +266,7 @@ impl Feed {
                 accepted_ms: i64::MIN,
                 boards: HashMap::new(),
                 next_token: 1,
+                paths: Arc::from([]),
             }),
             task: Mutex::new(None),
             progress: tokio::sync::Notify::new(),
@@ -248,6 +305,7 @@ impl Feed {
                 applied: None,
             },
         );
+        s.refresh_paths();
         token
     }
 
@@ -256,6 +314,7 @@ impl Feed {
         let mut s = self.lock();
         if s.boards.get(id).is_some_and(|b| b.token == token) {
             s.boards.remove(id);
+            s.refresh_paths();
         }
     }
 
@@ -313,6 +372,11 @@ impl Feed {
         }
     }
 
+    /// The paths entries are read for now.
+    fn paths(&self) -> Arc<[Box<str>]> {
+        self.lock().paths.clone()
+    }
+
     /// Whether no board is registered (then nothing needs decoding).
     fn idle(&self) -> bool {
         self.lock().boards.is_empty()
@@ -367,8 +431,11 @@ impl Feed {
                 .into_iter()
                 .filter(|id| !s.boards.get(id).is_some_and(|b| (b.wake)()))
                 .collect();
-            for id in dead {
-                s.boards.remove(&id);
+            if !dead.is_empty() {
+                for id in dead {
+                    s.boards.remove(&id);
+                }
+                s.refresh_paths();
             }
         }
     }
@@ -431,10 +498,11 @@ async fn follow(
         match log.read_from(&f.tenant, read + 1, READ_CHUNK.min(room)) {
             Ok(entries) => {
                 backoff = Duration::from_millis(100);
+                let paths = f.paths();
                 let decoded: Vec<Decoded> = entries
                     .into_iter()
                     .take_while(|e| e.seq <= target)
-                    .map(|e| Decoded::from_entry(&f.tenant, "leaderboard", e))
+                    .map(|e| Decoded::with_paths(&f.tenant, "leaderboard", e, paths.clone()))
                     .collect();
                 if decoded.is_empty() || decoded[0].seq != read + 1 {
                     // The durable head says more is logged than the store returns: a fault.
@@ -476,6 +544,44 @@ mod tests {
         TypeFilter::of(&Definition::from_json("b", &json!({ "rules": rules })).unwrap())
     }
 
+    fn scoring(id: &str, expr: &str) -> TypeFilter {
+        let def = json!({"rules": [{"event_type": "x", "points_expression": expr}]});
+        TypeFilter::of(&Definition::from_json(id, &def).unwrap())
+    }
+
+    /// The feed reads the union of its boards' expression paths (each once, capped), and the
+    /// entries it decodes carry what each path gives.
+    #[test]
+    fn entries_carry_the_boards_expression_paths() {
+        let f = feed(8);
+        let a = f.register("a", scoring("a", "attrs.score * 2"), Box::new(|| true));
+        f.register(
+            "b",
+            scoring("b", "attrs.score + attrs.bonus"),
+            Box::new(|| true),
+        );
+        assert_eq!(&*f.paths(), &["attrs.score".into(), "attrs.bonus".into()]);
+        let e = LogEntry {
+            seq: 1,
+            accepted_ms: 0,
+            event_id: "e".into(),
+            json: r#"{"type":"x","attrs":{"score":4,"bonus":"no","x":1}}"#.into(),
+        };
+        let d = Decoded::with_paths("t", "leaderboard", e, f.paths());
+        assert_eq!(&*d.numbers, &[Some(4.0), None]);
+        f.unregister("a", a);
+        assert_eq!(&*f.paths(), &["attrs.score".into(), "attrs.bonus".into()]);
+        let many: Vec<String> = (0..MAX_FEED_PATHS + 5)
+            .map(|i| format!("attrs.p{i}"))
+            .collect();
+        f.register("c", scoring("c", &many.join(" + ")), Box::new(|| true));
+        assert_eq!(f.paths().len(), MAX_FEED_PATHS);
+        assert_eq!(
+            &f.paths()[..2],
+            &["attrs.score".into(), "attrs.bonus".into()]
+        );
+    }
+
     #[test]
     fn filters_agree_with_the_rule_matcher() {
         use crate::leaderboard::matcher::event_type_matches;
@@ -509,6 +615,8 @@ mod tests {
             ty: Some(ty.into()),
             user: None,
             at: None,
+            paths: Arc::from([]),
+            numbers: Box::from([]),
         }
     }
 
@@ -522,6 +630,7 @@ mod tests {
                 accepted_ms: i64::MIN,
                 boards: HashMap::new(),
                 next_token: 1,
+                paths: Arc::from([]),
             }),
             task: Mutex::new(None),
             progress: tokio::sync::Notify::new(),

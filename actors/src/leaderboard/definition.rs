@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use thiserror::Error;
 
 use super::close::RewardsError;
-use super::expr::{Expr, ExprError};
+use super::expr::{Expr, ExprError, Known};
 use super::matcher::{
     event_type_matches, validate_event_type_pattern, ConditionError, Conditions, PatternError,
 };
@@ -445,13 +445,18 @@ impl Definition {
     /// the scope must hold; every rule whose type and conditions match and whose expression
     /// evaluates contributes its points (summed). No rule producing a number → no score.
     pub fn score(&self, ty: &str, event: &Value) -> Option<f64> {
+        self.score_known(ty, event, Known::default())
+    }
+
+    /// [`Definition::score`] with the event paths in `known` already read.
+    pub fn score_known(&self, ty: &str, event: &Value, known: Known<'_>) -> Option<f64> {
         if !self.scope.matches(event) {
             return None;
         }
         let mut total: Option<f64> = None;
         for r in &self.rules {
             if event_type_matches(&r.event_type, ty) && r.conditions.matches(event) {
-                if let Some(p) = r.points.eval(event) {
+                if let Some(p) = r.points.eval_known(event, known) {
                     total = Some(total.unwrap_or(0.0) + p);
                 }
             }

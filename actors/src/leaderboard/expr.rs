@@ -91,6 +91,37 @@ enum Node {
     Call(Func, Vec<Node>),
 }
 
+/// Event paths whose values were read once for every board (by the tenant's feed): `values[i]`
+/// is what `paths[i]` gives under [`path_number`]. A path not listed is looked up in the event.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Known<'a> {
+    paths: &'a [Box<str>],
+    values: &'a [Option<f64>],
+}
+
+impl<'a> Known<'a> {
+    /// `values[i]` belongs to `paths[i]` (extra entries of the longer slice are ignored).
+    pub fn new(paths: &'a [Box<str>], values: &'a [Option<f64>]) -> Known<'a> {
+        Known { paths, values }
+    }
+
+    /// The value of `path`, if it is known.
+    fn get(&self, path: &str) -> Option<Option<f64>> {
+        let i = self.paths.iter().position(|p| **p == *path)?;
+        self.values.get(i).copied()
+    }
+}
+
+/// What the event path `path` gives an expression: a finite JSON number its value, a boolean
+/// 1 or 0, anything else (missing, string, object, null) no score.
+pub fn path_number(event: &Value, path: &str) -> Option<f64> {
+    match lookup(event, path)? {
+        Value::Number(n) => n.as_f64().and_then(finite),
+        Value::Bool(b) => Some(if *b { 1.0 } else { 0.0 }),
+        _ => None,
+    }
+}
+
 /// A compiled points expression.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Expr {
@@ -125,7 +156,12 @@ impl Expr {
 
     /// The points this expression gives `event`, or `None` when it gives no score.
     pub fn eval(&self, event: &Value) -> Option<f64> {
-        eval(&self.root, event)
+        eval(&self.root, event, Known::default())
+    }
+
+    /// [`Expr::eval`] reading the paths in `known` from there instead of the event.
+    pub fn eval_known(&self, event: &Value, known: Known<'_>) -> Option<f64> {
+        eval(&self.root, event, known)
     }
 
     /// Every event path the expression reads, in source order.
@@ -152,17 +188,16 @@ fn finite(x: f64) -> Option<f64> {
     x.is_finite().then_some(x)
 }
 
-fn eval(node: &Node, event: &Value) -> Option<f64> {
+fn eval(node: &Node, event: &Value, known: Known<'_>) -> Option<f64> {
     match node {
         Node::Num(x) => Some(*x),
-        Node::Path(p) => match lookup(event, p)? {
-            Value::Number(n) => n.as_f64().and_then(finite),
-            Value::Bool(b) => Some(if *b { 1.0 } else { 0.0 }),
-            _ => None,
+        Node::Path(p) => match known.get(p) {
+            Some(v) => v,
+            None => path_number(event, p),
         },
-        Node::Neg(a) => Some(-eval(a, event)?),
+        Node::Neg(a) => Some(-eval(a, event, known)?),
         Node::Bin(op, a, b) => {
-            let (x, y) = (eval(a, event)?, eval(b, event)?);
+            let (x, y) = (eval(a, event, known)?, eval(b, event, known)?);
             finite(match op {
                 BinOp::Add => x + y,
                 BinOp::Sub => x - y,
@@ -172,7 +207,7 @@ fn eval(node: &Node, event: &Value) -> Option<f64> {
             })
         }
         Node::Call(f, args) => {
-            let mut values = args.iter().map(|a| eval(a, event));
+            let mut values = args.iter().map(|a| eval(a, event, known));
             let first = values.next()??;
             match f {
                 Func::Abs => Some(first.abs()),

@@ -26,7 +26,7 @@ mod order;
 mod tree;
 mod users;
 
-pub use index::{Entry, EntryRef, Iter, RankIndex};
+pub use index::{Entry, EntryRef, Iter, RankId, RankIndex};
 pub use order::{SortOrder, Ties, UnknownName};
 
 /// "No node / no slot" marker in `u32` links.

@@ -10,11 +10,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
+use compact_str::CompactString;
 use serde_json::Value;
 
 use super::definition::{Aggregation, Definition};
+use super::expr::Known;
 use super::members::{Decision, Members, MEMBER_JOINED, MEMBER_LEFT};
-use super::rank::{RankIndex, SortOrder, Ties};
+use super::rank::{RankId, RankIndex, SortOrder, Ties};
 use super::schedule::Calendar;
 use super::window::{Timeframe, WindowKey};
 
@@ -69,7 +71,92 @@ impl Acc {
 
 /// A window's accumulators by user id. User ids come from clients, so the hasher is seeded
 /// per map (foldhash's quality variant: a fraction of SipHash's cost per event and window).
-pub type Accs = HashMap<Box<str>, Acc, foldhash::quality::RandomState>;
+/// An id of up to 24 bytes is stored inside the table's entry: comparing it reads no other
+/// cache line.
+pub type Accs = HashMap<CompactString, Cell, foldhash::quality::RandomState>;
+
+/// One user's row in a window: what they contributed, and where the window's rank index and
+/// its current batch hold them, so that an event costs one hash lookup per window and the
+/// batch's end moves the user without looking them up again.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cell {
+    pub acc: Acc,
+    /// The user's handle in `ranks`; `None` until the user is ranked.
+    rank: Option<RankId>,
+    /// `(batch, index)`: the user's entry in `moves` while `batch` is the window's current one.
+    queued: (u32, u32),
+}
+
+impl Cell {
+    fn new(acc: Acc) -> Cell {
+        Cell {
+            acc,
+            rank: None,
+            queued: (0, 0),
+        }
+    }
+}
+
+/// A user whose score changed inside a batch: their final score, and the log position of
+/// their last change.
+#[derive(Debug)]
+struct Move {
+    /// `None` for a user not ranked yet (then `user` names them).
+    rank: Option<RankId>,
+    user: Option<Box<str>>,
+    score: f64,
+    seq: u64,
+}
+
+/// The users a batch moves, in the order they first changed in it.
+#[derive(Debug)]
+struct Moves {
+    list: Vec<Move>,
+    /// The current batch's number: a cell is queued in it when its `queued.0` equals it. It
+    /// starts at 1, so a new cell is queued in none.
+    batch: u32,
+}
+
+impl Moves {
+    /// Record that the user of `cell` (named `user`) now scores `score`, changed at `seq`:
+    /// queued for the batch's end when `batching`, else moved in `ranks` at once.
+    fn note(
+        &mut self,
+        ranks: &mut RankIndex,
+        cell: &mut Cell,
+        user: &str,
+        (score, seq): (f64, u64),
+        batching: bool,
+    ) {
+        if !batching {
+            match cell.rank {
+                Some(id) => {
+                    ranks.upsert_id(id, score, seq);
+                }
+                None => cell.rank = ranks.upsert_keeping_id(user, score, seq),
+            }
+            return;
+        }
+        let (b, i) = cell.queued;
+        if b == self.batch {
+            let m = &mut self.list[i as usize];
+            m.score = score;
+            m.seq = seq;
+            return;
+        }
+        cell.queued = (self.batch, to_u32(self.list.len()));
+        self.list.push(Move {
+            rank: cell.rank,
+            user: cell.rank.is_none().then(|| user.into()),
+            score,
+            seq,
+        });
+    }
+}
+
+fn to_u32(n: usize) -> u32 {
+    u32::try_from(n).expect("a batch moves fewer than 2^32 users")
+}
 
 /// One open window.
 #[derive(Debug)]
@@ -77,9 +164,8 @@ pub struct Window {
     pub accs: Accs,
     pub ranks: RankIndex,
     /// Inside a batch ([`BoardState::begin_batch`]): users whose score changed but is not in
-    /// `ranks` yet, with the log position of their last change. A user scored many times in
-    /// one batch costs one rank-index move.
-    pending: HashMap<Box<str>, u64, foldhash::quality::RandomState>,
+    /// `ranks` yet. A user scored many times in one batch costs one rank-index move.
+    moves: Moves,
 }
 
 impl Window {
@@ -87,17 +173,47 @@ impl Window {
         Window {
             accs: Accs::default(),
             ranks: RankIndex::with_ties(order, ties),
-            pending: HashMap::default(),
+            moves: Moves {
+                list: Vec::new(),
+                batch: 1,
+            },
         }
     }
 
-    /// Move every pending user to their current score in `ranks`.
-    fn flush(&mut self, agg: Aggregation) {
-        for (user, seq) in self.pending.drain() {
-            if let Some(a) = self.accs.get(&user) {
-                self.ranks.upsert(&user, a.score(agg), seq);
+    /// Add a user with `acc`, ranked at `score` reached at `reached` (a checkpoint's load).
+    pub(super) fn load(&mut self, user: &str, acc: Acc, score: f64, reached: u64) {
+        let mut cell = Cell::new(acc);
+        cell.rank = self.ranks.upsert_keeping_id(user, score, reached);
+        self.accs.insert(user.into(), cell);
+    }
+
+    /// Move every queued user to their final score in `ranks`, and start a new batch.
+    fn flush(&mut self) {
+        for m in self.moves.list.drain(..) {
+            match (m.rank, m.user) {
+                (Some(id), _) => {
+                    self.ranks.upsert_id(id, m.score, m.seq);
+                }
+                (None, Some(user)) => {
+                    let id = self.ranks.upsert_keeping_id(&user, m.score, m.seq);
+                    if let Some(cell) = self.accs.get_mut(&*user) {
+                        cell.rank = id;
+                    }
+                }
+                (None, None) => unreachable!("a move of an unranked user names them"),
             }
         }
+        self.moves.batch = match self.moves.batch.checked_add(1) {
+            Some(b) => b,
+            None => {
+                // Every 2^32 batches: forget every cell's old batch so none is taken as
+                // queued in a new batch with the same number.
+                for c in self.accs.values_mut() {
+                    c.queued = (0, 0);
+                }
+                1
+            }
+        };
     }
 }
 
@@ -108,6 +224,8 @@ pub struct Facts<'a> {
     pub ty: Option<&'a str>,
     pub user: Option<&'a str>,
     pub at: Option<DateTime<Utc>>,
+    /// Expression paths already read (none when the facts come from [`Facts::of`]).
+    pub known: Known<'a>,
 }
 
 impl<'a> Facts<'a> {
@@ -124,6 +242,7 @@ impl<'a> Facts<'a> {
                 .and_then(Value::as_str)
                 .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
                 .map(|t| t.with_timezone(&Utc)),
+            known: Known::default(),
         }
     }
 }
@@ -149,6 +268,9 @@ pub struct Applied {
     pub overflow: u32,
 }
 
+/// A window and the instants it starts and ends at.
+type Span = (WindowKey, DateTime<Utc>, DateTime<Utc>);
+
 /// A board's state.
 #[derive(Debug)]
 pub struct BoardState {
@@ -164,7 +286,8 @@ pub struct BoardState {
     pub members: Members,
     /// Per timeframe, the last window an event fell in and its real span: most events land in
     /// the same window, and a cron or time-zone lookup costs microseconds.
-    spans: HashMap<Timeframe, (WindowKey, DateTime<Utc>, DateTime<Utc>)>,
+    /// By the timeframe's index in the definition's `frames`.
+    spans: Vec<Option<Span>>,
     /// Between [`BoardState::begin_batch`] and [`BoardState::end_batch`].
     batch: bool,
 }
@@ -178,7 +301,7 @@ impl BoardState {
             open: BTreeMap::new(),
             frozen: BTreeSet::new(),
             members: Members::default(),
-            spans: HashMap::new(),
+            spans: Vec::new(),
             batch: false,
         }
     }
@@ -194,28 +317,31 @@ impl BoardState {
     /// Bring every window's rank index up to its accumulators and end the batch.
     pub fn end_batch(&mut self) {
         self.batch = false;
-        let agg = self.def.aggregation;
         for w in self.open.values_mut() {
-            w.flush(agg);
+            w.flush();
         }
     }
 
-    /// The window of `tf` holding `at` and whether it was open at `accepted`.
+    /// The window of `tf` (the definition's `frames[i]`) holding `at` and whether it was open
+    /// at `accepted`.
     fn place(
         &mut self,
-        tf: Timeframe,
+        (i, tf): (usize, Timeframe),
         at: DateTime<Utc>,
         accepted: DateTime<Utc>,
     ) -> Option<(WindowKey, bool)> {
         let (cal, grace) = (&self.def.calendar, self.def.late_grace_seconds);
-        if let Some(&(key, start, end)) = self.spans.get(&tf) {
+        if let Some(&Some((key, start, end))) = self.spans.get(i) {
             if start <= at && at < end {
                 return Some((key, Calendar::open_until(end, accepted, grace)));
             }
         }
         let key = cal.window_of(tf, at)?;
         if let Some((start, end)) = cal.span(key) {
-            self.spans.insert(tf, (key, start, end));
+            if self.spans.len() <= i {
+                self.spans.resize(i + 1, None);
+            }
+            self.spans[i] = Some((key, start, end));
         }
         Some((key, cal.is_open(key, accepted, grace)))
     }
@@ -236,7 +362,12 @@ impl BoardState {
         let mut out = Applied::default();
         self.applied = self.applied.max(seq);
         self.watermark_ms = self.watermark_ms.max(accepted_ms);
-        let Facts { ty, user, at } = facts;
+        let Facts {
+            ty,
+            user,
+            at,
+            known,
+        } = facts;
         if matches!(ty, Some(MEMBER_JOINED | MEMBER_LEFT))
             && event
                 .get("attrs")
@@ -265,7 +396,7 @@ impl BoardState {
             out.not_member = true;
             return out;
         }
-        let Some(points) = self.def.score(ty, event) else {
+        let Some(points) = self.def.score_known(ty, event, known) else {
             out.no_score = true;
             return out;
         };
@@ -282,7 +413,7 @@ impl BoardState {
         for i in 0..def.frames.len() {
             let tf = self.def.frames[i];
             // Outside a fixed schedule (or before a cron's first firing) there is no window.
-            let Some((key, open)) = self.place(tf, at, accepted) else {
+            let Some((key, open)) = self.place((i, tf), at, accepted) else {
                 continue;
             };
             any_window = true;
@@ -294,33 +425,29 @@ impl BoardState {
                 .open
                 .entry((tf, key))
                 .or_insert_with(|| Window::new(order, ties));
-            let (before, after) = match w.accs.get_mut(user) {
-                Some(a) if max_attempts.is_some_and(|max| a.count >= max) => {
+            let (cell, before, after) = match w.accs.get_mut(user) {
+                Some(c) if max_attempts.is_some_and(|max| c.acc.count >= max) => {
                     out.over_attempts += 1;
                     continue;
                 }
-                Some(a) => {
-                    let before = a.score(agg);
-                    if !a.try_add(points, agg) {
+                Some(c) => {
+                    let before = c.acc.score(agg);
+                    if !c.acc.try_add(points, agg) {
                         out.overflow += 1;
                         continue;
                     }
-                    (Some(before), a.score(agg))
+                    let after = c.acc.score(agg);
+                    (c, Some(before), after)
                 }
                 None => {
                     let a = Acc::new(points);
-                    w.accs.insert(user.into(), a);
-                    (None, a.score(agg))
+                    let c = w.accs.entry(user.into()).or_insert(Cell::new(a));
+                    (c, None, a.score(agg))
                 }
             };
             if before.map(f64::to_bits) != Some(after.to_bits()) {
-                if !self.batch {
-                    w.ranks.upsert(user, after, seq);
-                } else if let Some(last) = w.pending.get_mut(user) {
-                    *last = seq;
-                } else {
-                    w.pending.insert(user.into(), seq);
-                }
+                w.moves
+                    .note(&mut w.ranks, cell, user, (after, seq), self.batch);
                 out.windows_updated += 1;
             }
         }
@@ -377,7 +504,7 @@ impl BoardState {
     pub fn freeze(&mut self, tf: Timeframe, key: WindowKey) -> Option<Window> {
         self.frozen.insert((tf, key));
         let mut w = self.open.remove(&(tf, key))?;
-        w.flush(self.def.aggregation);
+        w.flush();
         Some(w)
     }
 

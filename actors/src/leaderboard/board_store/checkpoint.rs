@@ -97,7 +97,8 @@ impl BoardState {
             tf.encode(&mut b);
             b.extend_from_slice(&k.to_sortable_bytes());
             b.extend_from_slice(&(w.accs.len() as u32).to_be_bytes());
-            for (user, a) in &w.accs {
+            for (user, c) in &w.accs {
+                let a = &c.acc;
                 let reached = w.ranks.get(user).map(|(_, _, r)| r).unwrap_or(0);
                 b.extend_from_slice(&(user.len() as u16).to_be_bytes());
                 b.extend_from_slice(user.as_bytes());
@@ -152,8 +153,7 @@ impl BoardState {
                     max: f64::from_bits(r.u64()?),
                 };
                 let reached = r.u64()?;
-                w.ranks.upsert(user, a.score(agg), reached);
-                w.accs.insert(user.into(), a);
+                w.load(user, a, a.score(agg), reached);
             }
             s.open.insert((tf, key), w);
         }

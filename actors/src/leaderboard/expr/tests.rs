@@ -276,6 +276,24 @@ proptest! {
         prop_assert_eq!(got, Ok(want), "{}", src);
     }
 
+    /// Paths read once by the feed give the same points as each board reading the event: for
+    /// every path of the expression known, some known, or a known path the expression lacks.
+    #[test]
+    fn known_paths_evaluate_as_the_event((src, _, _) in sourced(), pick in any::<u64>()) {
+        let e = Expr::parse(&src).expect("generated sources parse");
+        let ev = event();
+        let mut paths: Vec<Box<str>> = e.paths().into_iter().map(Box::from).collect();
+        paths.push("attrs.not_in_the_expression".into());
+        let chosen: Vec<Box<str>> = paths
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| pick >> (i % 64) & 1 == 1)
+            .map(|(_, p)| p)
+            .collect();
+        let values: Vec<Option<f64>> = chosen.iter().map(|p| path_number(&ev, p)).collect();
+        prop_assert_eq!(e.eval_known(&ev, Known::new(&chosen, &values)), e.eval(&ev), "{}", src);
+    }
+
     #[test]
     fn parse_never_panics(s in "\\PC{0,60}") {
         let _ = Expr::parse(&s);

@@ -43,6 +43,21 @@ impl EntryRef<'_> {
     }
 }
 
+/// A ranked user's handle in one [`RankIndex`]: stable while the user stays in it (ids of
+/// removed users are reused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RankId(std::num::NonZeroU32);
+
+impl RankId {
+    fn new(uid: u32) -> RankId {
+        RankId(std::num::NonZeroU32::new(uid.wrapping_add(1)).expect("a user slot is below NIL"))
+    }
+
+    fn uid(self) -> u32 {
+        self.0.get() - 1
+    }
+}
+
 /// Ranked standings of one leaderboard window. See the module docs for the order and layout.
 #[derive(Clone)]
 pub struct RankIndex {
@@ -132,39 +147,86 @@ impl RankIndex {
         if score.is_nan() {
             return self.rank_of(user);
         }
-        let score = if score == 0.0 { 0.0 } else { score };
-        let skey = score_key(score, self.order);
         match self.users.find(user) {
-            Some(uid) => {
-                let old = self.key_of(uid);
-                if old.skey == skey && old.reached == reached_at {
-                    return self.tree.position(&old, &self.users).map(|p| p + 1);
-                }
-                let new = Key {
-                    skey,
-                    reached: reached_at,
-                    uid,
-                };
-                let prev = match self.tree.move_within_leaf(&old, &new, &self.users) {
-                    Some(pos) => Some(pos),
-                    None => {
-                        let prev = self.tree.remove(old, &self.users);
-                        self.tree.insert(new, &self.users);
-                        prev
-                    }
-                };
-                debug_assert!(prev.is_some(), "user table and tree disagree");
-                let slot = &mut self.users.slots[uid as usize];
-                slot.skey = skey;
-                slot.reached = reached_at;
-                prev.map(|p| p + 1)
-            }
+            Some(uid) => self.move_to(uid, score, reached_at),
             None => {
-                let uid = self.users.insert(user, skey, reached_at);
-                self.tree.insert(self.key_of(uid), &self.users);
+                self.insert_new(user, score, reached_at);
                 None
             }
         }
+    }
+
+    /// [`RankIndex::upsert`] that also returns the user's [`RankId`] (`None` only for a new
+    /// user given a `NaN` score, who stays unranked). A caller that keeps the id moves the user
+    /// later with [`RankIndex::upsert_id`], without looking the id up again.
+    pub fn upsert_keeping_id(&mut self, user: &str, score: f64, reached_at: u64) -> Option<RankId> {
+        match self.users.find(user) {
+            Some(uid) => {
+                if !score.is_nan() {
+                    self.move_to(uid, score, reached_at);
+                }
+                Some(RankId::new(uid))
+            }
+            None if score.is_nan() => None,
+            None => Some(self.insert_new(user, score, reached_at)),
+        }
+    }
+
+    /// [`RankIndex::upsert`] of the user `id` names (from [`RankIndex::upsert_keeping_id`] on
+    /// this index; valid until that user is [`RankIndex::remove`]d).
+    pub fn upsert_id(&mut self, id: RankId, score: f64, reached_at: u64) -> Option<usize> {
+        let uid = id.uid();
+        debug_assert!(
+            self.users
+                .slots
+                .get(uid as usize)
+                .is_some_and(|s| s.start != NIL),
+            "stale rank id"
+        );
+        if score.is_nan() {
+            let key = self.key_of(uid);
+            let pos = self.tree.position(&key, &self.users)?;
+            return Some(self.rank_at(pos + 1, key.skey));
+        }
+        self.move_to(uid, score, reached_at)
+    }
+
+    /// Move the ranked user `uid` to `score` (not `NaN`) reached at `reached_at`; their rank
+    /// before.
+    fn move_to(&mut self, uid: u32, score: f64, reached_at: u64) -> Option<usize> {
+        let score = if score == 0.0 { 0.0 } else { score };
+        let skey = score_key(score, self.order);
+        let old = self.key_of(uid);
+        if old.skey == skey && old.reached == reached_at {
+            return self.tree.position(&old, &self.users).map(|p| p + 1);
+        }
+        let new = Key {
+            skey,
+            reached: reached_at,
+            uid,
+        };
+        let prev = match self.tree.move_within_leaf(&old, &new, &self.users) {
+            Some(pos) => Some(pos),
+            None => {
+                let prev = self.tree.remove(old, &self.users);
+                self.tree.insert(new, &self.users);
+                prev
+            }
+        };
+        debug_assert!(prev.is_some(), "user table and tree disagree");
+        let slot = &mut self.users.slots[uid as usize];
+        slot.skey = skey;
+        slot.reached = reached_at;
+        prev.map(|p| p + 1)
+    }
+
+    /// Rank a user not in the index yet at `score` (not `NaN`).
+    fn insert_new(&mut self, user: &str, score: f64, reached_at: u64) -> RankId {
+        let score = if score == 0.0 { 0.0 } else { score };
+        let skey = score_key(score, self.order);
+        let uid = self.users.insert(user, skey, reached_at);
+        self.tree.insert(self.key_of(uid), &self.users);
+        RankId::new(uid)
     }
 
     /// Removes `user`; returns the rank they had.

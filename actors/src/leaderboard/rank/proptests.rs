@@ -47,7 +47,8 @@ impl Model {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Upsert(usize, f64, u64),
+    /// User, score, reached; `true`: through the user's kept [`RankId`] when there is one.
+    Upsert(usize, f64, u64, bool),
     Remove(usize),
     Get(usize),
     Range(usize, usize),
@@ -67,7 +68,7 @@ fn score() -> impl Strategy<Value = f64> {
 
 fn ops(users: usize) -> impl Strategy<Value = Vec<Op>> {
     let op = prop_oneof![
-        10 => (0..users, score(), 0u64..4).prop_map(|(u, s, r)| Op::Upsert(u, s, r)),
+        10 => (0..users, score(), 0u64..4, any::<bool>()).prop_map(|(u, s, r, id)| Op::Upsert(u, s, r, id)),
         3 => (0..users).prop_map(Op::Remove),
         2 => (0..users).prop_map(Op::Get),
         2 => (0..users + 5, 0usize..20).prop_map(|(o, l)| Op::Range(o, l)),
@@ -80,9 +81,11 @@ fn run_model(order: SortOrder, caps: (usize, usize), ops: &[Op], check_every_op:
     let mut idx = RankIndex::with_caps(order, caps.0, caps.1);
     let mut model = Model::default();
     let name = |u: usize| format!("u{u}");
+    // The ids kept from `upsert_keeping_id`, forgotten when their user is removed.
+    let mut ids = std::collections::HashMap::new();
     for op in ops {
         match *op {
-            Op::Upsert(u, s, r) => {
+            Op::Upsert(u, s, r, by_id) => {
                 let user = name(u);
                 let expect = model.rank(order, &user);
                 if !s.is_nan() {
@@ -90,11 +93,21 @@ fn run_model(order: SortOrder, caps: (usize, usize), ops: &[Op], check_every_op:
                     model.rows.retain(|row| row.0 != user);
                     model.rows.push((user.clone(), s, r));
                 }
-                assert_eq!(idx.upsert(&user, s, r), expect, "{op:?}");
+                match (by_id, ids.get(&user)) {
+                    (true, Some(&id)) => assert_eq!(idx.upsert_id(id, s, r), expect, "{op:?}"),
+                    (true, None) => {
+                        if let Some(id) = idx.upsert_keeping_id(&user, s, r) {
+                            ids.insert(user.clone(), id);
+                        }
+                        assert_eq!(idx.rank_of(&user), model.rank(order, &user), "{op:?}");
+                    }
+                    (false, _) => assert_eq!(idx.upsert(&user, s, r), expect, "{op:?}"),
+                }
             }
             Op::Remove(u) => {
                 let user = name(u);
                 let expect = model.rank(order, &user);
+                ids.remove(&user);
                 model.rows.retain(|row| row.0 != user);
                 assert_eq!(idx.remove(&user), expect, "{op:?}");
             }

@@ -244,7 +244,10 @@ fn attempts_are_capped_per_window() {
     let a = back
         .window(Timeframe::AllTime, WindowKey::ALL_TIME)
         .unwrap();
-    assert_eq!(a.accs["a"].count, 2, "attempts are part of the checkpoint");
+    assert_eq!(
+        a.accs["a"].acc.count, 2,
+        "attempts are part of the checkpoint"
+    );
 }
 
 fn member_ev(ty: &str, user: &str, board: &str) -> Value {
@@ -417,6 +420,40 @@ fn ranks(w: &Window) -> Vec<(String, u64, u64)> {
         .iter()
         .map(|e| (e.user_id.to_owned(), e.score.to_bits(), e.reached_at))
         .collect()
+}
+
+/// A batch number wraps after 2^32 batches: a user queued long ago under the number the new
+/// batch reuses is not taken as queued in it (that would hand another user's move their score).
+#[test]
+fn a_wrapped_batch_number_confuses_no_users() {
+    let at = "2025-11-18T10:00:00Z";
+    let events = [
+        (ms(at), ev("a", 1.0, at)),
+        (ms(at), ev("b", 2.0, at)),
+        (ms(at), ev("b", 3.0, at)),
+        (ms(at), ev("a", 5.0, at)),
+    ];
+    let single = apply_all(def("sum", 900), &events);
+    let mut s = BoardState::new(def("sum", 900));
+    // Batch 1 queues a; the next batches, numbered up to u32::MAX, queue b alone.
+    s.begin_batch();
+    s.apply(1, events[0].0, &events[0].1);
+    s.end_batch();
+    for w in s.open.values_mut() {
+        w.moves.batch = u32::MAX;
+    }
+    s.begin_batch();
+    s.apply(2, events[1].0, &events[1].1);
+    s.end_batch();
+    // Numbered 1 again: b is queued first (at index 0, where a was in the first batch 1).
+    s.begin_batch();
+    s.apply(3, events[2].0, &events[2].1);
+    s.apply(4, events[3].0, &events[3].1);
+    s.end_batch();
+    assert!(s.open.values().all(|w| w.moves.batch == 2));
+    for (key, w) in &single.open {
+        assert_eq!(ranks(w), ranks(&s.open[key]), "{key:?}");
+    }
 }
 
 proptest! {
