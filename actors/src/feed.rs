@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -44,6 +44,8 @@ pub struct Decoded {
     /// each gives the event ([`path_number`]): read once here instead of once per board.
     pub paths: Arc<[Box<str>]>,
     pub numbers: Box<[Option<f64>]>,
+    /// `accepted_ms` as an instant (`None` out of chrono's range).
+    pub accepted: Option<DateTime<Utc>>,
 }
 
 impl Decoded {
@@ -85,6 +87,7 @@ impl Decoded {
             at,
             paths,
             numbers,
+            accepted: Utc.timestamp_millis_opt(e.accepted_ms).single(),
         }
     }
 
@@ -100,6 +103,7 @@ impl Decoded {
             user: self.user.as_deref(),
             at: self.at,
             known: Known::new(&self.paths, &self.numbers),
+            accepted: self.accepted,
         }
     }
 }
@@ -617,6 +621,7 @@ mod tests {
             at: None,
             paths: Arc::from([]),
             numbers: Box::from([]),
+            accepted: None,
         }
     }
 

@@ -226,6 +226,9 @@ pub struct Facts<'a> {
     pub at: Option<DateTime<Utc>>,
     /// Expression paths already read (none when the facts come from [`Facts::of`]).
     pub known: Known<'a>,
+    /// The acceptance time as an instant, when already converted (it is the same for every
+    /// board).
+    pub accepted: Option<DateTime<Utc>>,
 }
 
 impl<'a> Facts<'a> {
@@ -243,6 +246,7 @@ impl<'a> Facts<'a> {
                 .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
                 .map(|t| t.with_timezone(&Utc)),
             known: Known::default(),
+            accepted: None,
         }
     }
 }
@@ -367,6 +371,7 @@ impl BoardState {
             user,
             at,
             known,
+            accepted,
         } = facts;
         if matches!(ty, Some(MEMBER_JOINED | MEMBER_LEFT))
             && event
@@ -400,9 +405,8 @@ impl BoardState {
             out.no_score = true;
             return out;
         };
-        let accepted = Utc
-            .timestamp_millis_opt(accepted_ms)
-            .single()
+        let accepted = accepted
+            .or_else(|| Utc.timestamp_millis_opt(accepted_ms).single())
             .unwrap_or_else(Utc::now);
         let def = &self.def;
         let (agg, order, ties) = (def.aggregation, def.sort_order, def.ties);
