@@ -217,8 +217,9 @@ struct State {
 }
 
 impl State {
-    /// Recompute `paths` from the registered boards (first come, first kept).
-    fn refresh_paths(&mut self) {
+    /// Recompute `paths` from the registered boards (first come, first kept), and report how
+    /// many are read in `phoenix_feed_paths{tenant}`.
+    fn refresh_paths(&mut self, tenant: &str) {
         let mut paths: Vec<Box<str>> = Vec::new();
         let mut boards: Vec<&Board> = self.boards.values().collect();
         boards.sort_by_key(|b| b.token);
@@ -230,6 +231,8 @@ impl State {
                 paths.push(p.as_str().into());
             }
         }
+        metrics::gauge!("phoenix_feed_paths", "tenant" => tenant.to_owned())
+            .set(paths.len() as f64);
         if *paths != *self.paths {
             self.paths = paths.into();
         }
@@ -278,6 +281,7 @@ impl Feed {
         let task = runtime.spawn(follow(Arc::downgrade(&feed), log, head));
         *feed.task.lock().expect("feed task") = Some(task);
         metrics::gauge!("phoenix_feed_buffered", "tenant" => tenant.to_owned()).set(0.0);
+        metrics::gauge!("phoenix_feed_paths", "tenant" => tenant.to_owned()).set(0.0);
         feed
     }
 
@@ -309,7 +313,7 @@ impl Feed {
                 applied: None,
             },
         );
-        s.refresh_paths();
+        s.refresh_paths(&self.tenant);
         token
     }
 
@@ -318,7 +322,7 @@ impl Feed {
         let mut s = self.lock();
         if s.boards.get(id).is_some_and(|b| b.token == token) {
             s.boards.remove(id);
-            s.refresh_paths();
+            s.refresh_paths(&self.tenant);
         }
     }
 
@@ -439,7 +443,7 @@ impl Feed {
                 for id in dead {
                     s.boards.remove(&id);
                 }
-                s.refresh_paths();
+                s.refresh_paths(&self.tenant);
             }
         }
     }
