@@ -101,11 +101,17 @@ impl Cell {
 /// their last change.
 #[derive(Debug)]
 struct Move {
-    /// `None` for a user not ranked yet (then `user` names them).
-    rank: Option<RankId>,
-    user: Option<Box<str>>,
+    who: Who,
     score: f64,
     seq: u64,
+}
+
+/// The user a [`Move`] moves.
+#[derive(Debug)]
+enum Who {
+    Ranked(RankId),
+    /// Not in the rank index yet.
+    New(Box<str>),
 }
 
 /// The users a batch moves, in the order they first changed in it.
@@ -145,12 +151,11 @@ impl Moves {
             return;
         }
         cell.queued = (self.batch, to_u32(self.list.len()));
-        self.list.push(Move {
-            rank: cell.rank,
-            user: cell.rank.is_none().then(|| user.into()),
-            score,
-            seq,
-        });
+        let who = match cell.rank {
+            Some(id) => Who::Ranked(id),
+            None => Who::New(user.into()),
+        };
+        self.list.push(Move { who, score, seq });
     }
 }
 
@@ -180,6 +185,12 @@ impl Window {
         }
     }
 
+    /// The log position at which the user of `cell` reached their ranked score (0 while
+    /// unranked).
+    pub(super) fn reached(&self, cell: &Cell) -> u64 {
+        cell.rank.map_or(0, |id| self.ranks.reached_id(id))
+    }
+
     /// Add a user with `acc`, ranked at `score` reached at `reached` (a checkpoint's load).
     pub(super) fn load(&mut self, user: &str, acc: Acc, score: f64, reached: u64) {
         let mut cell = Cell::new(acc);
@@ -190,17 +201,16 @@ impl Window {
     /// Move every queued user to their final score in `ranks`, and start a new batch.
     fn flush(&mut self) {
         for m in self.moves.list.drain(..) {
-            match (m.rank, m.user) {
-                (Some(id), _) => {
+            match m.who {
+                Who::Ranked(id) => {
                     self.ranks.upsert_id(id, m.score, m.seq);
                 }
-                (None, Some(user)) => {
+                Who::New(user) => {
                     let id = self.ranks.upsert_keeping_id(&user, m.score, m.seq);
                     if let Some(cell) = self.accs.get_mut(&*user) {
                         cell.rank = id;
                     }
                 }
-                (None, None) => unreachable!("a move of an unranked user names them"),
             }
         }
         self.moves.batch = match self.moves.batch.checked_add(1) {

@@ -99,7 +99,7 @@ impl BoardState {
             b.extend_from_slice(&(w.accs.len() as u32).to_be_bytes());
             for (user, c) in &w.accs {
                 let a = &c.acc;
-                let reached = w.ranks.get(user).map(|(_, _, r)| r).unwrap_or(0);
+                let reached = w.reached(c);
                 b.extend_from_slice(&(user.len() as u16).to_be_bytes());
                 b.extend_from_slice(user.as_bytes());
                 for x in [

@@ -110,8 +110,12 @@ impl RankIndex {
 
     /// Number of users whose score ranks strictly better than `score` (O(log n)).
     pub fn count_better(&self, score: f64) -> usize {
-        let score = if score == 0.0 { 0.0 } else { score };
-        self.tree.count_below(score_key(score, self.order))
+        self.tree.count_below(self.skey(score))
+    }
+
+    /// The key of `score` in this index's order; `-0.0` keys as `0.0`, so the two tie.
+    fn skey(&self, score: f64) -> u64 {
+        score_key(if score == 0.0 { 0.0 } else { score }, self.order)
     }
 
     /// The displayed rank of the entry at 1-based `position` with score key `skey`.
@@ -184,9 +188,7 @@ impl RankIndex {
             "stale rank id"
         );
         if score.is_nan() {
-            let key = self.key_of(uid);
-            let pos = self.tree.position(&key, &self.users)?;
-            return Some(self.rank_at(pos + 1, key.skey));
+            return self.get_uid(uid).map(|(rank, _, _)| rank);
         }
         self.move_to(uid, score, reached_at)
     }
@@ -194,8 +196,7 @@ impl RankIndex {
     /// Move the ranked user `uid` to `score` (not `NaN`) reached at `reached_at`; their rank
     /// before.
     fn move_to(&mut self, uid: u32, score: f64, reached_at: u64) -> Option<usize> {
-        let score = if score == 0.0 { 0.0 } else { score };
-        let skey = score_key(score, self.order);
+        let skey = self.skey(score);
         let old = self.key_of(uid);
         if old.skey == skey && old.reached == reached_at {
             return self.tree.position(&old, &self.users).map(|p| p + 1);
@@ -222,8 +223,7 @@ impl RankIndex {
 
     /// Rank a user not in the index yet at `score` (not `NaN`).
     fn insert_new(&mut self, user: &str, score: f64, reached_at: u64) -> RankId {
-        let score = if score == 0.0 { 0.0 } else { score };
-        let skey = score_key(score, self.order);
+        let skey = self.skey(score);
         let uid = self.users.insert(user, skey, reached_at);
         self.tree.insert(self.key_of(uid), &self.users);
         RankId::new(uid)
@@ -240,7 +240,16 @@ impl RankIndex {
 
     /// `(rank, score, reached_at)` of `user`; the rank follows the index's [`Ties`].
     pub fn get(&self, user: &str) -> Option<(usize, f64, u64)> {
-        let uid = self.users.find(user)?;
+        self.get_uid(self.users.find(user)?)
+    }
+
+    /// The log position at which the user `id` names (see [`RankIndex::upsert_id`]) reached
+    /// their score: [`RankIndex::get`]'s third part, without a lookup or a descent.
+    pub fn reached_id(&self, id: RankId) -> u64 {
+        self.key_of(id.uid()).reached
+    }
+
+    fn get_uid(&self, uid: u32) -> Option<(usize, f64, u64)> {
         let key = self.key_of(uid);
         let pos = self.tree.position(&key, &self.users)?;
         Some((

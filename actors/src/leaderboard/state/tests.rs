@@ -529,8 +529,11 @@ proptest! {
             batched.end_batch();
         }
         prop_assert_eq!(single.open.len(), batched.open.len());
+        // A checkpoint keeps the standings, reach positions included.
+        let back = BoardState::decode(batched.def.clone(), &batched.encode()).unwrap();
         for (key, w) in &single.open {
             prop_assert_eq!(ranks(w), ranks(&batched.open[key]));
+            prop_assert_eq!(ranks(w), ranks(&back.open[key]));
         }
         // Freezing mid-batch hands out a window whose ranks are complete.
         let mut mid = BoardState::new(def(agg, 900));
