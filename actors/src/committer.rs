@@ -6,8 +6,11 @@
 //! requests of a tenant share records, so many single-event requests cost one sled insert),
 //! then hands the round to the fsync thread, which calls [`EventLog::sync`] once for every
 //! round written since its last sync and then runs their completions — so one fsync
-//! acknowledges every request that arrived while the previous one ran, across tenants, and
-//! the next round is written while this one syncs. Keeping sled's blocking calls on these
+//! acknowledges every request that arrived while the previous one ran, across tenants. A big
+//! round (a bulk request, a flood) is followed by the next one's write while it syncs; after
+//! a small one the writer waits for the sync to end and then writes everything that arrived
+//! meanwhile at once, so single-event requests wake it once per fsync, not once each (a log
+//! whose appends overlap its syncs, JetStream's, is always written ahead). Keeping sled's blocking calls on these
 //! threads keeps them off the async workers; one thread calling the blocking `flush()` avoids
 //! the `flush_async` deadlock of sled 0.34 (sled #1308, #1241).
 //!
@@ -20,6 +23,7 @@
 //! queued before it is written.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -67,11 +71,14 @@ struct Queue {
     tenants: HashMap<Arc<str>, VecDeque<(u64, Job)>>,
     barriers: VecDeque<(u64, Job)>,
     arrived: u64,
+    /// Event bytes of the queued jobs.
+    bytes: usize,
 }
 
 impl Queue {
     fn push(&mut self, job: Job) {
         self.arrived += 1;
+        self.bytes += job.bytes();
         match job.tenant.clone() {
             Some(t) => self
                 .tenants
@@ -101,7 +108,9 @@ impl Queue {
                     break;
                 }
                 bytes = bytes.saturating_add(b);
-                out.push(q.pop_front().expect("front").1);
+                let job = q.pop_front().expect("front").1;
+                self.bytes -= job.bytes();
+                out.push(job);
             }
         }
         self.tenants.retain(|_, q| !q.is_empty());
@@ -122,6 +131,7 @@ impl Queue {
 #[derive(Clone)]
 pub struct Committer {
     tx: mpsc::Sender<Job>,
+    shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Committer {
@@ -135,11 +145,13 @@ impl Committer {
     /// two fsyncs. They stop when every handle is dropped.
     pub fn start(log: Arc<dyn EventLog>, budget: Budget) -> Committer {
         let (tx, rx) = mpsc::channel::<Job>();
+        let shared = Arc::new(Shared::default());
+        let writer = shared.clone();
         std::thread::Builder::new()
             .name("phoenix-commit".into())
-            .spawn(move || run(log, rx, budget))
+            .spawn(move || run(log, rx, budget, writer))
             .expect("spawn the group-commit thread");
-        Committer { tx }
+        Committer { tx, shared }
     }
 
     /// Run `done` after everything submitted so far (by anyone) is durable.
@@ -171,8 +183,18 @@ impl Committer {
     }
 
     fn send(&self, job: Job) {
+        let bytes = job.bytes();
+        let before = self.shared.unread.fetch_add(bytes, Ordering::SeqCst);
         if let Err(mpsc::SendError(job)) = self.tx.send(job) {
+            self.shared.unread.fetch_sub(bytes, Ordering::SeqCst);
             (job.done)(Err(EngineError::Unavailable));
+            return;
+        }
+        // A writer waiting for the running sync (after small rounds) writes at once when a
+        // big round has arrived. Taking the lock orders this wake after its check.
+        if before < LATE_ROUND_BYTES && before + bytes >= LATE_ROUND_BYTES {
+            drop(self.shared.lock());
+            self.shared.changed.notify_all();
         }
     }
 }
@@ -228,22 +250,44 @@ impl Activity {
 struct Written {
     completions: Vec<Completion>,
     epoch: u64,
+    /// The last epoch whose sync has returned (`epoch` while no sync runs).
+    ended: u64,
     closed: bool,
 }
 
-type Shared = Arc<(std::sync::Mutex<Written>, std::sync::Condvar)>;
+/// What the writer, the syncer and the senders share.
+#[derive(Default)]
+struct Shared {
+    written: std::sync::Mutex<Written>,
+    /// Signalled when completions are handed over, a sync ends, the writer stops, or a big
+    /// round's worth of bytes has been sent.
+    changed: std::sync::Condvar,
+    /// Event bytes sent and not yet taken by the writer.
+    unread: AtomicUsize,
+}
 
-fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, Written> {
-    shared.0.lock().unwrap_or_else(|p| p.into_inner())
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Written> {
+        self.written.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn wait<'a>(
+        &self,
+        w: std::sync::MutexGuard<'a, Written>,
+    ) -> std::sync::MutexGuard<'a, Written> {
+        self.changed.wait(w).unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// The writer: takes every job queued so far and writes their events, while the syncer
-/// fsyncs what was written before — it never waits for a sync. What bounds the next fsync
-/// (and everyone waiting on it) is the budget: between two syncs a tenant's events take at
-/// most its [`Budget`] of bytes (at least one job); the rest of a flood waits for later
-/// syncs, while another tenant's event is written at once and rides the next one.
-fn run(log: Arc<dyn EventLog>, rx: mpsc::Receiver<Job>, budget: Budget) {
-    let shared: Shared = Arc::default();
+/// fsyncs what was written before. Only a small round (under [`LATE_ROUND_BYTES`]) that
+/// would wait for the running sync anyway is held back until that sync ends, so requests
+/// trickling in meanwhile are written together instead of waking the writer each. What
+/// bounds the next fsync (and everyone waiting on it) is the budget: between two syncs a
+/// tenant's events take at most its [`Budget`] of bytes (at least one job); the rest of a
+/// flood waits for later syncs, while another tenant's event rides the next one.
+fn run(log: Arc<dyn EventLog>, rx: mpsc::Receiver<Job>, budget: Budget, shared: Arc<Shared>) {
+    let late = !log.appends_overlap_sync();
     let syncer = (log.clone(), shared.clone());
     std::thread::Builder::new()
         .name("phoenix-fsync".into())
@@ -263,15 +307,29 @@ fn run(log: Arc<dyn EventLog>, rx: mpsc::Receiver<Job>, budget: Budget) {
                 rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected)
             };
             match next {
-                Ok(job) => queue.push(job),
+                Ok(job) => take(&mut queue, &shared, job),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
         }
-        rx.try_iter().for_each(|j| queue.push(j));
+        rx.try_iter().for_each(|j| take(&mut queue, &shared, j));
+        // Small rounds while a sync runs that nothing written waits for yet: write them
+        // once it ends (or a big round arrives), all at once, for the sync after it.
+        if late && !held && queue.bytes < LATE_ROUND_BYTES {
+            let mut w = shared.lock();
+            if w.ended != w.epoch && w.completions.is_empty() {
+                let ended = w.ended;
+                while w.ended == ended
+                    && queue.bytes + shared.unread.load(Ordering::SeqCst) < LATE_ROUND_BYTES
+                {
+                    w = shared.wait(w);
+                }
+                continue;
+            }
+        }
         let now = Instant::now();
         queue.tenants.keys().for_each(|t| activity.saw(t, now));
-        let synced = lock(&shared).epoch;
+        let synced = shared.lock().epoch;
         if synced != epoch {
             epoch = synced;
             spent.clear();
@@ -309,8 +367,8 @@ fn run(log: Arc<dyn EventLog>, rx: mpsc::Receiver<Job>, budget: Budget) {
         match written {
             // Written before the syncer can take it, so the fsync that takes it covers it.
             Ok(()) => {
-                lock(&shared).completions.extend(done);
-                shared.1.notify_one();
+                shared.lock().completions.extend(done);
+                shared.changed.notify_all();
             }
             // Nothing went to the syncer, so no sync will open a new budget: this round's
             // bytes do not count (the tenants' next jobs fail or land without waiting).
@@ -320,13 +378,24 @@ fn run(log: Arc<dyn EventLog>, rx: mpsc::Receiver<Job>, budget: Budget) {
             }
         }
     }
-    lock(&shared).closed = true;
-    shared.1.notify_one();
+    shared.lock().closed = true;
+    shared.changed.notify_all();
+}
+
+/// Queue a job the writer received.
+fn take(queue: &mut Queue, shared: &Shared, job: Job) {
+    shared.unread.fetch_sub(job.bytes(), Ordering::SeqCst);
+    queue.push(job);
 }
 
 /// How often a writer whose queued tenants have all spent their budget looks for the next
 /// sync (or a job of another tenant).
 const BUDGET_POLL: std::time::Duration = std::time::Duration::from_micros(200);
+
+/// A round smaller than this, while a sync runs and nothing is yet written for the next
+/// one, waits for that sync's end (unless the log's appends overlap its syncs). A bigger
+/// one (a bulk request, a flood) is written at once, overlapping the sync.
+const LATE_ROUND_BYTES: usize = 16 * 1024;
 
 /// Record a stage's time since `started` in `histogram`; log it when it was [`SLOW`].
 fn timed(histogram: &'static str, slow: &'static str, started: Instant, requests: usize) {
@@ -338,12 +407,12 @@ fn timed(histogram: &'static str, slow: &'static str, started: Instant, requests
 }
 
 /// The syncer: one fsync for everything written so far, then its completions.
-fn sync_rounds(log: Arc<dyn EventLog>, shared: Shared) {
+fn sync_rounds(log: Arc<dyn EventLog>, shared: Arc<Shared>) {
     loop {
         let mut batch = {
-            let mut w = lock(&shared);
+            let mut w = shared.lock();
             while w.completions.is_empty() && !w.closed {
-                w = shared.1.wait(w).unwrap_or_else(|p| p.into_inner());
+                w = shared.wait(w);
             }
             if w.completions.is_empty() {
                 return;
@@ -353,6 +422,11 @@ fn sync_rounds(log: Arc<dyn EventLog>, shared: Shared) {
         };
         let started = Instant::now();
         let result = log.sync();
+        {
+            let mut w = shared.lock();
+            w.ended = w.epoch;
+        }
+        shared.changed.notify_all();
         timed("phoenix_fsync_seconds", "slow fsync", started, batch.len());
         metrics::histogram!("phoenix_fsync_batch_size").record(batch.len() as f64);
         metrics::counter!("phoenix_fsyncs_total").increment(1);

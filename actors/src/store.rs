@@ -103,6 +103,14 @@ pub trait EventLog: Send + Sync + 'static {
     }
     /// Whether the log can currently persist.
     fn healthy(&self) -> bool;
+    /// Whether an append made while a [`EventLog::sync`] runs already shortens the next sync
+    /// (a replicated log whose append starts the replication, as JetStream's publish does).
+    /// When it does not (a local file: the next fsync writes it all anyway), the committer
+    /// writes a small round only once the running sync has ended, so it wakes once per sync
+    /// instead of once per arriving request.
+    fn appends_overlap_sync(&self) -> bool {
+        false
+    }
     /// The oldest retained position (`next_seq` for an empty log). The default is a log
     /// that keeps everything (so do the defaults of the retention methods below).
     fn first_seq(&self, _tenant: &str) -> Result<u64, EngineError> {

@@ -327,6 +327,11 @@ impl EventLog for JetStreamLog {
         lock(&self.inner.failure).is_none() && self.inner.quorum.load(Ordering::SeqCst)
     }
 
+    /// A publish is on its way to the replicas at once; the sync only awaits the acks.
+    fn appends_overlap_sync(&self) -> bool {
+        true
+    }
+
     fn first_seq(&self, tenant: &str) -> Result<u64, EngineError> {
         let t = self.inner.tenant(tenant);
         self.bridged(move |i| async move {

@@ -1,16 +1,19 @@
-//! The writer keeps writing while an fsync runs, within each tenant's budget.
+//! The writer keeps writing big rounds while an fsync runs, within each tenant's budget;
+//! after a small round it waits for the running fsync to end.
 use super::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
 /// A log whose `sync` waits until the test opens the gate; it records each append's
-/// tenant and event count, and how many syncs had started before it.
+/// tenant and event count, and how many syncs had started before it. `overlap` is what it
+/// answers to [`EventLog::appends_overlap_sync`].
 #[derive(Default)]
 struct Gated {
     appends: Mutex<Vec<(String, usize, usize)>>,
     syncs: AtomicUsize,
     open: Mutex<bool>,
+    overlap: bool,
 }
 
 impl EventLog for Gated {
@@ -41,6 +44,9 @@ impl EventLog for Gated {
     fn healthy(&self) -> bool {
         true
     }
+    fn appends_overlap_sync(&self) -> bool {
+        self.overlap
+    }
 }
 
 use crate::store::LogEntry;
@@ -61,7 +67,8 @@ fn append(tenant: &str, seq: u64, bytes: usize) -> Append {
     }
 }
 
-/// Events of `tenant` appended while the first sync was running.
+/// Events of `tenant` appended after the first sync started and before the second did:
+/// those the second sync makes durable.
 fn during_first_sync(log: &Gated, tenant: &str) -> usize {
     let appends = log.appends.lock().unwrap();
     appends
@@ -71,15 +78,19 @@ fn during_first_sync(log: &Gated, tenant: &str) -> usize {
         .sum()
 }
 
-/// Runs a flood of tenant `a` (40 × ~1 KB) submitted while the first fsync hangs, with
-/// or without one event of `b`; returns `a`'s events written during that fsync, once
-/// the writer has settled, and whether every completion ran after the gate opened.
+/// Flood requests are big enough that the writer never waits for a sync after them.
+const FLOOD: usize = LATE_ROUND_BYTES + 1_000;
+
+/// Runs a flood of tenant `a` (40 requests of [`FLOOD`] bytes) submitted while the first
+/// fsync hangs, with or without two small events of `b`; returns `a`'s events written
+/// for the second fsync (checking that both of `b`'s ride it), and whether no completion
+/// ran before the gate opened.
 fn flood_during_a_sync(with_b: bool) -> (usize, bool) {
     let log = Arc::new(Gated::default());
     let committer = Committer::start(
         log.clone(),
         Budget {
-            shared: 4_000,
+            shared: 3 * FLOOD,
             alone: 1 << 20,
         },
     );
@@ -91,7 +102,7 @@ fn flood_during_a_sync(with_b: bool) -> (usize, bool) {
             done.fetch_add(1, Ordering::SeqCst);
         })
     };
-    committer.append(append("a", 1, 1000), counter(&done));
+    committer.append(append("a", 1, FLOOD), counter(&done));
     while log.syncs.load(Ordering::SeqCst) == 0 {
         std::thread::sleep(Duration::from_millis(1));
     }
@@ -99,31 +110,123 @@ fn flood_during_a_sync(with_b: bool) -> (usize, bool) {
         committer.append(append("b", 1, 10), counter(&done));
     }
     for s in 2..=41 {
-        committer.append(append("a", s, 1000), counter(&done));
+        committer.append(append("a", s, FLOOD), counter(&done));
     }
     std::thread::sleep(Duration::from_millis(200));
     if with_b {
-        // The writer has used a's budget and waits for the sync; b's next event is
-        // still written at once, to ride the next fsync.
+        // a's budget for the next sync is spent; b's next event still rides it.
         committer.append(append("b", 2, 10), counter(&done));
         std::thread::sleep(Duration::from_millis(100));
+    }
+    if with_b {
+        // If b's first event came alone it was small enough to wait for the sync's end;
+        // the flood behind it is big, so the writer goes on at once.
+        assert!(
+            during_first_sync(&log, "a") >= 1,
+            "a's flood is written while the sync runs"
+        );
+    } else {
         assert_eq!(
-            during_first_sync(&log, "b"),
-            2,
-            "both of b's events written"
+            during_first_sync(&log, "a"),
+            40,
+            "the flood is written while the sync runs"
         );
     }
-    let written = during_first_sync(&log, "a");
     let none_early = done.load(Ordering::SeqCst) == 0;
     *log.open.lock().unwrap() = true;
     let total = 41 + 2 * usize::from(with_b);
+    wait_for(&done, total);
+    if with_b {
+        assert_eq!(
+            during_first_sync(&log, "b"),
+            2,
+            "both of b's events ride it"
+        );
+    }
+    (during_first_sync(&log, "a"), none_early)
+}
+
+/// Wait (up to 2 s) until `done` reaches `total`.
+fn wait_for(done: &AtomicUsize, total: usize) {
     for _ in 0..2000 {
         if done.load(Ordering::SeqCst) == total {
-            return (written, none_early);
+            return;
         }
         std::thread::sleep(Duration::from_millis(1));
     }
     panic!("completions did not all run");
+}
+
+/// Small requests arriving one at a time while a sync runs: the local log's writer waits
+/// for the sync and writes the ten as one record after it; a log whose appends overlap its
+/// syncs gets each one at once. Either way every one rides the next sync, and none is
+/// answered before its own sync.
+fn trickle_during_a_sync(overlap: bool) -> Vec<(String, usize, usize)> {
+    let log = Arc::new(Gated {
+        overlap,
+        ..Gated::default()
+    });
+    let committer = Committer::start(
+        log.clone(),
+        Budget {
+            shared: 1 << 20,
+            alone: 1 << 20,
+        },
+    );
+    let done = Arc::new(AtomicUsize::new(0));
+    let counter = || -> Completion {
+        let done = done.clone();
+        Box::new(move |r| {
+            r.unwrap();
+            done.fetch_add(1, Ordering::SeqCst);
+        })
+    };
+    committer.append(append("a", 1, 100), counter());
+    while log.syncs.load(Ordering::SeqCst) == 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    for s in 2..=11 {
+        committer.append(append("a", s, 100), counter());
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    let before = log.appends.lock().unwrap().len();
+    assert_eq!(
+        done.load(Ordering::SeqCst),
+        0,
+        "nothing answered before its sync"
+    );
+    *log.open.lock().unwrap() = true;
+    wait_for(&done, 11);
+    let appends = log.appends.lock().unwrap().clone();
+    let during: Vec<_> = appends
+        .iter()
+        .filter(|(_, _, s)| *s == 1)
+        .cloned()
+        .collect();
+    assert_eq!(
+        during.iter().map(|(_, n, _)| n).sum::<usize>(),
+        10,
+        "{appends:?}"
+    );
+    if overlap {
+        assert_eq!(before, 11, "each arrival written at once: {appends:?}");
+    } else {
+        assert_eq!(before, 1, "nothing written while the sync ran: {appends:?}");
+    }
+    during
+}
+
+#[test]
+fn small_requests_during_a_sync_are_written_once_it_ends() {
+    let during = trickle_during_a_sync(false);
+    assert_eq!(during.len(), 1, "one record for the ten: {during:?}");
+}
+
+#[test]
+fn a_log_whose_appends_overlap_its_syncs_is_written_ahead() {
+    let during = trickle_during_a_sync(true);
+    assert_eq!(during.len(), 10, "{during:?}");
 }
 
 /// A log whose appends fail: every job is answered (with the error) at once, also past
@@ -186,7 +289,7 @@ fn a_lone_flood_is_written_while_a_sync_runs() {
 #[test]
 fn beside_another_tenant_a_flood_gets_the_shared_budget() {
     let (written, none_early) = flood_during_a_sync(true);
-    // 4,000 bytes at ~1.1 KB a request: 3 requests, not 40.
-    assert!((1..=4).contains(&written), "{written} of a's events");
+    // A budget of three flood requests: at most three of them, not 40.
+    assert!((1..=3).contains(&written), "{written} of a's events");
     assert!(none_early);
 }
