@@ -9,7 +9,7 @@ use phoenix_actors::leaderboard::definition::valid_id;
 use phoenix_actors::leaderboard::views::{ViewKey, ViewKind};
 use phoenix_actors::leaderboard::window::{Timeframe, UnknownTimeframe, WindowKey};
 use phoenix_actors::Engine;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Semaphore};
@@ -18,7 +18,7 @@ use super::render::{api_error_frame, error_frame, validation_frame};
 use super::session::{RemoteHook, SessionHandle, SubscribeError};
 use super::Principal;
 use crate::error::ApiError;
-use crate::gateway::events::Batch;
+use crate::gateway::events::{Batch, EventResult};
 use crate::tokens::Claims;
 
 /// Longest frame `id` (subscription ids, ingest batch ids), in bytes: ids are echoed in
@@ -195,6 +195,23 @@ struct IngestFrame<'a> {
 
 /// Validate, then log durably in a task; the ack goes out after fsync. Reading the next frame
 /// waits while `max_inflight` events are unacknowledged.
+/// `{"type":"ack","id":…,"results":[…]}`, serialized straight from the results.
+fn ack_frame(id: Option<&str>, results: &[EventResult]) -> String {
+    #[derive(Serialize)]
+    struct Ack<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        id: Option<&'a str>,
+        results: &'a [EventResult],
+    }
+    serde_json::to_string(&Ack {
+        kind: "ack",
+        id,
+        results,
+    })
+    .expect("an ack serializes")
+}
+
 async fn ingest(
     text: &str,
     id: Option<&str>,
@@ -258,7 +275,7 @@ async fn ingest(
         let frame = match outcomes {
             Ok(outcomes) => {
                 let (results, ..) = batch.results(&outcomes);
-                json!({"type": "ack", "id": id, "results": results}).to_string()
+                ack_frame(id.as_deref(), &results)
             }
             Err(frame) => frame,
         };
