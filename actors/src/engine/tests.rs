@@ -24,7 +24,7 @@ async fn ingest_expect(engine: &Engine, ids: &[&str], expect: &[Outcome]) {
 }
 
 async fn eventually<F: Fn() -> bool>(what: &str, f: F) {
-    for _ in 0..200 {
+    for _ in 0..1000 {
         if f() {
             return;
         }
