@@ -6,12 +6,12 @@
 //! requests of a tenant share records, so many single-event requests cost one sled insert),
 //! then hands the round to the fsync thread, which calls [`EventLog::sync`] once for every
 //! round written since its last sync and then runs their completions — so one fsync
-//! acknowledges every request that arrived while the previous one ran, across tenants. A big
-//! round (a bulk request, a flood) is followed by the next one's write while it syncs; after
-//! a small one the writer waits for the sync to end and then writes everything that arrived
-//! meanwhile at once, so single-event requests wake it once per fsync, not once each (a log
-//! whose appends overlap its syncs, JetStream's, is always written ahead). Keeping sled's blocking calls on these
-//! threads keeps them off the async workers; one thread calling the blocking `flush()` avoids
+//! acknowledges every request that arrived while the previous one ran, across tenants. The
+//! writer goes on writing while a sync runs, except a small round that nothing written yet
+//! waits for: that one is held back until the sync ends and then written with everything
+//! that arrived meanwhile, so single-event requests wake the writer once per fsync, not once
+//! each (a log whose appends overlap its syncs, JetStream's, is always written ahead).
+//! Keeping sled's blocking calls on these threads keeps them off the async workers; one thread calling the blocking `flush()` avoids
 //! the `flush_async` deadlock of sled 0.34 (sled #1308, #1241).
 //!
 //! Fairness: queued jobs wait in one FIFO per tenant, and a round takes from each tenant at
@@ -51,16 +51,29 @@ struct Job {
     tenant: Option<Arc<str>>,
     append: Option<Append>,
     done: Completion,
+    /// Event bytes of `append`, counted once: the queue, the budget and the writer's wait
+    /// all weigh the job by them.
+    bytes: usize,
 }
 
 impl Job {
-    fn bytes(&self) -> usize {
-        self.append.as_ref().map_or(0, |a| {
+    fn new(tenant: Option<Arc<str>>, append: Option<Append>, done: Completion) -> Job {
+        let bytes = append.as_ref().map_or(0, |a| {
             a.events
                 .iter()
                 .map(|e| e.json.len() + e.event_id.len())
                 .sum()
-        })
+        });
+        Job {
+            tenant,
+            append,
+            done,
+            bytes,
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        self.bytes
     }
 }
 
@@ -156,30 +169,18 @@ impl Committer {
 
     /// Run `done` after everything submitted so far (by anyone) is durable.
     pub fn submit(&self, done: Completion) {
-        self.send(Job {
-            tenant: None,
-            append: None,
-            done,
-        });
+        self.send(Job::new(None, None, done));
     }
 
     /// Run `done` after everything `tenant` submitted so far is durable.
     pub fn submit_for(&self, tenant: Arc<str>, done: Completion) {
-        self.send(Job {
-            tenant: Some(tenant),
-            append: None,
-            done,
-        });
+        self.send(Job::new(Some(tenant), None, done));
     }
 
     /// Log `append` and run `done` once it is durable. Appends of one tenant must be
     /// submitted in position order (the tenant actor does).
     pub fn append(&self, append: Append, done: Completion) {
-        self.send(Job {
-            tenant: Some(append.tenant.clone()),
-            append: Some(append),
-            done,
-        });
+        self.send(Job::new(Some(append.tenant.clone()), Some(append), done));
     }
 
     fn send(&self, job: Job) {
@@ -537,16 +538,13 @@ mod tests {
             .enumerate()
             .map(|(i, s)| ev(format!("{tenant}{}", first_seq + i as u64), *s))
             .collect();
-        Job {
-            tenant: Some(tenant.into()),
-            append: Some(Append {
-                tenant: tenant.into(),
-                first_seq,
-                accepted_ms: ms,
-                events,
-            }),
-            done: Box::new(|_| {}),
-        }
+        let append = Append {
+            tenant: tenant.into(),
+            first_seq,
+            accepted_ms: ms,
+            events,
+        };
+        Job::new(Some(tenant.into()), Some(append), Box::new(|_| {}))
     }
 
     proptest! {
@@ -572,7 +570,7 @@ mod tests {
                 next[*t] += sizes.len() as u64;
             }
             // A job without an append (a plain "wait for durability") may sit anywhere.
-            jobs.push(Job { tenant: None, append: None, done: Box::new(|_| {}) });
+            jobs.push(Job::new(None, None, Box::new(|_| {})));
             let rec = Recorder::default();
             write_round(&rec, &jobs).unwrap();
             let mut got: HashMap<String, Vec<(u64, i64, String)>> = HashMap::new();
@@ -636,16 +634,8 @@ mod tests {
         let mut q = Queue::default();
         q.push(job("a", 1, 0, &[50_000]));
         q.push(job("a", 2, 0, &[10]));
-        q.push(Job {
-            tenant: Some("a".into()),
-            append: None,
-            done: Box::new(|_| {}),
-        });
-        q.push(Job {
-            tenant: None,
-            append: None,
-            done: Box::new(|_| {}),
-        });
+        q.push(Job::new(Some("a".into()), None, Box::new(|_| {})));
+        q.push(Job::new(None, None, Box::new(|_| {})));
         q.push(job("b", 1, 0, &[10]));
         let mut first = ids(&q.round(|_| (1_000, 1_000)));
         first.sort();
