@@ -385,6 +385,34 @@ async fn boards_recover_after_an_engine_restart() {
     eventually_top(&engine, "b", vec![("ann".into(), 6.0)]).await;
 }
 
+/// A board rebuilt from a long log (several catch-up chunks) answers no read before it has
+/// replayed what was durable when it started: the very first query, sent as soon as the PUT
+/// returns, sees every event (it waits, parked, meanwhile).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuilding_board_answers_reads_only_once_it_has_replayed_its_start_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = start(dir.path()).await;
+    let (n, users) = (6_000, 8);
+    for batch in 0..n / 100 {
+        let events = (0..100)
+            .map(|i| {
+                let k = batch * 100 + i;
+                scored(&format!("e{k}"), &format!("u{}", k % users), 1)
+            })
+            .collect();
+        engine.ingest("acme", events).await.unwrap();
+    }
+    let def = json!({"rules": [{"event_type": "*", "points_expression": "attrs.score"}]});
+    engine.put_leaderboard("acme", "b", &def).await.unwrap();
+    let mut first = top(&engine, "b").await;
+    first.sort_by(|a, b| a.0.cmp(&b.0));
+    let want: Vec<(String, f64)> = (0..users)
+        .map(|u| (format!("u{u}"), (n / users) as f64))
+        .collect();
+    assert_eq!(first, want, "the first answer holds all {n} events");
+    assert_eq!(engine.board_applied("acme", "b").await.unwrap(), n as u64);
+}
+
 #[tokio::test]
 async fn current_views_follow_the_window_as_it_rolls_over() {
     use crate::leaderboard::views::{ViewFrame, ViewKey, ViewKind};

@@ -31,11 +31,13 @@ use std::collections::HashMap;
 /// interleave with a long catch-up.
 mod closes;
 mod queries;
+mod warming;
 
 use closes::{close_window, emit_closes, emitted};
 use queries::{
     standings, subscribe, user_standing, users_standings, view_entries, view_window, windows,
 };
+use warming::Warming;
 
 const CATCH_UP_CHUNK: usize = 1024;
 
@@ -133,6 +135,8 @@ pub struct BoardActorState {
     emit_retry: (Instant, Duration),
     /// Callers waiting for the decision on their own membership event (answered once applied).
     member_waiters: Vec<(u64, RpcReplyPort<Result<Decision, QueryError>>)>,
+    /// Set while the board replays up to the durable head it started at; reads wait.
+    warming: Option<Warming>,
 }
 
 /// Most callers waiting on membership decisions at once; more get 503.
@@ -260,7 +264,9 @@ impl Actor for LeaderboardActor {
         tracing::info!(tenant = %args.tenant, board = %args.def.id, applied = board.applied, "leaderboard started");
         metrics::gauge!("phoenix_leaderboard_checkpointed_seq", "tenant" => args.tenant.clone(), "board" => args.def.id.clone())
             .set(board.applied as f64);
+        let warming = Warming::start(board.applied, *args.head.borrow());
         Ok(BoardActorState {
+            warming,
             closes,
             epoch_ms,
             unemitted,
@@ -357,10 +363,6 @@ impl Actor for LeaderboardActor {
                     publish(state)?;
                 }
             }
-            LeaderboardMsg::Subscribe { key, reply } => {
-                let _ = reply.send(subscribe(state, key));
-                schedule_sweep(&myself, state);
-            }
             LeaderboardMsg::Sweep => {
                 state.sweep_pending = false;
                 sweep(state);
@@ -371,46 +373,16 @@ impl Actor for LeaderboardActor {
                 publish(state)?;
             }
             LeaderboardMsg::Emitted(tf, key, ok) => emitted(state, tf, key, ok)?,
-            LeaderboardMsg::Standings {
-                tf,
-                window,
-                offset,
-                limit,
-                reply,
-            } => {
-                let _ = reply.send(standings(state, tf, window, offset, limit));
-            }
-            LeaderboardMsg::User {
-                tf,
-                window,
-                user,
-                around,
-                reply,
-            } => {
-                let _ = reply.send(user_standing(state, tf, window, &user, around));
-            }
-            LeaderboardMsg::Users {
-                tf,
-                window,
-                users,
-                reply,
-            } => {
-                let _ = reply.send(users_standings(state, tf, window, &users));
-            }
-            LeaderboardMsg::Windows { tf, limit, reply } => {
-                let _ = reply.send(windows(state, tf, limit));
-            }
-            LeaderboardMsg::Members {
-                after,
-                limit,
-                reply,
-            } => {
-                let m = &state.board.members;
-                let _ = reply.send(if state.board.def.join_required() {
-                    Ok((m.page(after.as_deref(), limit), m.len()))
-                } else {
-                    Err(not_a_tournament())
-                });
+            read @ (LeaderboardMsg::Standings { .. }
+            | LeaderboardMsg::User { .. }
+            | LeaderboardMsg::Users { .. }
+            | LeaderboardMsg::Windows { .. }
+            | LeaderboardMsg::Members { .. }
+            | LeaderboardMsg::Subscribe { .. }) => {
+                // A board mid-replay parks it (see `warming`).
+                if let Some(read) = warming::park(state, read) {
+                    answer_read(&myself, state, read);
+                }
             }
             LeaderboardMsg::Membership { user, reply } => {
                 let _ = reply.send(MemberStatus {
@@ -438,6 +410,62 @@ impl Actor for LeaderboardActor {
             LeaderboardMsg::Panic => panic!("injected leaderboard panic"),
         }
         Ok(())
+    }
+}
+
+/// Answer a standings or view read from the board as it is now.
+fn answer_read(
+    myself: &ActorRef<LeaderboardMsg>,
+    state: &mut BoardActorState,
+    read: LeaderboardMsg,
+) {
+    match read {
+        LeaderboardMsg::Standings {
+            tf,
+            window,
+            offset,
+            limit,
+            reply,
+        } => {
+            let _ = reply.send(standings(state, tf, window, offset, limit));
+        }
+        LeaderboardMsg::User {
+            tf,
+            window,
+            user,
+            around,
+            reply,
+        } => {
+            let _ = reply.send(user_standing(state, tf, window, &user, around));
+        }
+        LeaderboardMsg::Users {
+            tf,
+            window,
+            users,
+            reply,
+        } => {
+            let _ = reply.send(users_standings(state, tf, window, &users));
+        }
+        LeaderboardMsg::Windows { tf, limit, reply } => {
+            let _ = reply.send(windows(state, tf, limit));
+        }
+        LeaderboardMsg::Members {
+            after,
+            limit,
+            reply,
+        } => {
+            let m = &state.board.members;
+            let _ = reply.send(if state.board.def.join_required() {
+                Ok((m.page(after.as_deref(), limit), m.len()))
+            } else {
+                Err(not_a_tournament())
+            });
+        }
+        LeaderboardMsg::Subscribe { key, reply } => {
+            let _ = reply.send(subscribe(state, key));
+            schedule_sweep(myself, state);
+        }
+        _ => {}
     }
 }
 
@@ -491,6 +519,7 @@ fn catch_up(
     let before = state.board.applied;
     let mut seen = Seen::default();
     let feed = state.args.feed.clone();
+    let mut exhausted = false;
     let target = match feed.plan(&state.args.def.id, state.token, before, CATCH_UP_CHUNK) {
         Plan::Skip { to, accepted_ms } => {
             state.board.skip(to, accepted_ms);
@@ -510,6 +539,8 @@ fn catch_up(
                 .args
                 .log
                 .read_from(&tenant, before + 1, CATCH_UP_CHUNK)?;
+            // Nothing after `before` in the log at all: it ends before the durable head.
+            exhausted = entries.is_empty();
             state.board.begin_batch();
             for e in entries.into_iter().take_while(|e| e.seq <= durable) {
                 let d = Decoded::from_entry(&tenant, "leaderboard", e);
@@ -542,6 +573,9 @@ fn catch_up(
         myself
             .cast(LeaderboardMsg::CatchUp)
             .map_err(|e| EngineError::ActorUnavailable(e.to_string()))?;
+    }
+    for read in warming::settle(state, exhausted) {
+        answer_read(myself, state, read);
     }
     Ok(())
 }
