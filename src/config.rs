@@ -192,6 +192,13 @@ pub struct Config {
     /// under sustained full CPU standings lag instead) or `"normal"` (scoring and acks share).
     #[serde(default)]
     pub leaderboard_priority: phoenix_actors::supervisor::BoardPriority,
+    /// Let the kernel back this process's memory with transparent huge pages (where its
+    /// THP setting allows). Off by default: the allocator asks for them, and faulting and
+    /// compacting 2 MB pages while the heap grows cost WebSocket ingest ~40 % of its
+    /// throughput and put 20 ms stalls in the ack p99 (docs/PERFORMANCE.md, session 13).
+    /// Linux only.
+    #[serde(default)]
+    pub transparent_huge_pages: bool,
     /// The tenants.
     #[serde(default)]
     pub tenants: Vec<TenantConfig>,

@@ -1,6 +1,7 @@
 //! Black-box hardening tests of the engine against the real binary over real sockets: the
 //! per-tenant board cap, nothing acknowledged that a board cannot decode, sums that would
-//! overflow, and client-chosen extremes that must not wrap.
+//! overflow, client-chosen extremes that must not wrap, and the process's own memory setting
+//! (no transparent huge pages unless configured).
 
 mod common;
 
@@ -421,4 +422,36 @@ fn a_bad_scoring_priority_or_commit_budget_is_refused_at_start_up() {
         assert_eq!(out.status.code(), Some(2), "{extra}: {stderr}");
         assert!(stderr.contains(needle), "{extra}: {stderr}");
     }
+}
+
+/// The kernel's `THP_enabled` flag of process `pid` (Linux ≥ 5.0 shows it in `status`).
+fn thp_enabled(pid: u32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("THP_enabled:"))
+        .unwrap_or_else(|| panic!("no THP_enabled line in /proc/{pid}/status"))
+        .trim()
+        .to_owned()
+}
+
+/// By default the server turns transparent huge pages off for itself (PR_SET_THP_DISABLE);
+/// `transparent_huge_pages = true` leaves the kernel's setting alone. Either way it serves.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn transparent_huge_pages_are_off_for_the_server_unless_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    assert_eq!(thp_enabled(server.pid()), "0", "off by default");
+    assert_eq!(server.client().get("/health", "").await.0, 200);
+    drop(server);
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_text(&dir.path().join("data"), "transparent_huge_pages = true");
+    let server = Server::start_with(dir.path(), &config);
+    assert_eq!(
+        thp_enabled(server.pid()),
+        "1",
+        "left to the kernel when configured"
+    );
+    assert_eq!(server.client().get("/health", "").await.0, 200);
 }

@@ -400,6 +400,11 @@ impl Client {
 }
 
 impl Server {
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGTERM (graceful shutdown), then the exit status, waiting at most `within` (after
     /// that: SIGKILL and a panic).
     pub fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
