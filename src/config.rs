@@ -192,10 +192,9 @@ pub struct Config {
     /// under sustained full CPU standings lag instead) or `"normal"` (scoring and acks share).
     #[serde(default)]
     pub leaderboard_priority: phoenix_actors::supervisor::BoardPriority,
-    /// Let the kernel back this process's memory with transparent huge pages (where its
-    /// THP setting allows). Off by default: the allocator asks for them, and faulting and
-    /// compacting 2 MB pages while the heap grows cost WebSocket ingest ~40 % of its
-    /// throughput and put 20 ms stalls in the ack p99 (docs/PERFORMANCE.md, session 13).
+    /// Keep transparent huge pages (where the kernel's THP setting allows) after start-up.
+    /// Off by default: once its engine has started, the server turns them off for itself
+    /// (`src/memory.rs`: they speed up start-up and cost streaming ingest ~40 %).
     /// Linux only.
     #[serde(default)]
     pub transparent_huge_pages: bool,

@@ -14,6 +14,7 @@ pub mod error;
 pub mod extract;
 pub mod fair;
 pub mod gateway;
+pub mod memory;
 pub mod metrics;
 pub mod openapi;
 pub mod server;

@@ -65,19 +65,6 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// No transparent huge pages for this process from now on (`PR_SET_THP_DISABLE`: every
-/// later page fault, whatever the allocator advised), as `MIMALLOC_ALLOW_THP=0` would do.
-/// What was faulted before (the config, the logger) keeps what it has.
-#[cfg(target_os = "linux")]
-fn disable_transparent_huge_pages() {
-    if let Err(e) = nix::sys::prctl::set_thp_disable(true) {
-        tracing::warn!(error = %e, "transparent huge pages stay allowed");
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn disable_transparent_huge_pages() {}
-
 fn serve(path: PathBuf, log_format: LogFormat, demo_rate: Option<u64>) -> std::process::ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PHOENIX_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -95,9 +82,6 @@ fn serve(path: PathBuf, log_format: LogFormat, demo_rate: Option<u64>) -> std::p
             return std::process::ExitCode::from(2);
         }
     };
-    if !config.transparent_huge_pages {
-        disable_transparent_huge_pages();
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -331,6 +331,9 @@ pub async fn run(
             }
         })
     };
+    if !config.transparent_huge_pages {
+        tokio::spawn(crate::memory::huge_pages_off_once_started(slot.clone()));
+    }
     let config_slots = config.ingest_slots();
     let state = AppState {
         config,

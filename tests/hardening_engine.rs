@@ -8,6 +8,8 @@ mod common;
 use common::ws::{demo_backend, next_where, send_text};
 use common::*;
 use serde_json::{json, Value};
+use std::ops::ControlFlow;
+use std::time::Duration;
 
 fn sum_board() -> Value {
     json!({"rules": [{"event_type": "match.*", "points_expression": "attrs.score"}],
@@ -435,23 +437,39 @@ fn thp_enabled(pid: u32) -> String {
         .to_owned()
 }
 
-/// By default the server turns transparent huge pages off for itself (PR_SET_THP_DISABLE);
-/// `transparent_huge_pages = true` leaves the kernel's setting alone. Either way it serves.
+/// By default the server turns transparent huge pages off for itself (PR_SET_THP_DISABLE)
+/// once its engine has started; `transparent_huge_pages = true` leaves the kernel's setting
+/// alone. Either way it serves.
 #[cfg(target_os = "linux")]
 #[tokio::test]
-async fn transparent_huge_pages_are_off_for_the_server_unless_configured() {
+async fn transparent_huge_pages_are_off_for_the_server_once_started_unless_configured() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    assert_eq!(thp_enabled(server.pid()), "0", "off by default");
+    let pid = server.pid();
+    wait_for("THP_enabled 0", Duration::from_secs(10), || async move {
+        match thp_enabled(pid).as_str() {
+            "0" => ControlFlow::Break(()),
+            other => ControlFlow::Continue(other.to_owned()),
+        }
+    })
+    .await;
     assert_eq!(server.client().get("/health", "").await.0, 200);
     drop(server);
     let dir = tempfile::tempdir().unwrap();
     let config = config_text(&dir.path().join("data"), "transparent_huge_pages = true");
     let server = Server::start_with(dir.path(), &config);
+    let c = server.client();
+    wait_for("ready", Duration::from_secs(10), || async {
+        match c.get("/ready", "").await.0 {
+            200 => ControlFlow::Break(()),
+            other => ControlFlow::Continue(other),
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
         thp_enabled(server.pid()),
         "1",
         "left to the kernel when configured"
     );
-    assert_eq!(server.client().get("/health", "").await.0, 200);
 }
