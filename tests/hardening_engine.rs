@@ -1,7 +1,7 @@
 //! Black-box hardening tests of the engine against the real binary over real sockets: the
 //! per-tenant board cap, nothing acknowledged that a board cannot decode, sums that would
 //! overflow, client-chosen extremes that must not wrap, and the process's own memory setting
-//! (no transparent huge pages unless configured).
+//! (no transparent huge pages once started, unless configured).
 
 mod common;
 
@@ -427,6 +427,7 @@ fn a_bad_scoring_priority_or_commit_budget_is_refused_at_start_up() {
 }
 
 /// The kernel's `THP_enabled` flag of process `pid` (Linux ≥ 5.0 shows it in `status`).
+#[cfg(target_os = "linux")]
 fn thp_enabled(pid: u32) -> String {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
