@@ -160,6 +160,7 @@ impl From<QueryError> for ApiError {
         match e {
             QueryError::Invalid(m) => ApiError::Validation(m),
             QueryError::Conflict(m) => ApiError::Conflict(m),
+            QueryError::Replaying(m) => ApiError::Unavailable(m),
             QueryError::Engine(e) => e.into(),
             other => ApiError::NotFound(other.to_string()),
         }
@@ -203,6 +204,24 @@ mod tests {
             assert_eq!(v["error"]["code"], code, "{v}");
             assert!(!v["error"]["message"].as_str().unwrap().is_empty(), "{v}");
         }
+    }
+
+    #[test]
+    fn a_board_replaying_its_log_is_a_503_that_says_so() {
+        let e = ApiError::from(QueryError::Replaying(
+            "leaderboard b is replaying its log after a (re)start (applied 3 of 9); retry shortly"
+                .into(),
+        ));
+        let v = e.envelope();
+        assert_eq!(v["error"]["status"], 503, "{v}");
+        assert_eq!(v["error"]["code"], "UNAVAILABLE", "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("replaying its log"),
+            "{v}"
+        );
     }
 
     #[test]

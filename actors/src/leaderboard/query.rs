@@ -107,6 +107,9 @@ pub enum QueryError {
     NoWindow(String),
     #[error("user {0} has no score in window {1}")]
     NoUser(String, String),
+    /// The board is replaying its log after a (re)start: retry shortly (503).
+    #[error("{0}")]
+    Replaying(String),
     #[error(transparent)]
     Engine(#[from] EngineError),
 }

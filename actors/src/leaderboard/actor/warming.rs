@@ -8,7 +8,6 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::{labels, BoardActorState, LeaderboardMsg};
-use crate::error::EngineError;
 use crate::leaderboard::query::QueryError;
 
 /// Most reads parked at once per board; more get a 503 at once.
@@ -106,10 +105,10 @@ fn gauge(state: &BoardActorState) {
 fn refuse(msg: LeaderboardMsg, board: &str, applied: u64, head: u64) {
     metrics::counter!("phoenix_leaderboard_parked_refused_total").increment(1);
     let err = || {
-        QueryError::Engine(EngineError::ActorUnavailable(format!(
+        QueryError::Replaying(format!(
             "leaderboard {board} is replaying its log after a (re)start \
              (applied {applied} of {head}); retry shortly"
-        )))
+        ))
     };
     match msg {
         LeaderboardMsg::Standings { reply, .. } | LeaderboardMsg::Users { reply, .. } => {
@@ -203,7 +202,7 @@ mod tests {
         let (msg, mut rx) = read(1);
         refuse(msg, "total", 1024, 5000);
         match rx.try_recv().expect("answered") {
-            Err(QueryError::Engine(EngineError::ActorUnavailable(m))) => {
+            Err(QueryError::Replaying(m)) => {
                 assert!(m.contains("leaderboard total is replaying"), "{m}");
                 assert!(m.contains("applied 1024 of 5000"), "{m}");
             }
