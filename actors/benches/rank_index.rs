@@ -1,4 +1,4 @@
-//! Rank index at 1,000,000 users: update, rank-of-user, top-10 and around-user, against a
+//! Rank index at 1,000,000 users (and a 10,000-user board's move): update, rank-of-user, top-10 and around-user, against a
 //! plain `BTreeMap` ordered set (which cannot answer ranks in O(log n)) in the same run.
 //!
 //! Run: cargo bench -p phoenix-actors --bench rank_index
@@ -13,25 +13,59 @@ use phoenix_actors::xorshift::XorShift as Rng;
 
 const USERS: u64 = 1_000_000;
 
-fn build() -> (RankIndex, Vec<String>) {
-    let users: Vec<String> = (0..USERS).map(|i| format!("user-{i:07}")).collect();
+fn build(n: u64) -> (RankIndex, Vec<String>) {
+    let users: Vec<String> = (0..n).map(|i| format!("user-{i:07}")).collect();
     let mut idx = RankIndex::new(SortOrder::Desc);
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     for (i, u) in users.iter().enumerate() {
-        idx.upsert(u, (rng.next_u64() % 1_000_000) as f64, i as u64);
+        idx.upsert(u, (rng.next_u64() % n) as f64, i as u64);
     }
     (idx, users)
 }
 
+/// Every user's handle, taken without changing the index.
+fn handles(idx: &mut RankIndex, users: &[String]) -> Vec<RankId> {
+    users
+        .iter()
+        .map(|u| {
+            // The user's own score and position: the index does not change.
+            let (_, score, reached) = idx.get(u).expect("every user is ranked");
+            idx.upsert_keeping_id(u, score, reached)
+                .expect("a ranked user has a handle")
+        })
+        .collect()
+}
+
 fn bench(c: &mut Criterion) {
-    let (mut idx, users) = build();
+    // A board of 10,000 users, in cache: what the 1 M-user figures' memory-level tricks cost
+    // when there are no misses to overlap.
+    let (mut small, small_users) = build(10_000);
+    let small_ids = handles(&mut small, &small_users);
+    let mut rng = Rng(42);
+    let mut pos = USERS;
+    c.bench_function("rank_index/upsert_id_10k", |b| {
+        b.iter_batched(
+            || {
+                (
+                    small_ids[(rng.next_u64() % 10_000) as usize],
+                    (rng.next_u64() % 10_000) as f64,
+                )
+            },
+            |(id, score)| {
+                pos += 1;
+                black_box(small.upsert_id(id, score, pos))
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    drop(small);
+
+    let (mut idx, users) = build(USERS);
     eprintln!(
         "rank index: {} users, {:.1} bytes/entry (approx heap incl. user ids)",
         idx.len(),
         idx.approx_heap_bytes() as f64 / idx.len() as f64
     );
-    let mut rng = Rng(42);
-    let mut pos = USERS;
     // As in production, the user id arrives with the event (fresh in cache): it is copied in
     // the untimed setup, so only the index's own work is measured. The `_cold_id` variants
     // read the id from a random slot of a 1 M-entry Vec inside the timed loop (one more cache
@@ -53,15 +87,7 @@ fn bench(c: &mut Criterion) {
     });
     // What a board does since it keeps each user's handle beside their accumulator: the move
     // by handle, with no user-table lookup (the handle, like the id above, is in cache).
-    let ids: Vec<RankId> = users
-        .iter()
-        .map(|u| {
-            // The user's own score and position: the index does not change.
-            let (_, score, reached) = idx.get(u).expect("every user is ranked");
-            idx.upsert_keeping_id(u, score, reached)
-                .expect("a ranked user has a handle")
-        })
-        .collect();
+    let ids = handles(&mut idx, &users);
     c.bench_function("rank_index/upsert_id_1m", |b| {
         b.iter_batched(
             || {

@@ -206,7 +206,7 @@ impl RankIndex {
             reached: reached_at,
             uid,
         };
-        let prev = match self.tree.move_within_leaf(&old, &new, &self.users) {
+        let prev = match self.tree.move_entry(&old, &new, &self.users) {
             Some(pos) => Some(pos),
             None => {
                 let prev = self.tree.remove(old, &self.users);

@@ -242,17 +242,17 @@ proptest! {
     }
 }
 
-/// Small score steps of users already ranked (`users` of them, `spread` points apart, so a
-/// small step mostly stays inside one leaf, the path [`super::tree::Tree::move_within_leaf`]
-/// serves). Every step against the model, with the full invariant check; returns how many steps
-/// moved in place. A step's third field picks its `reached_at`: 0 a new log position, 1 the old
+/// Score steps of users already ranked (`users` of them, `spread` points apart, so a small step
+/// mostly stays inside one leaf, which [`super::tree::Tree::move_entry`] serves in place, and a
+/// large one lands in another leaf). Every step against the model, with the full invariant
+/// check; returns how many steps moved in place and how many between two leaves. A step's third field picks its `reached_at`: 0 a new log position, 1 the old
 /// one, 2 the shared position 1 (equal score and position: the name breaks the tie).
 fn run_steps(
     order: SortOrder,
     caps: (usize, usize),
     (users, spread): (usize, u32),
-    steps: &[(usize, i8, u8)],
-) -> usize {
+    steps: &[(usize, i32, u8)],
+) -> (usize, usize) {
     let mut idx = RankIndex::with_caps(order, caps.0, caps.1);
     let mut model = Model::default();
     let mut seq = 1;
@@ -286,7 +286,7 @@ fn run_steps(
     }
     let all: Vec<Entry> = idx.iter().map(|e| e.to_entry()).collect();
     assert_eq!(all, model.range(order, 0, usize::MAX));
-    idx.tree.moves_in_place
+    (idx.tree.moves_in_place, idx.tree.moves_between_leaves)
 }
 
 proptest! {
@@ -296,7 +296,7 @@ proptest! {
     fn small_steps_match_the_model(
         order in order(),
         users in (1usize..120, 0u32..6),
-        steps in proptest::collection::vec((0usize..120, -3i8..4, 0u8..3), 1..200),
+        steps in proptest::collection::vec((0usize..120, -3i32..4, 0u8..3), 1..200),
     ) {
         run_steps(order, (3, 4), users, &steps);
         run_steps(order, (5, 5), users, &steps);
@@ -304,13 +304,46 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Jumps anywhere in the standings: most land in another leaf.
+    #[test]
+    fn jumps_match_the_model(
+        order in order(),
+        users in (1usize..300, 1u32..4),
+        steps in proptest::collection::vec((0usize..300, -900i32..900, 0u8..3), 1..300),
+    ) {
+        run_steps(order, (3, 4), users, &steps);
+        run_steps(order, (8, 6), users, &steps);
+        run_steps(order, (LEAF_CAP, INNER_CAP), users, &steps);
+    }
+}
+
+#[test]
+fn jumps_mostly_move_between_leaves_without_restructuring() {
+    let mut rng = crate::xorshift::XorShift(7);
+    let steps: Vec<(usize, i32, u8)> = (0..2000)
+        .map(|_| {
+            let user = (rng.next_u64() % 3000) as usize;
+            let delta = (rng.next_u64() % 60_000) as i32 - 30_000;
+            (user, delta, 0)
+        })
+        .collect();
+    let (in_place, between) = run_steps(SortOrder::Desc, (LEAF_CAP, INNER_CAP), (3000, 10), &steps);
+    assert!(
+        between >= 1500,
+        "only {between} of 2000 jumps moved between two leaves ({in_place} in place)"
+    );
+}
+
 #[test]
 fn small_steps_mostly_move_in_place() {
-    let steps: Vec<(usize, i8, u8)> = (0..400)
+    let steps: Vec<(usize, i32, u8)> = (0..400)
         .map(|i| ((i * 37) % 300, [1, -1, 2, -2][i % 4], (i % 3) as u8))
         .collect();
     for (caps, least) in [((5, 5), 100), ((LEAF_CAP, INNER_CAP), 300)] {
-        let moved = run_steps(SortOrder::Desc, caps, (300, 10), &steps);
+        let (moved, _) = run_steps(SortOrder::Desc, caps, (300, 10), &steps);
         assert!(
             moved >= least,
             "{caps:?}: only {moved} of 400 steps moved in place"

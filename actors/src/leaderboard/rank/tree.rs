@@ -52,9 +52,22 @@ pub(super) struct Tree {
     pub(super) leaf_min: usize,
     pub(super) inner_cap: usize,
     pub(super) inner_min: usize,
-    /// Upserts served by [`Tree::move_within_leaf`] (tests check the path is taken).
+    /// Upserts served by [`Tree::move_entry`] inside one leaf, and between two leaves (tests
+    /// check the paths are taken).
     #[cfg(test)]
     pub(super) moves_in_place: usize,
+    #[cfg(test)]
+    pub(super) moves_between_leaves: usize,
+}
+
+/// Deepest tree [`Tree::move_entry`] handles (a production tree of `u32::MAX` entries, at the
+/// minimum fan-out, is 8 levels high); deeper trees move by remove + insert.
+const MAX_PATH: usize = 12;
+
+/// The (inner node, child index) of each level on the paths to two keys' leaves.
+struct Paths {
+    a: [(u32, usize); MAX_PATH],
+    b: [(u32, usize); MAX_PATH],
 }
 
 impl Tree {
@@ -74,6 +87,8 @@ impl Tree {
             inner_min: (inner_cap / 3).max(2),
             #[cfg(test)]
             moves_in_place: 0,
+            #[cfg(test)]
+            moves_between_leaves: 0,
         }
     }
 
@@ -283,45 +298,77 @@ impl Tree {
         Some(acc + i)
     }
 
-    /// Descends to the leaves of `a` and of `b` side by side, changing nothing: the two chains of
-    /// node reads are independent, so their cache misses overlap, and whatever follows on either
-    /// path finds it in cache. Returns `a`'s leaf, the number of entries before that leaf, and
-    /// `b`'s leaf.
-    pub(super) fn locate_pair(&self, a: &Key, b: &Key, users: &Users) -> (u32, usize, u32) {
+    /// Descends to the leaves of `a` and of `b` side by side, changing nothing, recording each
+    /// path's (inner node, child index) per level, then reads every cache line of both leaves.
+    /// The two chains of node reads are independent, so their cache misses overlap; the leaves
+    /// are read with independent loads, so their misses overlap too (a cold leaf is 21 lines).
+    /// Whatever follows on either path finds it in cache. Returns `a`'s leaf, the number of
+    /// entries before that leaf, and `b`'s leaf. The tree is at most [`MAX_PATH`] high.
+    fn locate_pair(&self, a: &Key, b: &Key, users: &Users, paths: &mut Paths) -> (u32, usize, u32) {
         let (mut na, mut nb, mut before) = (self.root, self.root, 0);
-        for _ in 0..self.height {
+        for level in 0..self.height {
             let (ia, ib) = (&self.inners[na as usize], &self.inners[nb as usize]);
             let (ca, cb) = (ia.child_for(a, users), ib.child_for(b, users));
             before += ia.count_before(ca);
+            paths.a[level] = (na, ca);
+            paths.b[level] = (nb, cb);
             (na, nb) = (ia.child[ca], ib.child[cb]);
         }
+        std::hint::black_box(self.leaves[na as usize].touch() ^ self.leaves[nb as usize].touch());
         (na, before, nb)
     }
 
-    /// Moves the entry `old` to `new` (the same user's new key) in place when both belong to one
-    /// leaf and neither is (or becomes) that leaf's first row: no count changes and no separator
-    /// above it does. Returns `old`'s 0-based position, or `None` with nothing changed when the
+    /// Moves the entry `old` to `new` (the same user's new key) without restructuring the tree,
+    /// when that is possible: both keys in one leaf (the row moves inside it), or in two leaves
+    /// where the old one stays at least minimally full and the new one has room. Neither key may
+    /// be (or become) its leaf's first row, so no separator changes; only the counts along the
+    /// two paths do. Returns `old`'s 0-based position, or `None` with nothing changed when the
     /// move needs [`Tree::remove`] + [`Tree::insert`] (which then find both paths in cache).
-    pub(super) fn move_within_leaf(
-        &mut self,
-        old: &Key,
-        new: &Key,
-        users: &Users,
-    ) -> Option<usize> {
-        let (leaf, before, new_leaf) = self.locate_pair(old, new, users);
-        if leaf != new_leaf {
+    pub(super) fn move_entry(&mut self, old: &Key, new: &Key, users: &Users) -> Option<usize> {
+        if self.height > MAX_PATH {
             return None;
         }
-        let leaf = &mut self.leaves[leaf as usize];
-        let from = leaf.find(old, users).ok()?;
-        let to = leaf.find(new, users).err()?;
+        let mut paths = Paths {
+            a: [(0, 0); MAX_PATH],
+            b: [(0, 0); MAX_PATH],
+        };
+        let (la, before, lb) = self.locate_pair(old, new, users, &mut paths);
+        if la == lb {
+            let leaf = &mut self.leaves[la as usize];
+            let from = leaf.find(old, users).ok()?;
+            let to = leaf.find(new, users).err()?;
+            if from == 0 || to == 0 {
+                return None;
+            }
+            leaf.move_row(from, to, *new);
+            #[cfg(test)]
+            {
+                self.moves_in_place += 1;
+            }
+            return Some(before + from);
+        }
+        let (min, cap) = (self.leaf_min, self.leaf_cap);
+        let (a, b) = two_mut(&mut self.leaves, la as usize, lb as usize);
+        if a.len <= min || b.len >= cap {
+            return None;
+        }
+        let from = a.find(old, users).ok()?;
+        let to = b.find(new, users).err()?;
         if from == 0 || to == 0 {
             return None;
         }
-        leaf.move_row(from, to, *new);
+        a.close_gap(from);
+        b.insert(to, *new);
+        for level in 0..self.height {
+            let ((na, ca), (nb, cb)) = (paths.a[level], paths.b[level]);
+            if (na, ca) != (nb, cb) {
+                self.inners[na as usize].count[ca] -= 1;
+                self.inners[nb as usize].count[cb] += 1;
+            }
+        }
         #[cfg(test)]
         {
-            self.moves_in_place += 1;
+            self.moves_between_leaves += 1;
         }
         Some(before + from)
     }
