@@ -7,8 +7,11 @@
 //!   hold, per child, the exact minimum key of its subtree and its entry count. Rank lookup,
 //!   select-by-rank, insert and remove each descend once (O(log n)); leaves are chained, so top-N
 //!   and around-a-user are one descent plus O(k). Nodes live in `Vec<Box<_>>` arenas by `u32` id.
-//!   An upsert walks the old and the new key's paths side by side (their misses overlap) and
-//!   moves the row in place when both keys fall inside one leaf, away from its first row.
+//!   An upsert walks the old and the new key's paths side by side and then reads every cache
+//!   line of both leaves with independent loads (their misses overlap). When neither key is or
+//!   becomes its leaf's first row, the row moves inside its leaf, or from one leaf to the other
+//!   if the old leaf stays minimally full and the new one has room: only the counts along the
+//!   two paths change. Otherwise it is a remove and an insert, which find both paths in cache.
 //! - a user table (`Users`): every user id is stored once in a shared string arena and addressed by a
 //!   `u32` slot; an open-addressing hash table of slot numbers maps id → slot without a second copy.
 //!

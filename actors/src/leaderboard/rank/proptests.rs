@@ -245,8 +245,9 @@ proptest! {
 /// Score steps of users already ranked (`users` of them, `spread` points apart, so a small step
 /// mostly stays inside one leaf, which [`super::tree::Tree::move_entry`] serves in place, and a
 /// large one lands in another leaf). Every step against the model, with the full invariant
-/// check; returns how many steps moved in place and how many between two leaves. A step's third field picks its `reached_at`: 0 a new log position, 1 the old
-/// one, 2 the shared position 1 (equal score and position: the name breaks the tie).
+/// check; returns how many steps moved in place and how many between two leaves. A step's
+/// third field picks its `reached_at`: 0 a new log position, 1 the old one, 2 the shared
+/// position 1 (equal score and position: the name breaks the tie).
 fn run_steps(
     order: SortOrder,
     caps: (usize, usize),
