@@ -40,6 +40,9 @@ use queries::{
 use warming::Warming;
 
 const CATCH_UP_CHUNK: usize = 1024;
+/// How many entries ahead of the one it applies a catch-up looks the user up
+/// ([`BoardState::warm`]).
+const WARM_AHEAD: usize = 3;
 
 #[derive(Debug)]
 pub struct LeaderboardActor;
@@ -527,7 +530,10 @@ fn catch_up(
         }
         Plan::Entries(entries) => {
             state.board.begin_batch();
-            for d in &entries {
+            for (i, d) in entries.iter().enumerate() {
+                if let Some(user) = entries.get(i + WARM_AHEAD).and_then(|a| a.user.as_deref()) {
+                    std::hint::black_box(state.board.warm(user));
+                }
                 apply_entry(state, d, &mut seen);
             }
             state.board.end_batch();

@@ -360,6 +360,24 @@ impl BoardState {
         Some((key, cal.is_open(key, accepted, grace)))
     }
 
+    /// Looks `user` up, changing nothing, in the window each timeframe's last event fell in:
+    /// a catch-up calls it a few events ahead of the one it applies, so that the lookups'
+    /// cache misses (a window's table is far larger than the cache with many users) overlap
+    /// the work in between instead of stalling the event's own [`BoardState::apply_facts`].
+    /// Returns a value to pass to `black_box`, so the reads are not optimised away.
+    pub fn warm(&self, user: &str) -> u64 {
+        let mut x = 0;
+        for (i, span) in self.spans.iter().enumerate() {
+            let (Some((key, _, _)), Some(&tf)) = (span, self.def.frames.get(i)) else {
+                continue;
+            };
+            if let Some(w) = self.open.get(&(tf, *key)) {
+                x ^= w.accs.get(user).map_or(0, |c| c.acc.count);
+            }
+        }
+        x
+    }
+
     /// Apply the event at log position `seq`, accepted at `accepted_ms`.
     pub fn apply(&mut self, seq: u64, accepted_ms: i64, event: &Value) -> Applied {
         self.apply_facts(seq, accepted_ms, event, Facts::of(event))
