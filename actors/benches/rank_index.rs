@@ -1,5 +1,6 @@
-//! Rank index at 1,000,000 users (and a 10,000-user board's move): update, rank-of-user, top-10 and around-user, against a
-//! plain `BTreeMap` ordered set (which cannot answer ranks in O(log n)) in the same run.
+//! Rank index at 1,000,000 users (and a 10,000-user board's move): update, rank-of-user,
+//! top-10 and around-user, against a plain `BTreeMap` ordered set (which cannot answer ranks
+//! in O(log n)) in the same run.
 //!
 //! Run: cargo bench -p phoenix-actors --bench rank_index
 //! (prints memory per entry first; criterion prints median times)

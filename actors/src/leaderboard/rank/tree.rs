@@ -333,14 +333,13 @@ impl Tree {
             b: [(0, 0); MAX_PATH],
         };
         let (la, before, lb) = self.locate_pair(old, new, users, &mut paths);
+        let from = self.leaves[la as usize].find(old, users).ok()?;
+        let to = self.leaves[lb as usize].find(new, users).err()?;
+        if from == 0 || to == 0 {
+            return None;
+        }
         if la == lb {
-            let leaf = &mut self.leaves[la as usize];
-            let from = leaf.find(old, users).ok()?;
-            let to = leaf.find(new, users).err()?;
-            if from == 0 || to == 0 {
-                return None;
-            }
-            leaf.move_row(from, to, *new);
+            self.leaves[la as usize].move_row(from, to, *new);
             #[cfg(test)]
             {
                 self.moves_in_place += 1;
@@ -350,11 +349,6 @@ impl Tree {
         let (min, cap) = (self.leaf_min, self.leaf_cap);
         let (a, b) = two_mut(&mut self.leaves, la as usize, lb as usize);
         if a.len <= min || b.len >= cap {
-            return None;
-        }
-        let from = a.find(old, users).ok()?;
-        let to = b.find(new, users).err()?;
-        if from == 0 || to == 0 {
             return None;
         }
         a.close_gap(from);
